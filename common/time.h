@@ -1,0 +1,34 @@
+// Time as a value. The coordinator core never reads a clock: callers pass an Instant.
+// `mono` (steady, for leases, timeouts, backoff) and `wall` (system, for audit and display)
+// are both milliseconds since their own epochs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace td {
+
+using Millis = std::chrono::milliseconds;
+
+struct Instant {
+  Millis mono{0};
+  Millis wall{0};
+};
+
+// The clock port. SystemClock reads the real clocks; tests use ManualClock (tests/support).
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual Instant now() const = 0;
+};
+
+class SystemClock final : public Clock {
+ public:
+  Instant now() const override {
+    using namespace std::chrono;
+    return {duration_cast<Millis>(steady_clock::now().time_since_epoch()),
+            duration_cast<Millis>(system_clock::now().time_since_epoch())};
+  }
+};
+
+}  // namespace td
