@@ -1,0 +1,270 @@
+#include "coordinator/core.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/check.h"
+#include "common/hash.h"
+#include "coordinator/validate.h"
+
+namespace td::coordinator {
+
+namespace {
+
+// Every change ref a peer carries (own and built on), qualified by repository, without repeats.
+std::vector<std::string> changeRefs(const td::v1::PeerRegistered& peer) {
+  std::vector<std::string> refs;
+  for (const auto& repo : peer.repos()) {
+    refs.push_back(protocol::qualifiedRef(repo.repository(), repo.change_ref()));
+    for (const auto& ref : repo.builds_on()) {
+      refs.push_back(protocol::qualifiedRef(repo.repository(), ref));
+    }
+  }
+  std::sort(refs.begin(), refs.end());
+  refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+  return refs;
+}
+
+// Kafka topic names allow [A-Za-z0-9._-]; group ids become topic names.
+std::string topicSafe(std::string_view text, std::size_t max_len) {
+  std::string out;
+  for (char c : text.substr(0, max_len)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    out.push_back(ok ? c : '_');
+  }
+  return out;
+}
+
+}  // namespace
+
+Core::Core(CoreConfig config) : config_(std::move(config)) {}
+
+Effects Core::handle(const Input& input, Instant now) {
+  Effects out;
+  std::visit(
+      [&](const auto& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, Registration>) onRegistration(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::PeerHeartbeat>) onHeartbeat(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::PeerLeft>) onLeft(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::StepStarted>) onStarted(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::StepFinished>) onFinished(msg, now, out);
+        if constexpr (std::is_same_v<T, Tick>) onTick(now, out);
+      },
+      input);
+  return out;
+}
+
+const Group* Core::findGroupForTest(const std::string& group_id) const {
+  auto it = groups_.find(group_id);
+  return it == groups_.end() ? nullptr : it->second.get();
+}
+
+std::string Core::groupOfPeerForTest(const std::string& peer_id) const {
+  auto it = peers_.find(peer_id);
+  return it == peers_.end() ? std::string() : it->second.group_id;
+}
+
+void Core::reply(const td::v1::PeerRegistered& peer, std::int32_t partition, const Group& group,
+                 Effects& out) const {
+  PublishJoin join{.partition = partition, .key = peer.compatibility_key()};
+  join.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  *join.record.mutable_joined() = group.joinedReply(peer);
+  out.emplace_back(std::move(join));
+}
+
+void Core::onRegistration(const Registration& input, Instant now, Effects& out) {
+  const auto& peer = input.peer;
+  if (std::string problem = validateRegistration(peer); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid registration: " + problem});
+    PublishJoin join{.partition = input.partition, .key = peer.compatibility_key()};
+    join.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    auto& rejected = *join.record.mutable_rejected();
+    rejected.set_peer_id(peer.peer_id());
+    rejected.set_session_id(peer.session_id());
+    rejected.set_reason(problem);
+    out.emplace_back(std::move(join));
+    return;
+  }
+
+  if (auto it = peers_.find(peer.peer_id()); it != peers_.end()) {
+    Group& current = *groups_.at(it->second.group_id);
+    if (it->second.session_id == peer.session_id()) {
+      // A repeated registration (the worker retried, or the input was replayed): same answer.
+      current.ignore("duplicate_registration", "already a member", peer.peer_id(), "", 0, now,
+                     out);
+      reply(peer, input.partition, current, out);
+      return;
+    }
+    // A new session of a known peer replaces the old one, whose running step is re-queued.
+    current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
+    peers_.erase(it);
+  }
+
+  const std::string key = peer.compatibility_key();
+  const std::vector<std::string> refs = changeRefs(peer);
+  std::uint32_t shared = 0;
+  Group* group = peer.complex() ? nullptr : chooseGroup(peer, refs, now, &shared);
+  if (group == nullptr) {
+    std::string id = newGroupId(peer, key);
+    auto created =
+        std::make_unique<Group>(id, key, next_ordinal_++, peer, config_, now, out);
+    group = created.get();
+    groups_.emplace(id, std::move(created));
+  }
+  group->addMember(peer, refs, shared, now, out);
+  indexRefs(families_[key], *group, refs);
+  peers_[peer.peer_id()] = PeerRecord{peer.session_id(), group->id()};
+  reply(peer, input.partition, *group, out);
+  if (group->finishedAt()) scheduleExpiry(*group);
+}
+
+Group* Core::chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
+                         Instant now, std::uint32_t* shared) {
+  auto family_it = families_.find(peer.compatibility_key());
+  if (family_it == families_.end()) return nullptr;
+  // Count, per candidate group, how many of the peer's refs its members carry.
+  std::unordered_map<std::string, std::uint32_t> overlap;
+  for (const auto& ref : refs) {
+    auto it = family_it->second.groups_by_ref.find(ref);
+    if (it == family_it->second.groups_by_ref.end()) continue;
+    for (const auto& group_id : it->second) ++overlap[group_id];
+  }
+  Group* best = nullptr;
+  std::uint32_t best_overlap = 0;
+  for (const auto& [group_id, count] : overlap) {
+    Group& candidate = *groups_.at(group_id);
+    const bool joinable =
+        candidate.status() == td::v1::GROUP_STATUS_RUNNING ||
+        (candidate.status() == td::v1::GROUP_STATUS_COMPLETED &&
+         now.mono < *candidate.finishedAt() + config_.finished_group_retention);
+    if (!joinable) continue;
+    if (count > best_overlap ||
+        (count == best_overlap && best != nullptr && candidate.ordinal() < best->ordinal())) {
+      best = &candidate;
+      best_overlap = count;
+    }
+  }
+  (void)peer;
+  *shared = best_overlap;
+  return best;
+}
+
+std::string Core::newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const {
+  // Deterministic in the input: a replay of the same registrations names the same groups.
+  const std::string base =
+      topicSafe(peer.schema_name(), 60) + "-" +
+      hex64(fnv1a64(key + "\n" + peer.peer_id() + "\n" + peer.session_id())).substr(0, 12);
+  std::string id = base;
+  for (int n = 2; groups_.contains(id); ++n) id = base + "-" + std::to_string(n);
+  return id;
+}
+
+void Core::indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs) {
+  for (const auto& ref : refs) {
+    auto& ids = family.groups_by_ref[ref];
+    if (std::find(ids.begin(), ids.end(), group.id()) == ids.end()) ids.push_back(group.id());
+  }
+}
+
+void Core::scheduleExpiry(const Group& group) {
+  TD_CHECK(group.finishedAt().has_value());
+  expiry_.emplace(*group.finishedAt() + config_.finished_group_retention, group.id());
+}
+
+void Core::forget(const std::string& group_id) {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) return;
+  Group& group = *it->second;
+  auto family_it = families_.find(group.compatibilityKey());
+  if (family_it != families_.end()) {
+    auto& by_ref = family_it->second.groups_by_ref;
+    for (const auto& ref : group.refs()) {
+      auto ref_it = by_ref.find(ref);
+      if (ref_it == by_ref.end()) continue;
+      std::erase(ref_it->second, group_id);
+      if (ref_it->second.empty()) by_ref.erase(ref_it);
+    }
+    if (by_ref.empty()) families_.erase(family_it);
+  }
+  for (const auto& peer_id : group.memberPeerIds()) {
+    auto peer_it = peers_.find(peer_id);
+    if (peer_it != peers_.end() && peer_it->second.group_id == group_id) peers_.erase(peer_it);
+  }
+  groups_.erase(it);
+}
+
+Group* Core::groupFor(const std::string& group_id, Effects& out) {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) {
+    out.emplace_back(DeadLetter{.reason = "unknown group " + group_id});
+    return nullptr;
+  }
+  return it->second.get();
+}
+
+void Core::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
+  (void)now;
+  if (std::string problem = validateHeartbeat(msg); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid heartbeat: " + problem});
+    return;
+  }
+  // Leases arrive with failure handling; until then a heartbeat only has to name a real group.
+  groupFor(msg.group_id(), out);
+}
+
+void Core::onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out) {
+  if (std::string problem = validateLeft(msg); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid leave: " + problem});
+    return;
+  }
+  Group* group = groupFor(msg.group_id(), out);
+  if (group == nullptr) return;
+  auto it = peers_.find(msg.peer_id());
+  if (it == peers_.end() || it->second.session_id != msg.session_id() ||
+      it->second.group_id != msg.group_id()) {
+    group->ignore("stale_session", "leave from a session that is not a member", msg.peer_id(),
+                  "", 0, now, out);
+    return;
+  }
+  group->removeMember(msg.peer_id(), "left: " + msg.reason(), now, out);
+  peers_.erase(it);
+  if (group->finishedAt()) scheduleExpiry(*group);
+}
+
+void Core::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {
+  if (std::string problem = validateStarted(msg); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid step started: " + problem});
+    return;
+  }
+  if (Group* group = groupFor(msg.group_id(), out)) group->onStarted(msg, now, out);
+}
+
+void Core::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out) {
+  if (std::string problem = validateFinished(msg); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid step finished: " + problem});
+    return;
+  }
+  Group* group = groupFor(msg.group_id(), out);
+  if (group == nullptr) return;
+  const bool was_running = !group->finishedAt().has_value();
+  group->onFinished(msg, now, out);
+  if (was_running && group->finishedAt()) scheduleExpiry(*group);
+}
+
+void Core::onTick(Instant now, Effects& out) {
+  (void)out;
+  while (!expiry_.empty() && expiry_.begin()->first <= now.mono) {
+    std::string group_id = expiry_.begin()->second;
+    expiry_.erase(expiry_.begin());
+    auto it = groups_.find(group_id);
+    // A group can be scheduled more than once (late joiners); forget it only when due.
+    if (it == groups_.end() || !it->second->finishedAt()) continue;
+    if (*it->second->finishedAt() + config_.finished_group_retention > now.mono) continue;
+    forget(group_id);
+  }
+}
+
+}  // namespace td::coordinator

@@ -1,0 +1,74 @@
+// The coordinator core: a deterministic state machine, `handle(input, now) -> effects`.
+// It groups peers (see docs/architecture.md, "Grouping") and owns every group's queue manager.
+//
+// Per-input cost is independent of the number of groups and peers: groups, peers and
+// compatibility families are found through hash maps, and the best group for a new peer is
+// found through a per-family index from change ref to groups.
+//
+// Thread safety: none; one thread owns a Core. No I/O, no clock, no threads.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "coordinator/core_types.h"
+#include "coordinator/group.h"
+
+namespace td::coordinator {
+
+class Core {
+ public:
+  explicit Core(CoreConfig config);
+
+  // Applies one input; returns what the shell must do, in order. Invalid input produces a
+  // DeadLetter effect (and, for a registration, a rejection reply) and changes nothing else.
+  [[nodiscard]] Effects handle(const Input& input, Instant now);
+
+  const CoreConfig& config() const { return config_; }
+  std::size_t groupCount() const { return groups_.size(); }
+  const Group* findGroupForTest(const std::string& group_id) const;
+  // The group a peer (by id) currently belongs to, or empty.
+  std::string groupOfPeerForTest(const std::string& peer_id) const;
+
+ private:
+  struct Family {
+    // Change ref -> ids of this family's groups whose members carry that ref.
+    std::unordered_map<std::string, std::vector<std::string>> groups_by_ref;
+  };
+  struct PeerRecord {
+    std::string session_id;
+    std::string group_id;
+  };
+
+  void onRegistration(const Registration& input, Instant now, Effects& out);
+  void onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out);
+  void onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out);
+  void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
+  void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
+  void onTick(Instant now, Effects& out);
+
+  // The group `peer` should join, or null to start a new one; `shared` gets the overlap.
+  Group* chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
+                     Instant now, std::uint32_t* shared);
+  std::string newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const;
+  void indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs);
+  void scheduleExpiry(const Group& group);
+  void forget(const std::string& group_id);
+  // The group a worker message names, if the message's peer belongs to it; otherwise records
+  // why it is ignored (on the group's stream, or the DLQ for an unknown group) and returns null.
+  Group* groupFor(const std::string& group_id, Effects& out);
+  void reply(const td::v1::PeerRegistered& peer, std::int32_t partition, const Group& group,
+             Effects& out) const;
+
+  CoreConfig config_;
+  std::uint64_t next_ordinal_ = 1;
+  std::unordered_map<std::string, std::unique_ptr<Group>> groups_;
+  std::unordered_map<std::string, Family> families_;
+  std::unordered_map<std::string, PeerRecord> peers_;
+  std::multimap<Millis, std::string> expiry_;   // mono time -> group id to forget
+};
+
+}  // namespace td::coordinator

@@ -1,0 +1,70 @@
+// Inputs, effects and configuration of the coordinator core. The core is a pure function of
+// (state, input, now): it reads no clock, does no I/O and starts no thread. The Kafka adapter
+// (coordinator/kafka/) turns records into Inputs and carries out the Effects in order.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/time.h"
+#include "protocol/protocol.h"
+#include "td/v1/assignments.pb.h"
+#include "td/v1/completions.pb.h"
+#include "td/v1/events.pb.h"
+#include "td/v1/joins.pb.h"
+#include "td/v1/registrations.pb.h"
+
+namespace td::coordinator {
+
+// Configuration of the core. Every field has a default; the binary validates before use.
+struct CoreConfig {
+  std::string coordinator_id = "coordinator";  // names this instance on td.events
+  std::uint64_t epoch = 1;                     // instance epoch, stamped on assignments/events
+  // A completed group stays joinable (late joiners learn it is done) this long; a finished
+  // (completed or failed) group is forgotten after it, so memory stays bounded.
+  Millis finished_group_retention{std::chrono::minutes(10)};
+  protocol::Topics topics;
+};
+
+// ---- Inputs -------------------------------------------------------------------------------
+
+// A registration, with the partition it arrived on (the reply goes to the same partition).
+struct Registration {
+  std::int32_t partition = 0;
+  td::v1::PeerRegistered peer;
+};
+// Time passes: expire finished groups (and, later, leases and backoff timers).
+struct Tick {};
+
+using Input = std::variant<Registration, td::v1::PeerHeartbeat, td::v1::PeerLeft,
+                           td::v1::StepStarted, td::v1::StepFinished, Tick>;
+
+// ---- Effects ------------------------------------------------------------------------------
+
+// Write `record` to td.joins on `partition` with `key` (the compatibility key).
+struct PublishJoin {
+  std::int32_t partition = 0;
+  std::string key;
+  td::v1::JoinRecord record;
+};
+// Write `record` to td.assign.<group_id>, partition 0.
+struct PublishAssignment {
+  std::string group_id;
+  td::v1::AssignmentRecord record;
+};
+// Write `event` to td.events with key = event.group_id().
+struct PublishEvent {
+  td::v1::Event event;
+};
+// The input was invalid: write it, with this reason, to td.dlq (the adapter has the bytes).
+struct DeadLetter {
+  std::string reason;
+};
+
+using Effect = std::variant<PublishJoin, PublishAssignment, PublishEvent, DeadLetter>;
+using Effects = std::vector<Effect>;
+
+}  // namespace td::coordinator

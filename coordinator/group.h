@@ -1,0 +1,123 @@
+// One group: the peers that share a schema's results, and the queue manager that shards the
+// schema's steps across them. Pure: every mutator takes `now` and appends effects to `out`.
+//
+// Step states and their transitions:
+//
+//   waiting --(all depends_on succeeded)--> queued --(assigned to an idle member)--> running
+//   running --(finished: succeeded)--> succeeded
+//   running --(finished: failed/timed out/rejected, failures < max_attempts)--> queued (retry)
+//   running --(finished: failed/..., failures == max_attempts)--> failed  => group failed
+//   running --(peer left / replaced / finished: aborted while the group runs)--> queued (not counted)
+//
+// Group states: running --(every step succeeded)--> completed
+//               running --(a step used its attempts)--> failed (running steps are aborted)
+//
+// Retries prefer an idle member that has not failed the step yet; if none is idle, any idle
+// member may take it. Thread safety: none; owned by the Core.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "coordinator/core_types.h"
+
+namespace td::coordinator {
+
+class Group {
+ public:
+  // Creates the group with `founder`'s steps; emits group_created (the founder joins through
+  // addMember afterwards).
+  Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
+        const td::v1::PeerRegistered& founder, const CoreConfig& config, Instant now,
+        Effects& out);
+
+  const std::string& id() const { return id_; }
+  const std::string& compatibilityKey() const { return compatibility_key_; }
+  std::uint64_t ordinal() const { return ordinal_; }  // creation order, for "oldest group wins"
+  td::v1::GroupStatus status() const { return status_; }
+  // When the group completed or failed; nullopt while it runs.
+  std::optional<Millis> finishedAt() const { return finished_at_; }
+  // Every member's change refs (own and built on), qualified by repository.
+  const std::unordered_set<std::string>& refs() const { return refs_; }
+  std::vector<std::string> memberPeerIds() const;
+  std::uint64_t lastSequence() const { return next_sequence_ - 1; }
+
+  // Adds a peer (already known not to be a member). `refs` are its qualified change refs,
+  // `shared_refs` how many of them the group had. Runs nothing if the group is finished.
+  void addMember(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
+                 std::uint32_t shared_refs, Instant now, Effects& out);
+  // The peer's session is gone (left, or replaced by a newer session): its running step is
+  // re-queued without counting as a failure.
+  void removeMember(const std::string& peer_id, const std::string& reason, Instant now,
+                    Effects& out);
+  void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
+  void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
+  // Records an input that was valid but changed nothing (duplicate, stale, ...).
+  void ignore(std::string reason, std::string detail, const std::string& peer_id,
+              const std::string& step_id, std::uint32_t attempt, Instant now, Effects& out);
+
+  // The reply a (new or repeated) registration of `peer` gets.
+  td::v1::GroupJoined joinedReply(const td::v1::PeerRegistered& peer) const;
+
+ private:
+  enum class StepState { kWaiting, kQueued, kRunning, kSucceeded, kFailed };
+  struct StepRun {
+    td::v1::StepSpec spec;
+    StepState state = StepState::kWaiting;
+    std::uint32_t attempt = 0;     // last attempt number handed out (1-based)
+    std::uint32_t failures = 0;    // counted failures
+    std::size_t unmet_deps = 0;
+    std::vector<std::size_t> dependents;
+    std::set<std::string> failed_on;   // peers that failed it
+    std::string peer_id;               // of the running or last attempt
+    std::string session_id;
+    bool abort_requested = false;
+    td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
+    std::uint64_t last_duration_ms = 0;
+  };
+  struct Member {
+    std::string peer_id;
+    std::string session_id;
+    std::uint32_t slots = 1;
+    std::set<std::size_t> running;   // step indexes
+    bool present = true;
+  };
+
+  td::v1::Event& emit(Instant now, Effects& out);
+  void queue(std::size_t step, const std::string& reason, Instant now, Effects& out);
+  void schedule(Instant now, Effects& out);
+  void assign(std::size_t step, Member& member, Instant now, Effects& out);
+  void complete(Instant now, Effects& out);
+  void fail(std::size_t step, const std::string& reason, Instant now, Effects& out);
+  void requeueLost(std::size_t step, const std::string& reason, Instant now, Effects& out);
+  void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;
+  Member* findMember(const std::string& peer_id);
+  // Finds the step a worker message refers to, or records why it is ignored and returns null.
+  StepRun* matchRunning(const std::string& peer_id, const std::string& session_id,
+                        const std::string& step_id, std::uint32_t attempt, std::size_t* index,
+                        Instant now, Effects& out);
+
+  const CoreConfig& config_;
+  std::string id_;
+  std::string compatibility_key_;
+  std::uint64_t ordinal_;
+  std::string schema_name_;
+  td::v1::GroupStatus status_ = td::v1::GROUP_STATUS_RUNNING;
+  Millis created_at_wall_;
+  std::optional<Millis> finished_at_;
+  std::uint64_t next_sequence_ = 1;
+  std::vector<StepRun> steps_;
+  std::unordered_map<std::string, std::size_t> step_index_;
+  std::set<std::size_t> queued_;       // in schema order
+  std::size_t succeeded_ = 0;
+  std::vector<Member> members_;        // in join order
+  std::unordered_map<std::string, std::size_t> member_index_;
+  std::unordered_set<std::string> refs_;
+};
+
+}  // namespace td::coordinator

@@ -1,0 +1,19 @@
+// Semantic validation of decoded input. A record that fails here is dead-lettered with the
+// returned reason; it never reaches a group. Pure functions.
+#pragma once
+
+#include <string>
+
+#include "td/v1/completions.pb.h"
+#include "td/v1/registrations.pb.h"
+
+namespace td::coordinator {
+
+// Empty string when valid, otherwise the first problem found ("field: what is wrong").
+std::string validateRegistration(const td::v1::PeerRegistered& peer);
+std::string validateHeartbeat(const td::v1::PeerHeartbeat& msg);
+std::string validateLeft(const td::v1::PeerLeft& msg);
+std::string validateStarted(const td::v1::StepStarted& msg);
+std::string validateFinished(const td::v1::StepFinished& msg);
+
+}  // namespace td::coordinator
