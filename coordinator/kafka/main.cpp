@@ -1,0 +1,73 @@
+// td-coordinator: consumes peers' registrations and completions, publishes assignments.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "common/log.h"
+#include "coordinator/kafka/service.h"
+
+namespace {
+td::coordinator::Service* g_service = nullptr;
+void onSignal(int) {
+  if (g_service != nullptr) g_service->stop();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"td-coordinator: groups CI peers and shards their schema's steps over Kafka"};
+  td::coordinator::ServiceOptions options;
+  std::vector<std::string> properties;
+  std::string prefix = "td.";
+  std::string level = "info";
+  int retention_s = 600;
+  options.core.coordinator_id = "coordinator-" + std::to_string(::getpid());
+  app.add_option("--bootstrap-server", options.bootstrap_servers,
+                 "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]")->required();
+  app.add_option("-X", properties, "librdkafka property key=value (repeatable)");
+  app.add_option("--consumer-group", options.consumer_group, "consumer group of coordinators")
+      ->capture_default_str();
+  app.add_option("--coordinator-id", options.core.coordinator_id,
+                 "name of this instance on td.events (default: coordinator-PID)");
+  app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
+  app.add_option("--finished-group-retention", retention_s,
+                 "seconds a completed group stays joinable before it is forgotten")
+      ->check(CLI::Range(1, 7 * 24 * 3600))->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;   // --help is 0; every usage error is 2
+  }
+
+  if (!td::log::setLevel(level)) {
+    std::fprintf(stderr, "td-coordinator: --log-level: unknown level '%s'\n", level.c_str());
+    return 2;
+  }
+  auto parsed = td::kafka::parseProperties(properties);
+  if (!parsed) {
+    std::fprintf(stderr, "td-coordinator: -X: %s\n", parsed.error().message().c_str());
+    return 2;
+  }
+  options.kafka = std::move(*parsed);
+  options.core.topics = td::protocol::Topics(prefix);
+  options.core.finished_group_retention = std::chrono::seconds(retention_s);
+  td::protocol::routeProtobufLogs();
+
+  td::SystemClock clock;
+  auto service = td::coordinator::Service::create(std::move(options), clock);
+  if (!service) {
+    std::fprintf(stderr, "td-coordinator: %s\n", service.error().message().c_str());
+    return 2;
+  }
+  g_service = service->get();
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  auto status = (*service)->run();
+  g_service = nullptr;
+  if (!status) {
+    td::log::get("coordinator")->critical("stopped: {}", status.error().message());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,126 @@
+// End to end, with real processes: td-broker, td-coordinator and td-worker. Every check of
+// "ran exactly once" counts files the steps themselves wrote, not the coordinator's word.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tests/integration/cluster.h"
+
+namespace td::testing {
+namespace {
+
+constexpr auto kRunTimeout = std::chrono::seconds(90);
+const std::string kMark = "echo \"$TD_PEER_ID\" > \"$TD_TEST_MARKS/$TD_STEP_ID.$TD_ATTEMPT.$TD_GROUP_ID\"";
+
+// A step that records its run (see Cluster::marksWritten), then runs `then`.
+std::string markingStep(const std::string& id, const std::string& then = "sleep 0.2") {
+  return "  - id: " + id + "\n    run: " + kMark + (then.empty() ? "" : "; " + then) + "\n";
+}
+
+std::string schemaOf(const std::string& name, const std::vector<std::string>& ids,
+                     const std::string& then = "sleep 0.2") {
+  std::string yaml = "name: " + name + "\ndefaults: {timeout: 1m, max_attempts: 3}\nsteps:\n";
+  for (const auto& id : ids) yaml += markingStep(id, then);
+  return yaml;
+}
+
+TEST(EndToEnd, ThreeWorkersShareSixStepsAndEachRunsOnce) {
+  Cluster cluster;
+  auto schema = cluster.writeSchema("six", schemaOf("six", {"s1", "s2", "s3", "s4", "s5", "s6"}));
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c2", {"c1"}});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c3", {"c1", "c2"}});
+  for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+
+  auto marks = cluster.marksWritten();
+  EXPECT_EQ(marks.size(), 6u) << cluster.logs();
+  std::set<std::string> steps, peers, groups;
+  for (const auto& m : marks) {
+    EXPECT_EQ(m.attempt, 1u) << m.step;
+    steps.insert(m.step);
+    peers.insert(m.peer);
+    groups.insert(m.group);
+  }
+  EXPECT_EQ(steps.size(), 6u) << "every step ran exactly once";
+  EXPECT_EQ(groups.size(), 1u) << "one group";
+  EXPECT_GE(peers.size(), 2u) << "the work was shared";
+  EXPECT_NE(w1.output().find("COMPLETED"), std::string::npos) << w1.output();
+}
+
+TEST(EndToEnd, StepFailingOnceSucceedsOnItsSecondAttempt) {
+  Cluster cluster;
+  std::string yaml = schemaOf("flaky", {"a", "b", "c"});
+  yaml += markingStep("flaky", "test \"$TD_ATTEMPT\" -ge 2");
+  auto schema = cluster.writeSchema("flaky", yaml);
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c1"});
+  for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  EXPECT_EQ(cluster.runsOf("flaky"), 2) << cluster.logs();
+  for (const char* step : {"a", "b", "c"}) EXPECT_EQ(cluster.runsOf(step), 1) << step;
+}
+
+TEST(EndToEnd, StepAlwaysFailingRunsMaxAttemptsThenEveryWorkerExitsOne) {
+  Cluster cluster;
+  std::string yaml = schemaOf("doomed", {"ok1", "ok2"});
+  yaml += markingStep("bad", "exit 3");
+  auto schema = cluster.writeSchema("doomed", yaml);
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c1"});
+  for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 1) << cluster.logs();
+  EXPECT_EQ(cluster.runsOf("bad"), 3) << cluster.logs();
+  EXPECT_NE(w1.output().find("FAILED"), std::string::npos) << w1.output();
+}
+
+TEST(EndToEnd, TwoGroupsWithDifferentChangesRunInParallelWithoutMixing) {
+  Cluster cluster;
+  auto schema = cluster.writeSchema("pair", schemaOf("pair", {"x", "y", "z", "w"}));
+  auto& a1 = cluster.startWorker(schema, {"a1", "ca"});
+  auto& b1 = cluster.startWorker(schema, {"b1", "cb"});
+  auto& a2 = cluster.startWorker(schema, {"a2", "ca2", {"ca"}});
+  auto& b2 = cluster.startWorker(schema, {"b2", "cb2", {"cb"}});
+  for (auto* w : {&a1, &b1, &a2, &b2}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+
+  // Each step ran exactly once per group, and only on that group's peers.
+  std::map<std::string, std::set<std::string>> steps_of_group, peers_of_group;
+  for (const auto& m : cluster.marksWritten()) {
+    EXPECT_EQ(m.attempt, 1u) << "no retries expected: " << m.step;
+    EXPECT_TRUE(steps_of_group[m.group].insert(m.step).second) << m.step << " ran twice";
+    peers_of_group[m.group].insert(m.peer);
+  }
+  ASSERT_EQ(steps_of_group.size(), 2u) << cluster.logs();
+  for (const auto& [group, steps] : steps_of_group) EXPECT_EQ(steps.size(), 4u) << group;
+  for (const auto& [group, peers] : peers_of_group) {
+    const bool is_a = peers.contains("a1") || peers.contains("a2");
+    const bool is_b = peers.contains("b1") || peers.contains("b2");
+    EXPECT_NE(is_a, is_b) << "group " << group << " mixed peers";
+  }
+}
+
+TEST(EndToEnd, LateJoinerOfACompletedGroupRunsNothingAndExitsZero) {
+  Cluster cluster;
+  auto schema = cluster.writeSchema("late", schemaOf("late", {"only"}, ""));
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
+  auto& late = cluster.startWorker(schema, {"late", "c1"});
+  ASSERT_EQ(late.wait(kRunTimeout), 0) << cluster.logs();
+  EXPECT_EQ(cluster.runsOf("only"), 1);
+  EXPECT_NE(late.output().find("COMPLETED"), std::string::npos) << late.output();
+}
+
+TEST(EndToEnd, StepsSeeTheirEnvironmentAndRunInTheWorkersDirectory) {
+  Cluster cluster;
+  auto schema = cluster.writeSchema(
+      "env", "name: env\nsteps:\n  - id: show\n    run: echo \"$TD_GROUP_ID|$TD_STEP_ID|"
+             "$TD_ATTEMPT|$TD_PEER_ID|$TD_SCHEMA|$(pwd)\" > \"$TD_TEST_MARKS/../env\"\n");
+  auto& w = cluster.startWorker(schema, {"w1", "c1"});
+  ASSERT_EQ(w.wait(kRunTimeout), 0) << cluster.logs();
+  auto env = readFile(cluster.dir() / "env");
+  EXPECT_NE(env.find("|show|1|w1|env|"), std::string::npos) << env;
+  EXPECT_NE(env.find("/work-w1"), std::string::npos) << env;
+  EXPECT_EQ(env.rfind("env-", 0), 0u) << "group ids start with the schema name: " << env;
+}
+
+}  // namespace
+}  // namespace td::testing

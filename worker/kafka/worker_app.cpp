@@ -1,0 +1,357 @@
+#include "worker/kafka/worker_app.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "common/log.h"
+#include "td/v1/assignments.pb.h"
+#include "td/v1/completions.pb.h"
+#include "td/v1/joins.pb.h"
+
+namespace td::worker {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+td::v1::StepOutcome toOutcome(RunOutcome outcome) {
+  switch (outcome) {
+    case RunOutcome::kSucceeded: return td::v1::STEP_OUTCOME_SUCCEEDED;
+    case RunOutcome::kFailed: return td::v1::STEP_OUTCOME_FAILED;
+    case RunOutcome::kTimedOut: return td::v1::STEP_OUTCOME_TIMED_OUT;
+    case RunOutcome::kAborted: return td::v1::STEP_OUTCOME_ABORTED;
+  }
+  return td::v1::STEP_OUTCOME_FAILED;
+}
+
+std::int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+WorkerApp::WorkerApp(WorkerOptions options, const schema::Schema& schema)
+    : options_(std::move(options)),
+      schema_(schema),
+      session_id_(newSessionId()),
+      log_(td::log::get("worker")) {}
+
+WorkerApp::~WorkerApp() {
+  for (int fd : signal_pipe_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
+                                                         const schema::Schema& schema) {
+  std::unique_ptr<WorkerApp> app(new WorkerApp(std::move(options), schema));
+  if (::pipe2(app->signal_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return makeError(td::Errc::kIo, "pipe2 failed");
+  }
+  const auto& o = app->options_;
+  kafka::Properties producer_props{{"bootstrap.servers", o.bootstrap_servers},
+                                   {"client.id", "td-worker-" + o.peer.peer_id},
+                                   {"linger.ms", "1"}};
+  kafka::Properties reader_props{{"bootstrap.servers", o.bootstrap_servers},
+                                 {"client.id", "td-worker-" + o.peer.peer_id},
+                                 {"fetch.wait.max.ms", "5"},
+                                 {"fetch.error.backoff.ms", "10"},
+                                 {"topic.metadata.refresh.interval.ms", "500"}};
+  for (const auto& kv : o.kafka) {
+    producer_props.push_back(kv);
+    reader_props.push_back(kv);
+  }
+  auto producer = kafka::Producer::create(producer_props);
+  if (!producer) return std::unexpected(producer.error());
+  auto reader = kafka::PartitionReader::create(reader_props);
+  if (!reader) return std::unexpected(reader.error());
+  app->producer_ = std::move(*producer);
+  app->reader_ = std::move(*reader);
+  app->registration_ = buildRegistration(o.peer, app->session_id_, schema);
+  return app;
+}
+
+void WorkerApp::stop() {
+  stopping_ = 1;
+  char byte = 1;
+  [[maybe_unused]] auto n = ::write(signal_pipe_[1], &byte, 1);
+}
+
+td::Status WorkerApp::publish(const std::string& topic, const std::string& value) {
+  // A result is kept until the broker acknowledges it: retry for as long as it takes.
+  const std::string& key = registration_.compatibility_key();
+  for (int attempt = 1;; ++attempt) {
+    td::Status delivered;
+    bool done = false;
+    auto status = producer_->produce(
+        topic, partition_, key, value,
+        [&](const td::Status& result, std::int32_t, std::int64_t) {
+          delivered = result;
+          done = true;
+        },
+        10000);
+    if (status) {
+      auto flushed = producer_->flush(std::chrono::seconds(30));
+      if (flushed && done && delivered) return {};
+      if (!flushed) status = flushed;
+      else if (!delivered) status = delivered;
+    }
+    log_->warn("publishing to {} failed (attempt {}): {}; retrying", topic, attempt,
+               status ? "not delivered" : status.error().message());
+    if (stopping_ && attempt >= 3) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 * attempt)));
+  }
+}
+
+td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
+  const auto& topics = options_.topics;
+  auto count = producer_->partitionCount(topics.registrations(), std::chrono::seconds(30));
+  if (!count) return std::unexpected(count.error());
+  partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
+  auto marks = reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(30));
+  if (!marks) return std::unexpected(marks.error());
+  TD_RETURN_IF_ERROR(reader_->assign({{topics.joins(), partition_, marks->second}}));
+
+  td::v1::RegistrationRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  *record.mutable_registered() = registration_;
+  TD_RETURN_IF_ERROR(publish(topics.registrations(), record.SerializeAsString()));
+  log_->info("peer={} session={} registered (schema {} digest {}, key {}, partition {})",
+             registration_.peer_id(), session_id_.substr(0, 8), schema_.name,
+             schema_.digest.substr(0, 12), registration_.compatibility_key().substr(0, 12),
+             partition_);
+
+  const auto deadline = Clock::now() + options_.join_timeout;
+  while (Clock::now() < deadline && !stopping_) {
+    auto batch = reader_->poll(100, std::chrono::milliseconds(100));
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      td::v1::JoinRecord reply;
+      if (!reply.ParseFromString(msg.value)) {
+        log_->warn("ignoring an undecodable record on {}[{}]@{}", msg.topic, msg.partition,
+                   msg.offset);
+        continue;
+      }
+      if (reply.has_rejected() && reply.rejected().peer_id() == registration_.peer_id() &&
+          reply.rejected().session_id() == session_id_) {
+        return makeError(td::Errc::kInvalidArgument,
+                         "the coordinator rejected the registration: " + reply.rejected().reason());
+      }
+      if (reply.has_joined() && reply.joined().peer_id() == registration_.peer_id() &&
+          reply.joined().session_id() == session_id_) {
+        return reply.joined();
+      }
+    }
+  }
+  if (stopping_) return makeError(td::Errc::kUnavailable, "interrupted while joining");
+  return makeError(td::Errc::kTimeout, "no reply from a coordinator within the join timeout");
+}
+
+td::Result<int> WorkerApp::run() {
+  auto joined = registerAndJoin();
+  if (!joined) {
+    if (stopping_) return kExitInterrupted;
+    if (joined.error().code() == td::Errc::kInvalidArgument) {
+      log_->error("{}", joined.error().message());
+      return kExitUsage;
+    }
+    return std::unexpected(joined.error());
+  }
+  log_->info("peer={} joined group={} ({}, members: {})", registration_.peer_id(),
+             joined->group_id(), protocol::statusName(joined->status()),
+             fmt::join(joined->member_peer_ids(), ","));
+  return follow(*joined);
+}
+
+td::Status WorkerApp::startStep(const RunStep& run) {
+  const schema::Step& step = *run.step;
+  StepSpecToRun spec{
+      .step_id = step.id,
+      .command = step.run,
+      .timeout = step.timeout,
+      .working_dir = options_.working_dir,
+      .extra_env = {{"TD_GROUP_ID", session_->groupId()},
+                    {"TD_STEP_ID", step.id},
+                    {"TD_ATTEMPT", std::to_string(run.attempt)},
+                    {"TD_PEER_ID", registration_.peer_id()},
+                    {"TD_SCHEMA", schema_.name}},
+      .echo_output = options_.echo_output,
+  };
+  td::v1::CompletionRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& started = *record.mutable_started();
+  started.set_peer_id(registration_.peer_id());
+  started.set_session_id(session_id_);
+  started.set_group_id(session_->groupId());
+  started.set_step_id(step.id);
+  started.set_attempt(run.attempt);
+  started.set_started_at_ms(wallMs());
+  TD_RETURN_IF_ERROR(publish(options_.topics.completions(), record.SerializeAsString()));
+
+  auto process = StepProcess::start(spec);
+  if (!process) {
+    // Could not even start it (fork failed, bad working directory): a failed attempt.
+    log_->error("step={} attempt={} could not start: {}", step.id, run.attempt,
+                process.error().message());
+    running_ = Running{nullptr, step.id, run.attempt};
+    return finishStep(RunResult{.outcome = RunOutcome::kFailed,
+                                .exit_code = -1,
+                                .signal = 0,
+                                .duration = std::chrono::milliseconds(0),
+                                .output_tail = process.error().message()});
+  }
+  log_->info("peer={} group={} step={} attempt={} started", registration_.peer_id(),
+             session_->groupId(), step.id, run.attempt);
+  running_ = Running{std::move(*process), step.id, run.attempt};
+  return {};
+}
+
+td::Status WorkerApp::finishStep(const RunResult& result) {
+  td::v1::CompletionRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& finished = *record.mutable_finished();
+  finished.set_peer_id(registration_.peer_id());
+  finished.set_session_id(session_id_);
+  finished.set_group_id(session_->groupId());
+  finished.set_step_id(running_->step_id);
+  finished.set_attempt(running_->attempt);
+  finished.set_outcome(toOutcome(result.outcome));
+  finished.set_exit_code(result.exit_code);
+  finished.set_signal(result.signal);
+  finished.set_duration_ms(static_cast<std::uint64_t>(result.duration.count()));
+  finished.set_output_tail(result.output_tail);
+  log_->info("peer={} group={} step={} attempt={} {} (exit {}) in {} ms",
+             registration_.peer_id(), session_->groupId(), running_->step_id, running_->attempt,
+             protocol::outcomeName(finished.outcome()), result.exit_code,
+             result.duration.count());
+  running_.reset();
+  return publish(options_.topics.completions(), record.SerializeAsString());
+}
+
+td::Status WorkerApp::reportRejected(const RejectStep& reject) {
+  log_->error("peer={} group={} step={} attempt={} rejected: {}", registration_.peer_id(),
+              session_->groupId(), reject.step_id, reject.attempt, reject.reason);
+  td::v1::CompletionRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& finished = *record.mutable_finished();
+  finished.set_peer_id(registration_.peer_id());
+  finished.set_session_id(session_id_);
+  finished.set_group_id(session_->groupId());
+  finished.set_step_id(reject.step_id);
+  finished.set_attempt(reject.attempt);
+  finished.set_outcome(td::v1::STEP_OUTCOME_REJECTED);
+  finished.set_exit_code(-1);
+  finished.set_output_tail(reject.reason);
+  return publish(options_.topics.completions(), record.SerializeAsString());
+}
+
+td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
+  session_ = std::make_unique<Session>(registration_.peer_id(), session_id_, joined.group_id(),
+                                       schema_);
+  TD_RETURN_IF_ERROR(reader_->assign({{joined.assign_topic(), 0, kafka::kOffsetBeginning}}));
+  std::optional<GroupDone> done;
+  while (true) {
+    // Wait for Kafka, the running step or a signal; at most 100 ms so nothing is missed.
+    std::vector<pollfd> fds;
+    fds.push_back({signal_pipe_[0], POLLIN, 0});
+    fds.push_back({reader_->eventFd(), POLLIN, 0});
+    if (running_ && running_->process) {
+      for (int fd : running_->process->pollFds()) fds.push_back({fd, POLLIN, 0});
+    }
+    int wait_ms = 100;
+    if (running_ && running_->process) {
+      auto until = running_->process->deadline() - std::chrono::steady_clock::now();
+      wait_ms = static_cast<int>(std::clamp<std::int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(until).count(), 0, 100));
+    }
+    ::poll(fds.data(), fds.size(), wait_ms);
+
+    if (stopping_) {
+      if (running_ && running_->process) running_->process->abort();
+    }
+    if (running_ && running_->process) {
+      if (auto result = running_->process->service()) TD_RETURN_IF_ERROR(finishStep(*result));
+    }
+    if (stopping_ && !running_) {
+      td::v1::RegistrationRecord record;
+      record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+      auto& left = *record.mutable_left();
+      left.set_peer_id(registration_.peer_id());
+      left.set_session_id(session_id_);
+      left.set_group_id(session_->groupId());
+      left.set_reason("signal");
+      TD_RETURN_IF_ERROR(publish(options_.topics.registrations(), record.SerializeAsString()));
+      log_->warn("peer={} left group={} on a signal", registration_.peer_id(),
+                 session_->groupId());
+      return kExitInterrupted;
+    }
+    if (done && !running_) {
+      printSummary(done->record);
+      return done->exit_code;
+    }
+
+    auto batch = reader_->poll(100, std::chrono::milliseconds(0));
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      td::v1::AssignmentRecord record;
+      if (!record.ParseFromString(msg.value) ||
+          record.protocol_version() != td::v1::PROTOCOL_VERSION_1) {
+        log_->warn("ignoring an undecodable record on {}[{}]@{}", msg.topic, msg.partition,
+                   msg.offset);
+        continue;
+      }
+      Action action = session_->onRecord(record);
+      if (auto* run = std::get_if<RunStep>(&action)) {
+        pending_.push_back(*run);
+      } else if (auto* reject = std::get_if<RejectStep>(&action)) {
+        TD_RETURN_IF_ERROR(reportRejected(*reject));
+      } else if (auto* abort = std::get_if<AbortRunning>(&action)) {
+        if (running_ && running_->process && running_->step_id == abort->step_id &&
+            running_->attempt == abort->attempt) {
+          log_->warn("peer={} step={} attempt={} aborting: {}", registration_.peer_id(),
+                     abort->step_id, abort->attempt, abort->reason);
+          running_->process->abort();
+        }
+        std::erase_if(pending_, [&](const RunStep& p) {
+          return p.step->id == abort->step_id && p.attempt == abort->attempt;
+        });
+      } else if (auto* group_done = std::get_if<GroupDone>(&action)) {
+        done = *group_done;
+        pending_.clear();
+        if (running_ && running_->process) running_->process->abort();
+      }
+    }
+    if (!running_ && !pending_.empty() && !done && !stopping_) {
+      RunStep next = pending_.front();
+      pending_.erase(pending_.begin());
+      TD_RETURN_IF_ERROR(startStep(next));
+    }
+  }
+}
+
+void WorkerApp::printSummary(const td::v1::AssignmentRecord& record) const {
+  const bool completed = record.has_completed();
+  const auto& steps = completed ? record.completed().steps() : record.failed().steps();
+  const auto wall = completed ? record.completed().wall_time_ms() : record.failed().wall_time_ms();
+  std::string out = fmt::format("group {} {} in {:.1f} s{}\n", session_->groupId(),
+                                completed ? "COMPLETED" : "FAILED", wall / 1000.0,
+                                completed ? "" : " (" + record.failed().reason() + ")");
+  out += fmt::format("  {:<20} {:<10} {:<16} {:>8} {:>10}\n", "step", "outcome", "peer",
+                     "attempts", "last ms");
+  for (const auto& s : steps) {
+    out += fmt::format("  {:<20} {:<10} {:<16} {:>8} {:>10}\n", s.step_id(),
+                       protocol::outcomeName(s.outcome()), s.peer_id(), s.attempts(),
+                       s.duration_ms());
+  }
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace td::worker

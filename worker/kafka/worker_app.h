@@ -1,0 +1,85 @@
+// The worker's I/O shell: registers, learns its group from td.joins, follows the group's
+// assignment topic, runs the steps it is given as child processes and reports them on
+// td.completions. One thread; it waits with poll(2) on Kafka, the running step and signals.
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/log.h"
+#include "common/result.h"
+#include "kafka/kafka.h"
+#include "protocol/protocol.h"
+#include "schema/schema.h"
+#include "td/v1/joins.pb.h"
+#include "worker/identity.h"
+#include "worker/session.h"
+#include "worker/step_runner.h"
+
+namespace td::worker {
+
+struct WorkerOptions {
+  std::string bootstrap_servers;
+  kafka::Properties kafka;                      // -X overrides, applied last
+  protocol::Topics topics;
+  PeerInfo peer;
+  std::filesystem::path working_dir;            // where steps run (default: current directory)
+  std::chrono::milliseconds join_timeout{std::chrono::minutes(5)};
+  bool echo_output = true;                      // copy steps' output to stderr, prefixed
+};
+
+// Exit codes of td-worker.
+inline constexpr int kExitCompleted = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;            // usage, configuration, schema, rejected
+inline constexpr int kExitInterrupted = 130;
+
+class WorkerApp {
+ public:
+  // `schema` must outlive the app.
+  static td::Result<std::unique_ptr<WorkerApp>> create(WorkerOptions options,
+                                                       const schema::Schema& schema);
+  ~WorkerApp();
+
+  // Registers and runs until the group completes (0) or fails (1); 2 when the coordinator
+  // rejected the registration; 130 after stop(). Errors are broker trouble past the timeouts.
+  td::Result<int> run();
+  // Async-signal-safe: asks run() to abort the running step, leave and return.
+  void stop();
+
+ private:
+  WorkerApp(WorkerOptions options, const schema::Schema& schema);
+  td::Result<td::v1::GroupJoined> registerAndJoin();
+  td::Result<int> follow(const td::v1::GroupJoined& joined);
+  td::Status publish(const std::string& topic, const std::string& value);
+  td::Status startStep(const RunStep& run);
+  td::Status finishStep(const RunResult& result);
+  td::Status reportRejected(const RejectStep& reject);
+  void printSummary(const td::v1::AssignmentRecord& record) const;
+
+  WorkerOptions options_;
+  const schema::Schema& schema_;
+  std::string session_id_;
+  td::v1::PeerRegistered registration_;
+  std::int32_t partition_ = 0;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::PartitionReader> reader_;
+  std::unique_ptr<Session> session_;
+  std::shared_ptr<spdlog::logger> log_;
+  int signal_pipe_[2] = {-1, -1};
+  volatile std::sig_atomic_t stopping_ = 0;
+
+  struct Running {
+    std::unique_ptr<StepProcess> process;
+    std::string step_id;
+    std::uint32_t attempt = 0;
+  };
+  std::optional<Running> running_;
+  std::vector<RunStep> pending_;
+};
+
+}  // namespace td::worker

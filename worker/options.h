@@ -1,0 +1,17 @@
+// td-worker's command line: flags -> WorkerOptions plus the loaded schema.
+#pragma once
+
+#include <expected>
+#include <utility>
+
+#include "schema/schema.h"
+#include "worker/kafka/worker_app.h"
+
+namespace td::worker {
+
+// On success the options and the schema; on failure the exit code (0 after --help, 2 after a
+// usage, configuration or schema error, with the message already printed to stderr).
+std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
+                                                                            char** argv);
+
+}  // namespace td::worker
