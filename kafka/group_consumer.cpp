@@ -1,0 +1,161 @@
+#include "kafka/group_consumer.h"
+
+#include <cstring>
+
+#include "kafka/internal/rdkafka.h"
+
+namespace td::kafka {
+
+using namespace internal;
+
+struct GroupConsumer::Impl {
+  HandlePtr rk;
+  RebalanceCallback on_rebalance;
+  PeriodicLog poll_log;
+  PeriodicLog commit_log;
+  bool closed = false;
+
+  // Runs on the thread in poll()/close(). librdkafka leaves the assignment to us once a
+  // rebalance callback is set: eager protocols replace it, cooperative ones change it
+  // incrementally. The user hears of new partitions after they are assigned and of revoked
+  // ones before they go, so it can still commit for them.
+  static void onRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    auto log = logger();
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (cooperative) {
+        ErrorPtr error(rd_kafka_incremental_assign(rk, partitions));
+        if (error)
+          log->error("{} incremental assign: {}", rd_kafka_name(rk),
+                     rd_kafka_error_string(error.get()));
+      } else if (auto e = rd_kafka_assign(rk, partitions); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log->error("{} assign: {}", rd_kafka_name(rk), rd_kafka_err2str(e));
+      }
+      log->debug("{} assigned {} partitions ({})", rd_kafka_name(rk), partitions->cnt,
+                 cooperative ? "cooperative" : "eager");
+      if (self->on_rebalance) self->on_rebalance(true, fromPartitionList(partitions));
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      if (rd_kafka_assignment_lost(rk)) {
+        log->warn("{} lost {} partitions (session timed out?)", rd_kafka_name(rk), partitions->cnt);
+      }
+      if (self->on_rebalance) self->on_rebalance(false, fromPartitionList(partitions));
+      if (cooperative) {
+        ErrorPtr error(rd_kafka_incremental_unassign(rk, partitions));
+        if (error)
+          log->error("{} incremental unassign: {}", rd_kafka_name(rk),
+                     rd_kafka_error_string(error.get()));
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+      log->debug("{} revoked {} partitions", rd_kafka_name(rk), partitions->cnt);
+    } else {
+      log->warn("{} rebalance failed: {}; clearing the assignment", rd_kafka_name(rk),
+                rd_kafka_err2str(err));
+      if (self->on_rebalance && partitions != nullptr && partitions->cnt > 0) {
+        self->on_rebalance(false, fromPartitionList(partitions));
+      }
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+
+  // Result of an asynchronous commit (served from poll()).
+  static void onCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                       rd_kafka_topic_partition_list_t* offsets, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets != nullptr) {
+      for (int i = 0; i < offsets->cnt; ++i) {
+        if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          err = offsets->elems[i].err;
+          break;
+        }
+      }
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    std::uint64_t suppressed = 0;
+    if (self->commit_log.allow(&suppressed)) {
+      logger()->warn("{} offset commit failed: {} ({} similar suppressed)", rd_kafka_name(rk),
+                     rd_kafka_err2str(err), suppressed);
+    }
+  }
+};
+
+GroupConsumer::GroupConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+GroupConsumer::~GroupConsumer() {
+  if (impl_) close();
+}
+
+td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(const Properties& props) {
+  auto impl = std::make_unique<Impl>();
+  auto conf = makeConf({{"enable.auto.commit", "false"},
+                        {"enable.auto.offset.store", "false"},
+                        {"auto.offset.reset", "earliest"}},
+                       props, impl.get());
+  if (!conf) return std::unexpected(conf.error());
+  auto group = confGet(conf->get(), "group.id");
+  if (!group || group->empty()) {
+    return makeError(Errc::kInvalidArg, "GroupConsumer: the property group.id is required");
+  }
+  rd_kafka_conf_set_rebalance_cb(conf->get(), &Impl::onRebalance);
+  rd_kafka_conf_set_offset_commit_cb(conf->get(), &Impl::onCommit);
+  auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk) return std::unexpected(rk.error());
+  impl->rk = std::move(*rk);
+  // Errors, rebalances and commit results all arrive through rd_kafka_consumer_poll.
+  rd_kafka_poll_set_consumer(impl->rk.get());
+  return std::unique_ptr<GroupConsumer>(new GroupConsumer(std::move(impl)));
+}
+
+td::Status GroupConsumer::subscribe(const std::vector<std::string>& topics) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  for (const auto& topic : topics) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (auto err = rd_kafka_subscribe(impl_->rk.get(), list.get()); err) {
+    return rdKafkaError(err, "subscribe");
+  }
+  return {};
+}
+
+td::Result<std::vector<Message>> GroupConsumer::poll(std::size_t max,
+                                                     std::chrono::milliseconds timeout) {
+  if (impl_->closed) return std::vector<Message>{};
+  return consume(impl_->rk.get(), max, timeout, impl_->poll_log);
+}
+
+td::Status GroupConsumer::commit(const std::vector<TopicPartitionOffset>& next_offsets,
+                                 bool async) {
+  if (next_offsets.empty()) return {};
+  if (impl_->closed) return makeError(Errc::kState, "commit: the consumer is closed");
+  auto list = toPartitionList(next_offsets);
+  if (auto err = rd_kafka_commit(impl_->rk.get(), list.get(), async ? 1 : 0); err) {
+    return rdKafkaError(err, "commit");
+  }
+  if (!async) {
+    for (int i = 0; i < list->cnt; ++i) {
+      const auto& e = list->elems[i];
+      if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return rdKafkaError(
+            e.err, "commit of " + std::string(e.topic) + "[" + std::to_string(e.partition) + "]");
+      }
+    }
+  }
+  return {};
+}
+
+void GroupConsumer::onRebalance(RebalanceCallback callback) {
+  impl_->on_rebalance = std::move(callback);
+}
+
+void GroupConsumer::close() {
+  if (impl_->closed) return;
+  impl_->closed = true;
+  if (auto err = rd_kafka_consumer_close(impl_->rk.get()); err) {
+    logger()->warn("{} close: {}", rd_kafka_name(impl_->rk.get()), rd_kafka_err2str(err));
+  }
+}
+
+}  // namespace td::kafka

@@ -1,0 +1,62 @@
+// A consumer in a Kafka consumer group, with offsets committed only by the application.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "kafka/error.h"
+#include "kafka/types.h"
+
+namespace td::kafka {
+
+// Thread safety: none; use from one thread. Callbacks run on that thread inside poll() and
+// close(). Not copyable or movable.
+class GroupConsumer {
+ public:
+  // Defaults set before `props`: enable.auto.commit=false, enable.auto.offset.store=false,
+  // auto.offset.reset=earliest. `props` must set group.id (and bootstrap.servers).
+  // Errors: Errc::kInvalidArg for a missing group.id or an unknown/invalid property.
+  static td::Result<std::unique_ptr<GroupConsumer>> create(const Properties& props);
+  ~GroupConsumer();  // close()s
+  GroupConsumer(const GroupConsumer&) = delete;
+  GroupConsumer& operator=(const GroupConsumer&) = delete;
+
+  // Joins the group for `topics` (replacing an earlier subscription). Names starting with '^'
+  // are regular expressions. Errors: kInvalidArg, kFatal.
+  td::Status subscribe(const std::vector<std::string>& topics);
+
+  // Returns up to `max` messages, waiting at most `timeout` for the first (then taking only
+  // what is already fetched). Empty on timeout. Non-fatal errors (partition EOF, transport,
+  // unknown topic, ...) are logged rate-limited and skipped. Errors: kFatal (recreate it).
+  td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
+
+  // Commits `next_offsets` (each the next offset to read, i.e. last processed + 1). async=true
+  // returns at once and logs a failure later (from poll()); async=false waits for the broker.
+  // An empty list is a no-op. Errors: the broker's error (sync), kInvalidArg, kFatal.
+  td::Status commit(const std::vector<TopicPartitionOffset>& next_offsets, bool async);
+
+  // Called from poll()/close() on the caller's thread after partitions were assigned
+  // (assigned=true) or before they are revoked (assigned=false), with the partitions that
+  // changed (offsets are not meaningful). The assignment itself is handled here, for both the
+  // eager and the cooperative ("cooperative-sticky") protocols. Set before subscribe().
+  using RebalanceCallback =
+      std::function<void(bool assigned, const std::vector<TopicPartitionOffset>& partitions)>;
+  void onRebalance(RebalanceCallback callback);
+
+  // Leaves the group (revoking the assignment through the callback). Idempotent; after it,
+  // poll() returns nothing and commit() fails.
+  void close();
+
+  struct Impl;
+
+ private:
+  explicit GroupConsumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace td::kafka

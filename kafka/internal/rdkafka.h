@@ -1,0 +1,101 @@
+// librdkafka, wrapped once (td_kafka internal; never include from outside kafka/):
+// a unique_ptr alias + deleter per handle type, conversion of rd_kafka structs to td::kafka
+// types, configuration building, log routing and error mapping.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "kafka/error.h"
+#include "kafka/types.h"
+
+namespace td::kafka::internal {
+
+template <typename T, void (*Destroy)(T*)>
+struct Deleter {
+  void operator()(T* p) const {
+    if (p != nullptr) Destroy(p);
+  }
+};
+
+using HandlePtr = std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_t, rd_kafka_destroy>>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, Deleter<rd_kafka_conf_t, rd_kafka_conf_destroy>>;
+using TopicPtr =
+    std::unique_ptr<rd_kafka_topic_t, Deleter<rd_kafka_topic_t, rd_kafka_topic_destroy>>;
+using QueuePtr =
+    std::unique_ptr<rd_kafka_queue_t, Deleter<rd_kafka_queue_t, rd_kafka_queue_destroy>>;
+using MessagePtr =
+    std::unique_ptr<rd_kafka_message_t, Deleter<rd_kafka_message_t, rd_kafka_message_destroy>>;
+using ErrorPtr =
+    std::unique_ptr<rd_kafka_error_t, Deleter<rd_kafka_error_t, rd_kafka_error_destroy>>;
+using PartitionListPtr = std::unique_ptr<
+    rd_kafka_topic_partition_list_t,
+    Deleter<rd_kafka_topic_partition_list_t, rd_kafka_topic_partition_list_destroy>>;
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* p) const {
+    if (p != nullptr) rd_kafka_metadata_destroy(p);
+  }
+};
+using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+
+// An error in the kafka category: context + ": " + rd_kafka_err2str(err).
+td::Error fromRdKafka(rd_kafka_resp_err_t err, const std::string& context);
+// Same for an rd_kafka_error_t (uses its code and its own message).
+td::Error fromRdKafka(const rd_kafka_error_t* error, const std::string& context);
+inline std::unexpected<td::Error> rdKafkaError(rd_kafka_resp_err_t err,
+                                               const std::string& context) {
+  return std::unexpected(fromRdKafka(err, context));
+}
+
+// Builds a configuration: `defaults`, then `props` (later entries win), with librdkafka's logs
+// routed to the "kafka" spdlog logger and `opaque` as the handle's opaque.
+// Errors: Errc::kInvalidArg naming the property and librdkafka's reason.
+td::Result<ConfPtr> makeConf(const Properties& defaults, const Properties& props, void* opaque);
+// The value of a property in `conf`, if it is set.
+std::optional<std::string> confGet(const rd_kafka_conf_t* conf, const char* name);
+// rd_kafka_new; takes ownership of `conf` on success (and frees it on failure).
+td::Result<HandlePtr> makeHandle(rd_kafka_type_t type, ConfPtr conf);
+
+PartitionListPtr toPartitionList(const std::vector<TopicPartitionOffset>& partitions);
+std::vector<TopicPartitionOffset> fromPartitionList(const rd_kafka_topic_partition_list_t* list);
+Message toMessage(const rd_kafka_message_t& message);
+
+// Rate limiter for log lines inside loops: allows one line per `period`, counting the rest.
+class PeriodicLog {
+ public:
+  explicit PeriodicLog(std::chrono::milliseconds period = std::chrono::seconds(5))
+      : period_(period) {}
+  // True if a line may be logged now; *suppressed receives how many were held back since.
+  bool allow(std::uint64_t* suppressed);
+
+ private:
+  std::chrono::milliseconds period_;
+  std::chrono::steady_clock::time_point next_{};
+  std::uint64_t suppressed_ = 0;
+};
+
+// Reads messages from a consumer handle: up to `max`, waiting up to `timeout` for the first.
+// PARTITION_EOF is skipped silently, other non-fatal errors are logged through `limiter`
+// (at `quiet_level` for the errors in `quiet`), a fatal error is returned.
+td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
+                                         std::chrono::milliseconds timeout, PeriodicLog& limiter,
+                                         const std::vector<rd_kafka_resp_err_t>& quiet = {});
+
+// Asks the cluster for `topic`'s metadata now, waiting at most timeout_ms, so librdkafka knows
+// its partitions and leaders at once: librdkafka 2.0.2 otherwise learns of a topic first used
+// after connecting only at its next 1 s topic scan, and starts an assigned partition with no
+// known leader only after a 500 ms retry. Best effort: failures are ignored (logged at debug).
+void warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms);
+
+// The "kafka" logger.
+std::shared_ptr<spdlog::logger> logger();
+
+}  // namespace td::kafka::internal

@@ -1,0 +1,131 @@
+#include "kafka/partition_reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <set>
+
+#include "kafka/internal/rdkafka.h"
+
+namespace td::kafka {
+
+using namespace internal;
+
+namespace {
+constexpr int kWarmupMs = 500;  // metadata wait in assign()/add()
+}  // namespace
+
+static_assert(kOffsetBeginning == RD_KAFKA_OFFSET_BEGINNING);
+static_assert(kOffsetEnd == RD_KAFKA_OFFSET_END);
+static_assert(kOffsetStored == RD_KAFKA_OFFSET_STORED);
+
+struct PartitionReader::Impl {
+  HandlePtr rk;
+  QueuePtr queue;              // the consumer queue, carrying the IO event
+  int pipe_fds[2] = {-1, -1};  // [0] is eventFd(), librdkafka writes to [1]
+  PeriodicLog poll_log;
+
+  ~Impl() {
+    if (queue) {
+      rd_kafka_queue_io_event_enable(queue.get(), -1, nullptr, 0);
+      queue.reset();  // must go before rd_kafka_consumer_close
+    }
+    if (rk) {
+      rd_kafka_consumer_close(rk.get());
+      rk.reset();
+    }
+    for (int fd : pipe_fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  void drainEvents() const {
+    char buf[64];
+    while (::read(pipe_fds[0], buf, sizeof buf) > 0) {
+    }
+  }
+  void rearmEvent() const {
+    const char byte = 1;
+    [[maybe_unused]] auto n = ::write(pipe_fds[1], &byte, 1);
+  }
+};
+
+PartitionReader::PartitionReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PartitionReader::~PartitionReader() = default;
+
+td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(const Properties& props) {
+  static std::atomic<unsigned> counter{0};
+  auto impl = std::make_unique<Impl>();
+  // assign() needs a group.id; a unique one is never joined, subscribed or committed to.
+  const std::string group = "td-reader-" + std::to_string(::getpid()) + "-" +
+                            std::to_string(counter.fetch_add(1)) + "-" +
+                            std::to_string(reinterpret_cast<std::uintptr_t>(impl.get()));
+  auto conf = makeConf({{"group.id", group},
+                        {"enable.auto.commit", "false"},
+                        {"enable.auto.offset.store", "false"},
+                        {"auto.offset.reset", "earliest"}},
+                       props, impl.get());
+  if (!conf) return std::unexpected(conf.error());
+  auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk) return std::unexpected(rk.error());
+  impl->rk = std::move(*rk);
+  rd_kafka_poll_set_consumer(impl->rk.get());
+  impl->queue.reset(rd_kafka_queue_get_consumer(impl->rk.get()));
+  if (!impl->queue) return makeError(Errc::kState, "PartitionReader: no consumer queue");
+  if (::pipe2(impl->pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return makeError(td::Errc::kIo, "PartitionReader: pipe2 failed");
+  }
+  static const char kPayload = 1;
+  rd_kafka_queue_io_event_enable(impl->queue.get(), impl->pipe_fds[1], &kPayload, 1);
+  return std::unique_ptr<PartitionReader>(new PartitionReader(std::move(impl)));
+}
+
+td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& partitions) {
+  std::set<std::string> topics;
+  for (const auto& tp : partitions) topics.insert(tp.topic);
+  for (const auto& topic : topics) warmMetadata(impl_->rk.get(), topic, kWarmupMs);
+  auto list = toPartitionList(partitions);
+  if (auto err = rd_kafka_assign(impl_->rk.get(), list.get()); err) {
+    return rdKafkaError(err, "assign");
+  }
+  return {};
+}
+
+td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
+  warmMetadata(impl_->rk.get(), partition.topic, kWarmupMs);
+  auto list = toPartitionList({partition});
+  ErrorPtr error(rd_kafka_incremental_assign(impl_->rk.get(), list.get()));
+  if (error) {
+    return std::unexpected(fromRdKafka(
+        error.get(), "add " + partition.topic + "[" + std::to_string(partition.partition) + "]"));
+  }
+  return {};
+}
+
+td::Result<std::vector<Message>> PartitionReader::poll(std::size_t max,
+                                                       std::chrono::milliseconds timeout) {
+  impl_->drainEvents();
+  auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log,
+                       {RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+                        RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION});
+  // Stopped at `max`: more may be queued, and librdkafka signals only a queue that was empty.
+  if (batch && max > 0 && batch->size() >= max) impl_->rearmEvent();
+  return batch;
+}
+
+td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
+    const std::string& topic, std::int32_t partition, std::chrono::milliseconds timeout) {
+  std::int64_t low = 0;
+  std::int64_t high = 0;
+  auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), partition, &low,
+                                              &high, static_cast<int>(timeout.count()));
+  if (err) {
+    return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
+  }
+  return std::pair{low, high};
+}
+
+int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }
+
+}  // namespace td::kafka

@@ -1,0 +1,64 @@
+// A consumer outside any consumer group: reads chosen partitions from chosen offsets.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "kafka/error.h"
+#include "kafka/types.h"
+
+namespace td::kafka {
+
+// Never subscribes and never commits. librdkafka needs a group.id to assign partitions, so a
+// unique "td-reader-..." id is generated unless `props` sets one; no group is ever joined.
+// Thread safety: none; use from one thread. Not copyable or movable.
+class PartitionReader {
+ public:
+  // Defaults set before `props`: enable.auto.commit=false, enable.auto.offset.store=false,
+  // auto.offset.reset=earliest (used when an absolute offset is out of range).
+  // Errors: Errc::kInvalidArg for an unknown/invalid property; td::Errc::kIo if no pipe.
+  static td::Result<std::unique_ptr<PartitionReader>> create(const Properties& props);
+  ~PartitionReader();
+  PartitionReader(const PartitionReader&) = delete;
+  PartitionReader& operator=(const PartitionReader&) = delete;
+
+  // Replaces the assignment. Each offset is absolute (>= 0) or kOffsetBeginning / kOffsetEnd.
+  // A topic that does not exist yet is fine: reading starts once it appears (metadata is
+  // refreshed every topic.metadata.refresh.interval.ms). Fetches the topics' metadata first
+  // (up to 500 ms each) so reading starts at once. Errors: kInvalidArg, kFatal.
+  td::Status assign(const std::vector<TopicPartitionOffset>& partitions);
+  // Adds one partition to the current assignment, keeping the others' positions.
+  td::Status add(const TopicPartitionOffset& partition);
+
+  // Returns up to `max` messages, waiting at most `timeout` for the first. Non-fatal errors,
+  // including "unknown topic or partition" for a topic not created yet, are logged
+  // rate-limited and skipped. Errors: kFatal.
+  td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
+
+  // (low, high) watermarks of a partition from its leader: high is the offset the next
+  // record will get. Errors: kUnknownTopicOrPart, kTimedOut, kTransport.
+  td::Result<std::pair<std::int64_t, std::int64_t>> watermarks(const std::string& topic,
+                                                               std::int32_t partition,
+                                                               std::chrono::milliseconds timeout);
+
+  // A non-blocking fd (read end of a pipe) that becomes readable when messages or events are
+  // ready, for a poll(2)/epoll loop that also waits on other fds. Clearing it: poll() drains it
+  // on entry, and re-arms it itself when it returned `max` messages (more may be waiting), so
+  // the rule is simply "when readable, call poll()". Spurious wake-ups are possible (poll()
+  // then returns nothing). Do not read or close it. Valid for the reader's lifetime.
+  int eventFd() const;
+
+  struct Impl;
+
+ private:
+  explicit PartitionReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace td::kafka

@@ -1,0 +1,147 @@
+#include "kafka/producer.h"
+
+#include <algorithm>
+#include <thread>
+#include <unordered_set>
+
+#include "kafka/internal/rdkafka.h"
+
+namespace td::kafka {
+
+using namespace internal;
+
+namespace {
+constexpr int kWarmupMs = 500;  // metadata wait on the first produce to a topic
+}  // namespace
+
+struct Producer::Impl {
+  HandlePtr rk;
+  PeriodicLog error_log;
+  std::unordered_set<std::string> known_topics;  // topics whose metadata was requested
+
+  // Delivery report: the message's opaque is the heap DeliveryCallback produce() released.
+  static void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    std::unique_ptr<DeliveryCallback> callback(static_cast<DeliveryCallback*>(m->_private));
+    if (!callback || !*callback) return;
+    td::Status result;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      result = std::unexpected(fromRdKafka(
+          m->err, std::string("delivery to ") + (m->rkt ? rd_kafka_topic_name(m->rkt) : "?")));
+    }
+    (*callback)(result, m->partition, m->err ? -1 : m->offset);
+  }
+
+  // Client-level errors (connection loss and the like) are transient unless fatal.
+  static void onError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      char fatal[512] = "";
+      rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+      logger()->error("{} fatal producer error: {}", rd_kafka_name(rk), fatal);
+      return;
+    }
+    std::uint64_t suppressed = 0;
+    if (self->error_log.allow(&suppressed)) {
+      logger()->warn("{} producer: {}: {} ({} similar suppressed)", rd_kafka_name(rk),
+                     rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason, suppressed);
+    }
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Producer::~Producer() {
+  if (!impl_ || !impl_->rk) return;
+  // Fail what is left so every callback runs (and frees its opaque) before the handle goes.
+  rd_kafka_purge(impl_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_flush(impl_->rk.get(), 1000);
+}
+
+td::Result<std::unique_ptr<Producer>> Producer::create(const Properties& props) {
+  auto impl = std::make_unique<Impl>();
+  auto conf = makeConf({{"enable.idempotence", "true"}, {"linger.ms", "1"}}, props, impl.get());
+  if (!conf) return std::unexpected(conf.error());
+  rd_kafka_conf_set_dr_msg_cb(conf->get(), &Impl::onDelivery);
+  rd_kafka_conf_set_error_cb(conf->get(), &Impl::onError);
+  auto rk = makeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!rk) return std::unexpected(rk.error());
+  impl->rk = std::move(*rk);
+  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+}
+
+td::Status Producer::produce(std::string_view topic, std::int32_t partition, std::string_view key,
+                             std::string_view value, DeliveryCallback on_delivery, int block_ms) {
+  using Clock = std::chrono::steady_clock;
+  const std::string topic_name(topic);
+  if (impl_->known_topics.insert(topic_name).second) {
+    warmMetadata(impl_->rk.get(), topic_name, kWarmupMs);
+  }
+  std::unique_ptr<DeliveryCallback> callback;
+  if (on_delivery) callback = std::make_unique<DeliveryCallback>(std::move(on_delivery));
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(block_ms, 0));
+  while (true) {
+    auto err = rd_kafka_producev(
+        impl_->rk.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
+        RD_KAFKA_V_VALUE(value.empty() ? nullptr : const_cast<char*>(value.data()), value.size()),
+        RD_KAFKA_V_OPAQUE(callback.get()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      callback.release();  // owned by the message now; onDelivery frees it
+      return {};
+    }
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || left <= 0) {
+      return rdKafkaError(err, "produce to " + topic_name);
+    }
+    rd_kafka_poll(impl_->rk.get(), static_cast<int>(std::min<std::int64_t>(left, 100)));
+  }
+}
+
+int Producer::poll(int timeout_ms) { return rd_kafka_poll(impl_->rk.get(), timeout_ms); }
+
+td::Status Producer::flush(std::chrono::milliseconds timeout) {
+  auto err = rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return rdKafkaError(err, "flush: " + std::to_string(outstanding()) +
+                                 " records still outstanding after " +
+                                 std::to_string(timeout.count()) + " ms");
+  }
+  return {};
+}
+
+int Producer::outstanding() const { return rd_kafka_outq_len(impl_->rk.get()); }
+
+td::Result<int> Producer::partitionCount(const std::string& topic,
+                                         std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  TopicPtr rkt(rd_kafka_topic_new(impl_->rk.get(), topic.c_str(), nullptr));
+  if (!rkt) return rdKafkaError(rd_kafka_last_error(), "topic " + topic);
+  const auto deadline = Clock::now() + timeout;
+  rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  while (true) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    const rd_kafka_metadata_t* raw = nullptr;
+    auto err = rd_kafka_metadata(impl_->rk.get(), 0, rkt.get(), &raw, static_cast<int>(left));
+    MetadataPtr metadata(raw);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      last = err;
+    } else if (metadata->topic_cnt != 1) {
+      last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    } else if (metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      last = metadata->topics[0].err;
+    } else if (metadata->topics[0].partition_cnt > 0) {
+      return metadata->topics[0].partition_cnt;
+    } else {
+      last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    }
+    // Topic being created, or no leader yet: back off a little.
+    left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(left, 50)));
+  }
+  return rdKafkaError(last, "partition count of " + topic);
+}
+
+}  // namespace td::kafka

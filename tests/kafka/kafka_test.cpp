@@ -1,0 +1,401 @@
+// td_kafka against a real (embedded, in-process) Kafka-protocol broker.
+#include "kafka/kafka.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <map>
+
+#include "tests/kafka/kafka_test_util.h"
+
+namespace td::kafka {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using testing::uniqueName;
+using testing::waitUntil;
+
+#define ASSERT_OK(expr)                                                  \
+  do {                                                                   \
+    auto td_result_ = (expr);                                            \
+    ASSERT_TRUE(td_result_.has_value()) << td_result_.error().message(); \
+  } while (0)
+
+// Tests share one broker (stopping one can cost librdkafka 2.0.2 a second) and stay
+// independent through unique topic and group names; fault-injection tests get their own
+// (KafkaFaultTest).
+class KafkaTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto broker = EmbeddedBroker::start({});
+    ASSERT_TRUE(broker) << broker.error().message();
+    shared_ = std::move(*broker);
+  }
+  static void TearDownTestSuite() { shared_.reset(); }
+
+  void SetUp() override {
+    ASSERT_TRUE(shared_);
+    broker_ = shared_.get();
+    createTopic();
+  }
+  void createTopic() {
+    topic_ = uniqueName("t");
+    ASSERT_OK(broker_->createTopic(topic_, 3));
+  }
+
+  Properties common() const {
+    return {{"bootstrap.servers", broker_->bootstrapServers()},
+            {"topic.metadata.refresh.interval.ms", "200"},
+            {"reconnect.backoff.max.ms", "200"}};
+  }
+  Properties consumerCommon() const {
+    auto props = common();
+    props.push_back({"fetch.wait.max.ms", "10"});
+    props.push_back({"fetch.error.backoff.ms", "20"});
+    return props;
+  }
+  std::unique_ptr<Producer> producer(Properties extra = {}) {
+    auto props = common();
+    props.insert(props.end(), extra.begin(), extra.end());
+    auto p = Producer::create(props);
+    EXPECT_TRUE(p) << p.error().message();
+    return p ? std::move(*p) : nullptr;
+  }
+  std::unique_ptr<PartitionReader> reader() {
+    auto r = PartitionReader::create(consumerCommon());
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? std::move(*r) : nullptr;
+  }
+  std::unique_ptr<GroupConsumer> groupConsumer(const std::string& group, Properties extra = {}) {
+    auto props = consumerCommon();
+    props.push_back({"group.id", group});
+    // The mock cluster holds a departed member until about session.timeout.ms - 1 s; 2500 ms
+    // is about the lowest it accepts.
+    props.push_back({"session.timeout.ms", "2500"});
+    props.insert(props.end(), extra.begin(), extra.end());
+    auto c = GroupConsumer::create(props);
+    EXPECT_TRUE(c) << c.error().message();
+    return c ? std::move(*c) : nullptr;
+  }
+  // Produces values "<prefix>0".."<prefix>n-1" to (topic, partition) and waits for delivery.
+  void produceN(Producer& p, const std::string& topic, int partition, int n,
+                const std::string& prefix = "v") {
+    int delivered = 0;
+    for (int i = 0; i < n; ++i) {
+      ASSERT_OK(p.produce(topic, partition, "k" + std::to_string(i), prefix + std::to_string(i),
+                          [&](const td::Status& s, std::int32_t, std::int64_t) {
+                            EXPECT_TRUE(s) << s.error().message();
+                            ++delivered;
+                          }));
+    }
+    ASSERT_OK(p.flush(10s));
+    ASSERT_EQ(delivered, n);
+  }
+  // Polls until `n` messages arrived or the deadline passed.
+  template <typename Consumer>
+  std::vector<Message> readN(Consumer& c, std::size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::vector<Message> out;
+    waitUntil(
+        [&] {
+          auto batch = c.poll(n - out.size(), 100ms);
+          EXPECT_TRUE(batch) << batch.error().message();
+          if (batch) out.insert(out.end(), batch->begin(), batch->end());
+          return out.size() >= n;
+        },
+        timeout);
+    return out;
+  }
+
+  static inline std::unique_ptr<EmbeddedBroker> shared_;
+  EmbeddedBroker* broker_ = nullptr;
+  std::string topic_;
+};
+
+// A broker of its own, for tests that break it.
+class KafkaFaultTest : public KafkaTest {
+ protected:
+  void SetUp() override {
+    auto broker = EmbeddedBroker::start({});
+    ASSERT_TRUE(broker) << broker.error().message();
+    own_ = std::move(*broker);
+    broker_ = own_.get();
+    createTopic();
+  }
+  std::unique_ptr<EmbeddedBroker> own_;
+};
+
+TEST(ParsePropertiesTest, SplitsAtTheFirstEquals) {
+  auto props = parseProperties({"linger.ms=5", "sasl.password=a=b"});
+  ASSERT_TRUE(props);
+  EXPECT_EQ(*props, (Properties{{"linger.ms", "5"}, {"sasl.password", "a=b"}}));
+}
+
+TEST(ParsePropertiesTest, RejectsAnEntryWithoutEquals) {
+  auto props = parseProperties({"linger.ms=5", "acks"});
+  ASSERT_FALSE(props);
+  EXPECT_EQ(props.error().code(), td::Errc::kInvalidArgument);
+  EXPECT_THAT(props.error().message(), HasSubstr("acks"));
+  EXPECT_FALSE(parseProperties({"=x"}));
+}
+
+TEST(KafkaErrorTest, CategoryUsesLibrdkafkaMessages) {
+  std::error_code ec = Errc::kQueueFull;
+  EXPECT_STREQ(ec.category().name(), "kafka");
+  EXPECT_THAT(ec.message(), HasSubstr("Queue full"));
+}
+
+TEST(KafkaConfigTest, UnknownPropertyIsAnErrorNamingIt) {
+  auto p = Producer::create({{"bootstrap.servers", "127.0.0.1:1"}, {"no.such.property", "1"}});
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code(), Errc::kInvalidArg);
+  EXPECT_THAT(p.error().message(), HasSubstr("no.such.property"));
+  EXPECT_THAT(p.error().message(), HasSubstr("No such configuration property"));
+}
+
+TEST(KafkaConfigTest, InvalidValueIsAnErrorNamingTheProperty) {
+  auto r = PartitionReader::create({{"fetch.wait.max.ms", "soon"}});
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message(), HasSubstr("fetch.wait.max.ms"));
+}
+
+TEST(KafkaConfigTest, GroupConsumerRequiresGroupId) {
+  auto c = GroupConsumer::create({{"bootstrap.servers", "127.0.0.1:1"}});
+  ASSERT_FALSE(c);
+  EXPECT_THAT(c.error().message(), HasSubstr("group.id"));
+}
+
+TEST_F(KafkaTest, PartitionCountOfAPreCreatedTopic) {
+  auto p = producer();
+  auto count = p->partitionCount(topic_, 5s);
+  ASSERT_TRUE(count) << count.error().message();
+  EXPECT_EQ(*count, 3);
+}
+
+TEST_F(KafkaTest, PartitionCountAutoCreatesAnUnknownTopic) {
+  auto p = producer();
+  auto count = p->partitionCount(uniqueName("auto"), 5s);
+  ASSERT_TRUE(count) << count.error().message();
+  EXPECT_EQ(*count, 4);  // the mock cluster's fixed default
+}
+
+TEST_F(KafkaTest, ProduceAndReadBackWithPartitionReader) {
+  auto p = producer();
+  std::vector<std::int64_t> offsets;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(p->produce(topic_, 1, "key" + std::to_string(i), "value" + std::to_string(i),
+                         [&](const td::Status& s, std::int32_t partition, std::int64_t offset) {
+                           EXPECT_TRUE(s);
+                           EXPECT_EQ(partition, 1);
+                           offsets.push_back(offset);
+                         }));
+  }
+  ASSERT_OK(p->flush(10s));
+  EXPECT_EQ(offsets, (std::vector<std::int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(p->outstanding(), 0);
+
+  auto r = reader();
+  ASSERT_OK(r->assign({{topic_, 1, kOffsetBeginning}}));
+  auto got = readN(*r, 5);
+  ASSERT_EQ(got.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(got[i].topic, topic_);
+    EXPECT_EQ(got[i].partition, 1);
+    EXPECT_EQ(got[i].offset, i);
+    EXPECT_EQ(got[i].key, "key" + std::to_string(i));
+    EXPECT_EQ(got[i].value, "value" + std::to_string(i));
+    EXPECT_GT(got[i].timestamp_ms, 0);
+  }
+}
+
+TEST_F(KafkaTest, ReaderStartsAtAnAbsoluteOffsetAndAddsPartitions) {
+  auto p = producer();
+  produceN(*p, topic_, 0, 4, "a");
+  produceN(*p, topic_, 2, 2, "c");
+  auto r = reader();
+  ASSERT_OK(r->assign({{topic_, 0, 2}}));
+  auto first = readN(*r, 2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].value, "a2");
+  EXPECT_EQ(first[1].value, "a3");
+  ASSERT_OK(r->add({topic_, 2, kOffsetBeginning}));
+  produceN(*p, topic_, 0, 1, "z");
+  auto more = readN(*r, 3);
+  std::vector<std::string> values;
+  for (const auto& m : more) values.push_back(m.value);
+  EXPECT_THAT(values, ::testing::UnorderedElementsAre("c0", "c1", "z0"));
+}
+
+TEST_F(KafkaTest, Watermarks) {
+  auto p = producer();
+  produceN(*p, topic_, 2, 7);
+  auto r = reader();
+  auto marks = r->watermarks(topic_, 2, 5s);
+  ASSERT_TRUE(marks) << marks.error().message();
+  EXPECT_EQ(marks->first, 0);
+  EXPECT_EQ(marks->second, 7);
+  auto empty = r->watermarks(topic_, 0, 5s);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->first, 0);
+  EXPECT_EQ(empty->second, 0);
+}
+
+TEST_F(KafkaTest, ReaderOfATopicThatDoesNotExistYetGetsItsMessagesOnceItIsCreated) {
+  const auto topic = uniqueName("later");
+  auto r = reader();
+  ASSERT_OK(r->assign({{topic, 0, kOffsetBeginning}}));
+  auto none = r->poll(10, 300ms);
+  ASSERT_TRUE(none) << none.error().message();
+  EXPECT_TRUE(none->empty());
+
+  auto p = producer();
+  produceN(*p, topic, 0, 3);  // auto-creates the topic
+  auto got = readN(*r, 3, 15s);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].value, "v0");
+  EXPECT_EQ(got[2].value, "v2");
+}
+
+bool readable(int fd, std::chrono::milliseconds timeout) {
+  pollfd pfd{fd, POLLIN, 0};
+  return ::poll(&pfd, 1, static_cast<int>(timeout.count())) == 1 && (pfd.revents & POLLIN);
+}
+
+TEST_F(KafkaTest, EventFdSignalsReadyMessagesAndStaysArmedWhileSomeRemain) {
+  auto p = producer();
+  produceN(*p, topic_, 0, 2, "old");
+  auto r = reader();
+  auto marks = r->watermarks(topic_, 0, 5s);
+  ASSERT_TRUE(marks);
+  ASSERT_OK(r->assign({{topic_, 0, marks->second}}));  // from the end, with no race
+  produceN(*p, topic_, 0, 5);
+
+  std::vector<Message> got;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        if (!readable(r->eventFd(), 5000ms)) return false;
+        auto batch = r->poll(2, 0ms);  // fewer than are waiting
+        EXPECT_TRUE(batch);
+        got.insert(got.end(), batch->begin(), batch->end());
+        return got.size() >= 5;
+      },
+      10s));
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0].value, "v0");
+  // Nothing left: a new record makes it readable again.
+  ASSERT_OK(r->poll(10, 0ms));
+  produceN(*p, topic_, 0, 1, "again");
+  std::vector<Message> again;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        if (!readable(r->eventFd(), 5000ms)) return false;
+        auto batch = r->poll(10, 0ms);
+        again.insert(again.end(), batch->begin(), batch->end());
+        return !again.empty();
+      },
+      10s));
+  EXPECT_EQ(again[0].value, "again0");
+}
+
+// Also covers both rebalance protocols: the first member is eager (range), the second
+// cooperative (cooperative-sticky). Each join costs the mock cluster's 3 s initial delay.
+TEST_F(KafkaTest, GroupConsumerResumesFromTheCommittedOffset) {
+  auto p = producer();
+  produceN(*p, topic_, 1, 10);
+  const auto group = uniqueName("g");
+  {
+    auto c = groupConsumer(group);
+    std::vector<TopicPartitionOffset> assigned;
+    c->onRebalance([&](bool is_assign, const std::vector<TopicPartitionOffset>& parts) {
+      if (is_assign) assigned.insert(assigned.end(), parts.begin(), parts.end());
+    });
+    ASSERT_OK(c->subscribe({topic_}));
+    auto got = readN(*c, 4, 15s);
+    ASSERT_GE(got.size(), 4u);
+    EXPECT_EQ(assigned.size(), 3u);
+    EXPECT_EQ(got[0].value, "v0");
+    EXPECT_EQ(got[3].value, "v3");
+    // Processed the first four only.
+    ASSERT_OK(c->commit({{topic_, 1, got[3].offset + 1}}, /*async=*/false));
+    c->close();
+    ASSERT_OK(c->poll(10, 0ms));  // a closed consumer returns nothing
+  }
+  auto c2 = groupConsumer(group, {{"partition.assignment.strategy", "cooperative-sticky"}});
+  std::map<std::int32_t, int> owned;
+  c2->onRebalance([&](bool is_assign, const std::vector<TopicPartitionOffset>& parts) {
+    for (const auto& tp : parts) owned[tp.partition] += is_assign ? 1 : -1;
+  });
+  ASSERT_OK(c2->subscribe({topic_}));
+  auto rest = readN(*c2, 6, 15s);
+  ASSERT_EQ(rest.size(), 6u);
+  EXPECT_EQ(rest[0].offset, 4);
+  EXPECT_EQ(rest[0].value, "v4");
+  EXPECT_EQ(rest[5].value, "v9");
+  EXPECT_EQ(owned, (std::map<std::int32_t, int>{{0, 1}, {1, 1}, {2, 1}}));
+  ASSERT_OK(c2->commit({{topic_, 1, rest[5].offset + 1}}, /*async=*/true));
+  ASSERT_OK(c2->poll(10, 50ms));  // serves the async commit's result
+  c2->close();
+  EXPECT_EQ(owned, (std::map<std::int32_t, int>{{0, 0}, {1, 0}, {2, 0}}));
+  EXPECT_FALSE(c2->commit({{topic_, 1, 10}}, false));
+}
+
+TEST_F(KafkaFaultTest, ProduceWhileTheBrokerIsDownIsDeliveredAfterItIsBackUp) {
+  auto p = producer();
+  produceN(*p, topic_, 0, 1, "before");  // connected, with an idempotent producer id
+  ASSERT_OK(broker_->setBrokerDown(1));
+  bool done = false;
+  td::Status result;
+  ASSERT_OK(
+      p->produce(topic_, 0, "k", "during", [&](const td::Status& s, std::int32_t, std::int64_t) {
+        done = true;
+        result = s;
+      }));
+  p->poll(300);
+  EXPECT_FALSE(done);
+  ASSERT_OK(broker_->setBrokerUp(1));
+  ASSERT_OK(p->flush(15s));
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(result) << result.error().message();
+
+  auto r = reader();
+  ASSERT_OK(r->assign({{topic_, 0, kOffsetBeginning}}));
+  auto got = readN(*r, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].value, "before0");
+  EXPECT_EQ(got[1].value, "during");
+}
+
+TEST_F(KafkaFaultTest, InjectedProduceErrorsAreRetried) {
+  auto p = producer();
+  broker_->pushRequestErrors(/*Produce=*/0, {static_cast<int>(Errc::kNotLeaderForPartition),
+                                             static_cast<int>(Errc::kNotEnoughReplicas)});
+  produceN(*p, topic_, 0, 3);
+  auto r = reader();
+  ASSERT_OK(r->assign({{topic_, 0, kOffsetBeginning}}));
+  EXPECT_EQ(readN(*r, 3).size(), 3u);
+}
+
+TEST_F(KafkaTest, EmbeddedBrokerValidatesItsArguments) {
+  EXPECT_EQ(broker_->setBrokerDown(2).error().code(), Errc::kInvalidArg);  // only broker 1
+  EXPECT_EQ(broker_->setRtt(0, 5).error().code(), Errc::kInvalidArg);
+  EXPECT_EQ(broker_->createTopic(topic_, 2).error().code(), Errc::kTopicAlreadyExists);
+  EXPECT_EQ(broker_->createTopic("x", 0).error().code(), Errc::kInvalidArg);
+  ASSERT_OK(broker_->setRtt(1, 0));
+  const auto topic = uniqueName("made");
+  ASSERT_OK(broker_->createTopic(topic, 6));
+  EXPECT_EQ(*producer()->partitionCount(topic, 5s), 6);
+}
+
+TEST(EmbeddedBrokerTest, SeveralBrokers) {
+  auto broker = EmbeddedBroker::start({.brokers = 3, .topics = {{"a", 2}}});
+  ASSERT_TRUE(broker) << broker.error().message();
+  EXPECT_EQ(
+      std::count((*broker)->bootstrapServers().begin(), (*broker)->bootstrapServers().end(), ','),
+      2);
+  ASSERT_OK((*broker)->setPartitionLeader("a", 0, 3));
+  EXPECT_FALSE(EmbeddedBroker::start({.brokers = 0}));
+}
+
+}  // namespace
+}  // namespace td::kafka
