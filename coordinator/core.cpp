@@ -43,6 +43,7 @@ Core::Core(CoreConfig config) : config_(std::move(config)) {}
 
 Effects Core::handle(const Input& input, Instant now) {
   Effects out;
+  if (!std::holds_alternative<Tick>(input)) noteInput(now);
   std::visit(
       [&](const auto& msg) {
         using T = std::decay_t<decltype(msg)>;
@@ -99,7 +100,9 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
       return;
     }
     // A new session of a known peer replaces the old one, whose running step is re-queued.
+    const bool was_running = !current.finishedAt().has_value();
     current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
+    if (was_running && current.finishedAt()) scheduleExpiry(current);
     peers_.erase(it);
   }
 
@@ -110,7 +113,7 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
   if (group == nullptr) {
     std::string id = newGroupId(peer, key);
     auto created =
-        std::make_unique<Group>(id, key, next_ordinal_++, peer, config_, now, out);
+        std::make_unique<Group>(id, key, next_ordinal_++, peer, config_, timers_, now, out);
     group = created.get();
     groups_.emplace(id, std::move(created));
   }
@@ -206,13 +209,46 @@ Group* Core::groupFor(const std::string& group_id, Effects& out) {
 }
 
 void Core::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
-  (void)now;
   if (std::string problem = validateHeartbeat(msg); !problem.empty()) {
     out.emplace_back(DeadLetter{.reason = "invalid heartbeat: " + problem});
     return;
   }
-  // Leases arrive with failure handling; until then a heartbeat only has to name a real group.
-  groupFor(msg.group_id(), out);
+  if (Group* group = groupFor(msg.group_id(), out)) group->onHeartbeat(msg, now, out);
+}
+
+void Core::noteInput(Instant now) {
+  const Millis silence = config_.lease / 2;
+  if (!last_input_ || now.mono - *last_input_ > silence) flowing_since_ = now.mono;
+  last_input_ = now.mono;
+}
+
+bool Core::leasesMayLapse(Instant now) const {
+  return last_input_ && now.mono - *last_input_ <= config_.lease / 2 &&
+         now.mono - flowing_since_ >= config_.lease;
+}
+
+void Core::runTimers(Instant now, Effects& out) {
+  const bool leases = leasesMayLapse(now);
+  std::vector<TimerQueue::Entry> deferred;
+  while (!timers_.entries.empty() && timers_.entries.begin()->first <= now.mono) {
+    TimerQueue::Entry entry = std::move(timers_.entries.begin()->second);
+    timers_.entries.erase(timers_.entries.begin());
+    auto it = groups_.find(entry.group_id);
+    if (it == groups_.end()) continue;
+    Group& group = *it->second;
+    if (entry.peer_id.empty()) {
+      group.wake(now, out);
+    } else if (!leases) {
+      deferred.push_back(std::move(entry));   // looked at again once input flows
+    } else {
+      const bool was_running = !group.finishedAt().has_value();
+      group.checkLease(entry.peer_id, now, out);
+      if (was_running && group.finishedAt()) scheduleExpiry(group);
+    }
+  }
+  for (auto& entry : deferred) {
+    timers_.at(now.mono + config_.lease / 4, std::move(entry.group_id), std::move(entry.peer_id));
+  }
 }
 
 void Core::onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out) {
@@ -255,7 +291,7 @@ void Core::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out
 }
 
 void Core::onTick(Instant now, Effects& out) {
-  (void)out;
+  runTimers(now, out);
   while (!expiry_.empty() && expiry_.begin()->first <= now.mono) {
     std::string group_id = expiry_.begin()->second;
     expiry_.erase(expiry_.begin());

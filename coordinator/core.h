@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -49,6 +50,7 @@ class Core {
   void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
   void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
   void onTick(Instant now, Effects& out);
+  void runTimers(Instant now, Effects& out);
 
   // The group `peer` should join, or null to start a new one; `shared` gets the overlap.
   Group* chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
@@ -69,6 +71,14 @@ class Core {
   std::unordered_map<std::string, Family> families_;
   std::unordered_map<std::string, PeerRecord> peers_;
   std::multimap<Millis, std::string> expiry_;   // mono time -> group id to forget
+  TimerQueue timers_;                           // leases and backoff wake-ups
+  // Leases lapse only while input flows: after a silence longer than half a lease (the broker
+  // was unreachable, or this coordinator just started) every peer gets one full lease to be
+  // heard again before it can be declared lost.
+  std::optional<Millis> last_input_;
+  Millis flowing_since_{0};
+  void noteInput(Instant now);
+  bool leasesMayLapse(Instant now) const;
 };
 
 }  // namespace td::coordinator

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -26,7 +27,24 @@ struct CoreConfig {
   // A completed group stays joinable (late joiners learn it is done) this long; a finished
   // (completed or failed) group is forgotten after it, so memory stays bounded.
   Millis finished_group_retention{std::chrono::minutes(10)};
+  // A peer silent this long is declared lost and its running step re-queued.
+  Millis lease{5000};
+  // How often workers are told to heartbeat (in GroupJoined); well under the lease.
+  Millis heartbeat_interval{1000};
   protocol::Topics topics;
+};
+
+// Timers the core keeps for its groups. Entries are checked when due (a lease may have been
+// renewed meanwhile), so arming is cheap and nothing scans all groups.
+struct TimerQueue {
+  struct Entry {
+    std::string group_id;
+    std::string peer_id;   // a lease check for this peer; empty = wake the group's scheduler
+  };
+  std::multimap<Millis, Entry> entries;
+  void at(Millis when, std::string group_id, std::string peer_id = {}) {
+    entries.emplace(when, Entry{std::move(group_id), std::move(peer_id)});
+  }
 };
 
 // ---- Inputs -------------------------------------------------------------------------------

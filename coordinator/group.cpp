@@ -2,35 +2,55 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/check.h"
+#include "common/hash.h"
 
 namespace td::coordinator {
 
 namespace {
+
 const char* stateName(int state) {
   static constexpr const char* kNames[] = {"waiting", "queued", "running", "succeeded", "failed"};
   return kNames[state];
 }
 
-bool countsAsFailure(td::v1::StepOutcome outcome) {
-  return outcome == td::v1::STEP_OUTCOME_FAILED || outcome == td::v1::STEP_OUTCOME_TIMED_OUT ||
-         outcome == td::v1::STEP_OUTCOME_REJECTED;
+// Whether a failed attempt may be retried under the step's retry_on.
+bool retryable(const td::v1::RetryPolicy& retry, td::v1::StepOutcome outcome,
+               std::int32_t exit_code) {
+  switch (outcome) {
+    case td::v1::STEP_OUTCOME_TIMED_OUT:
+      return retry.retry_on_timeout();
+    case td::v1::STEP_OUTCOME_REJECTED:
+      return true;   // another peer's schema may know it; counted, so it cannot loop
+    case td::v1::STEP_OUTCOME_FAILED: {
+      if (retry.retry_on_any_exit()) return true;
+      const auto& codes = retry.retry_on_exit_codes();
+      return std::find(codes.begin(), codes.end(), exit_code) != codes.end();
+    }
+    default:
+      return false;
+  }
 }
+
 }  // namespace
 
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
-             const td::v1::PeerRegistered& founder, const CoreConfig& config, Instant now,
-             Effects& out)
+             const td::v1::PeerRegistered& founder, const CoreConfig& config, TimerQueue& timers,
+             Instant now, Effects& out)
     : config_(config),
+      timers_(timers),
       id_(std::move(id)),
       compatibility_key_(std::move(compatibility_key)),
       ordinal_(ordinal),
-      schema_name_(founder.schema_name()),
       created_at_wall_(now.wall) {
   steps_.reserve(founder.steps_size());
   for (const auto& spec : founder.steps()) {
     step_index_.emplace(spec.id(), steps_.size());
     steps_.push_back(StepRun{.spec = spec});
+    if (!spec.has_retry()) *steps_.back().spec.mutable_retry() = protocol::defaultRetryPolicy();
   }
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     for (const auto& dep : steps_[i].spec.depends_on()) {
@@ -48,15 +68,14 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   *created.mutable_steps() = founder.steps();
   created.set_founding_peer_id(founder.peer_id());
   for (std::size_t i = 0; i < steps_.size(); ++i) {
-    if (steps_[i].unmet_deps == 0) queue(i, "initial", now, out);
+    if (steps_[i].unmet_deps == 0) queue(i, "initial", Millis(0), now, out);
   }
 }
 
 std::vector<std::string> Group::memberPeerIds() const {
   std::vector<std::string> ids;
-  for (const auto& m : members_) {
-    if (m.present) ids.push_back(m.peer_id);
-  }
+  ids.reserve(members_.size());
+  for (const auto& m : members_) ids.push_back(m.peer_id);
   return ids;
 }
 
@@ -73,6 +92,11 @@ td::v1::Event& Group::emit(Instant now, Effects& out) {
   return std::get<PublishEvent>(out.back()).event;
 }
 
+void Group::publish(td::v1::AssignmentRecord record, Effects& out) {
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  out.emplace_back(PublishAssignment{.group_id = id_, .record = std::move(record)});
+}
+
 td::v1::GroupJoined Group::joinedReply(const td::v1::PeerRegistered& peer) const {
   td::v1::GroupJoined joined;
   joined.set_peer_id(peer.peer_id());
@@ -80,8 +104,12 @@ td::v1::GroupJoined Group::joinedReply(const td::v1::PeerRegistered& peer) const
   joined.set_group_id(id_);
   joined.set_assign_topic(config_.topics.assign(id_));
   joined.set_status(status_);
-  for (auto& id : memberPeerIds()) joined.add_member_peer_ids(std::move(id));
+  for (const auto& m : members_) {
+    if (m.present) joined.add_member_peer_ids(m.peer_id);
+  }
   joined.set_coordinator_epoch(config_.epoch);
+  joined.set_heartbeat_interval_ms(static_cast<std::uint64_t>(config_.heartbeat_interval.count()));
+  joined.set_lease_ms(static_cast<std::uint64_t>(config_.lease.count()));
   return joined;
 }
 
@@ -91,12 +119,22 @@ Group::Member* Group::findMember(const std::string& peer_id) {
   return &members_[it->second];
 }
 
+const Group::Member* Group::findMember(const std::string& peer_id) const {
+  return const_cast<Group*>(this)->findMember(peer_id);
+}
+
+bool Group::isPresentSession(const std::string& peer_id, const std::string& session_id) const {
+  const Member* member = findMember(peer_id);
+  return member != nullptr && member->session_id == session_id;
+}
+
 void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
                       std::uint32_t shared_refs, Instant now, Effects& out) {
   auto [it, inserted] = member_index_.try_emplace(peer.peer_id(), members_.size());
   Member member{.peer_id = peer.peer_id(),
                 .session_id = peer.session_id(),
-                .slots = peer.slots() == 0 ? 1u : peer.slots()};
+                .slots = peer.slots() == 0 ? 1u : peer.slots(),
+                .last_seen = now.mono};
   if (inserted) {
     members_.push_back(std::move(member));
   } else {
@@ -110,49 +148,57 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
   *joined.mutable_repos() = peer.repos();
   joined.set_complex(peer.complex());
   joined.set_shared_refs(shared_refs);
-  if (status_ == td::v1::GROUP_STATUS_RUNNING) schedule(now, out);
+  if (status_ != td::v1::GROUP_STATUS_RUNNING) return;
+  timers_.at(now.mono + config_.lease, id_, peer.peer_id());
+  schedule(now, out);
+}
+
+void Group::dropMember(Member& member, bool lost, const std::string& reason, Instant now,
+                       Effects& out) {
+  member.present = false;
+  auto& gone = lost ? *emit(now, out).mutable_peer_lost() : *emit(now, out).mutable_peer_left();
+  gone.set_peer_id(member.peer_id);
+  gone.set_session_id(member.session_id);
+  gone.set_reason(reason);
+  auto running = std::move(member.running);
+  member.running.clear();
+  for (std::size_t step : running) lostAttempt(step, reason, /*record=*/true, now, out);
+  schedule(now, out);
 }
 
 void Group::removeMember(const std::string& peer_id, const std::string& reason, Instant now,
                          Effects& out) {
+  if (Member* member = findMember(peer_id)) dropMember(*member, /*lost=*/false, reason, now, out);
+}
+
+void Group::checkLease(const std::string& peer_id, Instant now, Effects& out) {
   Member* member = findMember(peer_id);
-  if (member == nullptr) return;
-  member->present = false;
-  auto running = std::move(member->running);
-  member->running.clear();
-  for (std::size_t step : running) requeueLost(step, reason, now, out);
-  if (status_ == td::v1::GROUP_STATUS_RUNNING) schedule(now, out);
-}
-
-void Group::requeueLost(std::size_t index, const std::string& reason, Instant now,
-                        Effects& out) {
-  StepRun& step = steps_[index];
-  if (step.state != StepState::kRunning) return;
-  auto& lost = *emit(now, out).mutable_step_finished();
-  lost.set_peer_id(step.peer_id);
-  lost.set_session_id(step.session_id);
-  lost.set_group_id(id_);
-  lost.set_step_id(step.spec.id());
-  lost.set_attempt(step.attempt);
-  lost.set_outcome(td::v1::STEP_OUTCOME_LOST);
-  lost.set_output_tail(reason);
-  step.last_outcome = td::v1::STEP_OUTCOME_LOST;
-  if (status_ == td::v1::GROUP_STATUS_RUNNING) {
-    queue(index, "retry after lost: " + reason, now, out);
-  } else {
-    step.state = StepState::kFailed;
+  if (member == nullptr || status_ != td::v1::GROUP_STATUS_RUNNING) return;
+  const Millis expires = member->last_seen + config_.lease;
+  if (expires > now.mono) {
+    timers_.at(expires, id_, peer_id);   // renewed since it was armed
+    return;
   }
+  dropMember(*member, /*lost=*/true,
+             fmt::format("missed its lease: silent for {} ms", (now.mono - member->last_seen).count()),
+             now, out);
 }
 
-void Group::queue(std::size_t index, const std::string& reason, Instant now, Effects& out) {
+void Group::wake(Instant now, Effects& out) { schedule(now, out); }
+
+void Group::queue(std::size_t index, const std::string& reason, Millis backoff, Instant now,
+                  Effects& out) {
   StepRun& step = steps_[index];
   step.state = StepState::kQueued;
   step.abort_requested = false;
+  step.retry_not_before = now.mono + backoff;
   queued_.insert(index);
   auto& queued = *emit(now, out).mutable_step_queued();
   queued.set_step_id(step.spec.id());
   queued.set_next_attempt(step.attempt + 1);
   queued.set_reason(reason);
+  queued.set_backoff_ms(static_cast<std::uint64_t>(backoff.count()));
+  if (backoff > Millis(0)) timers_.at(step.retry_not_before, id_);
 }
 
 void Group::schedule(Instant now, Effects& out) {
@@ -160,23 +206,23 @@ void Group::schedule(Instant now, Effects& out) {
   // Cost: O(queued steps x members) for this group only; nothing here scans other groups.
   std::vector<std::size_t> candidates(queued_.begin(), queued_.end());
   for (std::size_t index : candidates) {
+    const StepRun& step = steps_[index];
+    const bool backoff_over = now.mono >= step.retry_not_before;
     Member* preferred = nullptr;
     Member* fallback = nullptr;
+    bool anyone_idle = false;
     for (auto& member : members_) {
-      if (!member.present || member.running.size() >= member.slots) continue;
-      if (steps_[index].failed_on.contains(member.peer_id)) {
-        if (fallback == nullptr) fallback = &member;
-      } else {
+      if (!member.present || member.leaving || member.running.size() >= member.slots) continue;
+      anyone_idle = true;
+      if (!step.failed_on.contains(member.peer_id)) {
         preferred = &member;
         break;
       }
+      if (backoff_over && fallback == nullptr) fallback = &member;
     }
+    if (!anyone_idle) break;   // later steps cannot be placed either
     Member* chosen = preferred != nullptr ? preferred : fallback;
-    if (chosen == nullptr) {
-      if (fallback == nullptr) break;  // nobody is idle: later steps cannot be placed either
-      continue;
-    }
-    assign(index, *chosen, now, out);
+    if (chosen != nullptr) assign(index, *chosen, now, out);
   }
 }
 
@@ -189,7 +235,8 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   step.session_id = member.session_id;
   member.running.insert(index);
 
-  td::v1::StepAssigned assigned;
+  td::v1::AssignmentRecord record;
+  auto& assigned = *record.mutable_assigned();
   assigned.set_group_id(id_);
   assigned.set_step_id(step.spec.id());
   assigned.set_attempt(step.attempt);
@@ -197,11 +244,7 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   assigned.set_session_id(member.session_id);
   assigned.set_coordinator_epoch(config_.epoch);
   *emit(now, out).mutable_step_assigned() = assigned;
-
-  PublishAssignment publish{.group_id = id_};
-  publish.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-  *publish.record.mutable_assigned() = std::move(assigned);
-  out.emplace_back(std::move(publish));
+  publish(std::move(record), out);
 }
 
 void Group::ignore(std::string reason, std::string detail, const std::string& peer_id,
@@ -234,17 +277,29 @@ Group::StepRun* Group::matchRunning(const std::string& peer_id, const std::strin
   }
   if (step.state == StepState::kRunning && same_attempt) return &step;
   std::string reason = "stale_attempt";
-  if (attempt > step.attempt) {
+  if (attempt > step.attempt || (attempt == step.attempt && peer_id != step.peer_id)) {
     reason = "unassigned_attempt";
   } else if (same_attempt && step.state == StepState::kSucceeded) {
     reason = "duplicate";
   } else if (status_ != td::v1::GROUP_STATUS_RUNNING) {
     reason = "group_finished";
   }
-  ignore(reason, fmt::format("step is {} at attempt {} on {}", stateName(static_cast<int>(step.state)),
-                             step.attempt, step.peer_id),
+  ignore(reason,
+         fmt::format("step is {} at attempt {} on {}", stateName(static_cast<int>(step.state)),
+                     step.attempt, step.peer_id),
          peer_id, step_id, attempt, now, out);
   return nullptr;
+}
+
+void Group::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
+  Member* member = findMember(msg.peer_id());
+  if (member == nullptr || member->session_id != msg.session_id()) {
+    ignore(member == nullptr ? "not_a_member" : "stale_session",
+           "heartbeat from a session that is not a present member (left, lost or replaced)",
+           msg.peer_id(), msg.running_step_id(), msg.running_attempt(), now, out);
+    return;
+  }
+  member->last_seen = now.mono;
 }
 
 void Group::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {
@@ -252,6 +307,7 @@ void Group::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out)
   StepRun* step = matchRunning(msg.peer_id(), msg.session_id(), msg.step_id(), msg.attempt(),
                                &index, now, out);
   if (step == nullptr) return;
+  if (Member* member = findMember(msg.peer_id())) member->last_seen = now.mono;
   *emit(now, out).mutable_step_started() = msg;
 }
 
@@ -261,7 +317,10 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
                                &index, now, out);
   if (step == nullptr) return;
   *emit(now, out).mutable_step_finished() = msg;
-  if (Member* member = findMember(msg.peer_id())) member->running.erase(index);
+  if (Member* member = findMember(msg.peer_id())) {
+    member->running.erase(index);
+    member->last_seen = now.mono;
+  }
   step->last_outcome = msg.outcome();
   step->last_duration_ms = msg.duration_ms();
 
@@ -270,33 +329,111 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
     step->state = StepState::kFailed;
     return;
   }
-  if (msg.outcome() == td::v1::STEP_OUTCOME_SUCCEEDED) {
-    step->state = StepState::kSucceeded;
-    ++succeeded_;
-    if (succeeded_ == steps_.size()) {
-      complete(now, out);
-      return;
-    }
-    for (std::size_t dependent : step->dependents) {
-      if (--steps_[dependent].unmet_deps == 0) queue(dependent, "dependencies met", now, out);
-    }
-  } else if (countsAsFailure(msg.outcome())) {
-    step->failures += 1;
-    step->failed_on.insert(msg.peer_id());
-    if (step->failures >= step->spec.max_attempts()) {
-      fail(index,
-           fmt::format("step {} {} {} of {} attempts (last: {} exit={} on {})", step->spec.id(),
-                       "failed", step->failures, step->spec.max_attempts(),
-                       protocol::outcomeName(msg.outcome()), msg.exit_code(), msg.peer_id()),
-           now, out);
-      return;
-    }
-    queue(index, fmt::format("retry after {}", protocol::outcomeName(msg.outcome())), now, out);
-  } else {
-    // Aborted by the worker while the group runs (it is leaving): not the step's fault.
-    queue(index, "retry after aborted", now, out);
+  switch (msg.outcome()) {
+    case td::v1::STEP_OUTCOME_SUCCEEDED:
+      step->state = StepState::kSucceeded;
+      ++succeeded_;
+      if (succeeded_ == steps_.size()) {
+        complete(now, out);
+        return;
+      }
+      for (std::size_t dependent : step->dependents) {
+        if (--steps_[dependent].unmet_deps == 0) {
+          queue(dependent, "dependencies met", Millis(0), now, out);
+        }
+      }
+      break;
+    case td::v1::STEP_OUTCOME_ABORTED:
+      // The worker killed it because it is leaving: the step is not at fault, and the worker
+      // takes no more work (its PeerLeft follows).
+      if (Member* member = findMember(msg.peer_id())) member->leaving = true;
+      lostAttempt(index, "aborted by its worker (leaving)", /*record=*/false, now, out);
+      break;
+    default:
+      failedAttempt(index, msg.peer_id(), msg.outcome(), msg.exit_code(), now, out);
+      break;
   }
   schedule(now, out);
+}
+
+Millis Group::backoffFor(const StepRun& step) const {
+  const auto& r = step.spec.retry();
+  if (r.backoff_initial_ms() == 0) return Millis(0);
+  const double multiplier = std::max(1.0, r.backoff_multiplier());
+  double wait = static_cast<double>(r.backoff_initial_ms()) *
+                std::pow(multiplier, static_cast<double>(step.failures - 1));
+  wait = std::min(wait, static_cast<double>(std::max(r.backoff_max_ms(), r.backoff_initial_ms())));
+  // Jitter from a hash of the attempt, not a random source: a replay decides the same.
+  const double jitter = std::clamp(r.backoff_jitter(), 0.0, 1.0);
+  const std::uint64_t h = fnv1a64(id_ + "\n" + step.spec.id() + "\n" + std::to_string(step.attempt));
+  const double unit = static_cast<double>(h >> 11) / static_cast<double>(1ULL << 53);  // [0,1)
+  wait *= 1.0 + jitter * (2.0 * unit - 1.0);
+  return Millis(static_cast<std::int64_t>(wait));
+}
+
+void Group::failedAttempt(std::size_t index, const std::string& peer_id,
+                          td::v1::StepOutcome outcome, std::int32_t exit_code, Instant now,
+                          Effects& out) {
+  StepRun& step = steps_[index];
+  step.failures += 1;
+  step.failed_on.insert(peer_id);
+  const auto outcome_name = protocol::outcomeName(outcome);
+  if (!retryable(step.spec.retry(), outcome, exit_code)) {
+    fail(index,
+         fmt::format("step {} {} (exit {}) on {}; retry_on does not cover it", step.spec.id(),
+                     outcome_name, exit_code, peer_id),
+         now, out);
+    return;
+  }
+  if (step.failures >= step.spec.max_attempts()) {
+    fail(index,
+         fmt::format("step {} failed {} of {} attempts (last: {} exit {} on {})", step.spec.id(),
+                     step.failures, step.spec.max_attempts(), outcome_name, exit_code, peer_id),
+         now, out);
+    return;
+  }
+  queue(index, fmt::format("retry after {} (exit {})", outcome_name, exit_code),
+        backoffFor(step), now, out);
+}
+
+void Group::lostAttempt(std::size_t index, const std::string& reason, bool record, Instant now,
+                        Effects& out) {
+  StepRun& step = steps_[index];
+  if (step.state != StepState::kRunning) return;
+  if (record) {
+    auto& lost = *emit(now, out).mutable_step_finished();
+    lost.set_peer_id(step.peer_id);
+    lost.set_session_id(step.session_id);
+    lost.set_group_id(id_);
+    lost.set_step_id(step.spec.id());
+    lost.set_attempt(step.attempt);
+    lost.set_outcome(td::v1::STEP_OUTCOME_LOST);
+    lost.set_output_tail(reason);
+    step.last_outcome = td::v1::STEP_OUTCOME_LOST;
+  }
+  if (status_ != td::v1::GROUP_STATUS_RUNNING) {
+    step.state = StepState::kFailed;
+    return;
+  }
+  const auto& retry = step.spec.retry();
+  step.lost += 1;
+  if (retry.count_lost_attempts()) step.failures += 1;
+  if (!retry.retry_on_lost()) {
+    fail(index, fmt::format("step {} lost ({}); retry_on does not cover lost", step.spec.id(), reason),
+         now, out);
+  } else if (retry.max_lost_attempts() > 0 && step.lost >= retry.max_lost_attempts()) {
+    fail(index,
+         fmt::format("step {} lost {} times (max_lost_attempts {}); last: {}", step.spec.id(),
+                     step.lost, retry.max_lost_attempts(), reason),
+         now, out);
+  } else if (retry.count_lost_attempts() && step.failures >= step.spec.max_attempts()) {
+    fail(index,
+         fmt::format("step {} failed {} of {} attempts (last: lost, {})", step.spec.id(),
+                     step.failures, step.spec.max_attempts(), reason),
+         now, out);
+  } else {
+    queue(index, "retry after lost: " + reason, Millis(0), now, out);
+  }
 }
 
 void Group::fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const {
@@ -313,15 +450,13 @@ void Group::fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>*
 void Group::complete(Instant now, Effects& out) {
   status_ = td::v1::GROUP_STATUS_COMPLETED;
   finished_at_ = now.mono;
-  td::v1::GroupCompleted completed;
+  td::v1::AssignmentRecord record;
+  auto& completed = *record.mutable_completed();
   completed.set_group_id(id_);
   fillSummary(completed.mutable_steps());
   completed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
   *emit(now, out).mutable_group_completed() = completed;
-  PublishAssignment publish{.group_id = id_};
-  publish.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-  *publish.record.mutable_completed() = std::move(completed);
-  out.emplace_back(std::move(publish));
+  publish(std::move(record), out);
 }
 
 void Group::fail(std::size_t failed_step, const std::string& reason, Instant now, Effects& out) {
@@ -329,12 +464,14 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
   finished_at_ = now.mono;
   steps_[failed_step].state = StepState::kFailed;
   // Abort every attempt still in flight; their workers answer with an aborted finish.
-  for (std::size_t i = 0; i < steps_.size(); ++i) {
-    StepRun& step = steps_[i];
-    if (step.state == StepState::kQueued) step.state = StepState::kFailed;
+  for (auto& step : steps_) {
+    if (step.state == StepState::kQueued || step.state == StepState::kWaiting) {
+      step.state = StepState::kFailed;
+    }
     if (step.state != StepState::kRunning || step.abort_requested) continue;
     step.abort_requested = true;
-    td::v1::AbortStep abort;
+    td::v1::AssignmentRecord record;
+    auto& abort = *record.mutable_abort();
     abort.set_group_id(id_);
     abort.set_step_id(step.spec.id());
     abort.set_attempt(step.attempt);
@@ -342,23 +479,18 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
     abort.set_session_id(step.session_id);
     abort.set_reason("group failed");
     *emit(now, out).mutable_step_aborted() = abort;
-    PublishAssignment publish{.group_id = id_};
-    publish.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-    *publish.record.mutable_abort() = std::move(abort);
-    out.emplace_back(std::move(publish));
+    publish(std::move(record), out);
   }
   queued_.clear();
-  td::v1::GroupFailed failed;
+  td::v1::AssignmentRecord record;
+  auto& failed = *record.mutable_failed();
   failed.set_group_id(id_);
   failed.set_failed_step_id(steps_[failed_step].spec.id());
   failed.set_reason(reason);
   fillSummary(failed.mutable_steps());
   failed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
   *emit(now, out).mutable_group_failed() = failed;
-  PublishAssignment publish{.group_id = id_};
-  publish.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-  *publish.record.mutable_failed() = std::move(failed);
-  out.emplace_back(std::move(publish));
+  publish(std::move(record), out);
 }
 
 }  // namespace td::coordinator

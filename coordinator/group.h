@@ -3,17 +3,21 @@
 //
 // Step states and their transitions:
 //
-//   waiting --(all depends_on succeeded)--> queued --(assigned to an idle member)--> running
-//   running --(finished: succeeded)--> succeeded
-//   running --(finished: failed/timed out/rejected, failures < max_attempts)--> queued (retry)
-//   running --(finished: failed/..., failures == max_attempts)--> failed  => group failed
-//   running --(peer left / replaced / finished: aborted while the group runs)--> queued (not counted)
+//   waiting --(all depends_on succeeded)--> queued --(assigned to an eligible member)--> running
+//   running --succeeded--> succeeded                 (every step succeeded => group completed)
+//   running --failed/timed out/rejected, retryable, failures < max_attempts--> queued + backoff
+//   running --failed..., not retryable or failures == max_attempts--> failed => group failed
+//   running --lost (peer missed its lease, left, was replaced, or aborted it while leaving)-->
+//           queued at once, unless lost is not retryable, or lost attempts reach
+//           max_lost_attempts, or (count_lost_attempts) failures reach max_attempts => failed
 //
 // Group states: running --(every step succeeded)--> completed
-//               running --(a step used its attempts)--> failed (running steps are aborted)
+//               running --(a step failed for good)--> failed (in-flight attempts are aborted)
 //
-// Retries prefer an idle member that has not failed the step yet; if none is idle, any idle
-// member may take it. Thread safety: none; owned by the Core.
+// A queued step goes to the first idle member that has not failed it; a member that failed it
+// may take it only once its backoff has passed. Members are live while they heartbeat: the
+// Core checks leases through the TimerQueue and calls loseMember() when one lapses.
+// Thread safety: none; owned by the Core.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +35,10 @@ namespace td::coordinator {
 class Group {
  public:
   // Creates the group with `founder`'s steps; emits group_created (the founder joins through
-  // addMember afterwards).
+  // addMember afterwards). `config` and `timers` must outlive the group.
   Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
-        const td::v1::PeerRegistered& founder, const CoreConfig& config, Instant now,
-        Effects& out);
+        const td::v1::PeerRegistered& founder, const CoreConfig& config, TimerQueue& timers,
+        Instant now, Effects& out);
 
   const std::string& id() const { return id_; }
   const std::string& compatibilityKey() const { return compatibility_key_; }
@@ -44,17 +48,24 @@ class Group {
   std::optional<Millis> finishedAt() const { return finished_at_; }
   // Every member's change refs (own and built on), qualified by repository.
   const std::unordered_set<std::string>& refs() const { return refs_; }
+  // Peer ids of every member that ever joined (present or not).
   std::vector<std::string> memberPeerIds() const;
   std::uint64_t lastSequence() const { return next_sequence_ - 1; }
 
-  // Adds a peer (already known not to be a member). `refs` are its qualified change refs,
-  // `shared_refs` how many of them the group had. Runs nothing if the group is finished.
+  // Adds a peer (already known not to be a present member with this session). `refs` are its
+  // qualified change refs, `shared_refs` how many of them the group had. Arms its lease.
   void addMember(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
                  std::uint32_t shared_refs, Instant now, Effects& out);
-  // The peer's session is gone (left, or replaced by a newer session): its running step is
-  // re-queued without counting as a failure.
+  // The peer's session is gone: it left, or a newer session replaced it. Its running step is
+  // re-queued as lost (see the policy above).
   void removeMember(const std::string& peer_id, const std::string& reason, Instant now,
                     Effects& out);
+  // Checks the peer's lease (armed for `now`); declares it lost if it lapsed, re-arms it if not.
+  void checkLease(const std::string& peer_id, Instant now, Effects& out);
+  // Runs the scheduler (a backoff may have passed).
+  void wake(Instant now, Effects& out);
+
+  void onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out);
   void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
   void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
   // Records an input that was valid but changed nothing (duplicate, stale, ...).
@@ -63,18 +74,22 @@ class Group {
 
   // The reply a (new or repeated) registration of `peer` gets.
   td::v1::GroupJoined joinedReply(const td::v1::PeerRegistered& peer) const;
+  // True if `session_id` is the current, present session of `peer_id`.
+  bool isPresentSession(const std::string& peer_id, const std::string& session_id) const;
 
  private:
   enum class StepState { kWaiting, kQueued, kRunning, kSucceeded, kFailed };
   struct StepRun {
     td::v1::StepSpec spec;
     StepState state = StepState::kWaiting;
-    std::uint32_t attempt = 0;     // last attempt number handed out (1-based)
-    std::uint32_t failures = 0;    // counted failures
+    std::uint32_t attempt = 0;        // last attempt number handed out (1-based)
+    std::uint32_t failures = 0;       // failures counted toward max_attempts
+    std::uint32_t lost = 0;           // lost attempts (capped by max_lost_attempts)
     std::size_t unmet_deps = 0;
     std::vector<std::size_t> dependents;
-    std::set<std::string> failed_on;   // peers that failed it
-    std::string peer_id;               // of the running or last attempt
+    std::set<std::string> failed_on;  // peers that failed it
+    Millis retry_not_before{0};       // those peers may retry only from then on
+    std::string peer_id;              // of the running or last attempt
     std::string session_id;
     bool abort_requested = false;
     td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
@@ -84,29 +99,42 @@ class Group {
     std::string peer_id;
     std::string session_id;
     std::uint32_t slots = 1;
-    std::set<std::size_t> running;   // step indexes
+    std::set<std::size_t> running;    // step indexes
     bool present = true;
+    bool leaving = false;             // aborted its step to leave: gets no more work
+    Millis last_seen{0};              // mono time of its last message
   };
 
   td::v1::Event& emit(Instant now, Effects& out);
-  void queue(std::size_t step, const std::string& reason, Instant now, Effects& out);
+  void publish(td::v1::AssignmentRecord record, Effects& out);
+  void queue(std::size_t step, const std::string& reason, Millis backoff, Instant now,
+             Effects& out);
   void schedule(Instant now, Effects& out);
   void assign(std::size_t step, Member& member, Instant now, Effects& out);
   void complete(Instant now, Effects& out);
   void fail(std::size_t step, const std::string& reason, Instant now, Effects& out);
-  void requeueLost(std::size_t step, const std::string& reason, Instant now, Effects& out);
+  // A counted failure of `step` on `peer_id`: retry with backoff or fail the group.
+  void failedAttempt(std::size_t step, const std::string& peer_id, td::v1::StepOutcome outcome,
+                     std::int32_t exit_code, Instant now, Effects& out);
+  // The running attempt of `step` is lost (emits step_finished outcome lost if `record`).
+  void lostAttempt(std::size_t step, const std::string& reason, bool record, Instant now,
+                   Effects& out);
+  void dropMember(Member& member, bool lost, const std::string& reason, Instant now,
+                  Effects& out);
+  Millis backoffFor(const StepRun& step) const;
   void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;
   Member* findMember(const std::string& peer_id);
+  const Member* findMember(const std::string& peer_id) const;
   // Finds the step a worker message refers to, or records why it is ignored and returns null.
   StepRun* matchRunning(const std::string& peer_id, const std::string& session_id,
                         const std::string& step_id, std::uint32_t attempt, std::size_t* index,
                         Instant now, Effects& out);
 
   const CoreConfig& config_;
+  TimerQueue& timers_;
   std::string id_;
   std::string compatibility_key_;
   std::uint64_t ordinal_;
-  std::string schema_name_;
   td::v1::GroupStatus status_ = td::v1::GROUP_STATUS_RUNNING;
   Millis created_at_wall_;
   std::optional<Millis> finished_at_;

@@ -59,11 +59,40 @@ bool hasCycle(const td::v1::PeerRegistered& peer) {
   return done != unmet.size();
 }
 
+constexpr std::uint64_t kMaxBackoffMs = 7ULL * 24 * 3600 * 1000;
+
 #define TD_TRY_CHECK(expr)               \
   do {                                   \
     std::string td_problem_ = (expr);    \
     if (!td_problem_.empty()) return td_problem_; \
   } while (0)
+
+std::string checkRetry(int i, const td::v1::RetryPolicy& r) {
+  if (r.backoff_initial_ms() > kMaxBackoffMs || r.backoff_max_ms() > kMaxBackoffMs) {
+    return fmt::format("steps[{}].retry: backoff longer than 7 days", i);
+  }
+  if (r.backoff_max_ms() < r.backoff_initial_ms()) {
+    return fmt::format("steps[{}].retry: backoff_max_ms below backoff_initial_ms", i);
+  }
+  if (!(r.backoff_multiplier() >= 1.0 && r.backoff_multiplier() <= 100.0)) {
+    return fmt::format("steps[{}].retry: backoff_multiplier {} not in [1, 100]", i,
+                       r.backoff_multiplier());
+  }
+  if (!(r.backoff_jitter() >= 0.0 && r.backoff_jitter() <= 1.0)) {
+    return fmt::format("steps[{}].retry: backoff_jitter {} not in [0, 1]", i, r.backoff_jitter());
+  }
+  if (r.max_lost_attempts() < 1 || r.max_lost_attempts() > protocol::kMaxAttemptLimit) {
+    return fmt::format("steps[{}].retry: max_lost_attempts {} not in 1..{}", i,
+                       r.max_lost_attempts(), protocol::kMaxAttemptLimit);
+  }
+  if (r.retry_on_exit_codes_size() > 255) return fmt::format("steps[{}].retry: too many exit codes", i);
+  for (int code : r.retry_on_exit_codes()) {
+    if (code < 1 || code > 255) {
+      return fmt::format("steps[{}].retry: exit code {} not in 1..255", i, code);
+    }
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -109,6 +138,7 @@ std::string validateRegistration(const td::v1::PeerRegistered& peer) {
       return fmt::format("steps[{}].max_attempts: {} not in 1..{}", i, step.max_attempts(),
                          protocol::kMaxAttemptLimit);
     }
+    if (step.has_retry()) TD_TRY_CHECK(checkRetry(i, step.retry()));
   }
   for (int i = 0; i < peer.steps_size(); ++i) {
     for (const auto& dep : peer.steps(i).depends_on()) {

@@ -39,6 +39,20 @@ std::int32_t partitionFor(std::string_view key, std::int32_t partition_count) {
   return static_cast<std::int32_t>(fnv1a64(key) % static_cast<std::uint64_t>(partition_count));
 }
 
+td::v1::RetryPolicy defaultRetryPolicy() {
+  td::v1::RetryPolicy retry;
+  retry.set_backoff_initial_ms(1000);
+  retry.set_backoff_multiplier(2.0);
+  retry.set_backoff_max_ms(60000);
+  retry.set_backoff_jitter(0.2);
+  retry.set_retry_on_any_exit(true);
+  retry.set_retry_on_timeout(true);
+  retry.set_retry_on_lost(true);
+  retry.set_count_lost_attempts(false);
+  retry.set_max_lost_attempts(3);
+  return retry;
+}
+
 void routeProtobufLogs() {
   google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
                                      const std::string& message) {
@@ -90,8 +104,11 @@ std::string describe(const td::v1::Event& e) {
       return fmt::format("peer_joined peer={} shared_refs={}{}", e.peer_joined().peer_id(),
                          e.peer_joined().shared_refs(), e.peer_joined().complex() ? " complex" : "");
     case E::kStepQueued:
-      return fmt::format("step_queued step={} attempt={} reason={}", e.step_queued().step_id(),
-                         e.step_queued().next_attempt(), e.step_queued().reason());
+      return fmt::format("step_queued step={} attempt={} reason={}{}", e.step_queued().step_id(),
+                         e.step_queued().next_attempt(), e.step_queued().reason(),
+                         e.step_queued().backoff_ms() > 0
+                             ? fmt::format(" backoff_ms={}", e.step_queued().backoff_ms())
+                             : std::string());
     case E::kStepAssigned:
       return fmt::format("step_assigned step={} attempt={} peer={}", e.step_assigned().step_id(),
                          e.step_assigned().attempt(), e.step_assigned().peer_id());
@@ -119,6 +136,12 @@ std::string describe(const td::v1::Event& e) {
     case E::kGroupFailed:
       return fmt::format("group_failed step={} reason={}", e.group_failed().failed_step_id(),
                          e.group_failed().reason());
+    case E::kPeerLeft:
+      return fmt::format("peer_left peer={} reason={}", e.peer_left().peer_id(),
+                         e.peer_left().reason());
+    case E::kPeerLost:
+      return fmt::format("peer_lost peer={} reason={}", e.peer_lost().peer_id(),
+                         e.peer_lost().reason());
     case E::KIND_NOT_SET:
       break;
   }

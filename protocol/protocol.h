@@ -54,6 +54,11 @@ std::int32_t partitionFor(std::string_view key, std::int32_t partition_count);
 // A change ref qualified by its repository, as grouping compares them.
 std::string qualifiedRef(std::string_view repository, std::string_view ref);
 
+// The retry policy a step gets when its registration carries none: the same built-in defaults
+// as schema files (1 s backoff doubling to 1 min, 20 % jitter, retry any exit, timeout and lost,
+// lost attempts not counted but capped at 3).
+td::v1::RetryPolicy defaultRetryPolicy();
+
 // Routes protobuf's own log lines (e.g. "invalid UTF-8" while parsing garbage) to the
 // "protobuf" spdlog logger at debug level: bad input is reported once, by whoever rejects it.
 void routeProtobufLogs();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -50,9 +51,13 @@ constexpr std::string_view kTaskPlaceholder = "{task}";
 
 constexpr std::string_view kTopKeys[] = {"name",  "description", "defaults",
                                          "steps", "tasks",       "command"};
-constexpr std::string_view kDefaultsKeys[] = {"timeout", "max_attempts"};
-constexpr std::string_view kStepKeys[] = {"id",           "run",        "timeout",
-                                          "max_attempts", "depends_on", "description"};
+constexpr std::string_view kDefaultsKeys[] = {"timeout",  "max_attempts",        "backoff",
+                                              "retry_on", "count_lost_attempts", "max_lost_attempts"};
+constexpr std::string_view kStepKeys[] = {"id",         "run",         "timeout",
+                                          "max_attempts", "depends_on", "description",
+                                          "backoff",    "retry_on",    "count_lost_attempts",
+                                          "max_lost_attempts"};
+constexpr std::string_view kBackoffKeys[] = {"initial", "multiplier", "max", "jitter"};
 constexpr std::string_view kTaskKeys[] = {"task"};
 
 std::string join(std::span<const std::string_view> words) {
@@ -174,6 +179,7 @@ class Parser {
   struct Defaults {
     std::chrono::milliseconds timeout = kDefaultTimeout;
     std::uint32_t max_attempts = kDefaultMaxAttempts;
+    RetryPolicy retry;
   };
   // Where each step's id and depends_on entries were written, for reference errors.
   struct StepMarks {
@@ -336,7 +342,130 @@ class Parser {
       if (!attempts) return std::unexpected(attempts.error());
       defaults.max_attempts = *attempts;
     }
+    TD_RETURN_IF_ERROR(readRetry(*fields, defaults.retry));
     return defaults;
+  }
+
+  // A duration that may also be zero ("0", "0s", "0ms"): backoff waits.
+  Result<std::chrono::milliseconds> readWait(const Field& f) const {
+    if (f.value.IsScalar()) {
+      const std::string& text = f.value.Scalar();
+      if (text == "0" || text == "0s" || text == "0ms") return std::chrono::milliseconds(0);
+    }
+    return readDuration(f);
+  }
+
+  Result<double> readNumber(const Field& f, double low, double high) const {
+    const std::string range = "a number in [" + fmtNumber(low) + ", " + fmtNumber(high) + "]";
+    if (!f.value.IsScalar()) {
+      return fail(Errc::kBadValue, valueMark(f),
+                  quote(f.key) + " must be " + range + ", got " + typeName(f.value));
+    }
+    const std::string& text = f.value.Scalar();
+    char* end = nullptr;
+    const double value = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !(value >= low && value <= high)) {
+      return fail(Errc::kBadValue, valueMark(f),
+                  quote(f.key) + " must be " + range + ", got " + quote(text));
+    }
+    return value;
+  }
+
+  static std::string fmtNumber(double v) {
+    std::string out = std::to_string(v);
+    out.erase(out.find_last_not_of('0') + 1);
+    if (!out.empty() && out.back() == '.') out.pop_back();
+    return out;
+  }
+
+  Result<bool> readBool(const Field& f) const {
+    if (f.value.IsScalar() && (f.value.Scalar() == "true" || f.value.Scalar() == "false")) {
+      return f.value.Scalar() == "true";
+    }
+    return fail(Errc::kBadValue, valueMark(f), quote(f.key) + " must be true or false");
+  }
+
+  // backoff, retry_on, count_lost_attempts, max_lost_attempts of `fields` over `retry`.
+  Status readRetry(const Fields& fields, RetryPolicy& retry) const {
+    if (const Field* b = fields.get("backoff")) {
+      if (!b->value.IsMap()) {
+        return fail(Errc::kBadValue, valueMark(*b),
+                    "'backoff' must be a map like {initial: 1s, multiplier: 2, max: 1m, "
+                    "jitter: 0.2}, got " + typeName(b->value));
+      }
+      auto backoff = readMap(b->value, "backoff", kBackoffKeys);
+      if (!backoff) return std::unexpected(backoff.error());
+      if (const Field* f = backoff->get("initial")) {
+        auto v = readWait(*f);
+        if (!v) return std::unexpected(v.error());
+        retry.backoff_initial = *v;
+      }
+      if (const Field* f = backoff->get("multiplier")) {
+        auto v = readNumber(*f, 1, 100);
+        if (!v) return std::unexpected(v.error());
+        retry.backoff_multiplier = *v;
+      }
+      if (const Field* f = backoff->get("max")) {
+        auto v = readWait(*f);
+        if (!v) return std::unexpected(v.error());
+        retry.backoff_max = *v;
+      }
+      if (const Field* f = backoff->get("jitter")) {
+        auto v = readNumber(*f, 0, 1);
+        if (!v) return std::unexpected(v.error());
+        retry.backoff_jitter = *v;
+      }
+      if (retry.backoff_max < retry.backoff_initial) {
+        return fail(Errc::kBadValue, valueMark(*b),
+                    "'backoff': 'max' must not be shorter than 'initial'");
+      }
+    }
+    if (const Field* r = fields.get("retry_on")) {
+      if (!r->value.IsSequence()) {
+        return fail(Errc::kBadValue, valueMark(*r),
+                    "'retry_on' must be a list of exit, timeout, lost or exit codes, got " +
+                        typeName(r->value));
+      }
+      RetryPolicy parsed = retry;
+      parsed.retry_on_any_exit = parsed.retry_on_timeout = parsed.retry_on_lost = false;
+      parsed.retry_on_exit_codes.clear();
+      for (const YAML::Node& item : r->value) {
+        const std::string text = item.IsScalar() ? item.Scalar() : std::string();
+        const bool digits = !text.empty() && text.size() <= 3 &&
+                            std::all_of(text.begin(), text.end(),
+                                        [](char c) { return c >= '0' && c <= '9'; });
+        if (text == "exit") {
+          parsed.retry_on_any_exit = true;
+        } else if (text == "timeout") {
+          parsed.retry_on_timeout = true;
+        } else if (text == "lost") {
+          parsed.retry_on_lost = true;
+        } else if (digits && std::stoi(text) >= 1 && std::stoi(text) <= 255) {
+          parsed.retry_on_exit_codes.push_back(std::stoi(text));
+        } else {
+          return fail(Errc::kBadValue, item.IsNull() ? r->key_node.Mark() : item.Mark(),
+                      "'retry_on' entries are exit, timeout, lost or an exit code 1..255, got " +
+                          quote(text.empty() ? typeName(item) : text));
+        }
+      }
+      if (parsed.retry_on_any_exit && !parsed.retry_on_exit_codes.empty()) {
+        return fail(Errc::kBadValue, valueMark(*r),
+                    "'retry_on' has both 'exit' (any exit code) and specific exit codes");
+      }
+      std::sort(parsed.retry_on_exit_codes.begin(), parsed.retry_on_exit_codes.end());
+      retry = parsed;
+    }
+    if (const Field* c = fields.get("count_lost_attempts")) {
+      auto v = readBool(*c);
+      if (!v) return std::unexpected(v.error());
+      retry.count_lost_attempts = *v;
+    }
+    if (const Field* m = fields.get("max_lost_attempts")) {
+      auto v = readAttempts(*m);
+      if (!v) return std::unexpected(v.error());
+      retry.max_lost_attempts = *v;
+    }
+    return {};
   }
 
   Result<Schema> parseRoot(const YAML::Node& root) const {
@@ -460,6 +589,8 @@ class Parser {
       if (const Field* d = fields->get("depends_on")) {
         TD_RETURN_IF_ERROR(readDependsOn(*d, step, step_marks));
       }
+      step.retry = defaults.retry;
+      TD_RETURN_IF_ERROR(readRetry(*fields, step.retry));
       if (const Field* description = fields->get("description"); description != nullptr &&
                                                                  !description->value.IsNull() &&
                                                                  !description->value.IsScalar()) {
@@ -612,6 +743,7 @@ class Parser {
       step.run = substitute(*command_template, *value);
       step.timeout = defaults.timeout;
       step.max_attempts = defaults.max_attempts;
+      step.retry = defaults.retry;
       schema.steps.push_back(std::move(step));
       ++index;
     }
@@ -727,6 +859,17 @@ std::string canonicalForm(const Schema& schema) {
       out += ' ';
       appendString(out, dep);
     }
+    const RetryPolicy& r = step.retry;
+    out += "\nbackoff " + std::to_string(r.backoff_initial.count()) + ' ' +
+           std::to_string(r.backoff_multiplier) + ' ' + std::to_string(r.backoff_max.count()) +
+           ' ' + std::to_string(r.backoff_jitter);
+    out += "\nretry_on";
+    if (r.retry_on_any_exit) out += " exit";
+    if (r.retry_on_timeout) out += " timeout";
+    if (r.retry_on_lost) out += " lost";
+    for (int code : r.retry_on_exit_codes) out += ' ' + std::to_string(code);
+    out += "\nlost " + std::string(r.count_lost_attempts ? "counted" : "uncounted") + ' ' +
+           std::to_string(r.max_lost_attempts);
     out += '\n';
   }
   return out;

@@ -54,12 +54,30 @@ inline constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24 *
 inline constexpr std::uint32_t kMaxAttemptsLimit = 100;
 inline constexpr std::size_t kMaxIdLength = 128;
 
+// How a failed attempt of a step is retried (`backoff`, `retry_on`, `count_lost_attempts`,
+// `max_lost_attempts` in `defaults:` or a step). The defaults below apply when neither says.
+struct RetryPolicy {
+  std::chrono::milliseconds backoff_initial{1000};  // wait before the same peer retries
+  double backoff_multiplier = 2.0;                  // in [1, 100]
+  std::chrono::milliseconds backoff_max{60000};     // cap, >= backoff_initial
+  double backoff_jitter = 0.2;                      // in [0, 1]
+  bool retry_on_any_exit = true;                    // `exit` in retry_on
+  std::vector<int> retry_on_exit_codes;             // integers in retry_on (then not any exit)
+  bool retry_on_timeout = true;                     // `timeout` in retry_on
+  bool retry_on_lost = true;                        // `lost` in retry_on
+  bool count_lost_attempts = false;                 // lost attempts count toward max_attempts
+  std::uint32_t max_lost_attempts = 3;              // hard cap on lost attempts, in [1, 100]
+
+  friend bool operator==(const RetryPolicy&, const RetryPolicy&) = default;
+};
+
 struct Step {
   std::string id;
   std::string run;                                     // shell command, run with /bin/sh -c
   std::chrono::milliseconds timeout{kDefaultTimeout};  // in (0, 7 days]
   std::uint32_t max_attempts = kDefaultMaxAttempts;    // in [1, 100]
   std::vector<std::string> depends_on;  // ids of earlier-or-later steps that must succeed first
+  RetryPolicy retry;
 };
 
 // A validated schema. parse()/loadFile() guarantee: a valid name, at least one step, unique

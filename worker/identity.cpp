@@ -32,6 +32,18 @@ td::v1::PeerRegistered buildRegistration(const PeerInfo& peer, const std::string
     spec.set_max_attempts(step.max_attempts);
     spec.set_timeout_ms(static_cast<std::uint64_t>(step.timeout.count()));
     for (const auto& dep : step.depends_on) spec.add_depends_on(dep);
+    const schema::RetryPolicy& r = step.retry;
+    auto& retry = *spec.mutable_retry();
+    retry.set_backoff_initial_ms(static_cast<std::uint64_t>(r.backoff_initial.count()));
+    retry.set_backoff_multiplier(r.backoff_multiplier);
+    retry.set_backoff_max_ms(static_cast<std::uint64_t>(r.backoff_max.count()));
+    retry.set_backoff_jitter(r.backoff_jitter);
+    retry.set_retry_on_any_exit(r.retry_on_any_exit);
+    for (int code : r.retry_on_exit_codes) retry.add_retry_on_exit_codes(code);
+    retry.set_retry_on_timeout(r.retry_on_timeout);
+    retry.set_retry_on_lost(r.retry_on_lost);
+    retry.set_count_lost_attempts(r.count_lost_attempts);
+    retry.set_max_lost_attempts(r.max_lost_attempts);
   }
   reg.set_complex(peer.complex);
   reg.set_slots(1);

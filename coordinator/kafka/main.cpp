@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   std::string prefix = "td.";
   std::string level = "info";
   int retention_s = 600;
+  int lease_ms = 5000;
+  int heartbeat_ms = 1000;
   options.core.coordinator_id = "coordinator-" + std::to_string(::getpid());
   app.add_option("--bootstrap-server", options.bootstrap_servers,
                  "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]")->required();
@@ -33,6 +35,12 @@ int main(int argc, char** argv) {
   app.add_option("--finished-group-retention", retention_s,
                  "seconds a completed group stays joinable before it is forgotten")
       ->check(CLI::Range(1, 7 * 24 * 3600))->capture_default_str();
+  app.add_option("--lease-ms", lease_ms,
+                 "a peer silent this long is declared lost and its step re-queued")
+      ->check(CLI::Range(500, 3600 * 1000))->capture_default_str();
+  app.add_option("--heartbeat-interval-ms", heartbeat_ms,
+                 "how often workers heartbeat (told in their join reply); under half the lease")
+      ->check(CLI::Range(50, 600 * 1000))->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -52,6 +60,15 @@ int main(int argc, char** argv) {
   options.kafka = std::move(*parsed);
   options.core.topics = td::protocol::Topics(prefix);
   options.core.finished_group_retention = std::chrono::seconds(retention_s);
+  if (heartbeat_ms * 2 > lease_ms) {
+    std::fprintf(stderr,
+                 "td-coordinator: --heartbeat-interval-ms %d must be at most half of --lease-ms "
+                 "%d\n",
+                 heartbeat_ms, lease_ms);
+    return 2;
+  }
+  options.core.lease = std::chrono::milliseconds(lease_ms);
+  options.core.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   td::protocol::routeProtobufLogs();
 
   td::SystemClock clock;

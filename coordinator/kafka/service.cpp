@@ -31,6 +31,9 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
       {"bootstrap.servers", o.bootstrap_servers},
       {"client.id", o.core.coordinator_id},
       {"linger.ms", "1"},
+      // Output is never dropped: through an outage it waits (and the batch's offsets stay
+      // uncommitted) until the broker is back.
+      {"message.timeout.ms", "0"},
   };
   for (const auto& kv : o.kafka) {
     consumer_props.push_back(kv);
@@ -48,10 +51,11 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
 }
 
 td::Status Service::run() {
-  log_->info("coordinator {} epoch {} consuming {} and {} as group {}",
+  log_->info("coordinator {} epoch {} consuming {} and {} as group {} (lease {} ms, heartbeat {} ms)",
              options_.core.coordinator_id, options_.core.epoch,
              options_.core.topics.registrations(), options_.core.topics.completions(),
-             options_.consumer_group);
+             options_.consumer_group, options_.core.lease.count(),
+             options_.core.heartbeat_interval.count());
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
     const Instant now = clock_.now();

@@ -48,12 +48,20 @@ TEST_F(QueueManager, RetryPrefersAPeerThatHasNotFailedTheStep) {
   EXPECT_EQ(assigned[0].peer_id(), "2");
 }
 
-TEST_F(QueueManager, RetryFallsBackToTheSamePeerWhenNoOtherIsIdle) {
+TEST_F(QueueManager, RetryFallsBackToTheSamePeerOnlyAfterTheBackoff) {
   auto g = join(PeerBuilder("1").change("c1").steps(1));
   Effects e = finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_TIMED_OUT);
-  ASSERT_EQ(assignments(e).size(), 1u);
-  EXPECT_EQ(assignments(e)[0].peer_id(), "1");
-  EXPECT_EQ(assignments(e)[0].attempt(), 2u);
+  EXPECT_TRUE(assignments(e).empty()) << "the same peer waits for the backoff";
+  const auto queued = events(e).back().step_queued();
+  EXPECT_GE(queued.backoff_ms(), 800u);   // 1 s +- 20 % jitter
+  EXPECT_LE(queued.backoff_ms(), 1200u);
+  clock_.advance(Millis(queued.backoff_ms() - 1));
+  EXPECT_TRUE(assignments(run(Tick{})).empty());
+  clock_.advance(Millis(1));
+  Effects retried = run(Tick{});
+  ASSERT_EQ(assignments(retried).size(), 1u);
+  EXPECT_EQ(assignments(retried)[0].peer_id(), "1");
+  EXPECT_EQ(assignments(retried)[0].attempt(), 2u);
 }
 
 TEST_F(QueueManager, StepThatAlwaysFailsRunsExactlyMaxAttemptsThenTheGroupFails) {
@@ -66,6 +74,13 @@ TEST_F(QueueManager, StepThatAlwaysFailsRunsExactlyMaxAttemptsThenTheGroupFails)
     std::string runner;
     for (const auto& a : assignments(all_)) {
       if (a.step_id() == "bad" && a.attempt() == attempt) runner = a.peer_id();
+    }
+    if (runner.empty()) {   // only peers that failed it are idle: wait out the backoff
+      clock_.advance(std::chrono::seconds(3));
+      run(Tick{});
+      for (const auto& a : assignments(all_)) {
+        if (a.step_id() == "bad" && a.attempt() == attempt) runner = a.peer_id();
+      }
     }
     ASSERT_FALSE(runner.empty()) << "attempt " << attempt << " was not assigned";
     ++runs_of_bad[runner];

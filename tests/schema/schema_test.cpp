@@ -521,3 +521,92 @@ TEST(SchemaRobustness, RandomMutationsParseOrFailCleanly) {
 
 }  // namespace
 }  // namespace td::schema
+
+namespace td::schema {
+namespace {
+
+// ---- Retry policy ------------------------------------------------------------------------------
+
+TEST(SchemaRetry, BuiltInPolicy) {
+  auto schema = parse("name: a\nsteps: [{id: a, run: x}]\n", "s.yaml");
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  EXPECT_EQ(schema->steps[0].retry, RetryPolicy{});
+  EXPECT_TRUE(schema->steps[0].retry.retry_on_any_exit);
+  EXPECT_FALSE(schema->steps[0].retry.count_lost_attempts);
+}
+
+TEST(SchemaRetry, DefaultsAndStepOverridesMerge) {
+  auto schema = parse(R"(name: a
+defaults:
+  backoff: {initial: 2s, multiplier: 3, max: 1m, jitter: 0}
+  retry_on: [timeout, lost, 137]
+  count_lost_attempts: true
+steps:
+  - id: compile
+    run: make
+    retry_on: [lost]
+    backoff: {initial: 0s}
+  - id: test
+    run: make test
+    max_lost_attempts: 7
+)",
+                      "s.yaml");
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  const RetryPolicy& compile = schema->steps[0].retry;
+  EXPECT_EQ(compile.backoff_initial, std::chrono::milliseconds(0));
+  EXPECT_EQ(compile.backoff_multiplier, 3.0);
+  EXPECT_FALSE(compile.retry_on_any_exit);
+  EXPECT_TRUE(compile.retry_on_exit_codes.empty());
+  EXPECT_FALSE(compile.retry_on_timeout);
+  EXPECT_TRUE(compile.retry_on_lost);
+  EXPECT_TRUE(compile.count_lost_attempts);
+  const RetryPolicy& test = schema->steps[1].retry;
+  EXPECT_EQ(test.backoff_initial, std::chrono::seconds(2));
+  EXPECT_EQ(test.retry_on_exit_codes, std::vector<int>{137});
+  EXPECT_TRUE(test.retry_on_timeout);
+  EXPECT_EQ(test.max_lost_attempts, 7u);
+}
+
+TEST(SchemaRetry, PolicyIsPartOfTheDigest) {
+  auto plain = parse("name: a\nsteps: [{id: a, run: x}]\n", "s.yaml");
+  auto strict = parse("name: a\nsteps: [{id: a, run: x, retry_on: [lost]}]\n", "s.yaml");
+  ASSERT_TRUE(plain && strict);
+  EXPECT_NE(plain->digest, strict->digest);
+}
+
+TEST(SchemaRetry, RejectsBadPolicies) {
+  struct Case {
+    const char* yaml;
+    Errc code;
+    const char* where;
+    const char* detail;
+  };
+  const Case cases[] = {
+      {"name: a\nsteps: [{id: a, run: x, retry_on: [sometimes]}]\n", Errc::kBadValue,
+       "s.yaml:2:36", "'retry_on' entries are exit, timeout, lost or an exit code"},
+      {"name: a\nsteps: [{id: a, run: x, retry_on: [exit, 2]}]\n", Errc::kBadValue,
+       "s.yaml:2:35", "both 'exit'"},
+      {"name: a\nsteps: [{id: a, run: x, retry_on: [256]}]\n", Errc::kBadValue, "s.yaml:2:36",
+       "exit code 1..255"},
+      {"name: a\nsteps: [{id: a, run: x, retry_on: lost}]\n", Errc::kBadValue, "s.yaml:2:35",
+       "must be a list"},
+      {"name: a\ndefaults: {backoff: {initial: 1m, max: 1s}}\nsteps: [{id: a, run: x}]\n",
+       Errc::kBadValue, "s.yaml:2:21", "'max' must not be shorter"},
+      {"name: a\ndefaults: {backoff: {multiplier: 0.5}}\nsteps: [{id: a, run: x}]\n",
+       Errc::kBadValue, "s.yaml:2:34", "'multiplier' must be a number in [1, 100]"},
+      {"name: a\ndefaults: {backoff: {jitter: 2}}\nsteps: [{id: a, run: x}]\n", Errc::kBadValue,
+       "s.yaml:2:30", "'jitter' must be a number in [0, 1]"},
+      {"name: a\ndefaults: {backoff: {wait: 1s}}\nsteps: [{id: a, run: x}]\n", Errc::kUnknownKey,
+       "s.yaml:2:22", "unknown key 'wait' in backoff"},
+      {"name: a\ndefaults: {count_lost_attempts: maybe}\nsteps: [{id: a, run: x}]\n",
+       Errc::kBadValue, "s.yaml:2:33", "must be true or false"},
+      {"name: a\nsteps: [{id: a, run: x, max_lost_attempts: 0}]\n", Errc::kBadValue,
+       "s.yaml:2:44", "'max_lost_attempts' must be an integer in [1, 100]"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_TRUE(failsWith(parse(c.yaml, "s.yaml"), c.code, c.where, c.detail)) << c.yaml;
+  }
+}
+
+}  // namespace
+}  // namespace td::schema

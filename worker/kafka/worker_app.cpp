@@ -63,6 +63,7 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
                                  {"client.id", "td-worker-" + o.peer.peer_id},
                                  {"fetch.wait.max.ms", "5"},
                                  {"fetch.error.backoff.ms", "10"},
+                                 {"auto.offset.reset", "earliest"},
                                  {"topic.metadata.refresh.interval.ms", "500"}};
   for (const auto& kv : o.kafka) {
     producer_props.push_back(kv);
@@ -85,8 +86,11 @@ void WorkerApp::stop() {
 }
 
 td::Status WorkerApp::publish(const std::string& topic, const std::string& value) {
-  // A result is kept until the broker acknowledges it: retry for as long as it takes.
+  // A result is kept until the broker acknowledges it. The record is produced once and the
+  // producer retries it (idempotently) for message.timeout.ms; only a final delivery failure
+  // makes us produce it again, so an outage never duplicates it.
   const std::string& key = registration_.compatibility_key();
+  const auto give_up_at = Clock::now() + std::chrono::seconds(10);   // only once stopping
   for (int attempt = 1;; ++attempt) {
     td::Status delivered;
     bool done = false;
@@ -98,16 +102,46 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
         },
         10000);
     if (status) {
-      auto flushed = producer_->flush(std::chrono::seconds(30));
-      if (flushed && done && delivered) return {};
-      if (!flushed) status = flushed;
-      else if (!delivered) status = delivered;
+      int waits = 0;
+      while (!done) {
+        auto flushed = producer_->flush(std::chrono::seconds(5));
+        if (done) break;
+        if (stopping_ && Clock::now() > give_up_at) {
+          return makeError(td::Errc::kUnavailable, "broker unreachable while leaving");
+        }
+        if (++waits == 1 || waits % 6 == 0) {
+          log_->warn("waiting for the broker to acknowledge a record on {}: {}", topic,
+                     flushed ? "still in flight" : flushed.error().message());
+        }
+      }
+      if (delivered) return {};
+      status = delivered;
     }
     log_->warn("publishing to {} failed (attempt {}): {}; retrying", topic, attempt,
-               status ? "not delivered" : status.error().message());
-    if (stopping_ && attempt >= 3) return status;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 * attempt)));
+               status.error().message());
+    if (stopping_ && Clock::now() > give_up_at) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * attempt)));
   }
+}
+
+void WorkerApp::heartbeat() {
+  td::v1::RegistrationRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& hb = *record.mutable_heartbeat();
+  hb.set_peer_id(registration_.peer_id());
+  hb.set_session_id(session_id_);
+  hb.set_group_id(session_->groupId());
+  if (running_) {
+    hb.set_running_step_id(running_->step_id);
+    hb.set_running_attempt(running_->attempt);
+  }
+  hb.set_sent_at_ms(wallMs());
+  // Fire and forget: a lost heartbeat is covered by the next one, well within the lease.
+  auto status = producer_->produce(options_.topics.registrations(), partition_,
+                                   registration_.compatibility_key(), record.SerializeAsString(),
+                                   {}, /*block_ms=*/0);
+  if (!status) log_->debug("heartbeat not queued: {}", status.error().message());
+  producer_->poll(0);
 }
 
 td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
@@ -255,9 +289,19 @@ td::Status WorkerApp::reportRejected(const RejectStep& reject) {
 td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   session_ = std::make_unique<Session>(registration_.peer_id(), session_id_, joined.group_id(),
                                        schema_);
-  TD_RETURN_IF_ERROR(reader_->assign({{joined.assign_topic(), 0, kafka::kOffsetBeginning}}));
+  // From absolute offset 0 rather than kOffsetBeginning: a logical offset needs a lookup that
+  // librdkafka retries only after 500 ms when the topic is new; auto.offset.reset=earliest
+  // covers a log whose start was deleted.
+  TD_RETURN_IF_ERROR(reader_->assign({{joined.assign_topic(), 0, 0}}));
+  const auto heartbeat_every = std::chrono::milliseconds(
+      joined.heartbeat_interval_ms() > 0 ? joined.heartbeat_interval_ms() : 1000);
+  auto next_heartbeat = Clock::now();
   std::optional<GroupDone> done;
   while (true) {
+    if (Clock::now() >= next_heartbeat && !done) {
+      heartbeat();
+      next_heartbeat = Clock::now() + heartbeat_every;
+    }
     // Wait for Kafka, the running step or a signal; at most 100 ms so nothing is missed.
     std::vector<pollfd> fds;
     fds.push_back({signal_pipe_[0], POLLIN, 0});
@@ -265,12 +309,11 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     if (running_ && running_->process) {
       for (int fd : running_->process->pollFds()) fds.push_back({fd, POLLIN, 0});
     }
-    int wait_ms = 100;
-    if (running_ && running_->process) {
-      auto until = running_->process->deadline() - std::chrono::steady_clock::now();
-      wait_ms = static_cast<int>(std::clamp<std::int64_t>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(until).count(), 0, 100));
-    }
+    auto wake_at = std::min(next_heartbeat, Clock::now() + std::chrono::milliseconds(100));
+    if (running_ && running_->process) wake_at = std::min(wake_at, running_->process->deadline());
+    const int wait_ms = static_cast<int>(std::clamp<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - Clock::now()).count(), 0,
+        100));
     ::poll(fds.data(), fds.size(), wait_ms);
 
     if (stopping_) {

@@ -56,6 +56,7 @@ class WorkerApp {
   td::Result<td::v1::GroupJoined> registerAndJoin();
   td::Result<int> follow(const td::v1::GroupJoined& joined);
   td::Status publish(const std::string& topic, const std::string& value);
+  void heartbeat();
   td::Status startStep(const RunStep& run);
   td::Status finishStep(const RunResult& result);
   td::Status reportRejected(const RejectStep& reject);
