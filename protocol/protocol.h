@@ -14,8 +14,11 @@ namespace td::protocol {
 
 inline constexpr std::uint32_t kVersion = td::v1::PROTOCOL_VERSION_1;
 
-// Limits on input the coordinator accepts; anything larger is dead-lettered.
-inline constexpr std::size_t kMaxRecordBytes = 1 << 20;
+// Limits on input the coordinator accepts; anything larger is dead-lettered. They keep every
+// output (a group_created event echoes a registration's steps) under Kafka's default 1 MiB.
+inline constexpr std::size_t kMaxRecordBytes = 512 * 1024;
+// A dead letter keeps at most this much of the original value (DeadLetter.value_truncated).
+inline constexpr std::size_t kMaxDeadLetterValueBytes = 256 * 1024;
 inline constexpr std::size_t kMaxIdBytes = 256;
 inline constexpr std::size_t kMaxRefBytes = 1024;
 inline constexpr std::size_t kMaxSteps = 10000;

@@ -136,8 +136,10 @@ void Service::apply(const kafka::Message* source, const Effects& effects) {
         record.set_source_topic(source->topic);
         record.set_source_partition(source->partition);
         record.set_source_offset(source->offset);
-        record.set_key(source->key);
-        record.set_value(source->value);
+        record.set_key(source->key.substr(0, protocol::kMaxDeadLetterValueBytes));
+        record.set_value(source->value.substr(0, protocol::kMaxDeadLetterValueBytes));
+        record.set_value_truncated(source->value.size() > protocol::kMaxDeadLetterValueBytes);
+        record.set_value_size(source->value.size());
         log_->warn("dead letter {}[{}]@{}: {}", source->topic, source->partition, source->offset,
                    dead->reason);
       }
