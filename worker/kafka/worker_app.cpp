@@ -247,43 +247,45 @@ td::Status WorkerApp::startStep(const RunStep& run) {
   return {};
 }
 
-td::Status WorkerApp::finishStep(const RunResult& result) {
-  td::v1::CompletionRecord record;
-  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-  auto& finished = *record.mutable_finished();
+td::v1::StepFinished WorkerApp::finished(const std::string& step_id, std::uint32_t attempt,
+                                         td::v1::StepOutcome outcome) const {
+  td::v1::StepFinished finished;
   finished.set_peer_id(registration_.peer_id());
   finished.set_session_id(session_id_);
   finished.set_group_id(session_->groupId());
-  finished.set_step_id(running_->step_id);
-  finished.set_attempt(running_->attempt);
-  finished.set_outcome(toOutcome(result.outcome));
-  finished.set_exit_code(result.exit_code);
-  finished.set_signal(result.signal);
-  finished.set_duration_ms(static_cast<std::uint64_t>(result.duration.count()));
-  finished.set_output_tail(result.output_tail);
+  finished.set_step_id(step_id);
+  finished.set_attempt(attempt);
+  finished.set_outcome(outcome);
+  return finished;
+}
+
+td::Status WorkerApp::publishFinished(td::v1::StepFinished finished) {
+  td::v1::CompletionRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  *record.mutable_finished() = std::move(finished);
+  return publish(options_.topics.completions(), record.SerializeAsString());
+}
+
+td::Status WorkerApp::finishStep(const RunResult& result) {
+  auto report = finished(running_->step_id, running_->attempt, toOutcome(result.outcome));
+  report.set_exit_code(result.exit_code);
+  report.set_signal(result.signal);
+  report.set_duration_ms(static_cast<std::uint64_t>(result.duration.count()));
+  report.set_output_tail(result.output_tail);
   log_->info("peer={} group={} step={} attempt={} {} (exit {}) in {} ms",
              registration_.peer_id(), session_->groupId(), running_->step_id, running_->attempt,
-             protocol::outcomeName(finished.outcome()), result.exit_code,
-             result.duration.count());
+             protocol::outcomeName(report.outcome()), result.exit_code, result.duration.count());
   running_.reset();
-  return publish(options_.topics.completions(), record.SerializeAsString());
+  return publishFinished(std::move(report));
 }
 
 td::Status WorkerApp::reportRejected(const RejectStep& reject) {
   log_->error("peer={} group={} step={} attempt={} rejected: {}", registration_.peer_id(),
               session_->groupId(), reject.step_id, reject.attempt, reject.reason);
-  td::v1::CompletionRecord record;
-  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-  auto& finished = *record.mutable_finished();
-  finished.set_peer_id(registration_.peer_id());
-  finished.set_session_id(session_id_);
-  finished.set_group_id(session_->groupId());
-  finished.set_step_id(reject.step_id);
-  finished.set_attempt(reject.attempt);
-  finished.set_outcome(td::v1::STEP_OUTCOME_REJECTED);
-  finished.set_exit_code(-1);
-  finished.set_output_tail(reject.reason);
-  return publish(options_.topics.completions(), record.SerializeAsString());
+  auto report = finished(reject.step_id, reject.attempt, td::v1::STEP_OUTCOME_REJECTED);
+  report.set_exit_code(-1);
+  report.set_output_tail(reject.reason);
+  return publishFinished(std::move(report));
 }
 
 td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {

@@ -15,6 +15,7 @@
 #include "kafka/kafka.h"
 #include "protocol/protocol.h"
 #include "schema/schema.h"
+#include "td/v1/completions.pb.h"
 #include "td/v1/joins.pb.h"
 #include "worker/identity.h"
 #include "worker/session.h"
@@ -58,6 +59,10 @@ class WorkerApp {
   td::Status publish(const std::string& topic, const std::string& value);
   void heartbeat();
   td::Status startStep(const RunStep& run);
+  // A StepFinished for this worker's group, peer and session.
+  td::v1::StepFinished finished(const std::string& step_id, std::uint32_t attempt,
+                                td::v1::StepOutcome outcome) const;
+  td::Status publishFinished(td::v1::StepFinished finished);
   td::Status finishStep(const RunResult& result);
   td::Status reportRejected(const RejectStep& reject);
   void printSummary(const td::v1::AssignmentRecord& record) const;
