@@ -76,30 +76,73 @@ void Core::reply(const td::v1::PeerRegistered& peer, std::int32_t partition, con
   out.emplace_back(std::move(join));
 }
 
+void Core::reject(const td::v1::PeerRegistered& peer, std::int32_t partition,
+                  const std::string& reason, Effects& out) const {
+  PublishJoin join{.partition = partition, .key = peer.compatibility_key()};
+  join.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& rejected = *join.record.mutable_rejected();
+  rejected.set_peer_id(peer.peer_id());
+  rejected.set_session_id(peer.session_id());
+  rejected.set_reason(reason);
+  out.emplace_back(std::move(join));
+}
+
+namespace {
+std::string sessionKey(const std::string& peer_id, const std::string& session_id) {
+  return "session\n" + peer_id + "\n" + session_id;
+}
+}  // namespace
+
+void Core::tombstone(const std::string& key, Millis now) {
+  const Millis until = now + config_.finished_group_retention * kTombstoneRetentionFactor;
+  tombstones_[key] = until;
+  tombstone_expiry_.emplace(until, key);
+}
+
 void Core::onRegistration(const Registration& input, Instant now, Effects& out) {
   const auto& peer = input.peer;
   if (std::string problem = validateRegistration(peer); !problem.empty()) {
     out.emplace_back(DeadLetter{.reason = "invalid registration: " + problem});
-    PublishJoin join{.partition = input.partition, .key = peer.compatibility_key()};
-    join.record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-    auto& rejected = *join.record.mutable_rejected();
-    rejected.set_peer_id(peer.peer_id());
-    rejected.set_session_id(peer.session_id());
-    rejected.set_reason(problem);
-    out.emplace_back(std::move(join));
+    reject(peer, input.partition, problem, out);
+    return;
+  }
+  if (isTombstoned(sessionKey(peer.peer_id(), peer.session_id()))) {
+    // A replay (or a very late retry) of a session whose group finished and was forgotten.
+    out.emplace_back(DeadLetter{.reason = "stale registration: the group of session " +
+                                          peer.session_id() + " finished and was forgotten"});
+    reject(peer, input.partition,
+           "this session's group finished and was forgotten; register with a new session", out);
     return;
   }
 
   if (auto it = peers_.find(peer.peer_id()); it != peers_.end()) {
     Group& current = *groups_.at(it->second.group_id);
     if (it->second.session_id == peer.session_id()) {
-      // A repeated registration (the worker retried, or the input was replayed): same answer.
+      // A repeated registration (the worker retried, or the input was replayed).
+      if (!current.isPresentSession(peer.peer_id(), peer.session_id()) &&
+          current.status() == td::v1::GROUP_STATUS_RUNNING) {
+        // It left or was declared lost: re-admitting a session that is gone would hand it work
+        // it will never do. A live worker must come back with a new session.
+        current.ignore("duplicate_registration", "the session left or was declared lost",
+                       peer.peer_id(), "", 0, now, out);
+        reject(peer, input.partition,
+               "this session left or was declared lost; register with a new session", out);
+        return;
+      }
       current.ignore("duplicate_registration", "already a member", peer.peer_id(), "", 0, now,
                      out);
       reply(peer, input.partition, current, out);
       return;
     }
+    if (peer.sent_at_ms() < it->second.sent_at_ms) {
+      // An earlier session than the current one (a replay): it must not evict the live one.
+      current.ignore("stale_session", "registration of an earlier session of this peer",
+                     peer.peer_id(), "", 0, now, out);
+      reject(peer, input.partition, "a newer session of this peer id is registered", out);
+      return;
+    }
     // A new session of a known peer replaces the old one, whose running step is re-queued.
+    tombstone(sessionKey(peer.peer_id(), it->second.session_id), now.mono);
     const bool was_running = !current.finishedAt().has_value();
     current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
     if (was_running && current.finishedAt()) scheduleExpiry(current);
@@ -119,7 +162,7 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
   }
   group->addMember(peer, refs, shared, now, out);
   indexRefs(families_[key], *group, refs);
-  peers_[peer.peer_id()] = PeerRecord{peer.session_id(), group->id()};
+  peers_[peer.peer_id()] = PeerRecord{peer.session_id(), group->id(), peer.sent_at_ms()};
   reply(peer, input.partition, *group, out);
   if (group->finishedAt()) scheduleExpiry(*group);
 }
@@ -156,12 +199,15 @@ Group* Core::chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<s
 }
 
 std::string Core::newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const {
+  // Never an id a forgotten group had (tombstoned): its events would be numbered again.
   // Deterministic in the input: a replay of the same registrations names the same groups.
   const std::string base =
       topicSafe(peer.schema_name(), 60) + "-" +
       hex64(fnv1a64(key + "\n" + peer.peer_id() + "\n" + peer.session_id())).substr(0, 12);
   std::string id = base;
-  for (int n = 2; groups_.contains(id); ++n) id = base + "-" + std::to_string(n);
+  for (int n = 2; groups_.contains(id) || isTombstoned("group\n" + id); ++n) {
+    id = base + "-" + std::to_string(n);
+  }
   return id;
 }
 
@@ -177,10 +223,14 @@ void Core::scheduleExpiry(const Group& group) {
   expiry_.emplace(*group.finishedAt() + config_.finished_group_retention, group.id());
 }
 
-void Core::forget(const std::string& group_id) {
+void Core::forget(const std::string& group_id, Millis now) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return;
   Group& group = *it->second;
+  tombstone("group\n" + group_id, now);
+  for (const auto& [peer_id, session_id] : group.memberSessions()) {
+    tombstone(sessionKey(peer_id, session_id), now);
+  }
   auto family_it = families_.find(group.compatibilityKey());
   if (family_it != families_.end()) {
     auto& by_ref = family_it->second.groups_by_ref;
@@ -299,7 +349,12 @@ void Core::onTick(Instant now, Effects& out) {
     // A group can be scheduled more than once (late joiners); forget it only when due.
     if (it == groups_.end() || !it->second->finishedAt()) continue;
     if (*it->second->finishedAt() + config_.finished_group_retention > now.mono) continue;
-    forget(group_id);
+    forget(group_id, now.mono);
+  }
+  while (!tombstone_expiry_.empty() && tombstone_expiry_.begin()->first <= now.mono) {
+    auto it = tombstones_.find(tombstone_expiry_.begin()->second);
+    if (it != tombstones_.end() && it->second <= now.mono) tombstones_.erase(it);
+    tombstone_expiry_.erase(tombstone_expiry_.begin());
   }
 }
 

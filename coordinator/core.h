@@ -42,6 +42,7 @@ class Core {
   struct PeerRecord {
     std::string session_id;
     std::string group_id;
+    std::int64_t sent_at_ms = 0;   // of the registration: orders the sessions of one peer
   };
 
   void onRegistration(const Registration& input, Instant now, Effects& out);
@@ -58,12 +59,14 @@ class Core {
   std::string newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const;
   void indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs);
   void scheduleExpiry(const Group& group);
-  void forget(const std::string& group_id);
+  void forget(const std::string& group_id, Millis now);
   // The group a worker message names, if the message's peer belongs to it; otherwise records
   // why it is ignored (on the group's stream, or the DLQ for an unknown group) and returns null.
   Group* groupFor(const std::string& group_id, Effects& out);
   void reply(const td::v1::PeerRegistered& peer, std::int32_t partition, const Group& group,
              Effects& out) const;
+  void reject(const td::v1::PeerRegistered& peer, std::int32_t partition,
+              const std::string& reason, Effects& out) const;
 
   CoreConfig config_;
   std::uint64_t next_ordinal_ = 1;
@@ -72,6 +75,14 @@ class Core {
   std::unordered_map<std::string, PeerRecord> peers_;
   std::multimap<Millis, std::string> expiry_;   // mono time -> group id to forget
   TimerQueue timers_;                           // leases and backoff wake-ups
+  // Sessions (peer id + session id) and group ids of forgotten groups, kept for
+  // kTombstoneRetentionFactor x finished_group_retention: a replayed registration of such a
+  // session is refused instead of founding a group under an id td.events already used.
+  static constexpr int kTombstoneRetentionFactor = 6;
+  std::unordered_map<std::string, Millis> tombstones_;   // key -> mono time it may be dropped
+  std::multimap<Millis, std::string> tombstone_expiry_;
+  void tombstone(const std::string& key, Millis now);
+  bool isTombstoned(const std::string& key) const { return tombstones_.contains(key); }
   // Leases lapse only while input flows: after a silence longer than half a lease (the broker
   // was unreachable, or this coordinator just started) every peer gets one full lease to be
   // heard again before it can be declared lost.

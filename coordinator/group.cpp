@@ -79,6 +79,13 @@ std::vector<std::string> Group::memberPeerIds() const {
   return ids;
 }
 
+std::vector<std::pair<std::string, std::string>> Group::memberSessions() const {
+  std::vector<std::pair<std::string, std::string>> sessions;
+  sessions.reserve(members_.size());
+  for (const auto& m : members_) sessions.emplace_back(m.peer_id, m.session_id);
+  return sessions;
+}
+
 td::v1::Event& Group::emit(Instant now, Effects& out) {
   PublishEvent effect;
   auto& e = effect.event;

@@ -50,6 +50,8 @@ class Group {
   const std::unordered_set<std::string>& refs() const { return refs_; }
   // Peer ids of every member that ever joined (present or not).
   std::vector<std::string> memberPeerIds() const;
+  // (peer id, session id) of every member that ever joined, latest session per peer.
+  std::vector<std::pair<std::string, std::string>> memberSessions() const;
   std::uint64_t lastSequence() const { return next_sequence_ - 1; }
 
   // Adds a peer (already known not to be a present member with this session). `refs` are its
