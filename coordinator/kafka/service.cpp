@@ -35,6 +35,11 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
       // uncommitted) until the broker is back.
       {"message.timeout.ms", "0"},
   };
+  // Back quickly after an outage (librdkafka's default backoff grows to 10 s); workers do
+  // the same, so all are heard again well within a lease of each other.
+  for (auto* props : {&consumer_props, &producer_props}) {
+    props->push_back({"reconnect.backoff.max.ms", "1000"});
+  }
   for (const auto& kv : o.kafka) {
     consumer_props.push_back(kv);
     producer_props.push_back(kv);

@@ -1,7 +1,15 @@
 #include "tests/integration/cluster.h"
 
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 namespace td::testing {
 
@@ -12,21 +20,56 @@ std::string trim(std::string s) {
 }
 }  // namespace
 
-Cluster::Cluster(bool start_coordinator) {
+std::int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool processGroupAlive(pid_t pgid) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may contain spaces and ')'.
+    const std::string stat = readFile(entry.path() / "stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 1));
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    if (!(rest >> state >> ppid >> pgrp)) continue;
+    if (pgrp == pgid && state != 'Z' && state != 'X') return true;
+  }
+  return false;
+}
+
+Cluster::Cluster(bool start_coordinator) : Cluster(Options{.start_coordinator = start_coordinator}) {}
+
+Cluster::Cluster(Options options) {
   std::filesystem::create_directories(marks());
   if (const char* outside = std::getenv("TD_TEST_BOOTSTRAP"); outside && *outside) {
     bootstrap_ = outside;
   } else {
     auto file = dir() / "bootstrap";
-    broker_ = std::make_unique<Process>(Process::Options{
-        .args = {TD_BROKER_BIN, "--bootstrap-file", file.string()},
-        .output = dir() / "broker.log"});
+    std::vector<std::string> args = {TD_BROKER_BIN, "--bootstrap-file", file.string()};
+    if (options.broker_control) {
+      control_path_ = (dir() / "broker.ctl").string();
+      args.insert(args.end(), {"--control", control_path_});
+    }
+    broker_ = std::make_unique<Process>(
+        Process::Options{.args = args, .output = dir() / "broker.log"});
     const bool up = waitUntil([&] { return !trim(readFile(file)).empty(); },
                               std::chrono::seconds(20));
     EXPECT_TRUE(up) << "td-broker did not write " << file << ":\n" << broker_->output();
     bootstrap_ = trim(readFile(file));
   }
-  if (start_coordinator) startCoordinator();
+  if (options.start_coordinator) startCoordinator(options.coordinator_args);
+}
+
+Cluster::~Cluster() {
+  processes_.clear();   // SIGKILLs and reaps whatever still runs
+  killStrayStepProcesses();
 }
 
 Process& Cluster::startCoordinator(std::vector<std::string> extra_args) {
@@ -74,14 +117,17 @@ std::vector<Cluster::Mark> Cluster::marksWritten() const {
   std::vector<Mark> out;
   for (const auto& entry : std::filesystem::directory_iterator(marks())) {
     const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;   // kMarkCommand's file being written
     const auto first = name.find('.');
     const auto second = name.find('.', first + 1);
     if (first == std::string::npos || second == std::string::npos) continue;
-    out.push_back(Mark{.step = name.substr(0, first),
-                       .attempt = static_cast<std::uint32_t>(
-                           std::stoul(name.substr(first + 1, second - first - 1))),
-                       .group = name.substr(second + 1),
-                       .peer = trim(readFile(entry.path()))});
+    Mark mark{.step = name.substr(0, first),
+              .attempt = static_cast<std::uint32_t>(
+                  std::stoul(name.substr(first + 1, second - first - 1))),
+              .group = name.substr(second + 1)};
+    std::istringstream content(readFile(entry.path()));
+    content >> mark.peer >> mark.at_ms >> mark.pgid;
+    out.push_back(std::move(mark));
   }
   return out;
 }
@@ -90,6 +136,125 @@ int Cluster::runsOf(const std::string& step) const {
   int runs = 0;
   for (const auto& mark : marksWritten()) runs += mark.step == step ? 1 : 0;
   return runs;
+}
+
+std::optional<Cluster::Mark> Cluster::findMark(const std::string& step,
+                                               std::uint32_t attempt) const {
+  for (auto& mark : marksWritten()) {
+    if (mark.step == step && mark.attempt == attempt) return mark;
+  }
+  return std::nullopt;
+}
+
+std::string Cluster::control(const std::string& line) const {
+  if (control_path_.empty()) return "error: td-broker was started without --control";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "error: socket: " + std::string(std::strerror(errno));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, control_path_.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return "error: connect " + control_path_ + ": " + why;
+  }
+  const std::string request = line + "\n";
+  if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return "error: short write";
+  }
+  std::string reply;
+  char c;
+  while (::read(fd, &c, 1) == 1 && c != '\n') reply.push_back(c);   // blocks until the reply
+  ::close(fd);
+  return reply;
+}
+
+std::unique_ptr<kafka::Producer> Cluster::producer(const kafka::Properties& extra) const {
+  kafka::Properties props{{"bootstrap.servers", bootstrap_}, {"client.id", "td-test"}};
+  props.insert(props.end(), extra.begin(), extra.end());
+  auto p = kafka::Producer::create(props);
+  EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message());
+  return p ? std::move(*p) : nullptr;
+}
+
+std::vector<kafka::Message> Cluster::readTopic(const std::string& topic) const {
+  std::vector<kafka::Message> out;
+  auto meta = producer();
+  if (!meta) return out;
+  auto count = meta->partitionCount(topic, std::chrono::seconds(10));
+  EXPECT_TRUE(count.has_value()) << topic << ": " << (count ? "" : count.error().message());
+  if (!count) return out;
+  auto reader = kafka::PartitionReader::create(
+      {{"bootstrap.servers", bootstrap_}, {"fetch.wait.max.ms", "10"},
+       {"receive.message.max.bytes", "100000000"}});
+  EXPECT_TRUE(reader.has_value()) << (reader ? "" : reader.error().message());
+  if (!reader) return out;
+  std::map<std::int32_t, std::int64_t> high;   // partition -> offset to read up to
+  std::vector<kafka::TopicPartitionOffset> assignment;
+  for (std::int32_t p = 0; p < *count; ++p) {
+    auto marks = (*reader)->watermarks(topic, p, std::chrono::seconds(10));
+    EXPECT_TRUE(marks.has_value()) << topic << "[" << p << "]";
+    if (!marks || marks->second <= marks->first) continue;
+    high[p] = marks->second;
+    assignment.push_back({topic, p, marks->first});
+  }
+  if (assignment.empty()) return out;
+  EXPECT_TRUE((*reader)->assign(assignment).has_value());
+  std::map<std::int32_t, std::vector<kafka::Message>> by_partition;
+  auto done = [&] {
+    for (const auto& [p, h] : high) {
+      auto& msgs = by_partition[p];
+      if (msgs.empty() || msgs.back().offset + 1 < h) return false;
+    }
+    return true;
+  };
+  const bool all = waitUntil(
+      [&] {
+        auto batch = (*reader)->poll(1000, std::chrono::milliseconds(100));
+        if (batch) {
+          for (auto& m : *batch) {
+            if (high.contains(m.partition) && m.offset < high[m.partition]) {
+              by_partition[m.partition].push_back(std::move(m));
+            }
+          }
+        }
+        return done();
+      },
+      std::chrono::seconds(20));
+  EXPECT_TRUE(all) << "could not read " << topic << " up to its high watermarks";
+  for (auto& [p, msgs] : by_partition) {
+    for (auto& m : msgs) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+int Cluster::killStrayStepProcesses() const {
+  const std::string marks_var = "TD_TEST_MARKS=" + marks().string();
+  std::set<pid_t> groups;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string environ = readFile(entry.path() / "environ");   // ours only: same uid
+    bool ours = false, step = false;
+    std::size_t start = 0;
+    while (start < environ.size()) {
+      std::size_t end = environ.find('\0', start);
+      if (end == std::string::npos) end = environ.size();
+      std::string_view var(environ.data() + start, end - start);
+      ours |= var == marks_var;
+      step |= var.rfind("TD_STEP_ID=", 0) == 0;
+      start = end + 1;
+    }
+    if (!ours || !step) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    const pid_t pgid = ::getpgid(pid);
+    if (pgid > 0 && pgid != ::getpgrp()) groups.insert(pgid);
+  }
+  int signalled = 0;
+  for (pid_t pgid : groups) signalled += ::kill(-pgid, SIGKILL) == 0 ? 1 : 0;
+  return signalled;
 }
 
 std::string Cluster::logs() const {

@@ -4,12 +4,16 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "kafka/kafka.h"
 #include "tests/support/process.h"
 
 namespace td::testing {
@@ -21,10 +25,37 @@ struct WorkerSpec {
   std::vector<std::string> extra_args;
 };
 
+// A shell snippet for a step's `run:` that records the run (see Cluster::marksWritten): the
+// file "$TD_STEP_ID.$TD_ATTEMPT.$TD_GROUP_ID" in $TD_TEST_MARKS holding
+// "$TD_PEER_ID <wall-clock ms at start> <pid of the step's shell = its process group>".
+// Written to a dot-file first and renamed, so a reader never sees it half written.
+inline const std::string kMarkCommand =
+    "m=\"$TD_TEST_MARKS/$TD_STEP_ID.$TD_ATTEMPT.$TD_GROUP_ID\"; "
+    "echo \"$TD_PEER_ID $(date +%s%3N) $$\" > \"$TD_TEST_MARKS/.$$.tmp\" && "
+    "mv \"$TD_TEST_MARKS/.$$.tmp\" \"$m\"";
+
+// Wall-clock milliseconds since the epoch (comparable with the marks' times).
+std::int64_t wallMs();
+
+// True if any process of process group `pgid` is alive (zombies waiting to be reaped do not
+// count: they run nothing).
+bool processGroupAlive(pid_t pgid);
+
 class Cluster {
  public:
+  struct Options {
+    bool start_coordinator = true;
+    std::vector<std::string> coordinator_args;  // e.g. {"--lease-ms", "3000"}
+    bool broker_control = false;                // start td-broker with --control (see control())
+  };
   // Starts the broker and (unless told not to) a coordinator; fails the test on trouble.
   explicit Cluster(bool start_coordinator = true);
+  explicit Cluster(Options options);
+  // Stops every process, then kills step processes the test's workers left behind (a
+  // SIGKILLed worker's step keeps running in its own process group).
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
 
   const std::string& bootstrap() const { return bootstrap_; }
   const std::filesystem::path& dir() const { return dir_.path(); }
@@ -37,16 +68,38 @@ class Cluster {
   Process& startWorker(const std::filesystem::path& schema, const WorkerSpec& spec);
 
   // What the test schemas' steps wrote: one file per run, "$TD_STEP_ID.$TD_ATTEMPT.$TD_GROUP_ID"
-  // in marks(), holding "$TD_PEER_ID".
+  // in marks(), holding "$TD_PEER_ID" and, when written by kMarkCommand, the start time and
+  // the step's process group.
   struct Mark {
     std::string step;
     std::uint32_t attempt = 0;
     std::string group;
     std::string peer;
+    std::int64_t at_ms = 0;  // wall clock; 0 if not recorded
+    pid_t pgid = 0;          // 0 if not recorded
   };
   std::vector<Mark> marksWritten() const;
   // Runs of `step` (in any group).
   int runsOf(const std::string& step) const;
+  // The mark of (step, attempt) in any group, if written.
+  std::optional<Mark> findMark(const std::string& step, std::uint32_t attempt) const;
+
+  // True when this cluster's td-broker serves a --control socket (not with TD_TEST_BOOTSTRAP).
+  bool hasControl() const { return !control_path_.empty(); }
+  // Sends one line of td-broker's control protocol (broker/server.h) and returns the reply
+  // line ("ok", "ok ...", "error: ..."), or "error: <why>" if the socket cannot be used.
+  std::string control(const std::string& line) const;
+
+  // A producer / a reader on this cluster's broker (extra properties applied last).
+  std::unique_ptr<kafka::Producer> producer(const kafka::Properties& extra = {}) const;
+  // Every record of `topic` (all partitions) from the beginning up to the high watermarks
+  // as they are now, in partition then offset order. Fails the test on trouble.
+  std::vector<kafka::Message> readTopic(const std::string& topic) const;
+
+  // SIGKILLs every process group of a step started by this cluster's workers that is still
+  // alive (found by $TD_TEST_MARKS and $TD_STEP_ID in /proc/*/environ); returns how many
+  // process groups it signalled. Called by the destructor.
+  int killStrayStepProcesses() const;
 
   // Dumps every process's output (for a failing test).
   std::string logs() const;
@@ -54,6 +107,7 @@ class Cluster {
  private:
   TempDir dir_;
   std::string bootstrap_;
+  std::string control_path_;
   std::unique_ptr<Process> broker_;
   std::vector<std::unique_ptr<Process>> processes_;
 };

@@ -65,6 +65,11 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
                                  {"fetch.error.backoff.ms", "10"},
                                  {"auto.offset.reset", "earliest"},
                                  {"topic.metadata.refresh.interval.ms", "500"}};
+  // After an outage every client must be back well within a lease of the others, or a live
+  // peer heard late is declared lost: cap librdkafka's reconnect backoff (default 10 s).
+  for (auto* props : {&producer_props, &reader_props}) {
+    props->push_back({"reconnect.backoff.max.ms", "1000"});
+  }
   for (const auto& kv : o.kafka) {
     producer_props.push_back(kv);
     reader_props.push_back(kv);
