@@ -1,0 +1,102 @@
+#include "benchmarks/floor.h"
+
+#include <memory>
+#include <string_view>
+
+#include "benchmarks/background_task.h"
+#include "benchmarks/client_settings.h"
+#include "kafka/kafka.h"
+
+namespace td::bench {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kReplyTimeout{5000};
+constexpr std::chrono::milliseconds kPollSlice{50};
+constexpr std::chrono::seconds kSetupTimeout{30};
+
+// One side of the ping-pong: produces to one topic, reads partition 0 of another from its end.
+struct Endpoint {
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<kafka::PartitionReader> reader;
+};
+
+td::Result<Endpoint> openEndpoint(const FloorConfig& config, const std::string& name,
+                                  const std::string& write_topic, const std::string& read_topic) {
+  auto producer = kafka::Producer::create(producerSettings(config.bootstrap, name, config.kafka));
+  if (!producer) return std::unexpected(producer.error());
+  auto reader =
+      kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.kafka));
+  if (!reader) return std::unexpected(reader.error());
+  for (const auto* topic : {&write_topic, &read_topic}) {
+    auto partitions = (*producer)->partitionCount(*topic, kSetupTimeout);  // creates it if allowed
+    if (!partitions) return std::unexpected(partitions.error());
+  }
+  auto marks = (*reader)->watermarks(read_topic, 0, kSetupTimeout);
+  if (!marks) return std::unexpected(marks.error());
+  TD_RETURN_IF_ERROR((*reader)->assign({{read_topic, 0, marks->second}}));
+  return Endpoint{std::move(*producer), std::move(*reader)};
+}
+
+// The echo side: every record read is produced back unchanged, until stopped.
+td::Status echo(Endpoint& endpoint, const std::string& topic, std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    auto batch = endpoint.reader->poll(100, kPollSlice);
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      TD_RETURN_IF_ERROR(endpoint.producer->produce(topic, 0, {}, msg.value));
+    }
+    endpoint.producer->poll(0);  // serve delivery reports
+  }
+  return {};
+}
+
+// Waits for the record carrying `payload`; older payloads (a late echo) are skipped.
+td::Status awaitReply(Endpoint& endpoint, std::string_view payload, Clock::time_point deadline) {
+  while (Clock::now() < deadline) {
+    auto batch = endpoint.reader->poll(100, kPollSlice);
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      if (msg.value == payload) return {};
+    }
+  }
+  return makeError(td::Errc::kTimeout, "floor: no reply to ping " + std::string(payload));
+}
+// Sends warm-up + measured pings one at a time, each after the previous reply.
+td::Result<std::vector<double>> pingLoop(Endpoint& pinger, const FloorConfig& config) {
+  std::vector<double> rtt_ms;
+  rtt_ms.reserve(static_cast<std::size_t>(config.round_trips));
+  for (int i = 0; i < config.warmup + config.round_trips; ++i) {
+    const std::string payload = config.run_id + ":" + std::to_string(i);
+    const auto sent = Clock::now();
+    TD_RETURN_IF_ERROR(pinger.producer->produce(config.ping_topic, 0, {}, payload));
+    pinger.producer->poll(0);  // serve delivery reports
+    TD_RETURN_IF_ERROR(
+        awaitReply(pinger, payload, std::min(sent + kReplyTimeout, config.deadline)));
+    if (i >= config.warmup) {
+      rtt_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
+    }
+  }
+  return rtt_ms;
+}
+}  // namespace
+
+td::Result<std::vector<double>> measureFloor(const FloorConfig& config) {
+  auto pinger = openEndpoint(config, "td-bench-ping", config.ping_topic, config.pong_topic);
+  if (!pinger) return std::unexpected(pinger.error());
+  // Opened here, before anything is sent, so the echo side reads from before the first ping.
+  auto ponger = openEndpoint(config, "td-bench-pong", config.pong_topic, config.ping_topic);
+  if (!ponger) return std::unexpected(ponger.error());
+  BackgroundTask<td::Status> echoer(
+      [&ponger, &config](std::stop_token stop) { return echo(*ponger, config.pong_topic, stop); });
+  auto rtt_ms = pingLoop(*pinger, config);
+  echoer.requestStop();
+  if (!echoer.waitFor(kReplyTimeout)) {
+    return makeError(td::Errc::kTimeout, "floor: the echo thread did not stop");
+  }
+  // The echo side's error first: it is the cause of a missing reply.
+  if (auto& status = echoer.result(); !status) return std::unexpected(status.error());
+  return rtt_ms;
+}
+
+}  // namespace td::bench

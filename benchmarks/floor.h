@@ -1,0 +1,32 @@
+// The floor: what two Kafka hops cost with Task Director's client settings, and nothing else.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "kafka/types.h"
+
+namespace td::bench {
+
+struct FloorConfig {
+  std::string bootstrap;
+  kafka::Properties kafka;  // -X overrides, applied last
+  std::string ping_topic;   // partition 0 is used; created (where allowed) if missing
+  std::string pong_topic;
+  std::string run_id;      // tags the payloads, so records of another run are never matched
+  int warmup = 200;        // round trips made first and not measured
+  int round_trips = 2000;  // measured
+  std::chrono::steady_clock::time_point deadline;  // the whole measurement fails after it
+};
+
+// Ping-pong between two clients on two threads, each a kafka::Producer plus a
+// kafka::PartitionReader with the settings of client_settings.h: this thread produces a ping,
+// the echo thread consumes it and produces it back on pong_topic, this thread consumes that.
+// No flush on either side (a bare produce: linger.ms=1 and the background sender deliver it).
+// Returns one round-trip time in ms per measured round trip.
+// Errors: the client's error, or td::Errc::kTimeout when a reply misses 5 s or the deadline.
+td::Result<std::vector<double>> measureFloor(const FloorConfig& config);
+
+}  // namespace td::bench

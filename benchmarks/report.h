@@ -1,0 +1,24 @@
+// td-bench's output: a table for people, or one JSON object for tools.
+#pragma once
+
+#include <string>
+
+#include "benchmarks/bench.h"
+
+namespace td::bench {
+
+// The human table (several lines, ending in '\n').
+std::string formatTable(const BenchReport& report);
+
+// One JSON object on one line. Keys (times in ms, rates per second):
+//   floor_rtt_p50_ms, floor_rtt_p90_ms, floor_rtt_p99_ms, floor_rtt_max_ms, floor_round_trips,
+//   dispatch_p50_ms, dispatch_p99_ms, dispatch_p99_over_floor_p99 -- from the "one_group" case
+//     (null if it did not run), dispatch_case,
+//   completions_per_s: {case name: steps/s},
+//   cases: {case name: {kind, groups, workers, steps, wall_s, completions_per_s, window,
+//           dispatch_{samples,mean,p50,p90,p99,max}_ms (simulated cases only)}},
+//   coordinator_ready_s, broker, settings: {...}, machine: {nproc, memory_mib, cpu_model,
+//   kernel, load_average_1m}.
+std::string formatJson(const BenchReport& report);
+
+}  // namespace td::bench
