@@ -9,6 +9,7 @@
 #pragma once
 
 #include "kafka/embedded_broker.h"
+#include "kafka/client_settings.h"
 #include "kafka/error.h"
 #include "kafka/group_consumer.h"
 #include "kafka/partition_reader.h"

@@ -20,30 +20,16 @@ Service::Service(ServiceOptions options, const Clock& clock)
 td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock) {
   std::unique_ptr<Service> service(new Service(std::move(options), clock));
   const auto& o = service->options_;
-  kafka::Properties consumer_props{
-      {"bootstrap.servers", o.bootstrap_servers},
-      {"group.id", o.consumer_group},
-      {"client.id", o.core.coordinator_id},
-      {"fetch.wait.max.ms", "5"},
-      {"fetch.error.backoff.ms", "10"},
-  };
-  kafka::Properties producer_props{
-      {"bootstrap.servers", o.bootstrap_servers},
-      {"client.id", o.core.coordinator_id},
-      {"linger.ms", "1"},
-      // Output is never dropped: through an outage it waits (and the batch's offsets stay
-      // uncommitted) until the broker is back.
-      {"message.timeout.ms", "0"},
-  };
-  // Back quickly after an outage (librdkafka's default backoff grows to 10 s); workers do
-  // the same, so all are heard again well within a lease of each other.
-  for (auto* props : {&consumer_props, &producer_props}) {
-    props->push_back({"reconnect.backoff.max.ms", "1000"});
-  }
-  for (const auto& kv : o.kafka) {
-    consumer_props.push_back(kv);
-    producer_props.push_back(kv);
-  }
+  kafka::Properties consumer_own{{"group.id", o.consumer_group}};
+  // Output is never dropped: through an outage it waits (and the batch's offsets stay
+  // uncommitted) until the broker is back.
+  kafka::Properties producer_own{{"message.timeout.ms", "0"}};
+  consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
+  producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
+  const auto consumer_props =
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, consumer_own);
+  const auto producer_props =
+      kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id, producer_own);
   auto consumer = kafka::GroupConsumer::create(consumer_props);
   if (!consumer) return std::unexpected(consumer.error());
   auto producer = kafka::Producer::create(producer_props);

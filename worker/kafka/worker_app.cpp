@@ -56,24 +56,9 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
     return makeError(td::Errc::kIo, "pipe2 failed");
   }
   const auto& o = app->options_;
-  kafka::Properties producer_props{{"bootstrap.servers", o.bootstrap_servers},
-                                   {"client.id", "td-worker-" + o.peer.peer_id},
-                                   {"linger.ms", "1"}};
-  kafka::Properties reader_props{{"bootstrap.servers", o.bootstrap_servers},
-                                 {"client.id", "td-worker-" + o.peer.peer_id},
-                                 {"fetch.wait.max.ms", "5"},
-                                 {"fetch.error.backoff.ms", "10"},
-                                 {"auto.offset.reset", "earliest"},
-                                 {"topic.metadata.refresh.interval.ms", "500"}};
-  // After an outage every client must be back well within a lease of the others, or a live
-  // peer heard late is declared lost: cap librdkafka's reconnect backoff (default 10 s).
-  for (auto* props : {&producer_props, &reader_props}) {
-    props->push_back({"reconnect.backoff.max.ms", "1000"});
-  }
-  for (const auto& kv : o.kafka) {
-    producer_props.push_back(kv);
-    reader_props.push_back(kv);
-  }
+  const std::string client_id = "td-worker-" + o.peer.peer_id;
+  const auto producer_props = kafka::producerSettings(o.bootstrap_servers, client_id, o.kafka);
+  const auto reader_props = kafka::readerSettings(o.bootstrap_servers, client_id, o.kafka);
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
   auto reader = kafka::PartitionReader::create(reader_props);
