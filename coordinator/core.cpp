@@ -193,7 +193,6 @@ Group* Core::chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<s
       best_overlap = count;
     }
   }
-  (void)peer;
   *shared = best_overlap;
   return best;
 }
