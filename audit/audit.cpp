@@ -1,0 +1,353 @@
+#include "audit/audit.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "protocol/protocol.h"
+
+namespace td::audit {
+
+const StepTimeline* Timeline::step(std::string_view id) const {
+  for (const auto& s : steps) {
+    if (s.id == id) return &s;
+  }
+  return nullptr;
+}
+
+std::int64_t Timeline::relative(std::int64_t t) const {
+  if (t < 0) return -1;
+  const std::int64_t base = created_ms >= 0 ? created_ms : first_ms;
+  return base >= 0 ? t - base : t;
+}
+
+void Replay::add(const td::v1::Event& event) { add(td::v1::Event(event)); }
+
+void Replay::add(td::v1::Event&& event) {
+  auto& list = by_group_[event.group_id()];
+  if (!list.empty() && list.back().sequence() > event.sequence()) sorted_ = false;
+  list.push_back(std::move(event));
+  ++count_;
+}
+
+void Replay::sort() const {
+  if (sorted_) return;
+  for (auto& [id, list] : by_group_) {
+    std::stable_sort(list.begin(), list.end(),
+                     [](const auto& a, const auto& b) { return a.sequence() < b.sequence(); });
+  }
+  sorted_ = true;
+}
+
+std::vector<std::string> Replay::groupIds() const {
+  std::vector<std::string> ids;
+  for (const auto& [id, list] : by_group_) ids.push_back(id);
+  return ids;
+}
+
+const std::map<std::string, std::vector<td::v1::Event>>& Replay::eventsByGroup() const {
+  sort();
+  return by_group_;
+}
+
+std::optional<Timeline> Replay::timeline(std::string_view group_id) const {
+  sort();
+  auto it = by_group_.find(std::string(group_id));
+  if (it == by_group_.end()) return std::nullopt;
+  return buildTimeline(group_id, it->second);
+}
+
+std::vector<Timeline> Replay::timelines() const {
+  sort();
+  std::vector<Timeline> out;
+  for (const auto& [id, list] : by_group_) out.push_back(buildTimeline(id, list));
+  return out;
+}
+
+namespace {
+
+StepTimeline& stepOf(Timeline& t, const std::string& id) {
+  for (auto& s : t.steps) {
+    if (s.id == id) return s;
+  }
+  t.steps.push_back(StepTimeline{.id = id});
+  return t.steps.back();
+}
+
+Attempt& attemptOf(StepTimeline& s, std::uint32_t number) {
+  auto it = std::lower_bound(s.attempts.begin(), s.attempts.end(), number,
+                             [](const Attempt& a, std::uint32_t n) { return a.number < n; });
+  if (it != s.attempts.end() && it->number == number) return *it;
+  return *s.attempts.insert(it, Attempt{.number = number});
+}
+
+PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
+  for (auto it = t.peers.rbegin(); it != t.peers.rend(); ++it) {
+    if (it->peer_id == peer_id) return &*it;
+  }
+  return nullptr;
+}
+
+td::v1::RetryPolicy retryOf(const StepTimeline& s) {
+  return s.spec.has_retry() ? s.spec.retry() : protocol::defaultRetryPolicy();
+}
+
+}  // namespace
+
+Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events) {
+  std::stable_sort(events.begin(), events.end(),
+                   [](const auto& a, const auto& b) { return a.sequence() < b.sequence(); });
+  Timeline t;
+  t.group_id = std::string(group_id);
+  std::uint64_t last = 0;
+  bool have_last = false;
+  for (const auto& e : events) {
+    if (have_last && e.sequence() == last) {
+      if (t.duplicates.empty() || t.duplicates.back() != last) t.duplicates.push_back(last);
+      continue;
+    }
+    have_last = true;
+    last = e.sequence();
+    ++t.events;
+    t.max_sequence = std::max(t.max_sequence, e.sequence());
+    const std::int64_t at = e.timestamp_ms();
+    if (t.first_ms < 0 || at < t.first_ms) t.first_ms = at;
+    using E = td::v1::Event;
+    switch (e.kind_case()) {
+      case E::kGroupCreated: {
+        const auto& c = e.group_created();
+        t.created_ms = at;
+        t.schema_name = c.schema_name();
+        t.founding_peer = c.founding_peer_id();
+        for (const auto& spec : c.steps()) {
+          auto& s = stepOf(t, spec.id());
+          s.spec = spec;
+          s.spec_known = true;
+        }
+        break;
+      }
+      case E::kPeerJoined:
+        t.peers.push_back(PeerTimeline{.peer_id = e.peer_joined().peer_id(),
+                                       .session_id = e.peer_joined().session_id(),
+                                       .joined_ms = at});
+        break;
+      case E::kPeerLeft:
+      case E::kPeerLost: {
+        const bool lost = e.kind_case() == E::kPeerLost;
+        const auto& g = lost ? e.peer_lost() : e.peer_left();
+        PeerTimeline* p = currentPeer(t, g.peer_id());
+        if (p == nullptr || p->gone_ms >= 0) {
+          t.peers.push_back(PeerTimeline{.peer_id = g.peer_id(), .session_id = g.session_id()});
+          p = &t.peers.back();
+        }
+        p->gone_ms = at;
+        p->lost = lost;
+        p->gone_reason = g.reason();
+        break;
+      }
+      case E::kStepQueued: {
+        const auto& q = e.step_queued();
+        auto& s = stepOf(t, q.step_id());
+        const bool queued_before = std::any_of(s.attempts.begin(), s.attempts.end(),
+                                               [](const Attempt& x) { return x.queued_ms >= 0; });
+        if (queued_before) ++s.retries;
+        auto& a = attemptOf(s, q.next_attempt());
+        a.queued_ms = at;
+        a.queued_reason = q.reason();
+        a.backoff_ms = q.backoff_ms();
+        break;
+      }
+      case E::kStepAssigned: {
+        const auto& m = e.step_assigned();
+        auto& a = attemptOf(stepOf(t, m.step_id()), m.attempt());
+        a.peer_id = m.peer_id();
+        a.session_id = m.session_id();
+        a.assigned_ms = at;
+        break;
+      }
+      case E::kStepStarted: {
+        const auto& m = e.step_started();
+        auto& a = attemptOf(stepOf(t, m.step_id()), m.attempt());
+        if (a.peer_id.empty()) a.peer_id = m.peer_id();
+        a.started_ms = at;
+        break;
+      }
+      case E::kStepFinished: {
+        const auto& m = e.step_finished();
+        auto& s = stepOf(t, m.step_id());
+        auto& a = attemptOf(s, m.attempt());
+        if (a.peer_id.empty()) a.peer_id = m.peer_id();
+        a.finished_ms = at;
+        a.outcome = m.outcome();
+        a.exit_code = m.exit_code();
+        a.signal = m.signal();
+        a.duration_ms = m.duration_ms();
+        a.finish_detail = m.output_tail();
+        const bool running = t.status == td::v1::GROUP_STATUS_RUNNING;
+        const auto retry = retryOf(s);
+        switch (m.outcome()) {
+          case td::v1::STEP_OUTCOME_SUCCEEDED:
+            ++s.successes;
+            break;
+          case td::v1::STEP_OUTCOME_FAILED:
+          case td::v1::STEP_OUTCOME_TIMED_OUT:
+          case td::v1::STEP_OUTCOME_REJECTED:
+            if (running) ++s.failures;
+            break;
+          case td::v1::STEP_OUTCOME_LOST:
+            if (running) {
+              ++s.lost;
+              if (retry.count_lost_attempts()) ++s.failures;
+            }
+            break;
+          case td::v1::STEP_OUTCOME_ABORTED:
+            // Aborted by its worker while the group runs: the coordinator treats it as lost.
+            if (running && !a.aborted) {
+              ++s.lost;
+              if (retry.count_lost_attempts()) ++s.failures;
+            }
+            break;
+          default:
+            break;
+        }
+        break;
+      }
+      case E::kStepAborted: {
+        const auto& m = e.step_aborted();
+        auto& a = attemptOf(stepOf(t, m.step_id()), m.attempt());
+        if (a.peer_id.empty()) a.peer_id = m.peer_id();
+        a.aborted = true;
+        a.abort_reason = m.reason();
+        a.aborted_ms = at;
+        break;
+      }
+      case E::kInputIgnored: {
+        const auto& m = e.input_ignored();
+        t.ignored.push_back(IgnoredInput{.at_ms = at,
+                                         .reason = m.reason(),
+                                         .detail = m.detail(),
+                                         .peer_id = m.peer_id(),
+                                         .step_id = m.step_id(),
+                                         .attempt = m.attempt()});
+        break;
+      }
+      case E::kGroupCompleted:
+        t.status = td::v1::GROUP_STATUS_COMPLETED;
+        t.ended_ms = at;
+        break;
+      case E::kGroupFailed:
+        t.status = td::v1::GROUP_STATUS_FAILED;
+        t.ended_ms = at;
+        t.failed_step = e.group_failed().failed_step_id();
+        t.failure_reason = e.group_failed().reason();
+        break;
+      case E::KIND_NOT_SET:
+        break;
+    }
+  }
+  // Gaps: every sequence in 1..max_sequence not seen.
+  std::set<std::uint64_t> seen;
+  for (const auto& e : events) seen.insert(e.sequence());
+  for (std::uint64_t n = 1; n <= t.max_sequence; ++n) {
+    if (!seen.contains(n)) t.missing.push_back(n);
+  }
+  return t;
+}
+
+std::string_view kindName(ViolationKind kind) {
+  switch (kind) {
+    case ViolationKind::kSequenceGap: return "sequence_gap";
+    case ViolationKind::kDuplicateSequence: return "duplicate_sequence";
+    case ViolationKind::kMultipleSuccesses: return "multiple_successes";
+    case ViolationKind::kTooManyFailures: return "too_many_failures";
+    case ViolationKind::kTooManyLost: return "too_many_lost";
+    case ViolationKind::kCompletedWithoutSuccess: return "completed_without_success";
+    case ViolationKind::kUnansweredAssignment: return "unanswered_assignment";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// "3, 5-7, 9" for a sorted list.
+std::string ranges(const std::vector<std::uint64_t>& ns) {
+  std::string out;
+  for (std::size_t i = 0; i < ns.size();) {
+    std::size_t j = i;
+    while (j + 1 < ns.size() && ns[j + 1] == ns[j] + 1) ++j;
+    if (!out.empty()) out += ", ";
+    out += j == i ? fmt::format("{}", ns[i]) : fmt::format("{}-{}", ns[i], ns[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Violation> verify(const Timeline& t) {
+  std::vector<Violation> out;
+  auto add = [&](ViolationKind kind, const std::string& step, std::string message) {
+    out.push_back(Violation{kind, t.group_id, step, std::move(message)});
+  };
+  if (!t.missing.empty()) {
+    add(ViolationKind::kSequenceGap, "",
+        fmt::format("group {}: sequence numbers missing: {} (highest seen {})", t.group_id,
+                    ranges(t.missing), t.max_sequence));
+  }
+  if (!t.duplicates.empty()) {
+    add(ViolationKind::kDuplicateSequence, "",
+        fmt::format("group {}: duplicate sequence numbers: {}", t.group_id, ranges(t.duplicates)));
+  }
+  for (const auto& s : t.steps) {
+    if (s.successes > 1) {
+      add(ViolationKind::kMultipleSuccesses, s.id,
+          fmt::format("group {} step {}: succeeded {} times", t.group_id, s.id, s.successes));
+    }
+    if (s.spec_known) {
+      const auto retry = retryOf(s);
+      if (s.failures > s.spec.max_attempts()) {
+        add(ViolationKind::kTooManyFailures, s.id,
+            fmt::format("group {} step {}: {} counted failures, max_attempts is {}", t.group_id,
+                        s.id, s.failures, s.spec.max_attempts()));
+      }
+      if (retry.max_lost_attempts() > 0 && s.lost > retry.max_lost_attempts()) {
+        add(ViolationKind::kTooManyLost, s.id,
+            fmt::format("group {} step {}: lost {} times, max_lost_attempts is {}", t.group_id,
+                        s.id, s.lost, retry.max_lost_attempts()));
+      }
+    }
+    if (t.status == td::v1::GROUP_STATUS_COMPLETED && s.successes == 0) {
+      add(ViolationKind::kCompletedWithoutSuccess, s.id,
+          fmt::format("group {}: group_completed but step {} never succeeded", t.group_id, s.id));
+    }
+    if (t.status != td::v1::GROUP_STATUS_RUNNING) {
+      for (const auto& a : s.attempts) {
+        if (a.assigned_ms >= 0 && !a.outcome && !a.aborted) {
+          add(ViolationKind::kUnansweredAssignment, s.id,
+              fmt::format("group {} step {} attempt {} assigned to {} never finished or aborted "
+                          "(group {})",
+                          t.group_id, s.id, a.number, a.peer_id, protocol::statusName(t.status)));
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<Violation> verify(const Replay& replay) {
+  std::vector<Violation> out;
+  for (const auto& t : replay.timelines()) {
+    auto v = verify(t);
+    out.insert(out.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+  }
+  return out;
+}
+
+std::vector<Violation> verify(const std::vector<td::v1::Event>& events) {
+  Replay replay;
+  for (const auto& e : events) replay.add(e);
+  return verify(replay);
+}
+
+}  // namespace td::audit

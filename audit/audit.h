@@ -1,0 +1,151 @@
+// td_audit: the audit model of the td.events stream, with no Kafka in it.
+//   Replay   -- collects Events in any arrival order and builds one Timeline per group
+//   verify() -- checks a set of events against the protocol's invariants
+// Everything here is a pure function of the events given; thread safety: none (one thread).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "td/v1/events.pb.h"
+
+namespace td::audit {
+
+// One attempt of one step: what step_queued / step_assigned / step_started / step_finished /
+// step_aborted said about it. Times are the events' timestamp_ms (coordinator wall clock), -1
+// when the event is absent.
+struct Attempt {
+  std::uint32_t number = 0;
+  std::string queued_reason;        // "initial", "retry after failed (exit 1)", ...
+  std::uint64_t backoff_ms = 0;     // from step_queued
+  std::int64_t queued_ms = -1;
+  std::string peer_id;
+  std::string session_id;
+  std::int64_t assigned_ms = -1;
+  std::int64_t started_ms = -1;
+  std::int64_t finished_ms = -1;
+  std::optional<td::v1::StepOutcome> outcome;  // set by step_finished
+  std::int32_t exit_code = 0;
+  std::int32_t signal = 0;
+  std::uint64_t duration_ms = 0;    // as the worker measured it
+  std::string finish_detail;        // output_tail (for lost: the coordinator's reason)
+  bool aborted = false;             // a step_aborted was sent for it
+  std::string abort_reason;
+  std::int64_t aborted_ms = -1;
+};
+
+struct StepTimeline {
+  std::string id;
+  td::v1::StepSpec spec;           // from group_created (empty if it was not seen)
+  bool spec_known = false;
+  std::vector<Attempt> attempts;   // by attempt number
+  std::uint32_t successes = 0;
+  std::uint32_t failures = 0;      // counted toward max_attempts (see verify())
+  std::uint32_t lost = 0;          // lost attempts (incl. worker-aborted while running)
+  std::uint32_t retries = 0;       // step_queued events other than the first
+};
+
+struct PeerTimeline {
+  std::string peer_id;
+  std::string session_id;
+  std::int64_t joined_ms = -1;
+  std::int64_t gone_ms = -1;
+  bool lost = false;               // peer_lost (true) or peer_left (false) when gone_ms >= 0
+  std::string gone_reason;
+};
+
+struct IgnoredInput {
+  std::int64_t at_ms = -1;
+  std::string reason;
+  std::string detail;
+  std::string peer_id;
+  std::string step_id;
+  std::uint32_t attempt = 0;
+};
+
+struct Timeline {
+  std::string group_id;
+  std::string schema_name;
+  std::string founding_peer;
+  std::int64_t created_ms = -1;    // -1 when group_created was not seen
+  std::int64_t first_ms = -1;      // earliest event timestamp
+  std::int64_t ended_ms = -1;      // group_completed / group_failed
+  td::v1::GroupStatus status = td::v1::GROUP_STATUS_RUNNING;  // RUNNING until it ends
+  std::string failed_step;
+  std::string failure_reason;
+  std::vector<PeerTimeline> peers;  // one entry per join (a rejoin is a new entry)
+  std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
+  std::vector<IgnoredInput> ignored;
+  std::size_t events = 0;           // distinct sequences applied
+  std::vector<std::uint64_t> duplicates;  // sequences seen more than once (once each)
+  std::uint64_t max_sequence = 0;
+  std::vector<std::uint64_t> missing;  // sequences below max_sequence never seen
+
+  const StepTimeline* step(std::string_view id) const;
+  // Milliseconds of `t` relative to the group's start (created_ms, else first_ms).
+  std::int64_t relative(std::int64_t t) const;
+};
+
+// Collects events (any order, duplicates allowed) and builds timelines by per-group sequence.
+class Replay {
+ public:
+  void add(const td::v1::Event& event);
+  void add(td::v1::Event&& event);
+  std::size_t eventCount() const { return count_; }
+  std::size_t groupCount() const { return by_group_.size(); }
+  std::vector<std::string> groupIds() const;
+  // Every group's events in sequence order, duplicates included (a duplicate follows the
+  // first record with its sequence).
+  const std::map<std::string, std::vector<td::v1::Event>>& eventsByGroup() const;
+  // The timeline of one group, or nullopt if no event of it was added.
+  std::optional<Timeline> timeline(std::string_view group_id) const;
+  std::vector<Timeline> timelines() const;
+
+ private:
+  void sort() const;
+  mutable std::map<std::string, std::vector<td::v1::Event>> by_group_;
+  mutable bool sorted_ = true;
+  std::size_t count_ = 0;
+};
+
+// Builds one group's timeline from its events (any order).
+Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events);
+
+enum class ViolationKind {
+  kSequenceGap,             // a sequence number below the group's highest was never seen
+  kDuplicateSequence,       // two records with the same (group, sequence)
+  kMultipleSuccesses,       // a step succeeded more than once
+  kTooManyFailures,         // counted failures above the step's max_attempts
+  kTooManyLost,             // lost attempts above max_lost_attempts
+  kCompletedWithoutSuccess, // group_completed while a step has no success
+  kUnansweredAssignment,    // step_assigned with no step_finished/step_aborted in an ended group
+};
+std::string_view kindName(ViolationKind kind);
+
+struct Violation {
+  ViolationKind kind;
+  std::string group;
+  std::string step;      // empty for group-level violations
+  std::string message;
+};
+
+// Checks:
+//  - per group, sequences 1..max without gaps or duplicates;
+//  - no step succeeds more than once;
+//  - counted failures (failed / timed_out / rejected finishes, plus lost ones when
+//    retry.count_lost_attempts) <= max_attempts; lost attempts (lost finishes, and aborted
+//    finishes while the group was running: the coordinator counts both) <= max_lost_attempts
+//    when that is > 0. A spec without retry gets protocol::defaultRetryPolicy();
+//  - no group_completed while a step of its group_created has no success;
+//  - every step_assigned is answered by a step_finished (any outcome) or a step_aborted,
+//    unless the group is still running at the end of the input.
+std::vector<Violation> verify(const std::vector<td::v1::Event>& events);
+std::vector<Violation> verify(const Replay& replay);
+std::vector<Violation> verify(const Timeline& timeline);
+
+}  // namespace td::audit

@@ -1,0 +1,382 @@
+// td-audit: reads the audit stream (td.events) and checks, shows, follows or reports it.
+// It reads with a td_kafka PartitionReader over every partition: no consumer group is joined
+// and nothing is committed, so it never disturbs the coordinators.
+// Exit codes: 0 fine, 1 violations found (verify) or a runtime error, 2 bad flags.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <signal.h>
+#include <time.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "audit/audit.h"
+#include "audit/render.h"
+#include "common/log.h"
+#include "kafka/kafka.h"
+#include "protocol/protocol.h"
+
+namespace {
+
+using td::audit::Replay;
+using td::audit::Timeline;
+using td::audit::Violation;
+
+std::atomic<bool> g_stop{false};
+void onSignal(int) { g_stop = true; }
+
+struct Common {
+  std::string bootstrap = "localhost:9092";
+  std::vector<std::string> props;
+  std::string prefix = "td.";
+  bool json = false;
+  std::string log_level = "warn";
+};
+
+// Unix milliseconds from "1700000000000" or ISO-8601 "2026-11-23T15:00:00[.123][Z]" (UTC).
+std::optional<std::int64_t> parseTime(const std::string& text) {
+  std::int64_t ms = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec == std::errc() && end == text.data() + text.size()) return ms;
+  struct tm tm {};
+  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (rest == nullptr) rest = strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
+  if (rest == nullptr) {
+    rest = strptime(text.c_str(), "%Y-%m-%d", &tm);
+    if (rest == nullptr || *rest != '\0') return std::nullopt;
+  }
+  std::int64_t frac = 0;
+  if (*rest == '.') {
+    ++rest;
+    int digits = 0;
+    while (*rest >= '0' && *rest <= '9') {
+      if (digits < 3) frac = frac * 10 + (*rest - '0'), ++digits;
+      ++rest;
+    }
+    while (digits++ < 3) frac *= 10;
+  }
+  if (*rest == 'Z') ++rest;
+  if (*rest != '\0') return std::nullopt;
+  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + frac;
+}
+
+class EventSource {
+ public:
+  explicit EventSource(const Common& c) : common_(c), topic_(td::protocol::Topics(c.prefix).events()) {}
+
+  td::Status open() {
+    auto extra = td::kafka::parseProperties(common_.props);
+    if (!extra) return std::unexpected(extra.error());
+    props_ = *extra;
+    auto reader = td::kafka::PartitionReader::create(
+        td::kafka::readerSettings(common_.bootstrap, "td-audit", props_));
+    if (!reader) return std::unexpected(reader.error());
+    reader_ = std::move(*reader);
+    auto producer = td::kafka::Producer::create({{"bootstrap.servers", common_.bootstrap}});
+    if (!producer) return std::unexpected(producer.error());
+    auto count = (*producer)->partitionCount(topic_, std::chrono::seconds(10));
+    if (!count) return std::unexpected(count.error());
+    partitions_ = *count;
+    return {};
+  }
+
+  // Every record up to the high watermarks as they are now.
+  td::Result<std::vector<td::v1::Event>> readAll() {
+    std::map<std::int32_t, std::int64_t> high;
+    std::vector<td::kafka::TopicPartitionOffset> assignment;
+    for (std::int32_t p = 0; p < partitions_; ++p) {
+      auto marks = reader_->watermarks(topic_, p, std::chrono::seconds(10));
+      if (!marks) return std::unexpected(marks.error());
+      if (marks->second <= marks->first) continue;
+      high[p] = marks->second;
+      assignment.push_back({topic_, p, marks->first});
+    }
+    std::vector<td::v1::Event> out;
+    if (assignment.empty()) return out;
+    TD_RETURN_IF_ERROR(reader_->assign(assignment));
+    std::map<std::int32_t, std::int64_t> next;
+    auto done = [&] {
+      for (const auto& [p, h] : high) {
+        if (next[p] < h) return false;
+      }
+      return true;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return td::makeError(td::Errc::kTimeout, "could not read " + topic_ + " up to its high watermarks");
+      }
+      auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
+      if (!batch) return std::unexpected(batch.error());
+      for (const auto& m : *batch) {
+        if (!high.contains(m.partition) || m.offset >= high[m.partition]) continue;
+        next[m.partition] = std::max(next[m.partition], m.offset + 1);
+        parse(m, out);
+      }
+    }
+    return out;
+  }
+
+  // Calls on_event for each record from `since_ms` (or new ones only when < 0) until SIGINT.
+  td::Status follow(std::int64_t since_ms, const std::function<void(const td::v1::Event&)>& on_event) {
+    std::vector<td::kafka::TopicPartitionOffset> assignment;
+    for (std::int32_t p = 0; p < partitions_; ++p) {
+      assignment.push_back({topic_, p, since_ms >= 0 ? td::kafka::kOffsetBeginning : td::kafka::kOffsetEnd});
+    }
+    TD_RETURN_IF_ERROR(reader_->assign(assignment));
+    while (!g_stop) {
+      auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
+      if (!batch) return std::unexpected(batch.error());
+      std::vector<td::v1::Event> events;
+      for (const auto& m : *batch) parse(m, events);
+      for (const auto& e : events) {
+        if (since_ms >= 0 && e.timestamp_ms() < since_ms) continue;
+        on_event(e);
+      }
+    }
+    return {};
+  }
+
+  std::size_t unparsable() const { return unparsable_; }
+
+ private:
+  void parse(const td::kafka::Message& m, std::vector<td::v1::Event>& out) {
+    td::v1::Event e;
+    if (!e.ParseFromString(m.value)) {
+      ++unparsable_;
+      td::log::get("audit")->warn("{}[{}]@{}: not an Event; skipped", m.topic, m.partition, m.offset);
+      return;
+    }
+    out.push_back(std::move(e));
+  }
+
+  const Common& common_;
+  std::string topic_;
+  td::kafka::Properties props_;
+  std::unique_ptr<td::kafka::PartitionReader> reader_;
+  int partitions_ = 0;
+  std::size_t unparsable_ = 0;
+};
+
+int fail(const std::string& what, const td::Error& e) {
+  std::cerr << "td-audit: " << what << ": " << e.message() << "\n";
+  return 1;
+}
+
+// Loads everything, keeps the groups that match `group` and were created in [since, until].
+struct Loaded {
+  Replay replay;
+  std::size_t records = 0;
+  std::size_t unparsable = 0;
+};
+std::optional<Loaded> load(const Common& c, const std::string& group, std::int64_t since,
+                           std::int64_t until, int& rc) {
+  EventSource source(c);
+  if (auto s = source.open(); !s) {
+    rc = fail("connecting", s.error());
+    return std::nullopt;
+  }
+  auto events = source.readAll();
+  if (!events) {
+    rc = fail("reading", events.error());
+    return std::nullopt;
+  }
+  Loaded all;
+  all.records = events->size();
+  all.unparsable = source.unparsable();
+  for (auto& e : *events) {
+    if (!group.empty() && e.group_id() != group) continue;
+    all.replay.add(std::move(e));
+  }
+  if (since < 0 && until < 0) return all;
+  // Time filter: whole groups by their start (group_created, else first event), so every
+  // check still sees complete groups.
+  Loaded kept;
+  kept.records = all.records;
+  kept.unparsable = all.unparsable;
+  for (const auto& t : all.replay.timelines()) {
+    const std::int64_t start = t.created_ms >= 0 ? t.created_ms : t.first_ms;
+    if (since >= 0 && start < since) continue;
+    if (until >= 0 && start > until) continue;
+    for (const auto& e : all.replay.eventsByGroup().at(t.group_id)) kept.replay.add(e);
+  }
+  return kept;
+}
+
+void addCommon(CLI::App* app, Common& c) {
+  app->add_option("--bootstrap-server", c.bootstrap, "Kafka bootstrap servers")->capture_default_str();
+  app->add_option("-X", c.props, "librdkafka property key=value (repeatable)");
+  app->add_option("--topic-prefix", c.prefix, "topic name prefix")->capture_default_str();
+  app->add_flag("--json", c.json, "machine-readable output");
+  app->add_option("--log-level", c.log_level, "trace..off")->capture_default_str();
+}
+
+std::int64_t timeOrDie(const std::string& s, const char* flag) {
+  if (s.empty()) return -1;
+  auto t = parseTime(s);
+  if (!t) throw CLI::ValidationError(flag, "not a time (ISO-8601 or unix ms): " + s);
+  return *t;
+}
+
+int runVerify(const Common& c, const std::string& group, std::int64_t since, std::int64_t until) {
+  int rc = 0;
+  auto loaded = load(c, group, since, until, rc);
+  if (!loaded) return rc;
+  const auto timelines = loaded->replay.timelines();
+  std::vector<Violation> violations;
+  for (const auto& t : timelines) {
+    auto v = td::audit::verify(t);
+    violations.insert(violations.end(), v.begin(), v.end());
+  }
+  if (c.json) {
+    std::string groups, vs;
+    for (const auto& t : timelines) groups += (groups.empty() ? "" : ",") + td::audit::timelineSummaryJson(t);
+    for (const auto& v : violations) vs += (vs.empty() ? "" : ",") + td::audit::violationJson(v);
+    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
+                             loaded->records, loaded->unparsable, loaded->replay.eventCount(),
+                             timelines.size(), violations.size(), groups, vs)
+              << "\n";
+  } else {
+    std::cout << fmt::format("{} group(s), {} event(s), {} violation(s)\n", timelines.size(),
+                             loaded->replay.eventCount(), violations.size());
+    for (const auto& t : timelines) {
+      std::cout << fmt::format("  {}  {}  events={}\n", t.group_id, td::protocol::statusName(t.status), t.events);
+    }
+    for (const auto& v : violations) {
+      std::cout << fmt::format("VIOLATION {}: {}\n", td::audit::kindName(v.kind), v.message);
+    }
+  }
+  return violations.empty() ? 0 : 1;
+}
+
+int runShow(const Common& c, const std::string& group) {
+  int rc = 0;
+  auto loaded = load(c, group, -1, -1, rc);
+  if (!loaded) return rc;
+  auto t = loaded->replay.timeline(group);
+  if (!t) {
+    std::cerr << "td-audit: no events of group " << group << "\n";
+    return 1;
+  }
+  std::cout << (c.json ? td::audit::timelineJson(*t) + "\n" : td::audit::timelineText(*t));
+  return 0;
+}
+
+int runReport(const Common& c, const std::string& group, const std::string& out) {
+  int rc = 0;
+  auto loaded = load(c, group, -1, -1, rc);
+  if (!loaded) return rc;
+  const auto timelines = loaded->replay.timelines();
+  const auto violations = td::audit::verify(loaded->replay);
+  std::ofstream file(out, std::ios::binary | std::ios::trunc);
+  file << td::audit::htmlReport(timelines, violations);
+  file.close();
+  if (!file) {
+    std::cerr << "td-audit: cannot write " << out << "\n";
+    return 1;
+  }
+  if (c.json) {
+    std::cout << fmt::format(R"({{"out":{},"groups":{},"violation_count":{}}})", td::audit::jsonString(out),
+                             timelines.size(), violations.size())
+              << "\n";
+  } else {
+    std::cout << fmt::format("wrote {} ({} group(s), {} violation(s))\n", out, timelines.size(), violations.size());
+  }
+  return 0;
+}
+
+int runTail(const Common& c, const std::string& group, const std::string& peer,
+            const std::string& step, const std::string& outcome, std::int64_t since) {
+  EventSource source(c);
+  if (auto s = source.open(); !s) return fail("connecting", s.error());
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  auto matches = [&](const td::v1::Event& e) {
+    if (!group.empty() && e.group_id() != group) return false;
+    const std::string d = td::protocol::describe(e);
+    auto has = [&](const std::string& key, const std::string& value) {
+      return value.empty() || d.find(" " + key + "=" + value + " ") != std::string::npos ||
+             (d.size() >= key.size() + value.size() + 2 &&
+              d.ends_with(" " + key + "=" + value));
+    };
+    return has("peer", peer) && has("step", step) && has("outcome", outcome) &&
+           (outcome.empty() || e.has_step_finished());
+  };
+  auto status = source.follow(since, [&](const td::v1::Event& e) {
+    if (!matches(e)) return;
+    if (c.json) {
+      std::cout << td::audit::eventJson(e) << std::endl;
+    } else {
+      std::cout << fmt::format("{} {} #{} {}", e.timestamp_ms(), e.group_id(), e.sequence(),
+                               td::protocol::describe(e))
+                << std::endl;
+    }
+  });
+  if (!status) return fail("reading", status.error());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"td-audit: check and show Task Director's audit stream (td.events)"};
+  app.require_subcommand(1);
+  Common c;
+  std::string group, peer, step, outcome, since, until, out;
+
+  auto* verify = app.add_subcommand("verify", "check every group's events; exit 1 on any violation");
+  addCommon(verify, c);
+  verify->add_option("--group", group, "only this group");
+  verify->add_option("--since", since, "only groups started at/after this time (ISO-8601 or unix ms)");
+  verify->add_option("--until", until, "only groups started at/before this time");
+
+  auto* show = app.add_subcommand("show", "one group's timeline");
+  addCommon(show, c);
+  show->add_option("group", group, "group id")->required();
+
+  auto* tail = app.add_subcommand("tail", "follow events live until SIGINT");
+  addCommon(tail, c);
+  tail->add_option("--group", group);
+  tail->add_option("--peer", peer);
+  tail->add_option("--step", step);
+  tail->add_option("--outcome", outcome, "only step_finished with this outcome");
+  tail->add_option("--since", since, "start from this time instead of now");
+
+  auto* report = app.add_subcommand("report", "write a self-contained HTML report");
+  addCommon(report, c);
+  report->add_option("--out", out, "output .html file")->required();
+  report->add_option("--group", group, "only this group");
+
+  std::int64_t since_ms = -1, until_ms = -1;
+  try {
+    app.parse(argc, argv);
+    since_ms = timeOrDie(since, "--since");
+    until_ms = timeOrDie(until, "--until");
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (!td::log::setLevel(c.log_level)) {
+    std::cerr << "td-audit: unknown --log-level " << c.log_level << "\n";
+    return 2;
+  }
+  if (auto p = td::kafka::parseProperties(c.props); !p) {
+    std::cerr << "td-audit: " << p.error().message() << "\n";
+    return 2;
+  }
+  td::protocol::routeProtobufLogs();
+  if (*verify) return runVerify(c, group, since_ms, until_ms);
+  if (*show) return runShow(c, group);
+  if (*tail) return runTail(c, group, peer, step, outcome, since_ms);
+  if (*report) return runReport(c, group, out);
+  return 2;
+}

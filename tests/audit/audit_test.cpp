@@ -1,0 +1,328 @@
+// td_audit on hand-made event streams: a valid stream passes, each violation kind is found
+// with a clear message, and arrival order within a group does not matter.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "audit/audit.h"
+#include "audit/render.h"
+
+namespace td::audit {
+namespace {
+
+using ::testing::HasSubstr;
+using td::v1::Event;
+
+// Builds one group's stream with consecutive sequences and timestamps 1000, 1010, ...
+class Stream {
+ public:
+  explicit Stream(std::string group) : group_(std::move(group)) {}
+
+  Event& next() {
+    Event& e = events_.emplace_back();
+    e.set_group_id(group_);
+    e.set_sequence(++seq_);
+    e.set_timestamp_ms(1000 + 10 * static_cast<std::int64_t>(seq_));
+    return e;
+  }
+  // Steps given as (id, max_attempts); `retry` applies to all when set.
+  Stream& created(std::vector<std::pair<std::string, std::uint32_t>> steps,
+                  const td::v1::RetryPolicy* retry = nullptr) {
+    auto& c = *next().mutable_group_created();
+    c.set_schema_name("s");
+    c.set_founding_peer_id("w1");
+    for (const auto& [id, max] : steps) {
+      auto& s = *c.add_steps();
+      s.set_id(id);
+      s.set_max_attempts(max);
+      if (retry) *s.mutable_retry() = *retry;
+    }
+    return *this;
+  }
+  Stream& joined(const std::string& peer) {
+    next().mutable_peer_joined()->set_peer_id(peer);
+    return *this;
+  }
+  Stream& lostPeer(const std::string& peer) {
+    auto& g = *next().mutable_peer_lost();
+    g.set_peer_id(peer);
+    g.set_reason("lease expired");
+    return *this;
+  }
+  Stream& queued(const std::string& step, std::uint32_t attempt, const std::string& reason,
+                 std::uint64_t backoff = 0) {
+    auto& q = *next().mutable_step_queued();
+    q.set_step_id(step);
+    q.set_next_attempt(attempt);
+    q.set_reason(reason);
+    q.set_backoff_ms(backoff);
+    return *this;
+  }
+  Stream& assigned(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+    auto& a = *next().mutable_step_assigned();
+    a.set_group_id(group_);
+    a.set_step_id(step);
+    a.set_attempt(attempt);
+    a.set_peer_id(peer);
+    return *this;
+  }
+  Stream& started(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+    auto& a = *next().mutable_step_started();
+    a.set_step_id(step);
+    a.set_attempt(attempt);
+    a.set_peer_id(peer);
+    return *this;
+  }
+  Stream& finished(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                   td::v1::StepOutcome outcome, int exit_code = 0) {
+    auto& f = *next().mutable_step_finished();
+    f.set_step_id(step);
+    f.set_attempt(attempt);
+    f.set_peer_id(peer);
+    f.set_outcome(outcome);
+    f.set_exit_code(exit_code);
+    f.set_duration_ms(5);
+    return *this;
+  }
+  // assigned + started + finished
+  Stream& ran(const std::string& step, std::uint32_t attempt, const std::string& peer,
+              td::v1::StepOutcome outcome, int exit_code = 0) {
+    return assigned(step, attempt, peer).started(step, attempt, peer).finished(step, attempt, peer, outcome, exit_code);
+  }
+  Stream& aborted(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+    auto& a = *next().mutable_step_aborted();
+    a.set_step_id(step);
+    a.set_attempt(attempt);
+    a.set_peer_id(peer);
+    a.set_reason("group failed");
+    return *this;
+  }
+  Stream& completed() {
+    next().mutable_group_completed()->set_group_id(group_);
+    return *this;
+  }
+  Stream& failed(const std::string& step) {
+    auto& f = *next().mutable_group_failed();
+    f.set_failed_step_id(step);
+    f.set_reason("step failed");
+    return *this;
+  }
+  std::vector<Event>& events() { return events_; }
+
+ private:
+  std::string group_;
+  std::uint64_t seq_ = 0;
+  std::vector<Event> events_;
+};
+
+constexpr auto kOk = td::v1::STEP_OUTCOME_SUCCEEDED;
+constexpr auto kFailed = td::v1::STEP_OUTCOME_FAILED;
+constexpr auto kLost = td::v1::STEP_OUTCOME_LOST;
+
+// Two peers; "build" fails once then succeeds elsewhere; "test" is lost with its peer, then
+// succeeds on the other one.
+Stream validStream() {
+  Stream s("g1");
+  s.created({{"build", 3}, {"test", 3}})
+      .joined("w1")
+      .queued("build", 1, "initial")
+      .queued("test", 1, "initial")
+      .joined("w2")
+      .ran("build", 1, "w1", kFailed, 1)
+      .queued("build", 2, "retry after failed (exit 1)", 1000)
+      .assigned("test", 1, "w1")
+      .started("test", 1, "w1")
+      .ran("build", 2, "w2", kOk)
+      .lostPeer("w1")
+      .finished("test", 1, "w1", kLost)
+      .queued("test", 2, "retry after lost: lease expired")
+      .ran("test", 2, "w2", kOk)
+      .completed();
+  return s;
+}
+
+std::vector<Violation> only(const std::vector<Violation>& vs, ViolationKind kind) {
+  std::vector<Violation> out;
+  for (const auto& v : vs) {
+    if (v.kind == kind) out.push_back(v);
+  }
+  return out;
+}
+
+TEST(Audit, ValidStreamPasses) {
+  auto s = validStream();
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+TEST(Audit, TimelineHasPeersAttemptsAndRetryReasons) {
+  auto s = validStream();
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  auto t = replay.timeline("g1");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->status, td::v1::GROUP_STATUS_COMPLETED);
+  EXPECT_EQ(t->events, s.events().size());
+  ASSERT_EQ(t->peers.size(), 2u);
+  EXPECT_TRUE(t->peers[0].lost);
+  EXPECT_EQ(t->peers[0].gone_reason, "lease expired");
+  const StepTimeline* build = t->step("build");
+  ASSERT_NE(build, nullptr);
+  ASSERT_EQ(build->attempts.size(), 2u);
+  EXPECT_EQ(build->attempts[0].peer_id, "w1");
+  EXPECT_EQ(build->attempts[0].outcome, kFailed);
+  EXPECT_EQ(build->attempts[0].exit_code, 1);
+  EXPECT_EQ(build->attempts[1].queued_reason, "retry after failed (exit 1)");
+  EXPECT_EQ(build->attempts[1].backoff_ms, 1000u);
+  EXPECT_EQ(build->failures, 1u);
+  EXPECT_EQ(build->retries, 1u);
+  const StepTimeline* test = t->step("test");
+  ASSERT_NE(test, nullptr);
+  EXPECT_EQ(test->lost, 1u);
+  EXPECT_EQ(test->failures, 0u) << "lost attempts are not counted by default";
+  EXPECT_EQ(test->attempts[1].peer_id, "w2");
+  EXPECT_THAT(timelineText(*t), HasSubstr("LOST"));
+  EXPECT_THAT(timelineJson(*t), HasSubstr(R"("lost":1)"));
+  EXPECT_THAT(htmlReport({*t}, {}), HasSubstr("<svg"));
+}
+
+TEST(Audit, OutOfOrderArrivalWithinAGroupIsFine) {
+  auto s = validStream();
+  auto shuffled = s.events();
+  std::mt19937 rng(42);
+  for (int round = 0; round < 5; ++round) {
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    EXPECT_TRUE(verify(shuffled).empty());
+    Replay replay;
+    for (const auto& e : shuffled) replay.add(e);
+    auto t = replay.timeline("g1");
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->status, td::v1::GROUP_STATUS_COMPLETED);
+    EXPECT_EQ(t->step("build")->attempts[1].outcome, kOk);
+  }
+}
+
+TEST(Audit, InterleavedGroupsAreKeptApart) {
+  auto a = validStream();
+  Stream b("g2");
+  b.created({{"x", 1}}).joined("w9").queued("x", 1, "initial").ran("x", 1, "w9", kOk).completed();
+  std::vector<Event> all;
+  for (std::size_t i = 0; i < std::max(a.events().size(), b.events().size()); ++i) {
+    if (i < a.events().size()) all.push_back(a.events()[i]);
+    if (i < b.events().size()) all.push_back(b.events()[i]);
+  }
+  EXPECT_TRUE(verify(all).empty());
+}
+
+TEST(Audit, SequenceGapNamesTheGroupAndTheMissingNumbers) {
+  auto s = validStream();
+  auto& ev = s.events();
+  ev.erase(ev.begin() + 4, ev.begin() + 6);   // sequences 5 and 6
+  ev.erase(ev.begin() + 6);                   // sequence 9 (index 6 after the first erase)
+  auto v = verify(ev);
+  auto gaps = only(v, ViolationKind::kSequenceGap);
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].group, "g1");
+  EXPECT_THAT(gaps[0].message, HasSubstr("missing: 5-6, 9"));
+}
+
+TEST(Audit, DuplicateSequence) {
+  auto s = validStream();
+  s.events().push_back(s.events()[3]);
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kDuplicateSequence);
+  EXPECT_THAT(v[0].message, HasSubstr("duplicate sequence numbers: 4"));
+}
+
+TEST(Audit, StepSucceedingTwice) {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kOk).ran("x", 2, "w2", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kMultipleSuccesses);
+  EXPECT_EQ(v[0].step, "x");
+  EXPECT_THAT(v[0].message, HasSubstr("step x: succeeded 2 times"));
+}
+
+TEST(Audit, MoreFailuresThanMaxAttempts) {
+  Stream s("g");
+  s.created({{"x", 2}}).joined("w1").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kFailed, 1).queued("x", 2, "retry").ran("x", 2, "w1", td::v1::STEP_OUTCOME_TIMED_OUT)
+      .queued("x", 3, "retry").ran("x", 3, "w1", kFailed, 2).failed("x");
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kTooManyFailures);
+  EXPECT_THAT(v[0].message, HasSubstr("3 counted failures, max_attempts is 2"));
+}
+
+TEST(Audit, LostAttemptsCountTowardMaxAttemptsOnlyWhenTheRetryPolicySaysSo) {
+  td::v1::RetryPolicy retry;
+  retry.set_retry_on_lost(true);
+  retry.set_count_lost_attempts(true);
+  Stream s("g");
+  s.created({{"x", 2}}, &retry).joined("w1").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kLost).ran("x", 2, "w1", kLost).ran("x", 3, "w1", kLost)
+      .ran("x", 4, "w1", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kTooManyFailures);
+  EXPECT_THAT(v[0].message, HasSubstr("3 counted failures, max_attempts is 2"));
+  // The same stream with the default policy (lost not counted, at most 3) is fine.
+  Stream d("g");
+  d.created({{"x", 2}}).joined("w1").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kLost).ran("x", 2, "w1", kLost).ran("x", 3, "w1", kLost)
+      .ran("x", 4, "w1", kOk).completed();
+  EXPECT_TRUE(verify(d.events()).empty());
+}
+
+TEST(Audit, MoreLostThanMaxLostAttemptsOfTheDefaultPolicy) {
+  Stream s("g");
+  s.created({{"x", 5}}).joined("w1").queued("x", 1, "initial");
+  for (std::uint32_t a = 1; a <= 4; ++a) s.ran("x", a, "w1", kLost);
+  s.failed("x");
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kTooManyLost);
+  EXPECT_THAT(v[0].message, HasSubstr("lost 4 times, max_lost_attempts is 3"));
+}
+
+TEST(Audit, CompletedWhileAStepNeverSucceeded) {
+  Stream s("g");
+  s.created({{"x", 3}, {"y", 3}}).joined("w1").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kCompletedWithoutSuccess);
+  EXPECT_EQ(v[0].step, "y");
+  EXPECT_THAT(v[0].message, HasSubstr("group_completed but step y never succeeded"));
+}
+
+TEST(Audit, UnansweredAssignmentInAnEndedGroup) {
+  Stream s("g");
+  s.created({{"x", 1}, {"y", 1}, {"z", 1}}).joined("w1").joined("w2").joined("w3")
+      .ran("x", 1, "w1", kFailed, 1)
+      .assigned("y", 1, "w2").started("y", 1, "w2")
+      .assigned("z", 1, "w3").aborted("z", 1, "w3")
+      .failed("x");
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kUnansweredAssignment);
+  EXPECT_EQ(v[0].step, "y");
+  EXPECT_THAT(v[0].message, HasSubstr("step y attempt 1 assigned to w2 never finished or aborted"));
+}
+
+TEST(Audit, UnansweredAssignmentIsFineWhileTheGroupRuns) {
+  Stream s("g");
+  s.created({{"x", 1}}).joined("w1").queued("x", 1, "initial").assigned("x", 1, "w1");
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+TEST(Audit, JsonEscapes) {
+  EXPECT_EQ(jsonString("a\"b\\c\n\x01"), R"("a\"b\\c\n\u0001")");
+}
+
+}  // namespace
+}  // namespace td::audit
