@@ -111,6 +111,27 @@ TEST(AuditCli, VerifyShowAndReportAGroupWithARetryAndALostPeer) {
   EXPECT_EQ(page.find("<script"), std::string::npos);
   EXPECT_NE(page.find(group), std::string::npos);
 
+  // tail follows the stream: from the start (--since 0), filtered to the group's lost attempts,
+  // one readable line each, then stops on SIGINT with exit 0. A filter that matches nothing
+  // prints nothing.
+  Process tail({.args = {TD_AUDIT_BIN, "tail", "--since", "0", "--group", group, "--outcome",
+                         "lost", "--bootstrap-server", cluster.bootstrap()},
+                .output = cluster.dir() / "tail.out"});
+  Process tail_none({.args = {TD_AUDIT_BIN, "tail", "--since", "0", "--group", group, "--peer",
+                              "nobody", "--bootstrap-server", cluster.bootstrap()},
+                     .output = cluster.dir() / "tail_none.out"});
+  ASSERT_TRUE(waitUntil([&] { return tail.output().find("lost") != std::string::npos; },
+                        std::chrono::seconds(30)))
+      << tail.output();
+  tail.signal(SIGINT);
+  EXPECT_EQ(tail.wait(std::chrono::seconds(20)), 0) << tail.output();
+  EXPECT_NE(tail.output().find("step_finished step=long"), std::string::npos) << tail.output();
+  EXPECT_EQ(tail.output().find("outcome=succeeded"), std::string::npos)
+      << "the --outcome filter let another outcome through:\n" << tail.output();
+  tail_none.signal(SIGINT);
+  EXPECT_EQ(tail_none.wait(std::chrono::seconds(20)), 0) << tail_none.output();
+  EXPECT_EQ(tail_none.output().find("step_"), std::string::npos) << tail_none.output();
+
   // The page opens in a browser: headless Chromium renders it, and the picture is not blank.
   // TD_REPORT_PNG=PATH keeps the picture (docs/report-example.png was made that way).
   const char* keep = std::getenv("TD_REPORT_PNG");
