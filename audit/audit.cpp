@@ -89,10 +89,6 @@ PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
   return nullptr;
 }
 
-td::v1::RetryPolicy retryOf(const StepTimeline& s) {
-  return s.spec.has_retry() ? s.spec.retry() : protocol::defaultRetryPolicy();
-}
-
 }  // namespace
 
 Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events) {
@@ -185,7 +181,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         a.duration_ms = m.duration_ms();
         a.finish_detail = m.output_tail();
         const bool running = t.status == td::v1::GROUP_STATUS_RUNNING;
-        const auto retry = retryOf(s);
+        const auto retry = protocol::retryPolicyOf(s.spec);
         switch (m.outcome()) {
           case td::v1::STEP_OUTCOME_SUCCEEDED:
             ++s.successes;
@@ -305,7 +301,7 @@ std::vector<Violation> verify(const Timeline& t) {
           fmt::format("group {} step {}: succeeded {} times", t.group_id, s.id, s.successes));
     }
     if (s.spec_known) {
-      const auto retry = retryOf(s);
+      const auto retry = protocol::retryPolicyOf(s.spec);
       if (s.failures > s.spec.max_attempts()) {
         add(ViolationKind::kTooManyFailures, s.id,
             fmt::format("group {} step {}: {} counted failures, max_attempts is {}", t.group_id,

@@ -229,6 +229,8 @@ void Core::forget(const std::string& group_id, Millis now) {
   tombstone("group\n" + group_id, now);
   for (const auto& [peer_id, session_id] : group.memberSessions()) {
     tombstone(sessionKey(peer_id, session_id), now);
+    auto peer_it = peers_.find(peer_id);
+    if (peer_it != peers_.end() && peer_it->second.group_id == group_id) peers_.erase(peer_it);
   }
   auto family_it = families_.find(group.compatibilityKey());
   if (family_it != families_.end()) {
@@ -240,10 +242,6 @@ void Core::forget(const std::string& group_id, Millis now) {
       if (ref_it->second.empty()) by_ref.erase(ref_it);
     }
     if (by_ref.empty()) families_.erase(family_it);
-  }
-  for (const auto& peer_id : group.memberPeerIds()) {
-    auto peer_it = peers_.find(peer_id);
-    if (peer_it != peers_.end() && peer_it->second.group_id == group_id) peers_.erase(peer_it);
   }
   groups_.erase(it);
 }

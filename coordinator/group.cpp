@@ -50,7 +50,7 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   for (const auto& spec : founder.steps()) {
     step_index_.emplace(spec.id(), steps_.size());
     steps_.push_back(StepRun{.spec = spec});
-    if (!spec.has_retry()) *steps_.back().spec.mutable_retry() = protocol::defaultRetryPolicy();
+    *steps_.back().spec.mutable_retry() = protocol::retryPolicyOf(spec);
   }
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     for (const auto& dep : steps_[i].spec.depends_on()) {
@@ -70,13 +70,6 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     if (steps_[i].unmet_deps == 0) queue(i, "initial", Millis(0), now, out);
   }
-}
-
-std::vector<std::string> Group::memberPeerIds() const {
-  std::vector<std::string> ids;
-  ids.reserve(members_.size());
-  for (const auto& m : members_) ids.push_back(m.peer_id);
-  return ids;
 }
 
 std::vector<std::pair<std::string, std::string>> Group::memberSessions() const {

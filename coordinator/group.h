@@ -48,8 +48,6 @@ class Group {
   std::optional<Millis> finishedAt() const { return finished_at_; }
   // Every member's change refs (own and built on), qualified by repository.
   const std::unordered_set<std::string>& refs() const { return refs_; }
-  // Peer ids of every member that ever joined (present or not).
-  std::vector<std::string> memberPeerIds() const;
   // (peer id, session id) of every member that ever joined, latest session per peer.
   std::vector<std::pair<std::string, std::string>> memberSessions() const;
   std::uint64_t lastSequence() const { return next_sequence_ - 1; }

@@ -53,6 +53,10 @@ td::v1::RetryPolicy defaultRetryPolicy() {
   return retry;
 }
 
+td::v1::RetryPolicy retryPolicyOf(const td::v1::StepSpec& step) {
+  return step.has_retry() ? step.retry() : defaultRetryPolicy();
+}
+
 void routeProtobufLogs() {
   google::protobuf::SetLogHandler([](google::protobuf::LogLevel level, const char* file, int line,
                                      const std::string& message) {

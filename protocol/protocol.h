@@ -30,7 +30,8 @@ inline constexpr std::uint32_t kMaxAttemptLimit = 100;
 // Topic names under one configurable prefix (default "td.").
 class Topics {
  public:
-  explicit Topics(std::string prefix = "td.") : prefix_(std::move(prefix)) {}
+  Topics() = default;
+  explicit Topics(std::string prefix) : prefix_(std::move(prefix)) {}
   std::string registrations() const { return prefix_ + "registrations"; }
   std::string completions() const { return prefix_ + "completions"; }
   std::string joins() const { return prefix_ + "joins"; }
@@ -42,7 +43,7 @@ class Topics {
   const std::string& prefix() const { return prefix_; }
 
  private:
-  std::string prefix_;
+  std::string prefix_ = "td.";
 };
 
 // The compatibility key: peers with different keys never share anything. It is a hash of the
@@ -61,6 +62,8 @@ std::string qualifiedRef(std::string_view repository, std::string_view ref);
 // as schema files (1 s backoff doubling to 1 min, 20 % jitter, retry any exit, timeout and lost,
 // lost attempts not counted but capped at 3).
 td::v1::RetryPolicy defaultRetryPolicy();
+// The policy a step runs under: its own, or defaultRetryPolicy() when it carries none.
+td::v1::RetryPolicy retryPolicyOf(const td::v1::StepSpec& step);
 
 // Routes protobuf's own log lines (e.g. "invalid UTF-8" while parsing garbage) to the
 // "protobuf" spdlog logger at debug level: bad input is reported once, by whoever rejects it.

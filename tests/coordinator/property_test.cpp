@@ -176,7 +176,7 @@ class Model {
       GroupModel g;
       for (const auto& spec : ev.group_created().steps()) {
         StepModel s{.spec = spec};
-        if (!spec.has_retry()) *s.spec.mutable_retry() = protocol::defaultRetryPolicy();
+        *s.spec.mutable_retry() = protocol::retryPolicyOf(spec);
         g.index[spec.id()] = g.steps.size();
         g.steps.push_back(std::move(s));
       }
