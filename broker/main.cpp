@@ -1,5 +1,5 @@
 // td-broker: Task Director's embedded Kafka broker (librdkafka's mock cluster) as a process.
-// Creates td.registrations, td.completions, td.joins, td.events and td.dlq, publishes its
+// Creates td.registrations, td.completions, td.joins, td.events, td.dlq and td.state, publishes its
 // address through --bootstrap-file, and runs until SIGINT/SIGTERM (then exits 0).
 // The --control socket's line protocol is documented in broker/server.h.
 #include <unistd.h>

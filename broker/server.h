@@ -30,8 +30,9 @@
 namespace td::broker {
 
 // The topics td-broker pre-creates; td.joins has the same partition count as td.registrations.
+// td.state must match td.registrations too: its partition p holds input partition p's groups.
 inline const std::vector<std::string> kTopics = {"td.registrations", "td.completions", "td.joins",
-                                                 "td.events", "td.dlq"};
+                                                 "td.events", "td.dlq", "td.state"};
 
 struct ServerOptions {
   std::string bootstrap_file;  // required: gets "HOST:PORT\n", written atomically (temp+rename)

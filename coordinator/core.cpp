@@ -155,8 +155,9 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
   Group* group = peer.complex() ? nullptr : chooseGroup(peer, refs, now, &shared);
   if (group == nullptr) {
     std::string id = newGroupId(peer, key);
-    auto created =
-        std::make_unique<Group>(id, key, next_ordinal_++, peer, config_, timers_, now, out);
+    auto created = std::make_unique<Group>(id, key, next_ordinal_++, input.partition,
+                                           epochOf(input.partition), peer, config_, timers_,
+                                           now, out);
     group = created.get();
     groups_.emplace(id, std::move(created));
   }
@@ -227,23 +228,109 @@ void Core::forget(const std::string& group_id, Millis now) {
   if (it == groups_.end()) return;
   Group& group = *it->second;
   tombstone("group\n" + group_id, now);
-  for (const auto& [peer_id, session_id] : group.memberSessions()) {
-    tombstone(sessionKey(peer_id, session_id), now);
-    auto peer_it = peers_.find(peer_id);
-    if (peer_it != peers_.end() && peer_it->second.group_id == group_id) peers_.erase(peer_it);
+  for (const auto& m : group.memberSessions()) tombstone(sessionKey(m.peer_id, m.session_id), now);
+  forgotten_.emplace_back(group_id, group.partition());
+  unlink(group);
+  groups_.erase(it);
+}
+
+void Core::unlink(const Group& group) {
+  for (const auto& m : group.memberSessions()) {
+    auto peer_it = peers_.find(m.peer_id);
+    if (peer_it != peers_.end() && peer_it->second.group_id == group.id()) peers_.erase(peer_it);
   }
   auto family_it = families_.find(group.compatibilityKey());
-  if (family_it != families_.end()) {
-    auto& by_ref = family_it->second.groups_by_ref;
-    for (const auto& ref : group.refs()) {
-      auto ref_it = by_ref.find(ref);
-      if (ref_it == by_ref.end()) continue;
-      std::erase(ref_it->second, group_id);
-      if (ref_it->second.empty()) by_ref.erase(ref_it);
-    }
-    if (by_ref.empty()) families_.erase(family_it);
+  if (family_it == families_.end()) return;
+  auto& by_ref = family_it->second.groups_by_ref;
+  for (const auto& ref : group.refs()) {
+    auto ref_it = by_ref.find(ref);
+    if (ref_it == by_ref.end()) continue;
+    std::erase(ref_it->second, group.id());
+    if (ref_it->second.empty()) by_ref.erase(ref_it);
   }
-  groups_.erase(it);
+  if (by_ref.empty()) families_.erase(family_it);
+}
+
+void Core::link(Group& group) {
+  indexRefs(families_[group.compatibilityKey()], group,
+            std::vector<std::string>(group.refs().begin(), group.refs().end()));
+  for (const auto& m : group.memberSessions()) {
+    auto [it, inserted] = peers_.try_emplace(m.peer_id);
+    if (inserted || it->second.sent_at_ms <= m.sent_at_ms) {
+      it->second = PeerRecord{m.session_id, group.id(), m.sent_at_ms};
+    }
+  }
+}
+
+std::uint64_t Core::epochOf(std::int32_t partition) const {
+  auto it = partition_epochs_.find(partition);
+  return it == partition_epochs_.end() ? config_.epoch : it->second;
+}
+
+void Core::setPartitionEpoch(std::int32_t partition, std::uint64_t epoch) {
+  partition_epochs_[partition] = epoch;
+}
+
+Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
+                      const std::vector<td::v1::GroupSnapshot>& snapshots, Instant now) {
+  setPartitionEpoch(partition, epoch);
+  Effects out;
+  // Oldest first, so "oldest group wins" ties and the peers index resolve as they did.
+  std::vector<const td::v1::GroupSnapshot*> ordered;
+  for (const auto& s : snapshots) ordered.push_back(&s);
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const auto* a, const auto* b) { return a->ordinal() < b->ordinal(); });
+  for (const auto* s : ordered) {
+    if (groups_.contains(s->group_id()) || s->partition() != partition) {
+      out.emplace_back(DeadLetter{.reason = fmt::format(
+                                      "snapshot of group '{}' (partition {}) not restored on "
+                                      "partition {}: {}",
+                                      s->group_id(), s->partition(), partition,
+                                      groups_.contains(s->group_id()) ? "the group is already here"
+                                                                      : "wrong partition")});
+      continue;
+    }
+    auto group = Group::restore(*s, epoch, config_, timers_, now, out);
+    if (!group) {
+      out.emplace_back(DeadLetter{.reason = group.error().message()});
+      continue;
+    }
+    Group& restored = **group;
+    next_ordinal_ = std::max(next_ordinal_, restored.ordinal() + 1);
+    groups_.emplace(restored.id(), std::move(*group));
+    link(restored);
+    if (restored.finishedAt()) scheduleExpiry(restored);
+  }
+  return out;
+}
+
+void Core::dropPartition(std::int32_t partition) {
+  partition_epochs_.erase(partition);
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    if (it->second->partition() != partition) {
+      ++it;
+      continue;
+    }
+    unlink(*it->second);
+    it = groups_.erase(it);   // its timers and expiry entries find no group and are dropped
+  }
+}
+
+std::optional<td::v1::GroupSnapshot> Core::snapshot(const std::string& group_id,
+                                                    Instant now) const {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) return std::nullopt;
+  return it->second->snapshot(now);
+}
+
+std::optional<std::int32_t> Core::partitionOf(const std::string& group_id) const {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) return std::nullopt;
+  return it->second->partition();
+}
+
+std::vector<std::pair<std::string, std::int32_t>> Core::takeForgotten() {
+  return std::exchange(forgotten_, {});
 }
 
 Group* Core::groupFor(const std::string& group_id, Effects& out) {

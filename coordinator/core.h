@@ -28,6 +28,29 @@ class Core {
   // DeadLetter effect (and, for a registration, a rejection reply) and changes nothing else.
   [[nodiscard]] Effects handle(const Input& input, Instant now);
 
+  // ---- Ownership (coordinator fail-over; see docs/architecture.md, "Fail-over") ----
+  // Groups belong to the input partition their family's registrations arrive on. The shell
+  // claims a partition in td.state with a new epoch, restores its groups, and only then feeds
+  // the partition's input.
+
+  // Groups created on `partition` from now on are stamped with `epoch`.
+  void setPartitionEpoch(std::int32_t partition, std::uint64_t epoch);
+  // Restores `partition`'s groups from their latest td.state snapshots, owned with `epoch`
+  // (which also becomes the partition's epoch). Returns what they must write (Group::restore):
+  // each snapshot's outbox again, then group_restored and OwnerChanged for running groups.
+  // A snapshot that does not validate is skipped with a DeadLetter effect naming the problem
+  // (the shell records the bytes); the other groups are restored.
+  [[nodiscard]] Effects restore(std::int32_t partition, std::uint64_t epoch,
+                                const std::vector<td::v1::GroupSnapshot>& snapshots, Instant now);
+  // The partition moved to another coordinator: forgets its groups without writing anything.
+  void dropPartition(std::int32_t partition);
+  // The state of a group for td.state, if the core has it.
+  std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
+  std::optional<std::int32_t> partitionOf(const std::string& group_id) const;
+  // Groups forgotten (retention passed) since the last call, with their partitions: the shell
+  // deletes their snapshots with a tombstone.
+  std::vector<std::pair<std::string, std::int32_t>> takeForgotten();
+
   const CoreConfig& config() const { return config_; }
   std::size_t groupCount() const { return groups_.size(); }
   const Group* findGroupForTest(const std::string& group_id) const;
@@ -60,6 +83,11 @@ class Core {
   void indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs);
   void scheduleExpiry(const Group& group);
   void forget(const std::string& group_id, Millis now);
+  // Removes a group from every index (families, peers); the caller erases it from groups_.
+  void unlink(const Group& group);
+  // Adds a new or restored group to the indexes (families, peers).
+  void link(Group& group);
+  std::uint64_t epochOf(std::int32_t partition) const;
   // The group a worker message names, if the message's peer belongs to it; otherwise records
   // why it is ignored (on the group's stream, or the DLQ for an unknown group) and returns null.
   Group* groupFor(const std::string& group_id, Effects& out);
@@ -70,6 +98,8 @@ class Core {
 
   CoreConfig config_;
   std::uint64_t next_ordinal_ = 1;
+  std::unordered_map<std::int32_t, std::uint64_t> partition_epochs_;
+  std::vector<std::pair<std::string, std::int32_t>> forgotten_;
   std::unordered_map<std::string, std::unique_ptr<Group>> groups_;
   std::unordered_map<std::string, Family> families_;
   std::unordered_map<std::string, PeerRecord> peers_;

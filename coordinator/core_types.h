@@ -17,13 +17,16 @@
 #include "td/v1/events.pb.h"
 #include "td/v1/joins.pb.h"
 #include "td/v1/registrations.pb.h"
+#include "td/v1/state.pb.h"
 
 namespace td::coordinator {
 
 // Configuration of the core. Every field has a default; the binary validates before use.
 struct CoreConfig {
   std::string coordinator_id = "coordinator";  // names this instance on td.events
-  std::uint64_t epoch = 1;                     // instance epoch, stamped on assignments/events
+  // Epoch stamped on the assignments and events of groups on partitions whose epoch was not
+  // set with Core::setPartitionEpoch (the Kafka shell always sets it from td.state claims).
+  std::uint64_t epoch = 1;
   // A completed group stays joinable (late joiners learn it is done) this long; a finished
   // (completed or failed) group is forgotten after it, so memory stays bounded.
   Millis finished_group_retention{std::chrono::minutes(10)};

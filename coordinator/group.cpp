@@ -38,13 +38,15 @@ bool retryable(const td::v1::RetryPolicy& retry, td::v1::StepOutcome outcome,
 }  // namespace
 
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
-             const td::v1::PeerRegistered& founder, const CoreConfig& config, TimerQueue& timers,
-             Instant now, Effects& out)
+             std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
+             const CoreConfig& config, TimerQueue& timers, Instant now, Effects& out)
     : config_(config),
       timers_(timers),
       id_(std::move(id)),
       compatibility_key_(std::move(compatibility_key)),
       ordinal_(ordinal),
+      partition_(partition),
+      epoch_(epoch),
       created_at_wall_(now.wall) {
   steps_.reserve(founder.steps_size());
   for (const auto& spec : founder.steps()) {
@@ -52,15 +54,10 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
     steps_.push_back(StepRun{.spec = spec});
     *steps_.back().spec.mutable_retry() = protocol::retryPolicyOf(spec);
   }
-  for (std::size_t i = 0; i < steps_.size(); ++i) {
-    for (const auto& dep : steps_[i].spec.depends_on()) {
-      // Registrations are validated before they reach a group: every dependency exists.
-      auto it = step_index_.find(dep);
-      TD_CHECK(it != step_index_.end());
-      steps_[it->second].dependents.push_back(i);
-      ++steps_[i].unmet_deps;
-    }
-  }
+  // Registrations are validated before they reach a group: every dependency exists.
+  linkDependencies();
+  schema_name_ = founder.schema_name();
+  schema_digest_ = founder.schema_digest();
   auto& created = *emit(now, out).mutable_group_created();
   created.set_compatibility_key(compatibility_key_);
   created.set_schema_name(founder.schema_name());
@@ -72,10 +69,24 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   }
 }
 
-std::vector<std::pair<std::string, std::string>> Group::memberSessions() const {
-  std::vector<std::pair<std::string, std::string>> sessions;
+Group::Group(const CoreConfig& config, TimerQueue& timers)
+    : config_(config), timers_(timers), ordinal_(0), created_at_wall_(0) {}
+
+void Group::linkDependencies() {
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    for (const auto& dep : steps_[i].spec.depends_on()) {
+      auto it = step_index_.find(dep);
+      TD_CHECK(it != step_index_.end());
+      steps_[it->second].dependents.push_back(i);
+      if (steps_[it->second].state != StepState::kSucceeded) ++steps_[i].unmet_deps;
+    }
+  }
+}
+
+std::vector<Group::MemberSession> Group::memberSessions() const {
+  std::vector<MemberSession> sessions;
   sessions.reserve(members_.size());
-  for (const auto& m : members_) sessions.emplace_back(m.peer_id, m.session_id);
+  for (const auto& m : members_) sessions.push_back({m.peer_id, m.session_id, m.sent_at_ms});
   return sessions;
 }
 
@@ -87,7 +98,7 @@ td::v1::Event& Group::emit(Instant now, Effects& out) {
   e.set_sequence(next_sequence_++);
   e.set_timestamp_ms(now.wall.count());
   e.set_coordinator_id(config_.coordinator_id);
-  e.set_coordinator_epoch(config_.epoch);
+  e.set_coordinator_epoch(epoch_);
   out.emplace_back(std::move(effect));
   return std::get<PublishEvent>(out.back()).event;
 }
@@ -107,7 +118,7 @@ td::v1::GroupJoined Group::joinedReply(const td::v1::PeerRegistered& peer) const
   for (const auto& m : members_) {
     if (m.present) joined.add_member_peer_ids(m.peer_id);
   }
-  joined.set_coordinator_epoch(config_.epoch);
+  joined.set_coordinator_epoch(epoch_);
   joined.set_heartbeat_interval_ms(static_cast<std::uint64_t>(config_.heartbeat_interval.count()));
   joined.set_lease_ms(static_cast<std::uint64_t>(config_.lease.count()));
   return joined;
@@ -134,7 +145,8 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
   Member member{.peer_id = peer.peer_id(),
                 .session_id = peer.session_id(),
                 .slots = peer.slots() == 0 ? 1u : peer.slots(),
-                .last_seen = now.mono};
+                .last_seen = now.mono,
+                .sent_at_ms = peer.sent_at_ms()};
   if (inserted) {
     members_.push_back(std::move(member));
   } else {
@@ -242,7 +254,7 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   assigned.set_attempt(step.attempt);
   assigned.set_peer_id(member.peer_id);
   assigned.set_session_id(member.session_id);
-  assigned.set_coordinator_epoch(config_.epoch);
+  assigned.set_coordinator_epoch(epoch_);
   *emit(now, out).mutable_step_assigned() = assigned;
   publish(std::move(record), out);
 }
@@ -455,6 +467,7 @@ void Group::complete(Instant now, Effects& out) {
   completed.set_group_id(id_);
   fillSummary(completed.mutable_steps());
   completed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
+  completed.set_coordinator_epoch(epoch_);
   *emit(now, out).mutable_group_completed() = completed;
   publish(std::move(record), out);
 }
@@ -478,6 +491,7 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
     abort.set_peer_id(step.peer_id);
     abort.set_session_id(step.session_id);
     abort.set_reason("group failed");
+    abort.set_coordinator_epoch(epoch_);
     *emit(now, out).mutable_step_aborted() = abort;
     publish(std::move(record), out);
   }
@@ -489,6 +503,7 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
   failed.set_reason(reason);
   fillSummary(failed.mutable_steps());
   failed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
+  failed.set_coordinator_epoch(epoch_);
   *emit(now, out).mutable_group_failed() = failed;
   publish(std::move(record), out);
 }

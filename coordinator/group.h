@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -28,6 +29,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/result.h"
 #include "coordinator/core_types.h"
 
 namespace td::coordinator {
@@ -35,21 +37,41 @@ namespace td::coordinator {
 class Group {
  public:
   // Creates the group with `founder`'s steps; emits group_created (the founder joins through
-  // addMember afterwards). `config` and `timers` must outlive the group.
+  // addMember afterwards). `config` and `timers` must outlive the group. `partition` is the
+  // input partition of its family; `epoch` its owner's epoch, stamped on what it writes.
   Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
-        const td::v1::PeerRegistered& founder, const CoreConfig& config, TimerQueue& timers,
-        Instant now, Effects& out);
+        std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
+        const CoreConfig& config, TimerQueue& timers, Instant now, Effects& out);
+
+  // Rebuilds a group from its td.state snapshot for a new owner with epoch `epoch`. Emits the
+  // snapshot's outbox again (identical records), then, for a running group, group_restored and
+  // an OwnerChanged record. Every present member gets a full lease from `now` to be heard
+  // (grace), backoff timers are re-armed from the snapshot's wall-clock times, and the
+  // scheduler runs at the next tick. Errors: kInvalidArgument naming what is inconsistent.
+  static td::Result<std::unique_ptr<Group>> restore(const td::v1::GroupSnapshot& snapshot,
+                                                    std::uint64_t epoch, const CoreConfig& config,
+                                                    TimerQueue& timers, Instant now, Effects& out);
+  // The group's state for td.state (the caller adds the outbox). Wall-clock times are derived
+  // from `now`, so a restore on another host re-arms timers at the same wall-clock instants.
+  td::v1::GroupSnapshot snapshot(Instant now) const;
 
   const std::string& id() const { return id_; }
   const std::string& compatibilityKey() const { return compatibility_key_; }
   std::uint64_t ordinal() const { return ordinal_; }  // creation order, for "oldest group wins"
+  std::int32_t partition() const { return partition_; }
+  std::uint64_t epoch() const { return epoch_; }
   td::v1::GroupStatus status() const { return status_; }
   // When the group completed or failed; nullopt while it runs.
   std::optional<Millis> finishedAt() const { return finished_at_; }
   // Every member's change refs (own and built on), qualified by repository.
   const std::unordered_set<std::string>& refs() const { return refs_; }
-  // (peer id, session id) of every member that ever joined, latest session per peer.
-  std::vector<std::pair<std::string, std::string>> memberSessions() const;
+  struct MemberSession {
+    std::string peer_id;
+    std::string session_id;
+    std::int64_t sent_at_ms = 0;   // of its registration
+  };
+  // Every member that ever joined, latest session per peer.
+  std::vector<MemberSession> memberSessions() const;
   std::uint64_t lastSequence() const { return next_sequence_ - 1; }
 
   // Adds a peer (already known not to be a present member with this session). `refs` are its
@@ -103,7 +125,10 @@ class Group {
     bool present = true;
     bool leaving = false;             // aborted its step to leave: gets no more work
     Millis last_seen{0};              // mono time of its last message
+    std::int64_t sent_at_ms = 0;      // of its registration
   };
+  Group(const CoreConfig& config, TimerQueue& timers);   // for restore()
+  void linkDependencies();
 
   td::v1::Event& emit(Instant now, Effects& out);
   void publish(td::v1::AssignmentRecord record, Effects& out);
@@ -135,8 +160,12 @@ class Group {
   std::string id_;
   std::string compatibility_key_;
   std::uint64_t ordinal_;
+  std::int32_t partition_ = 0;
+  std::uint64_t epoch_ = 1;
   td::v1::GroupStatus status_ = td::v1::GROUP_STATUS_RUNNING;
   Millis created_at_wall_;
+  std::string schema_name_;
+  std::string schema_digest_;
   std::optional<Millis> finished_at_;
   std::uint64_t next_sequence_ = 1;
   std::vector<StepRun> steps_;

@@ -11,6 +11,7 @@ using namespace internal;
 struct GroupConsumer::Impl {
   HandlePtr rk;
   RebalanceCallback on_rebalance;
+  std::vector<std::string> companions;
   PeriodicLog poll_log;
   PeriodicLog commit_log;
   bool closed = false;
@@ -19,11 +20,26 @@ struct GroupConsumer::Impl {
   // rebalance callback is set: eager protocols replace it, cooperative ones change it
   // incrementally. The user hears of new partitions after they are assigned and of revoked
   // ones before they go, so it can still commit for them.
+  // `partitions` plus the same partitions of every companion topic.
+  PartitionListPtr withCompanions(const rd_kafka_topic_partition_list_t* partitions) const {
+    PartitionListPtr all(rd_kafka_topic_partition_list_copy(partitions));
+    for (const auto& topic : companions) {
+      for (int i = 0; i < partitions->cnt; ++i) {
+        rd_kafka_topic_partition_list_add(all.get(), topic.c_str(), partitions->elems[i].partition)
+            ->offset = RD_KAFKA_OFFSET_INVALID;   // the committed offset
+      }
+    }
+    return all;
+  }
+
   static void onRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                          rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+                          rd_kafka_topic_partition_list_t* group_partitions, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
     const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     auto log = logger();
+    PartitionListPtr all;
+    if (group_partitions != nullptr) all = self->withCompanions(group_partitions);
+    rd_kafka_topic_partition_list_t* partitions = all.get();
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (cooperative) {
         ErrorPtr error(rd_kafka_incremental_assign(rk, partitions));
@@ -35,12 +51,12 @@ struct GroupConsumer::Impl {
       }
       log->debug("{} assigned {} partitions ({})", rd_kafka_name(rk), partitions->cnt,
                  cooperative ? "cooperative" : "eager");
-      if (self->on_rebalance) self->on_rebalance(true, fromPartitionList(partitions));
+      if (self->on_rebalance) self->on_rebalance(true, fromPartitionList(group_partitions));
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
       if (rd_kafka_assignment_lost(rk)) {
         log->warn("{} lost {} partitions (session timed out?)", rd_kafka_name(rk), partitions->cnt);
       }
-      if (self->on_rebalance) self->on_rebalance(false, fromPartitionList(partitions));
+      if (self->on_rebalance) self->on_rebalance(false, fromPartitionList(group_partitions));
       if (cooperative) {
         ErrorPtr error(rd_kafka_incremental_unassign(rk, partitions));
         if (error)
@@ -53,8 +69,8 @@ struct GroupConsumer::Impl {
     } else {
       log->warn("{} rebalance failed: {}; clearing the assignment", rd_kafka_name(rk),
                 rd_kafka_err2str(err));
-      if (self->on_rebalance && partitions != nullptr && partitions->cnt > 0) {
-        self->on_rebalance(false, fromPartitionList(partitions));
+      if (self->on_rebalance && group_partitions != nullptr && group_partitions->cnt > 0) {
+        self->on_rebalance(false, fromPartitionList(group_partitions));
       }
       rd_kafka_assign(rk, nullptr);
     }
@@ -148,6 +164,10 @@ td::Status GroupConsumer::commit(const std::vector<TopicPartitionOffset>& next_o
 
 void GroupConsumer::onRebalance(RebalanceCallback callback) {
   impl_->on_rebalance = std::move(callback);
+}
+
+void GroupConsumer::setCompanions(std::vector<std::string> topics) {
+  impl_->companions = std::move(topics);
 }
 
 void GroupConsumer::close() {

@@ -40,6 +40,14 @@ class GroupConsumer {
   // An empty list is a no-op. Errors: the broker's error (sync), kInvalidArg, kFatal.
   td::Status commit(const std::vector<TopicPartitionOffset>& next_offsets, bool async);
 
+  // Companion topics follow the subscription partition by partition: whenever partition p of a
+  // subscribed topic is assigned (or revoked), partition p of every companion is assigned (or
+  // revoked) with it, resuming from the group's committed offset. This co-partitions topics
+  // under any assignor, including cooperative-sticky, which balances partitions across topics
+  // without regard to their numbers. Commit companion offsets with commit() as usual. The
+  // rebalance callback hears of subscribed partitions only. Set before subscribe().
+  void setCompanions(std::vector<std::string> topics);
+
   // Called from poll()/close() on the caller's thread after partitions were assigned
   // (assigned=true) or before they are revoked (assigned=false), with the partitions that
   // changed (offsets are not meaningful). The assignment itself is handled here, for both the

@@ -37,6 +37,7 @@ class Topics {
   std::string joins() const { return prefix_ + "joins"; }
   std::string events() const { return prefix_ + "events"; }
   std::string dlq() const { return prefix_ + "dlq"; }
+  std::string state() const { return prefix_ + "state"; }
   std::string assign(std::string_view group_id) const {
     return prefix_ + "assign." + std::string(group_id);
   }

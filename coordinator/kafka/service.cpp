@@ -3,13 +3,29 @@
 #include <fmt/format.h>
 
 #include <map>
-#include <thread>
 
 #include "common/log.h"
 #include "coordinator/codec.h"
 #include "td/v1/dlq.pb.h"
+#include "td/v1/state.pb.h"
 
 namespace td::coordinator {
+
+namespace {
+
+// Key of the partition-claim records in td.state (group ids are topic-safe, never '#').
+constexpr std::string_view kOwnerKey = "#owner";
+// A td.state record stays under Kafka's default 1 MiB limit; a larger snapshot first drops its
+// outbox events (td.events copies; a fail-over in that window would leave a sequence gap).
+constexpr std::size_t kMaxStateRecordBytes = 900 * 1024;
+
+const std::string* groupOf(const Effect& effect) {
+  if (const auto* e = std::get_if<PublishEvent>(&effect)) return &e->event.group_id();
+  if (const auto* a = std::get_if<PublishAssignment>(&effect)) return &a->group_id;
+  return nullptr;
+}
+
+}  // namespace
 
 Service::Service(ServiceOptions options, const Clock& clock)
     : options_(std::move(options)),
@@ -23,10 +39,12 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   // session.timeout.ms 6 s (librdkafka's default is 45 s; 6 s is Apache Kafka's lowest accepted
   // by default): a dead coordinator's partitions move sooner, and a join the embedded broker
   // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
-  // fresh td-broker) resolves in seconds.
+  // fresh td-broker) resolves in seconds. Cooperative rebalancing: partitions that do not move
+  // keep being served while others do.
   kafka::Properties consumer_own{{"group.id", o.consumer_group},
                                  {"session.timeout.ms", "6000"},
-                                 {"heartbeat.interval.ms", "2000"}};
+                                 {"heartbeat.interval.ms", "2000"},
+                                 {"partition.assignment.strategy", "cooperative-sticky"}};
   // Output is never dropped: through an outage it waits (and the batch's offsets stay
   // uncommitted) until the broker is back.
   kafka::Properties producer_own{{"message.timeout.ms", "0"}};
@@ -40,35 +58,185 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   if (!consumer) return std::unexpected(consumer.error());
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
+  auto reader = kafka::PartitionReader::create(
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", o.kafka));
+  if (!reader) return std::unexpected(reader.error());
   service->consumer_ = std::move(*consumer);
   service->producer_ = std::move(*producer);
-  TD_RETURN_IF_ERROR(service->consumer_->subscribe(
-      {o.core.topics.registrations(), o.core.topics.completions()}));
+  service->state_reader_ = std::move(*reader);
+  TD_RETURN_IF_ERROR(service->checkPartitionCounts());
+  Service* self = service.get();
+  service->consumer_->onRebalance(
+      [self](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
+        self->onRebalance(assigned, partitions);
+      });
+  service->consumer_->setCompanions({o.core.topics.completions()});
+  TD_RETURN_IF_ERROR(service->consumer_->subscribe({o.core.topics.registrations()}));
   return service;
 }
 
+td::Status Service::checkPartitionCounts() {
+  const auto& topics = options_.core.topics;
+  std::vector<std::pair<std::string, int>> counts;
+  for (const auto& topic : {topics.registrations(), topics.completions(), topics.state()}) {
+    auto count = producer_->partitionCount(topic, std::chrono::seconds(30));
+    if (!count) return std::unexpected(count.error());
+    counts.emplace_back(topic, *count);
+  }
+  for (const auto& [topic, count] : counts) {
+    if (count != counts.front().second) {
+      return makeError(td::Errc::kInvalidArgument,
+                       fmt::format("{} has {} partitions but {} has {}: the input topics and "
+                                   "the changelog must have the same count (docs/operations.md)",
+                                   counts.front().first, counts.front().second, topic, count));
+    }
+  }
+  return {};
+}
+
 td::Status Service::run() {
-  log_->info("coordinator {} epoch {} consuming {} and {} as group {} (lease {} ms, heartbeat {} ms)",
-             options_.core.coordinator_id, options_.core.epoch,
-             options_.core.topics.registrations(), options_.core.topics.completions(),
-             options_.consumer_group, options_.core.lease.count(),
-             options_.core.heartbeat_interval.count());
+  log_->info("coordinator {} consuming {} and {} as group {} (lease {} ms, heartbeat {} ms)",
+             options_.core.coordinator_id, options_.core.topics.registrations(),
+             options_.core.topics.completions(), options_.consumer_group,
+             options_.core.lease.count(), options_.core.heartbeat_interval.count());
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
     const Instant now = clock_.now();
     const auto wait = std::max(Millis(0), std::min(options_.tick_interval, next_tick - now.mono));
     auto batch = consumer_->poll(options_.batch_max, wait);
+    if (fatal_) return *fatal_;
     if (!batch) return std::unexpected(batch.error());
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch));
     if (clock_.now().mono >= next_tick) {
-      apply(nullptr, core_.handle(Tick{}, clock_.now()));
+      collect(nullptr, core_.handle(Tick{}, clock_.now()));
+      TD_RETURN_IF_ERROR(writeCycle({}));
       next_tick = clock_.now().mono + options_.tick_interval;
-      producer_->poll(0);
     }
   }
   log_->info("coordinator stopping: flushing");
   TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
   consumer_->close();
+  return {};
+}
+
+void Service::onRebalance(bool assigned,
+                          const std::vector<kafka::TopicPartitionOffset>& partitions) {
+  for (const auto& tp : partitions) {
+    if (tp.topic != options_.core.topics.registrations()) continue;
+    if (!assigned) {
+      core_.dropPartition(tp.partition);
+      owned_.erase(tp.partition);
+      log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
+      continue;
+    }
+    if (fatal_) continue;
+    if (auto status = restorePartition(tp.partition); !status) {
+      fatal_ = std::unexpected(status.error());
+      continue;
+    }
+    owned_.insert(tp.partition);
+  }
+}
+
+td::Status Service::readState(std::int32_t partition, std::int64_t from, std::int64_t to,
+                              const std::function<void(const kafka::Message&)>& visit) {
+  if (from >= to) return {};
+  const auto& topic = options_.core.topics.state();
+  TD_RETURN_IF_ERROR(state_reader_->assign({{topic, partition, from}}));
+  const Millis deadline = clock_.now().mono + options_.restore_timeout;
+  std::int64_t next = from;
+  while (next < to) {
+    if (clock_.now().mono > deadline) {
+      return makeError(td::Errc::kTimeout,
+                       fmt::format("reading {}[{}] from {} to {} stopped at {} after {} ms",
+                                   topic, partition, from, to, next,
+                                   options_.restore_timeout.count()));
+    }
+    auto batch = state_reader_->poll(1000, std::chrono::milliseconds(100));
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      if (msg.offset >= to) break;
+      visit(msg);
+      next = msg.offset + 1;
+    }
+    if (next < to && batch->empty()) {
+      // Compaction may have removed the records before `to`: the log end tells.
+      auto marks = state_reader_->watermarks(topic, partition, std::chrono::seconds(5));
+      if (marks && marks->second <= next) break;
+    }
+  }
+  return {};
+}
+
+td::Status Service::restorePartition(std::int32_t partition) {
+  const auto started = clock_.now().mono;
+  const auto& topic = options_.core.topics.state();
+  std::map<std::string, td::v1::GroupSnapshot> latest;
+  std::uint64_t claimed = 0;   // highest epoch claimed so far in the log
+  std::uint64_t skipped = 0;
+  auto visit = [&](const kafka::Message& msg) {
+    if (msg.key == kOwnerKey) {
+      td::v1::StateRecord record;
+      if (record.ParseFromString(msg.value) && record.has_owner()) {
+        claimed = std::max(claimed, record.owner().epoch());
+        return;
+      }
+    } else if (msg.value.empty()) {
+      latest.erase(msg.key);   // the group was forgotten
+      return;
+    } else {
+      td::v1::StateRecord record;
+      if (record.ParseFromString(msg.value) && record.has_group() &&
+          record.group().group_id() == msg.key) {
+        if (record.group().coordinator_epoch() < claimed) {
+          ++skipped;   // written by a coordinator that had lost the partition (a zombie)
+          return;
+        }
+        latest[msg.key] = std::move(*record.mutable_group());
+        return;
+      }
+    }
+    collect(&msg, Effects{DeadLetter{.reason = "undecodable td.state record"}});
+  };
+  // Everything written so far, then the claim, then whatever a previous owner wrote before the
+  // claim landed: the snapshots restored are exactly those before the claim.
+  td::Result<std::pair<std::int64_t, std::int64_t>> marks =
+      makeError(td::Errc::kTimeout, "no attempt");
+  for (int tries = 0; tries < 12 && !stopping_.load(); ++tries) {
+    marks = state_reader_->watermarks(topic, partition, std::chrono::seconds(5));
+    if (marks) break;
+    log_->warn("restore of partition {}: {}", partition, marks.error().message());
+  }
+  if (!marks) return std::unexpected(marks.error());
+  TD_RETURN_IF_ERROR(readState(partition, marks->first, marks->second, visit));
+  const std::uint64_t epoch = claimed + 1;
+  td::v1::StateRecord claim;
+  claim.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  claim.mutable_owner()->set_epoch(epoch);
+  claim.mutable_owner()->set_coordinator_id(options_.core.coordinator_id);
+  claim.mutable_owner()->set_claimed_at_ms(clock_.now().wall.count());
+  claim.mutable_owner()->set_partition(partition);
+  std::int64_t claim_offset = -1;
+  produce(topic, partition, std::string(kOwnerKey), claim.SerializeAsString(),
+          [&claim_offset](const td::Status& result, std::int32_t, std::int64_t offset) {
+            if (result) claim_offset = offset;
+          });
+  TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  TD_RETURN_IF_ERROR(readState(partition, marks->second, claim_offset, visit));
+
+  std::vector<td::v1::GroupSnapshot> snapshots;
+  snapshots.reserve(latest.size());
+  for (auto& [id, snapshot] : latest) snapshots.push_back(std::move(snapshot));
+  collect(nullptr, core_.restore(partition, epoch, snapshots, clock_.now()));
+  TD_RETURN_IF_ERROR(writeCycle({}));
+  probe_.partitions_restored.fetch_add(1);
+  probe_.groups_restored.fetch_add(snapshots.size());
+  log_->info("partition {} claimed with epoch {}: restored {} groups from {} records of {} in {} ms"
+             "{}",
+             partition, epoch, snapshots.size(), claim_offset - marks->first, topic,
+             (clock_.now().mono - started).count(),
+             skipped > 0 ? fmt::format(" ({} stale snapshots of an earlier owner skipped)", skipped)
+                         : std::string());
   return {};
 }
 
@@ -79,25 +247,150 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch) {
                                   ? decodeRegistrationRecord(msg.value, msg.partition)
                                   : decodeCompletionRecord(msg.value);
     if (!input) {
-      apply(&msg, Effects{DeadLetter{.reason = input.error().message()}});
+      collect(&msg, Effects{DeadLetter{.reason = input.error().message()}});
       continue;
     }
-    apply(&msg, core_.handle(*input, clock_.now()));
+    collect(&msg, core_.handle(*input, clock_.now()));
   }
   probe_.batches.fetch_add(1);
-  return flushAndCommit(batch);
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;
+  for (const auto& msg : batch) {
+    auto& offset = next[{msg.topic, msg.partition}];
+    offset = std::max(offset, msg.offset + 1);
+  }
+  std::vector<kafka::TopicPartitionOffset> offsets;
+  for (const auto& [tp, offset] : next) offsets.push_back({tp.first, tp.second, offset});
+  return writeCycle(offsets);
+}
+
+void Service::collect(const kafka::Message* source, Effects effects) {
+  for (auto& effect : effects) {
+    const auto* dead = std::get_if<DeadLetter>(&effect);
+    if (dead == nullptr) {
+      pending_.push_back(std::move(effect));
+      continue;
+    }
+    probe_.dead_letters.fetch_add(1);
+    td::v1::DeadLetter record;
+    record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    record.set_reason(dead->reason);
+    record.set_coordinator_id(options_.core.coordinator_id);
+    record.set_timestamp_ms(clock_.now().wall.count());
+    if (source != nullptr) {
+      record.set_source_topic(source->topic);
+      record.set_source_partition(source->partition);
+      record.set_source_offset(source->offset);
+      record.set_key(source->key.substr(0, protocol::kMaxDeadLetterValueBytes));
+      record.set_value(source->value.substr(0, protocol::kMaxDeadLetterValueBytes));
+      record.set_value_truncated(source->value.size() > protocol::kMaxDeadLetterValueBytes);
+      record.set_value_size(source->value.size());
+      log_->warn("dead letter {}[{}]@{}: {}", source->topic, source->partition, source->offset,
+                 dead->reason);
+    } else {
+      log_->warn("dead letter: {}", dead->reason);
+    }
+    dead_letters_.push_back({source != nullptr ? source->key : "", record.SerializeAsString()});
+  }
+}
+
+void Service::writeSnapshots() {
+  const Instant now = clock_.now();
+  const auto& topic = options_.core.topics.state();
+  // Groups in the order this cycle first touched them, each with its output as the outbox.
+  std::vector<std::string> order;
+  std::unordered_map<std::string, td::v1::StateRecord> records;
+  for (const auto& effect : pending_) {
+    const std::string* group_id = groupOf(effect);
+    if (group_id == nullptr) continue;
+    auto [it, inserted] = records.try_emplace(*group_id);
+    if (inserted) {
+      auto snapshot = core_.snapshot(*group_id, now);
+      if (!snapshot) {
+        records.erase(it);   // forgotten in this cycle: its tombstone follows
+        continue;
+      }
+      order.push_back(*group_id);
+      it->second.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+      *it->second.mutable_group() = std::move(*snapshot);
+    }
+    auto& outbox = *it->second.mutable_group()->add_outbox();
+    if (const auto* e = std::get_if<PublishEvent>(&effect)) *outbox.mutable_event() = e->event;
+    if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
+      *outbox.mutable_assignment() = a->record;
+    }
+  }
+  for (const auto& group_id : order) {
+    auto& record = records.at(group_id);
+    std::string value = record.SerializeAsString();
+    if (value.size() > kMaxStateRecordBytes) {
+      auto* outbox = record.mutable_group()->mutable_outbox();
+      outbox->erase(std::remove_if(outbox->begin(), outbox->end(),
+                                   [](const auto& r) { return r.has_event(); }),
+                    outbox->end());
+      value = record.SerializeAsString();
+      log_->warn("group {}: snapshot over {} KiB; its outbox keeps assignments only", group_id,
+                 kMaxStateRecordBytes / 1024);
+    }
+    probe_.snapshots.fetch_add(1);
+    produce(topic, record.group().partition(), group_id, value);
+  }
+  for (const auto& [group_id, partition] : core_.takeForgotten()) {
+    produce(topic, partition, group_id, "");   // tombstone: compaction deletes the group
+  }
+}
+
+td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets) {
+  const bool output = !pending_.empty() || !dead_letters_.empty();
+  if (output) {
+    // 1. Durable state first (with the output as each group's outbox).
+    writeSnapshots();
+    TD_RETURN_IF_ERROR(awaitAcknowledgements());
+    // 2. The output.
+    const auto& topics = options_.core.topics;
+    for (const auto& effect : pending_) {
+      if (const auto* join = std::get_if<PublishJoin>(&effect)) {
+        produce(topics.joins(), join->partition, join->key, join->record.SerializeAsString());
+        if (join->record.has_rejected()) {
+          log_->warn("rejected registration peer={} reason={}",
+                     join->record.rejected().peer_id(), join->record.rejected().reason());
+        }
+      } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
+        produce(topics.assign(assignment->group_id), 0, assignment->group_id,
+                assignment->record.SerializeAsString());
+      } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
+        log_->info("group={} seq={} {}", event->event.group_id(), event->event.sequence(),
+                   protocol::describe(event->event));
+        produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
+      }
+    }
+    for (const auto& dead : dead_letters_) produce(topics.dlq(), -1, dead.key, dead.value);
+    pending_.clear();
+    dead_letters_.clear();
+    TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  } else {
+    // Groups may still have been forgotten (a tick with no events).
+    writeSnapshots();
+    TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  }
+  // 3. Only now is the input done with.
+  if (offsets.empty()) return {};
+  auto committed = consumer_->commit(offsets, /*async=*/true);
+  if (!committed) log_->warn("offset commit failed: {}", committed.error().message());
+  return {};
 }
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,
-                      const std::string& value) {
+                      const std::string& value, kafka::Producer::DeliveryCallback on_delivery) {
   probe_.records_out.fetch_add(1);
   auto status = producer_->produce(
       topic, partition, key, value,
-      [this, topic](const td::Status& result, std::int32_t, std::int64_t) {
+      [this, topic, on_delivery = std::move(on_delivery)](const td::Status& result,
+                                                          std::int32_t p, std::int64_t offset) {
         if (!result) {
           delivery_failures_.fetch_add(1);
           log_->error("delivery to {} failed: {}", topic, result.error().message());
         }
+        if (on_delivery) on_delivery(result, p, offset);
       },
       /*block_ms=*/10000);
   if (!status) {
@@ -106,48 +399,8 @@ void Service::produce(const std::string& topic, std::int32_t partition, const st
   }
 }
 
-void Service::apply(const kafka::Message* source, const Effects& effects) {
-  const auto& topics = options_.core.topics;
-  for (const auto& effect : effects) {
-    if (const auto* join = std::get_if<PublishJoin>(&effect)) {
-      produce(topics.joins(), join->partition, join->key, join->record.SerializeAsString());
-      if (join->record.has_rejected()) {
-        log_->warn("rejected registration peer={} reason={}", join->record.rejected().peer_id(),
-                   join->record.rejected().reason());
-      }
-    } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
-      produce(topics.assign(assignment->group_id), 0, assignment->group_id,
-              assignment->record.SerializeAsString());
-    } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
-      log_->info("group={} seq={} {}", event->event.group_id(), event->event.sequence(),
-                 protocol::describe(event->event));
-      produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
-    } else if (const auto* dead = std::get_if<DeadLetter>(&effect)) {
-      probe_.dead_letters.fetch_add(1);
-      td::v1::DeadLetter record;
-      record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-      record.set_reason(dead->reason);
-      record.set_coordinator_id(options_.core.coordinator_id);
-      record.set_timestamp_ms(clock_.now().wall.count());
-      if (source != nullptr) {
-        record.set_source_topic(source->topic);
-        record.set_source_partition(source->partition);
-        record.set_source_offset(source->offset);
-        record.set_key(source->key.substr(0, protocol::kMaxDeadLetterValueBytes));
-        record.set_value(source->value.substr(0, protocol::kMaxDeadLetterValueBytes));
-        record.set_value_truncated(source->value.size() > protocol::kMaxDeadLetterValueBytes);
-        record.set_value_size(source->value.size());
-        log_->warn("dead letter {}[{}]@{}: {}", source->topic, source->partition, source->offset,
-                   dead->reason);
-      }
-      produce(topics.dlq(), -1, source != nullptr ? source->key : "",
-              record.SerializeAsString());
-    }
-  }
-}
-
-td::Status Service::flushAndCommit(const std::vector<kafka::Message>& batch) {
-  // Durable first: wait until the broker acknowledged everything this batch produced.
+td::Status Service::awaitAcknowledgements() {
+  if (producer_->outstanding() == 0 && delivery_failures_.load() == 0) return {};
   while (true) {
     auto flushed = producer_->flush(std::chrono::seconds(5));
     if (flushed) break;
@@ -155,19 +408,11 @@ td::Status Service::flushAndCommit(const std::vector<kafka::Message>& batch) {
     log_->warn("waiting for the broker to acknowledge output: {}", flushed.error().message());
   }
   if (auto failures = delivery_failures_.load(); failures != 0) {
-    // Something this batch decided was not written: do not commit, so a restart replays it.
+    // Something this cycle decided was not written: stop without committing, so the input is
+    // replayed by whoever owns the partition next.
     return makeError(td::Errc::kUnavailable,
                      fmt::format("{} output records could not be delivered", failures));
   }
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;
-  for (const auto& msg : batch) {
-    auto& offset = next[{msg.topic, msg.partition}];
-    offset = std::max(offset, msg.offset + 1);
-  }
-  std::vector<kafka::TopicPartitionOffset> offsets;
-  for (const auto& [tp, offset] : next) offsets.push_back({tp.first, tp.second, offset});
-  auto committed = consumer_->commit(offsets, /*async=*/true);
-  if (!committed) log_->warn("offset commit failed: {}", committed.error().message());
   return {};
 }
 

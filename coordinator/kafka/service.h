@@ -1,7 +1,18 @@
-// The coordinator's Kafka shell: consumes td.registrations and td.completions in a consumer
-// group, feeds the pure Core, and carries out its effects (td.joins, td.assign.<group>,
-// td.events, td.dlq). Input offsets are committed only after every record the batch produced
-// has been acknowledged by the broker (at-least-once; the core is idempotent for repeats).
+// The coordinator's Kafka shell: consumes td.registrations (in a consumer group, cooperative
+// rebalancing) with td.completions co-partitioned, feeds the pure Core, and carries out its
+// effects (td.joins, td.assign.<group>, td.events, td.dlq), keeping every group's state in
+// the compacted changelog td.state so another coordinator can take the group over.
+//
+// One cycle (a batch of input, or a tick that changed something):
+//   1. snapshot every group the cycle changed, with the cycle's output for it as its outbox,
+//      to td.state; wait for the broker's acknowledgement;
+//   2. write the output itself; wait for the acknowledgement;
+//   3. commit the input offsets.
+// A crash before 1 is acknowledged loses nothing (the input is replayed against the previous
+// snapshot); after it, the next owner re-publishes the outbox (identical records) and the
+// replayed input is recognised as duplicate by the core. On partition assignment the shell
+// claims the partition in td.state with a higher epoch, restores its groups and only then
+// reads its input (docs/architecture.md, "Fail-over").
 //
 // Thread safety: run() owns everything; stop() may be called from any thread or signal context.
 #pragma once
@@ -9,6 +20,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -27,6 +40,7 @@ struct ServiceOptions {
   CoreConfig core;
   Millis tick_interval{100};                   // how often time-driven work runs
   std::size_t batch_max = 1000;                // records handled between commits
+  Millis restore_timeout{60000};               // reading a partition's td.state on assignment
 };
 
 // Counters a test or an operator can read (the probe).
@@ -35,6 +49,9 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> dead_letters{0};
   std::atomic<std::uint64_t> records_out{0};
   std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> snapshots{0};
+  std::atomic<std::uint64_t> partitions_restored{0};
+  std::atomic<std::uint64_t> groups_restored{0};
 };
 
 class Service {
@@ -48,21 +65,41 @@ class Service {
 
  private:
   Service(ServiceOptions options, const Clock& clock);
+  td::Status checkPartitionCounts();
+  void onRebalance(bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions);
+  td::Status restorePartition(std::int32_t partition);
+  // Reads td.state[partition] over [from, to), calling `visit` for each record.
+  td::Status readState(std::int32_t partition, std::int64_t from, std::int64_t to,
+                       const std::function<void(const kafka::Message&)>& visit);
   td::Status handleBatch(const std::vector<kafka::Message>& batch);
-  void apply(const kafka::Message* source, const Effects& effects);
+  // Queues `effects` for the current cycle; dead letters are built from `source` at once.
+  void collect(const kafka::Message* source, Effects effects);
+  // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
+  td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
+  void writeSnapshots();
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
-               const std::string& value);
-  td::Status flushAndCommit(const std::vector<kafka::Message>& batch);
+               const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
+  td::Status awaitAcknowledgements();
 
   ServiceOptions options_;
   const Clock& clock_;
   Core core_;
   std::unique_ptr<kafka::GroupConsumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::PartitionReader> state_reader_;
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> delivery_failures_{0};
   ServiceProbe probe_;
+  // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
+  Effects pending_;
+  struct DeadLetterRecord {
+    std::string key;
+    std::string value;
+  };
+  std::vector<DeadLetterRecord> dead_letters_;
+  std::set<std::int32_t> owned_;               // input partitions restored and being served
+  std::optional<td::Status> fatal_;            // an error inside a rebalance callback
 };
 
 }  // namespace td::coordinator

@@ -1,0 +1,207 @@
+// Group <-> td.state snapshot (GroupSnapshot in messages/td/v1/state.proto).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "coordinator/group.h"
+
+namespace td::coordinator {
+
+namespace {
+
+// Mono times are process-local; snapshots carry wall-clock times.
+std::int64_t wallOf(Millis mono, Instant now) { return (mono + (now.wall - now.mono)).count(); }
+Millis monoOf(std::int64_t wall_ms, Instant now) { return Millis(wall_ms) - (now.wall - now.mono); }
+
+td::Status invalid(const td::v1::GroupSnapshot& s, const std::string& what) {
+  return makeError(td::Errc::kInvalidArgument,
+                   fmt::format("snapshot of group '{}': {}", s.group_id(), what));
+}
+
+// Everything restore() relies on; a snapshot is input like any other.
+td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
+  if (s.group_id().empty() || s.group_id().size() > protocol::kMaxIdBytes) {
+    return invalid(s, "group id is empty or too long");
+  }
+  if (s.steps_size() == 0 || static_cast<std::size_t>(s.steps_size()) > protocol::kMaxSteps) {
+    return invalid(s, fmt::format("{} steps (1..{} allowed)", s.steps_size(), protocol::kMaxSteps));
+  }
+  if (s.status() < td::v1::GROUP_STATUS_RUNNING || s.status() > td::v1::GROUP_STATUS_FAILED) {
+    return invalid(s, fmt::format("status {} is not running, completed or failed", +s.status()));
+  }
+  if (s.next_sequence() == 0) return invalid(s, "next_sequence is 0");
+  if (s.coordinator_epoch() > epoch) {
+    return invalid(s, fmt::format("written with epoch {}, newer than the owner's {}",
+                                  s.coordinator_epoch(), epoch));
+  }
+  std::unordered_set<std::string> ids;
+  for (const auto& step : s.steps()) {
+    if (step.spec().id().empty() || !ids.insert(step.spec().id()).second) {
+      return invalid(s, fmt::format("step id '{}' is empty or repeated", step.spec().id()));
+    }
+    if (step.state() < td::v1::STEP_STATE_WAITING || step.state() > td::v1::STEP_STATE_FAILED) {
+      return invalid(s, fmt::format("step '{}' has state {}", step.spec().id(), +step.state()));
+    }
+  }
+  for (const auto& step : s.steps()) {
+    for (const auto& dep : step.spec().depends_on()) {
+      if (!ids.contains(dep) || dep == step.spec().id()) {
+        return invalid(s, fmt::format("step '{}' depends on unknown step '{}'", step.spec().id(), dep));
+      }
+    }
+  }
+  std::unordered_set<std::string> peers;
+  for (const auto& m : s.members()) {
+    if (m.peer_id().empty() || !peers.insert(m.peer_id()).second) {
+      return invalid(s, fmt::format("member '{}' is empty or repeated", m.peer_id()));
+    }
+    for (std::uint32_t index : m.running()) {
+      if (index >= static_cast<std::uint32_t>(s.steps_size())) {
+        return invalid(s, fmt::format("member '{}' runs step #{} of {}", m.peer_id(), index,
+                                      s.steps_size()));
+      }
+      const auto& step = s.steps(static_cast<int>(index));
+      if (step.state() != td::v1::STEP_STATE_RUNNING || step.peer_id() != m.peer_id()) {
+        return invalid(s, fmt::format("member '{}' runs step '{}', which is not running on it",
+                                      m.peer_id(), step.spec().id()));
+      }
+    }
+  }
+  for (const auto& record : s.outbox()) {
+    if (record.has_event() && (record.event().group_id() != s.group_id() ||
+                               record.event().sequence() >= s.next_sequence())) {
+      return invalid(s, "an outbox event belongs to another group or a later sequence");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+td::v1::GroupSnapshot Group::snapshot(Instant now) const {
+  td::v1::GroupSnapshot s;
+  s.set_group_id(id_);
+  s.set_compatibility_key(compatibility_key_);
+  s.set_partition(partition_);
+  s.set_ordinal(ordinal_);
+  s.set_coordinator_epoch(epoch_);
+  s.set_coordinator_id(config_.coordinator_id);
+  s.set_status(status_);
+  s.set_created_at_ms(created_at_wall_.count());
+  s.set_finished_at_ms(finished_at_ ? wallOf(*finished_at_, now) : 0);
+  s.set_next_sequence(next_sequence_);
+  s.set_schema_name(schema_name_);
+  s.set_schema_digest(schema_digest_);
+  for (const auto& step : steps_) {
+    auto& out = *s.add_steps();
+    *out.mutable_spec() = step.spec;
+    out.set_state(static_cast<td::v1::StepState>(static_cast<int>(step.state) + 1));
+    out.set_attempt(step.attempt);
+    out.set_failures(step.failures);
+    out.set_lost(step.lost);
+    for (const auto& peer : step.failed_on) out.add_failed_on(peer);
+    out.set_retry_not_before_ms(wallOf(step.retry_not_before, now));
+    out.set_peer_id(step.peer_id);
+    out.set_session_id(step.session_id);
+    out.set_abort_requested(step.abort_requested);
+    out.set_last_outcome(step.last_outcome);
+    out.set_last_duration_ms(step.last_duration_ms);
+  }
+  for (const auto& m : members_) {
+    auto& out = *s.add_members();
+    out.set_peer_id(m.peer_id);
+    out.set_session_id(m.session_id);
+    out.set_slots(m.slots);
+    out.set_present(m.present);
+    out.set_leaving(m.leaving);
+    out.set_sent_at_ms(m.sent_at_ms);
+    for (std::size_t index : m.running) out.add_running(static_cast<std::uint32_t>(index));
+  }
+  std::vector<std::string> refs(refs_.begin(), refs_.end());
+  std::sort(refs.begin(), refs.end());
+  for (auto& ref : refs) s.add_refs(std::move(ref));
+  s.set_written_at_ms(now.wall.count());
+  return s;
+}
+
+td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s,
+                                                  std::uint64_t epoch, const CoreConfig& config,
+                                                  TimerQueue& timers, Instant now, Effects& out) {
+  TD_RETURN_IF_ERROR(validate(s, epoch));
+  std::unique_ptr<Group> g(new Group(config, timers));
+  g->id_ = s.group_id();
+  g->compatibility_key_ = s.compatibility_key();
+  g->ordinal_ = s.ordinal();
+  g->partition_ = s.partition();
+  g->epoch_ = epoch;
+  g->status_ = s.status();
+  g->created_at_wall_ = Millis(s.created_at_ms());
+  if (s.status() != td::v1::GROUP_STATUS_RUNNING) g->finished_at_ = monoOf(s.finished_at_ms(), now);
+  g->next_sequence_ = s.next_sequence();
+  g->schema_name_ = s.schema_name();
+  g->schema_digest_ = s.schema_digest();
+  g->steps_.reserve(s.steps_size());
+  for (const auto& step : s.steps()) {
+    g->step_index_.emplace(step.spec().id(), g->steps_.size());
+    StepRun run{.spec = step.spec(),
+                .state = static_cast<StepState>(static_cast<int>(step.state()) - 1),
+                .attempt = step.attempt(),
+                .failures = step.failures(),
+                .lost = step.lost(),
+                .failed_on = {step.failed_on().begin(), step.failed_on().end()},
+                .retry_not_before = monoOf(step.retry_not_before_ms(), now),
+                .peer_id = step.peer_id(),
+                .session_id = step.session_id(),
+                .abort_requested = step.abort_requested(),
+                .last_outcome = step.last_outcome(),
+                .last_duration_ms = step.last_duration_ms()};
+    if (run.state == StepState::kQueued) g->queued_.insert(g->steps_.size());
+    if (run.state == StepState::kSucceeded) ++g->succeeded_;
+    g->steps_.push_back(std::move(run));
+  }
+  g->linkDependencies();
+  for (const auto& m : s.members()) {
+    g->member_index_.emplace(m.peer_id(), g->members_.size());
+    g->members_.push_back(Member{.peer_id = m.peer_id(),
+                                 .session_id = m.session_id(),
+                                 .slots = m.slots() == 0 ? 1u : m.slots(),
+                                 .running = {m.running().begin(), m.running().end()},
+                                 .present = m.present(),
+                                 .leaving = m.leaving(),
+                                 .last_seen = now.mono,   // grace: a full lease to be heard
+                                 .sent_at_ms = m.sent_at_ms()});
+  }
+  g->refs_.insert(s.refs().begin(), s.refs().end());
+
+  // What the last owner wrote (or was about to write) for its last change, again.
+  for (const auto& record : s.outbox()) {
+    if (record.has_event()) out.emplace_back(PublishEvent{.event = record.event()});
+    if (record.has_assignment()) {
+      out.emplace_back(PublishAssignment{.group_id = g->id_, .record = record.assignment()});
+    }
+  }
+  if (g->status_ != td::v1::GROUP_STATUS_RUNNING) return g;
+  auto& restored = *g->emit(now, out).mutable_group_restored();
+  restored.set_partition(s.partition());
+  restored.set_previous_epoch(s.coordinator_epoch());
+  restored.set_previous_coordinator_id(s.coordinator_id());
+  restored.set_republished(static_cast<std::uint32_t>(s.outbox_size()));
+  td::v1::AssignmentRecord owner;
+  owner.mutable_owner()->set_group_id(g->id_);
+  owner.mutable_owner()->set_coordinator_epoch(epoch);
+  owner.mutable_owner()->set_coordinator_id(config.coordinator_id);
+  g->publish(std::move(owner), out);
+  for (const auto& m : g->members_) {
+    if (m.present) timers.at(now.mono + config.lease, g->id_, m.peer_id);
+  }
+  for (std::size_t index : g->queued_) {
+    if (g->steps_[index].retry_not_before > now.mono) {
+      timers.at(g->steps_[index].retry_not_before, g->id_);
+    }
+  }
+  timers.at(now.mono, g->id_);   // queued steps and idle members: schedule at the next tick
+  return g;
+}
+
+}  // namespace td::coordinator
