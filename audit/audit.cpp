@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include <algorithm>
 #include <set>
 
@@ -82,6 +85,19 @@ Attempt& attemptOf(StepTimeline& s, std::uint32_t number) {
   return *s.attempts.insert(it, Attempt{.number = number});
 }
 
+// The event's bytes in a canonical form: deterministic serialization keeps unknown fields, so
+// two records compare equal only if they say exactly the same thing.
+std::string canonicalBytes(const td::v1::Event& e) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    e.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
 PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
   for (auto it = t.peers.rbegin(); it != t.peers.rend(); ++it) {
     if (it->peer_id == peer_id) return &*it;
@@ -98,14 +114,25 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
   t.group_id = std::string(group_id);
   std::uint64_t last = 0;
   bool have_last = false;
+  const td::v1::Event* first = nullptr;   // the applied record of sequence `last`
+  std::optional<std::string> first_bytes;  // its canonical bytes, once a repeat needs them
+  std::set<std::uint64_t> epochs;
   for (const auto& e : events) {
     if (have_last && e.sequence() == last) {
-      if (t.duplicates.empty() || t.duplicates.back() != last) t.duplicates.push_back(last);
+      if (!first_bytes) first_bytes = canonicalBytes(*first);
+      if (canonicalBytes(e) == *first_bytes) {
+        ++t.redelivered;
+      } else if (t.duplicates.empty() || t.duplicates.back() != last) {
+        t.duplicates.push_back(last);
+      }
       continue;
     }
     have_last = true;
     last = e.sequence();
+    first = &e;
+    first_bytes.reset();
     ++t.events;
+    epochs.insert(e.coordinator_epoch());
     t.max_sequence = std::max(t.max_sequence, e.sequence());
     const std::int64_t at = e.timestamp_ms();
     if (t.first_ms < 0 || at < t.first_ms) t.first_ms = at;
@@ -238,10 +265,23 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         t.failed_step = e.group_failed().failed_step_id();
         t.failure_reason = e.group_failed().reason();
         break;
+      case E::kGroupRestored: {
+        const auto& r = e.group_restored();
+        t.restores.push_back(Restore{.sequence = e.sequence(),
+                                     .at_ms = at,
+                                     .partition = r.partition(),
+                                     .previous_epoch = r.previous_epoch(),
+                                     .previous_coordinator = r.previous_coordinator_id(),
+                                     .epoch = e.coordinator_epoch(),
+                                     .coordinator = e.coordinator_id(),
+                                     .republished = r.republished()});
+        break;
+      }
       case E::KIND_NOT_SET:
         break;
     }
   }
+  t.epochs.assign(epochs.begin(), epochs.end());
   // Gaps: every sequence in 1..max_sequence not seen.
   std::set<std::uint64_t> seen;
   for (const auto& e : events) seen.insert(e.sequence());
@@ -293,7 +333,8 @@ std::vector<Violation> verify(const Timeline& t) {
   }
   if (!t.duplicates.empty()) {
     add(ViolationKind::kDuplicateSequence, "",
-        fmt::format("group {}: duplicate sequence numbers: {}", t.group_id, ranges(t.duplicates)));
+        fmt::format("group {}: duplicate sequence numbers with different content: {}",
+                    t.group_id, ranges(t.duplicates)));
   }
   for (const auto& s : t.steps) {
     if (s.successes > 1) {

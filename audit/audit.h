@@ -68,6 +68,19 @@ struct IgnoredInput {
   std::uint32_t attempt = 0;
 };
 
+// A group_restored event: a coordinator took the group over from its changelog (fail-over,
+// rebalance or restart) and owns it from this sequence on.
+struct Restore {
+  std::uint64_t sequence = 0;
+  std::int64_t at_ms = -1;
+  std::int32_t partition = 0;          // input partition of the group
+  std::uint64_t previous_epoch = 0;    // of the snapshot it restored
+  std::string previous_coordinator;
+  std::uint64_t epoch = 0;             // the new owner's (the event's coordinator_epoch)
+  std::string coordinator;             // the new owner (the event's coordinator_id)
+  std::uint32_t republished = 0;       // outbox records it wrote again
+};
+
 struct Timeline {
   std::string group_id;
   std::string schema_name;
@@ -81,8 +94,14 @@ struct Timeline {
   std::vector<PeerTimeline> peers;  // one entry per join (a rejoin is a new entry)
   std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
   std::vector<IgnoredInput> ignored;
+  std::vector<Restore> restores;    // group_restored events, in sequence order
+  std::vector<std::uint64_t> epochs;  // distinct coordinator_epochs of its events, ascending
   std::size_t events = 0;           // distinct sequences applied
-  std::vector<std::uint64_t> duplicates;  // sequences seen more than once (once each)
+  // Records repeating an earlier record of the group byte for byte (same sequence, same
+  // content): redeliveries, e.g. an outbox re-published after a fail-over. Not violations.
+  std::size_t redelivered = 0;
+  // Sequences seen again with DIFFERENT content than their first record (once each).
+  std::vector<std::uint64_t> duplicates;
   std::uint64_t max_sequence = 0;
   std::vector<std::uint64_t> missing;  // sequences below max_sequence never seen
 
@@ -113,12 +132,15 @@ class Replay {
   std::size_t count_ = 0;
 };
 
-// Builds one group's timeline from its events (any order).
+// Builds one group's timeline from its events (any order). Of the records with one sequence,
+// the first given is applied; each later one is counted in `redelivered` when it serializes
+// (deterministically, unknown fields included) to the same bytes as that first one, and
+// listed in `duplicates` otherwise.
 Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events);
 
 enum class ViolationKind {
   kSequenceGap,             // a sequence number below the group's highest was never seen
-  kDuplicateSequence,       // two records with the same (group, sequence)
+  kDuplicateSequence,       // two records with the same (group, sequence) and different content
   kMultipleSuccesses,       // a step succeeded more than once
   kTooManyFailures,         // counted failures above the step's max_attempts
   kTooManyLost,             // lost attempts above max_lost_attempts
@@ -135,7 +157,9 @@ struct Violation {
 };
 
 // Checks:
-//  - per group, sequences 1..max without gaps or duplicates;
+//  - per group, sequences 1..max without gaps (also across group_restored: a new owner
+//    continues the sequence of the snapshot it restored) and without two different records
+//    for one sequence; byte-identical repeats are redeliveries (Timeline::redelivered), fine;
 //  - no step succeeds more than once;
 //  - counted failures (failed / timed_out / rejected finishes, plus lost ones when
 //    retry.count_lost_attempts) <= max_attempts; lost attempts (lost finishes, and aborted

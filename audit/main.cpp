@@ -235,19 +235,29 @@ int runVerify(const Common& c, const std::string& group, std::int64_t since, std
     auto v = td::audit::verify(t);
     violations.insert(violations.end(), v.begin(), v.end());
   }
+  // Byte-identical repeats (redeliveries, e.g. an outbox re-published after a fail-over) are
+  // counted, not violations; a repeated sequence with other content is duplicate_sequence.
+  std::size_t redelivered = 0, restores = 0;
+  for (const auto& t : timelines) {
+    redelivered += t.redelivered;
+    restores += t.restores.size();
+  }
   if (c.json) {
     std::string groups, vs;
     for (const auto& t : timelines) groups += (groups.empty() ? "" : ",") + td::audit::timelineSummaryJson(t);
     for (const auto& v : violations) vs += (vs.empty() ? "" : ",") + td::audit::violationJson(v);
-    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
+    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"redelivered":{},"restores":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
                              loaded->records, loaded->unparsable, loaded->replay.eventCount(),
-                             timelines.size(), violations.size(), groups, vs)
+                             timelines.size(), redelivered, restores, violations.size(), groups, vs)
               << "\n";
   } else {
-    std::cout << fmt::format("{} group(s), {} event(s), {} violation(s)\n", timelines.size(),
-                             loaded->replay.eventCount(), violations.size());
+    std::cout << fmt::format("{} group(s), {} event(s), {} redelivered, {} restore(s), {} violation(s)\n",
+                             timelines.size(), loaded->replay.eventCount(), redelivered, restores,
+                             violations.size());
     for (const auto& t : timelines) {
-      std::cout << fmt::format("  {}  {}  events={}\n", t.group_id, td::protocol::statusName(t.status), t.events);
+      std::cout << fmt::format("  {}  {}  events={}{}{}\n", t.group_id, td::protocol::statusName(t.status), t.events,
+                               t.redelivered > 0 ? fmt::format(" redelivered={}", t.redelivered) : "",
+                               t.restores.empty() ? "" : fmt::format(" restores={}", t.restores.size()));
     }
     for (const auto& v : violations) {
       std::cout << fmt::format("VIOLATION {}: {}\n", td::audit::kindName(v.kind), v.message);

@@ -1,6 +1,7 @@
 #include "audit/render.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -82,11 +83,12 @@ std::string timelineSummaryJson(const Timeline& t) {
   return fmt::format(
       R"({{"group":{},"status":{},"events":{},"steps":{},"attempts":{},"successes":{},)"
       R"("failures":{},"lost":{},"retries":{},"peers":{},"peers_lost":{},"ignored":{},)"
-      R"("wall_ms":{}}})",
+      R"("wall_ms":{},"redelivered":{},"restores":{},"epochs":[{}]}})",
       jsonString(t.group_id), jsonString(protocol::statusName(t.status)), t.events,
       t.steps.size(), x.attempts, x.successes, x.failures, x.lost, x.retries, t.peers.size(),
       peers_lost, t.ignored.size(),
-      t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1);
+      t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1, t.redelivered, t.restores.size(),
+      fmt::join(t.epochs, ","));
 }
 
 std::string timelineJson(const Timeline& t) {
@@ -116,6 +118,15 @@ std::string timelineJson(const Timeline& t) {
         steps.empty() ? "" : ",", jsonString(s.id), s.spec.max_attempts(), s.successes,
         s.failures, s.lost, s.retries, attempts);
   }
+  std::string restores;
+  for (const auto& r : t.restores) {
+    if (!restores.empty()) restores += ",";
+    restores += fmt::format(
+        R"({{"sequence":{},"at_ms":{},"partition":{},"previous_epoch":{},)"
+        R"("previous_coordinator":{},"epoch":{},"coordinator":{},"republished":{}}})",
+        r.sequence, t.relative(r.at_ms), r.partition, r.previous_epoch,
+        jsonString(r.previous_coordinator), r.epoch, jsonString(r.coordinator), r.republished);
+  }
   for (const auto& i : t.ignored) {
     if (!ignored.empty()) ignored += ",";
     ignored += fmt::format(R"({{"at_ms":{},"reason":{},"peer":{},"step":{},"attempt":{},"detail":{}}})",
@@ -124,10 +135,10 @@ std::string timelineJson(const Timeline& t) {
   }
   return fmt::format(
       R"({{"group":{},"schema":{},"status":{},"created_ms":{},"failed_step":{},"failure_reason":{},)"
-      R"("summary":{},"peers":[{}],"steps":[{}],"ignored":[{}]}})",
+      R"("summary":{},"peers":[{}],"steps":[{}],"ignored":[{}],"restores":[{}]}})",
       jsonString(t.group_id), jsonString(t.schema_name), jsonString(protocol::statusName(t.status)),
       t.created_ms, jsonString(t.failed_step), jsonString(t.failure_reason),
-      timelineSummaryJson(t), peers, steps, ignored);
+      timelineSummaryJson(t), peers, steps, ignored, restores);
 }
 
 std::string eventJson(const td::v1::Event& e) {
@@ -142,6 +153,10 @@ std::string timelineText(const Timeline& t) {
   std::string out = fmt::format("group {}  schema={}  status={}  events={}", t.group_id,
                                 t.schema_name, protocol::statusName(t.status), t.events);
   if (t.ended_ms >= 0) out += fmt::format("  wall={}ms", t.relative(t.ended_ms));
+  if (t.redelivered > 0) out += fmt::format("  redelivered={}", t.redelivered);
+  if (!t.restores.empty()) {
+    out += fmt::format("  restores={} epochs={}", t.restores.size(), fmt::join(t.epochs, ","));
+  }
   out += "\n";
   if (!t.failure_reason.empty()) {
     out += fmt::format("  failed at step {}: {}\n", t.failed_step, t.failure_reason);
@@ -173,6 +188,15 @@ std::string timelineText(const Timeline& t) {
       if (a.aborted) out += fmt::format(" (abort: {})", a.abort_reason);
       if (a.outcome == td::v1::STEP_OUTCOME_LOST) out += fmt::format(" ({})", a.finish_detail);
       out += "\n";
+    }
+  }
+  if (!t.restores.empty()) {
+    out += "restores:\n";
+    for (const auto& r : t.restores) {
+      out += fmt::format("  #{} +{}ms partition={} epoch {} ({}) -> {} ({}), republished {}\n",
+                         r.sequence, t.relative(r.at_ms), r.partition, r.previous_epoch,
+                         r.previous_coordinator.empty() ? "-" : r.previous_coordinator, r.epoch,
+                         r.coordinator.empty() ? "-" : r.coordinator, r.republished);
     }
   }
   if (!t.ignored.empty()) {
@@ -292,12 +316,16 @@ th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
   for (const auto& t : timelines) {
     const Totals x = totals(t);
     html += fmt::format("<h2>Group {}</h2>\n<p>schema <b>{}</b>, status <b class=\"{}\">{}</b>, {} events, "
-                        "{} peers, {} steps, {} attempts ({} retries, {} lost, {} counted failures), {} ignored inputs{}</p>\n",
+                        "{} peers, {} steps, {} attempts ({} retries, {} lost, {} counted failures), {} ignored inputs{}{}</p>\n",
                         htmlEscape(t.group_id), htmlEscape(t.schema_name),
                         t.status == td::v1::GROUP_STATUS_FAILED ? "bad" : "ok",
                         protocol::statusName(t.status), t.events, t.peers.size(), t.steps.size(),
                         x.attempts, x.retries, x.lost, x.failures, t.ignored.size(),
-                        t.ended_ms >= 0 ? fmt::format(", wall time {} ms", t.relative(t.ended_ms)) : "");
+                        t.ended_ms >= 0 ? fmt::format(", wall time {} ms", t.relative(t.ended_ms)) : "",
+                        t.restores.empty() && t.redelivered == 0
+                            ? std::string()
+                            : fmt::format(", {} restore(s), {} redelivered event(s)",
+                                          t.restores.size(), t.redelivered));
     if (!t.failure_reason.empty()) {
       html += fmt::format("<p class=\"bad\">Failed at step {}: {}</p>\n", htmlEscape(t.failed_step),
                           htmlEscape(t.failure_reason));

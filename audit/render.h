@@ -14,9 +14,10 @@ std::string jsonString(std::string_view s);
 
 // {"kind":...,"group":...,"step":...,"message":...}
 std::string violationJson(const Violation& v);
-// Counts of a timeline: steps, attempts, successes, failures, lost, retries, ignored, status.
+// Counts of a timeline: steps, attempts, successes, failures, lost, retries, ignored, status,
+// redelivered records, restores and the coordinator epochs seen.
 std::string timelineSummaryJson(const Timeline& t);
-// The whole timeline: peers, steps with every attempt, ignored inputs.
+// The whole timeline: peers, steps with every attempt, ignored inputs, restores.
 std::string timelineJson(const Timeline& t);
 // One event as JSON: group, sequence, timestamp, kind, description.
 std::string eventJson(const td::v1::Event& e);

@@ -146,6 +146,12 @@ std::string describe(const td::v1::Event& e) {
     case E::kPeerLost:
       return fmt::format("peer_lost peer={} reason={}", e.peer_lost().peer_id(),
                          e.peer_lost().reason());
+    case E::kGroupRestored: {
+      const auto& r = e.group_restored();
+      return fmt::format("group_restored partition={} previous_epoch={} previous={} republished={}",
+                         r.partition(), r.previous_epoch(), r.previous_coordinator_id(),
+                         r.republished());
+    }
     case E::KIND_NOT_SET:
       break;
   }

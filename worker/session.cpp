@@ -1,5 +1,7 @@
 #include "worker/session.h"
 
+#include <fmt/format.h>
+
 namespace td::worker {
 
 bool Session::isMine(const std::string& group, const std::string& peer,
@@ -7,12 +9,27 @@ bool Session::isMine(const std::string& group, const std::string& peer,
   return group == group_id_ && peer == peer_id_ && session == session_id_;
 }
 
+bool Session::fenced(std::uint64_t epoch) {
+  if (epoch > owner_epoch_) owner_epoch_ = epoch;
+  return epoch != 0 && epoch < owner_epoch_;
+}
+
 Action Session::onRecord(const td::v1::AssignmentRecord& record) {
   switch (record.body_case()) {
     case td::v1::AssignmentRecord::kAssigned: {
       const auto& a = record.assigned();
+      if (a.group_id() != group_id_) return NothingToDo{};
+      // Raise before looking at the addressee: a newer owner's record for any peer proves it.
+      const bool stale = fenced(a.coordinator_epoch());
       if (!isMine(a.group_id(), a.peer_id(), a.session_id())) return NothingToDo{};
-      if (!seen_.emplace(a.step_id(), a.attempt()).second) return NothingToDo{};
+      // The repeat check comes first so that a re-published assignment is quietly a duplicate.
+      if (seen_.contains({a.step_id(), a.attempt()})) return NothingToDo{};
+      if (stale) {
+        return IgnoredStale{a.coordinator_epoch(), owner_epoch_,
+                            fmt::format("step_assigned step={} attempt={}", a.step_id(),
+                                        a.attempt())};
+      }
+      seen_.emplace(a.step_id(), a.attempt());
       const schema::Step* step = schema_.find(a.step_id());
       if (step == nullptr) {
         return RejectStep{a.step_id(), a.attempt(),
@@ -22,15 +39,35 @@ Action Session::onRecord(const td::v1::AssignmentRecord& record) {
     }
     case td::v1::AssignmentRecord::kAbort: {
       const auto& a = record.abort();
+      if (a.group_id() != group_id_) return NothingToDo{};
+      const bool stale = fenced(a.coordinator_epoch());
       if (!isMine(a.group_id(), a.peer_id(), a.session_id())) return NothingToDo{};
+      if (stale) {
+        return IgnoredStale{a.coordinator_epoch(), owner_epoch_,
+                            fmt::format("step_aborted step={} attempt={}", a.step_id(),
+                                        a.attempt())};
+      }
       return AbortRunning{a.step_id(), a.attempt(), a.reason()};
     }
-    case td::v1::AssignmentRecord::kCompleted:
-      if (record.completed().group_id() != group_id_) return NothingToDo{};
+    case td::v1::AssignmentRecord::kCompleted: {
+      const auto& c = record.completed();
+      if (c.group_id() != group_id_) return NothingToDo{};
+      if (fenced(c.coordinator_epoch())) {
+        return IgnoredStale{c.coordinator_epoch(), owner_epoch_, "group_completed"};
+      }
       return GroupDone{0, record};
-    case td::v1::AssignmentRecord::kFailed:
-      if (record.failed().group_id() != group_id_) return NothingToDo{};
+    }
+    case td::v1::AssignmentRecord::kFailed: {
+      const auto& f = record.failed();
+      if (f.group_id() != group_id_) return NothingToDo{};
+      if (fenced(f.coordinator_epoch())) {
+        return IgnoredStale{f.coordinator_epoch(), owner_epoch_, "group_failed"};
+      }
       return GroupDone{1, record};
+    }
+    case td::v1::AssignmentRecord::kOwner:
+      if (record.owner().group_id() == group_id_) (void)fenced(record.owner().coordinator_epoch());
+      return NothingToDo{};
     case td::v1::AssignmentRecord::BODY_NOT_SET:
       break;
   }

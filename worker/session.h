@@ -2,6 +2,25 @@
 //
 // Guarantee 5 lives here: an assignment names a step id, and the worker runs only the `run`
 // of that id in its OWN schema; an id it does not know is rejected, never executed.
+//
+// Fencing of zombie coordinators (docs/protocol.md, "Coordinator fail-over"). Every record
+// carries the `coordinator_epoch` of the coordinator that wrote it; a coordinator that takes the
+// group over writes OwnerChanged with its higher epoch before anything of its own. The session
+// keeps the *owner epoch*: the highest epoch it has read on the topic so far for its group.
+//   - OwnerChanged of its group raises the owner epoch to its epoch (never lowers it);
+//   - any record of its group with a higher epoch raises it too (whoever it is addressed to);
+//   - StepAssigned, AbortStep, GroupCompleted, GroupFailed with a non-zero epoch below the
+//     owner epoch come from a coordinator that no longer owns the group: IgnoredStale when the
+//     record is addressed to this session (or is a group result), NothingToDo otherwise;
+//   - epoch 0 (unset: a coordinator from before fail-over existed) is never fenced;
+//   - a repeat of an assignment already acted on is NothingToDo whatever its epoch, so a new
+//     owner re-publishing its predecessor's assignment never runs a step twice; a fenced
+//     assignment is not "acted on": the real owner may still hand out the same attempt.
+// The owner epoch starts at 0, not at GroupJoined's coordinator_epoch, on purpose: the topic
+// is read from its start, and records of an earlier epoch that come before the new owner's
+// OwnerChanged are the group's real history (the GroupCompleted a late joiner waits for, or
+// the predecessor's last assignments, which a new owner re-publishes before its OwnerChanged).
+// Fencing them by the joined epoch would leave such a worker waiting forever.
 #pragma once
 
 #include <cstdint>
@@ -33,10 +52,20 @@ struct GroupDone {
   int exit_code;              // 0 completed, 1 failed
   td::v1::AssignmentRecord record;
 };
+// A record for this session (or a group result) written by a coordinator that no longer owns
+// the group: it changes nothing. The shell logs it once.
+struct IgnoredStale {
+  std::uint64_t record_epoch;
+  std::uint64_t owner_epoch;
+  std::string what;           // e.g. "step_assigned step=a attempt=2", for the log
+};
 struct NothingToDo {};
 
-using Action = std::variant<NothingToDo, RunStep, RejectStep, AbortRunning, GroupDone>;
+using Action =
+    std::variant<NothingToDo, RunStep, RejectStep, AbortRunning, GroupDone, IgnoredStale>;
 
+// One worker session's view of td.assign.<group>. Not thread-safe; keeps a reference to
+// `schema`, which must outlive it.
 class Session {
  public:
   Session(std::string peer_id, std::string session_id, std::string group_id,
@@ -46,22 +75,28 @@ class Session {
         group_id_(std::move(group_id)),
         schema_(schema) {}
 
-  // Records for other peers, other sessions, other groups, or repeats of an assignment already
-  // acted on are NothingToDo.
+  // Applies one record, in topic order. Records for other peers, other sessions, other groups,
+  // OwnerChanged, or repeats of an assignment already acted on are NothingToDo; records fenced
+  // by the rules above are IgnoredStale.
   Action onRecord(const td::v1::AssignmentRecord& record);
 
   const std::string& peerId() const { return peer_id_; }
   const std::string& sessionId() const { return session_id_; }
   const std::string& groupId() const { return group_id_; }
+  // The highest coordinator epoch read for the group so far (0: none yet).
+  std::uint64_t ownerEpoch() const { return owner_epoch_; }
 
  private:
   bool isMine(const std::string& group, const std::string& peer,
               const std::string& session) const;
+  // Raises the owner epoch to `epoch`; true when `epoch` is stale (non-zero and below it).
+  bool fenced(std::uint64_t epoch);
 
   std::string peer_id_;
   std::string session_id_;
   std::string group_id_;
   const schema::Schema& schema_;
+  std::uint64_t owner_epoch_ = 0;
   std::set<std::pair<std::string, std::uint32_t>> seen_;   // (step, attempt) already acted on
 };
 

@@ -8,6 +8,7 @@
 
 #include "audit/audit.h"
 #include "audit/render.h"
+#include "protocol/protocol.h"
 
 namespace td::audit {
 namespace {
@@ -25,7 +26,25 @@ class Stream {
     e.set_group_id(group_);
     e.set_sequence(++seq_);
     e.set_timestamp_ms(1000 + 10 * static_cast<std::int64_t>(seq_));
+    e.set_coordinator_id(coordinator_);
+    e.set_coordinator_epoch(epoch_);
     return e;
+  }
+  // Later events come from this coordinator (a new owner after a fail-over).
+  Stream& owner(std::uint64_t epoch, std::string coordinator) {
+    epoch_ = epoch;
+    coordinator_ = std::move(coordinator);
+    return *this;
+  }
+  // The new owner's group_restored, restored from a snapshot of `previous_epoch`.
+  Stream& restored(std::uint64_t previous_epoch, const std::string& previous,
+                   std::uint32_t republished) {
+    auto& r = *next().mutable_group_restored();
+    r.set_partition(3);
+    r.set_previous_epoch(previous_epoch);
+    r.set_previous_coordinator_id(previous);
+    r.set_republished(republished);
+    return *this;
   }
   // Steps given as (id, max_attempts); `retry` applies to all when set.
   Stream& created(std::vector<std::pair<std::string, std::uint32_t>> steps,
@@ -114,6 +133,8 @@ class Stream {
  private:
   std::string group_;
   std::uint64_t seq_ = 0;
+  std::uint64_t epoch_ = 1;
+  std::string coordinator_ = "c1";
   std::vector<Event> events_;
 };
 
@@ -227,13 +248,132 @@ TEST(Audit, SequenceGapNamesTheGroupAndTheMissingNumbers) {
   EXPECT_THAT(gaps[0].message, HasSubstr("missing: 5-6, 9"));
 }
 
-TEST(Audit, DuplicateSequence) {
+TEST(Audit, DuplicateSequenceWithDifferentContentIsAViolation) {
   auto s = validStream();
-  s.events().push_back(s.events()[3]);
+  Event other = s.events()[3];
+  other.mutable_step_queued()->set_reason("something else");
+  s.events().push_back(other);
   auto v = verify(s.events());
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, ViolationKind::kDuplicateSequence);
-  EXPECT_THAT(v[0].message, HasSubstr("duplicate sequence numbers: 4"));
+  EXPECT_THAT(v[0].message, HasSubstr("duplicate sequence numbers with different content: 4"));
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  EXPECT_EQ(replay.timeline("g1")->redelivered, 0u);
+  // The first record of a sequence is the one applied.
+  EXPECT_EQ(replay.timeline("g1")->step("test")->attempts[0].queued_reason, "initial");
+}
+
+TEST(Audit, ARepeatDifferingOnlyInItsEnvelopeIsStillADifferentRecord) {
+  // Another coordinator's record for the same sequence (a zombie, or a replay that founded the
+  // group again) is not a redelivery even when its kind and body are the same.
+  auto s = validStream();
+  Event other = s.events()[3];
+  other.set_coordinator_id("c2");
+  s.events().push_back(other);
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kDuplicateSequence);
+}
+
+TEST(Audit, AByteIdenticalRepeatIsARedeliveryNotAViolation) {
+  auto s = validStream();
+  const std::size_t distinct = s.events().size();
+  s.events().push_back(s.events()[3]);
+  s.events().push_back(s.events()[3]);
+  s.events().insert(s.events().begin(), s.events().back());   // before the first, too
+  s.events().push_back(s.events()[distinct - 1]);              // group_completed again
+  EXPECT_TRUE(verify(s.events()).empty());
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  auto t = replay.timeline("g1");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->redelivered, 4u);
+  EXPECT_TRUE(t->duplicates.empty());
+  EXPECT_EQ(t->events, distinct);
+  EXPECT_EQ(t->status, td::v1::GROUP_STATUS_COMPLETED);
+  EXPECT_THAT(timelineSummaryJson(*t), HasSubstr(R"("redelivered":4)"));
+  EXPECT_THAT(timelineText(*t), HasSubstr("redelivered=4"));
+}
+
+// Epoch 1 (c1) ran the group until it crashed after writing sequence 9 but before sequences
+// 10-11 of its last snapshot's outbox reached everyone; epoch 2 (c2) re-published them and
+// restored the group.
+Stream failedOverStream(std::vector<std::size_t>* republished = nullptr) {
+  Stream s("g1");
+  s.created({{"build", 3}, {"test", 3}})
+      .joined("w1")
+      .queued("build", 1, "initial")
+      .queued("test", 1, "initial")
+      .joined("w2")
+      .assigned("build", 1, "w1")
+      .assigned("test", 1, "w2")
+      .started("build", 1, "w1")
+      .started("test", 1, "w2")
+      .finished("build", 1, "w1", kOk)
+      .finished("test", 1, "w2", kOk);
+  if (republished) *republished = {9, 10};   // indexes of sequences 10 and 11
+  s.owner(2, "c2").restored(1, "c1", 2).completed();
+  return s;
+}
+
+TEST(Audit, GroupRestoredAppearsInTheTimelineAndRepublishedEventsAreRedeliveries) {
+  std::vector<std::size_t> outbox;
+  auto s = failedOverStream(&outbox);
+  auto events = s.events();
+  // The outbox arrives again (same bytes) after the restore.
+  for (std::size_t i : outbox) events.push_back(s.events()[i]);
+  std::mt19937 rng(7);
+  std::shuffle(events.begin(), events.end(), rng);
+  EXPECT_TRUE(verify(events).empty());
+
+  Replay replay;
+  for (const auto& e : events) replay.add(e);
+  auto t = replay.timeline("g1");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->status, td::v1::GROUP_STATUS_COMPLETED);
+  EXPECT_EQ(t->redelivered, 2u);
+  EXPECT_EQ(t->events, s.events().size());
+  ASSERT_EQ(t->restores.size(), 1u);
+  const Restore& r = t->restores[0];
+  EXPECT_EQ(r.sequence, 12u);
+  EXPECT_EQ(r.partition, 3);
+  EXPECT_EQ(r.previous_epoch, 1u);
+  EXPECT_EQ(r.previous_coordinator, "c1");
+  EXPECT_EQ(r.epoch, 2u);
+  EXPECT_EQ(r.coordinator, "c2");
+  EXPECT_EQ(r.republished, 2u);
+  EXPECT_EQ(t->epochs, (std::vector<std::uint64_t>{1, 2}));
+
+  EXPECT_THAT(timelineText(*t), HasSubstr("restores=1 epochs=1,2"));
+  EXPECT_THAT(timelineText(*t), HasSubstr("#12 +110ms partition=3 epoch 1 (c1) -> 2 (c2), republished 2"));
+  EXPECT_THAT(timelineSummaryJson(*t), HasSubstr(R"("restores":1,"epochs":[1,2])"));
+  EXPECT_THAT(timelineJson(*t),
+              HasSubstr(R"("restores":[{"sequence":12,"at_ms":110,"partition":3,"previous_epoch":1,)"
+                        R"("previous_coordinator":"c1","epoch":2,"coordinator":"c2","republished":2}])"));
+  EXPECT_THAT(htmlReport({*t}, {}), HasSubstr("1 restore(s), 2 redelivered event(s)"));
+}
+
+TEST(Audit, GroupRestoredHasADescription) {
+  auto s = failedOverStream();
+  const Event& restored = s.events()[11];
+  ASSERT_TRUE(restored.has_group_restored());
+  EXPECT_EQ(protocol::describe(restored),
+            "group_restored partition=3 previous_epoch=1 previous=c1 republished=2");
+  EXPECT_THAT(eventJson(restored), HasSubstr(R"("kind":"group_restored")"));
+}
+
+TEST(Audit, ASequenceGapAcrossARestoreIsStillAViolation) {
+  // The new owner must continue the sequence of the snapshot it restored; a restore that skips
+  // numbers (or the loss of the predecessor's last events) is a gap like any other.
+  auto s = failedOverStream();
+  auto& ev = s.events();
+  ASSERT_TRUE(ev[11].has_group_restored());
+  for (std::size_t i = 11; i < ev.size(); ++i) ev[i].set_sequence(ev[i].sequence() + 1);
+  auto v = verify(ev);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kSequenceGap);
+  EXPECT_THAT(v[0].message, HasSubstr("missing: 12 (highest seen 14)"));
 }
 
 TEST(Audit, StepSucceedingTwice) {

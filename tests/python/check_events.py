@@ -4,9 +4,13 @@
 Reads td.events from the beginning with a consumer group of its own, collects the events of
 --group until it sees group_completed or group_failed (or --timeout passes), then checks:
 sequences 1..N without gaps (identical repeats are deduplicated by (group_id, sequence), as
-docs/events.md tells consumers to; a repeat with different content is an error), the first
-event is group_created, exactly one step_finished SUCCEEDED per step of group_created, exactly
---expect-failed step_finished FAILED, and group_completed present (and last).
+docs/events.md tells consumers to: they are redeliveries, e.g. an outbox re-published by a new
+owner after a fail-over; a repeat with different content is an error), the first event is
+group_created, exactly one step_finished SUCCEEDED per step of group_created, exactly
+--expect-failed step_finished FAILED, and group_completed present (and last). group_restored
+events (a coordinator took the group over) are counted and listed; a coordinator_epoch that
+goes down in sequence order is reported as a warning. Event kinds this code does not know are
+counted as "unknown" and otherwise skipped, as the compatibility rules say.
 Prints a JSON summary on stdout; exits 0 if every check passed, 1 otherwise.
 
 The Python code for td.v1 is generated at test time, never committed:
@@ -63,6 +67,7 @@ def main():
 
     by_seq = {}             # sequence -> serialized event (first copy)
     repeats = 0
+    redelivered = 0         # repeats with the same bytes as the first copy
     conflicts = []
     other_groups = 0
     deadline = time.monotonic() + args.timeout
@@ -91,6 +96,8 @@ def main():
                 repeats += 1
                 if by_seq[ev.sequence] != raw:
                     conflicts.append(ev.sequence)
+                else:
+                    redelivered += 1
                 continue
             by_seq[ev.sequence] = raw
             if ev.WhichOneof("kind") in ("group_completed", "group_failed"):
@@ -116,6 +123,13 @@ def main():
             finished[outcome_name(f.outcome)] += 1
             if f.outcome == common_pb2.STEP_OUTCOME_SUCCEEDED:
                 succeeded_per_step[f.step_id] += 1
+    restores = [{"sequence": ev.sequence,
+                 "previous_epoch": ev.group_restored.previous_epoch,
+                 "previous_coordinator_id": ev.group_restored.previous_coordinator_id,
+                 "epoch": ev.coordinator_epoch,
+                 "coordinator_id": ev.coordinator_id,
+                 "republished": ev.group_restored.republished}
+                for ev in events if ev.WhichOneof("kind") == "group_restored"]
     steps = []
     if events and events[0].WhichOneof("kind") == "group_created":
         steps = [s.id for s in events[0].group_created.steps]
@@ -127,6 +141,8 @@ def main():
         "step_finished_outcomes": dict(sorted(finished.items())),
         "steps": steps,
         "repeated_sequences": repeats,
+        "redelivered": redelivered,
+        "restores": restores,
         "other_groups_skipped": other_groups,
         "coordinator_ids": sorted({ev.coordinator_id for ev in events}),
         "coordinator_epochs": sorted({ev.coordinator_epoch for ev in events}),
@@ -147,10 +163,17 @@ def main():
             errors.append(f"seq {ev.sequence}: protocol_version {ev.protocol_version}")
         if ev.timestamp_ms <= 0 or not ev.coordinator_id:
             errors.append(f"seq {ev.sequence}: timestamp_ms or coordinator_id unset")
-    for i in range(1, n):
-        if events[i].timestamp_ms < events[i - 1].timestamp_ms:
+    highest_epoch = 0
+    for i in range(n):
+        if i > 0 and events[i].timestamp_ms < events[i - 1].timestamp_ms:
             summary.setdefault("warnings", []).append(
                 f"timestamp_ms goes back at seq {events[i].sequence}")
+        epoch = events[i].coordinator_epoch
+        if epoch and epoch < highest_epoch:
+            summary.setdefault("warnings", []).append(
+                f"coordinator_epoch goes back to {epoch} at seq {events[i].sequence} "
+                f"(after {highest_epoch})")
+        highest_epoch = max(highest_epoch, epoch)
     for step in steps:
         if succeeded_per_step[step] != 1:
             errors.append(f"step {step}: {succeeded_per_step[step]} step_finished SUCCEEDED, want 1")

@@ -279,8 +279,12 @@ td::Status WorkerApp::reportRejected(const RejectStep& reject) {
 }
 
 td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
+  // The session fences stale owners by the epochs it reads on the assignment topic, not by
+  // joined.coordinator_epoch(): see worker/session.h for why.
   session_ = std::make_unique<Session>(registration_.peer_id(), session_id_, joined.group_id(),
                                        schema_);
+  log_->debug("peer={} group={} joined through coordinator epoch {}", registration_.peer_id(),
+              joined.group_id(), joined.coordinator_epoch());
   // From absolute offset 0 rather than kOffsetBeginning: a logical offset needs a lookup that
   // librdkafka retries only after 500 ms when the topic is new; auto.offset.reset=earliest
   // covers a log whose start was deleted.
@@ -342,8 +346,20 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
                    msg.offset);
         continue;
       }
+      const std::uint64_t owner_before = session_->ownerEpoch();
       Action action = session_->onRecord(record);
-      if (auto* run = std::get_if<RunStep>(&action)) {
+      if (session_->ownerEpoch() > owner_before && owner_before != 0) {
+        log_->info("peer={} group={} owner epoch {} -> {}{}", registration_.peer_id(),
+                   session_->groupId(), owner_before, session_->ownerEpoch(),
+                   record.has_owner() ? " (coordinator " + record.owner().coordinator_id() + ")"
+                                      : std::string());
+      }
+      if (auto* stale = std::get_if<IgnoredStale>(&action)) {
+        log_->warn("peer={} group={} ignoring a stale record from epoch {} (owner epoch {}): {} "
+                   "at {}[{}]@{}",
+                   registration_.peer_id(), session_->groupId(), stale->record_epoch,
+                   stale->owner_epoch, stale->what, msg.topic, msg.partition, msg.offset);
+      } else if (auto* run = std::get_if<RunStep>(&action)) {
         pending_.push_back(*run);
       } else if (auto* reject = std::get_if<RejectStep>(&action)) {
         TD_RETURN_IF_ERROR(reportRejected(*reject));
