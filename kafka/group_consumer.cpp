@@ -166,6 +166,21 @@ void GroupConsumer::onRebalance(RebalanceCallback callback) {
   impl_->on_rebalance = std::move(callback);
 }
 
+struct GroupConsumer::GroupMetadata {
+  GroupMetadataPtr metadata;
+};
+
+std::shared_ptr<const GroupConsumer::GroupMetadata> GroupConsumer::groupMetadata() const {
+  auto out = std::make_shared<GroupMetadata>();
+  out->metadata.reset(rd_kafka_consumer_group_metadata(impl_->rk.get()));
+  return out;
+}
+
+rd_kafka_consumer_group_metadata_t* internal::rawGroupMetadata(
+    const GroupConsumer::GroupMetadata& metadata) {
+  return metadata.metadata.get();
+}
+
 void GroupConsumer::setCompanions(std::vector<std::string> topics) {
   impl_->companions = std::move(topics);
 }

@@ -56,6 +56,11 @@ class GroupConsumer {
       std::function<void(bool assigned, const std::vector<TopicPartitionOffset>& partitions)>;
   void onRebalance(RebalanceCallback callback);
 
+  // The consumer's group metadata (group id, generation, member id), opaque, for
+  // Producer::sendOffsetsToTransaction. Taken at the time of the call.
+  struct GroupMetadata;
+  std::shared_ptr<const GroupMetadata> groupMetadata() const;
+
   // Leaves the group (revoking the assignment through the callback). Idempotent; after it,
   // poll() returns nothing and commit() fails.
   void close();

@@ -110,6 +110,46 @@ td::Status Producer::flush(std::chrono::milliseconds timeout) {
   return {};
 }
 
+namespace {
+td::Status transactionStatus(rd_kafka_error_t* raw, const char* what) {
+  ErrorPtr error(raw);
+  if (!error) return {};
+  return std::unexpected(fromRdKafka(error.get(), what));
+}
+int asMs(std::chrono::milliseconds timeout) { return static_cast<int>(timeout.count()); }
+}  // namespace
+
+td::Status Producer::initTransactions(std::chrono::milliseconds timeout) {
+  return transactionStatus(rd_kafka_init_transactions(impl_->rk.get(), asMs(timeout)),
+                           "init_transactions");
+}
+
+td::Status Producer::beginTransaction() {
+  return transactionStatus(rd_kafka_begin_transaction(impl_->rk.get()), "begin_transaction");
+}
+
+td::Status Producer::sendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& next_offsets,
+                                              const GroupConsumer& consumer,
+                                              std::chrono::milliseconds timeout) {
+  if (next_offsets.empty()) return {};
+  auto list = toPartitionList(next_offsets);
+  auto metadata = consumer.groupMetadata();
+  return transactionStatus(
+      rd_kafka_send_offsets_to_transaction(impl_->rk.get(), list.get(),
+                                           rawGroupMetadata(*metadata), asMs(timeout)),
+      "send_offsets_to_transaction");
+}
+
+td::Status Producer::commitTransaction(std::chrono::milliseconds timeout) {
+  return transactionStatus(rd_kafka_commit_transaction(impl_->rk.get(), asMs(timeout)),
+                           "commit_transaction");
+}
+
+td::Status Producer::abortTransaction(std::chrono::milliseconds timeout) {
+  return transactionStatus(rd_kafka_abort_transaction(impl_->rk.get(), asMs(timeout)),
+                           "abort_transaction");
+}
+
 int Producer::outstanding() const { return rd_kafka_outq_len(impl_->rk.get()); }
 
 td::Result<int> Producer::partitionCount(const std::string& topic,

@@ -7,9 +7,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "kafka/error.h"
+#include "kafka/group_consumer.h"
 #include "kafka/types.h"
 
 namespace td::kafka {
@@ -59,6 +61,20 @@ class Producer {
   // the topic where it allows that, and retries until `timeout` while the topic has no leader.
   // Errors: kTimedOut, kUnknownTopicOrPart (when it never appeared), kTransport.
   td::Result<int> partitionCount(const std::string& topic, std::chrono::milliseconds timeout);
+
+  // ---- Transactions (only for a producer created with `transactional.id`) ----
+  // Each call waits up to `timeout`. After an error, abortTransaction() and try again; a fatal
+  // error (fenced by a newer instance with the same transactional.id) needs a new producer.
+  td::Status initTransactions(std::chrono::milliseconds timeout);
+  td::Status beginTransaction();
+  // Commits the consumer's `next_offsets` with the transaction (not through the consumer).
+  td::Status sendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& next_offsets,
+                                      const GroupConsumer& consumer,
+                                      std::chrono::milliseconds timeout);
+  // Flushes, then commits; every record produced since beginTransaction() becomes visible to
+  // read_committed readers at once, or (on error) none does.
+  td::Status commitTransaction(std::chrono::milliseconds timeout);
+  td::Status abortTransaction(std::chrono::milliseconds timeout);
 
   struct Impl;
 

@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-interval-ms", heartbeat_ms,
                  "how often workers heartbeat (told in their join reply); under half the lease")
       ->check(CLI::Range(50, 600 * 1000))->capture_default_str();
+  app.add_flag("--exactly-once", options.exactly_once,
+               "one Kafka transaction per cycle (Apache Kafka only; the embedded broker does not "
+               "isolate transactions)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   try {
     app.parse(argc, argv);

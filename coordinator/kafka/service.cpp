@@ -48,6 +48,11 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   // Output is never dropped: through an outage it waits (and the batch's offsets stay
   // uncommitted) until the broker is back.
   kafka::Properties producer_own{{"message.timeout.ms", "0"}};
+  if (o.exactly_once) {
+    // Stable per instance: a restarted instance fences its predecessor's open transaction.
+    producer_own.emplace_back("transactional.id", o.consumer_group + "." + o.core.coordinator_id);
+    producer_own.emplace_back("transaction.timeout.ms", "60000");
+  }
   consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
   producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
   const auto consumer_props =
@@ -65,6 +70,9 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   service->producer_ = std::move(*producer);
   service->state_reader_ = std::move(*reader);
   TD_RETURN_IF_ERROR(service->checkPartitionCounts());
+  if (o.exactly_once) {
+    TD_RETURN_IF_ERROR(service->producer_->initTransactions(std::chrono::seconds(30)));
+  }
   Service* self = service.get();
   service->consumer_->onRebalance(
       [self](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
@@ -95,10 +103,12 @@ td::Status Service::checkPartitionCounts() {
 }
 
 td::Status Service::run() {
-  log_->info("coordinator {} consuming {} and {} as group {} (lease {} ms, heartbeat {} ms)",
+  log_->info("coordinator {} consuming {} and {} as group {} (lease {} ms, heartbeat {} ms, {})",
              options_.core.coordinator_id, options_.core.topics.registrations(),
              options_.core.topics.completions(), options_.consumer_group,
-             options_.core.lease.count(), options_.core.heartbeat_interval.count());
+             options_.core.lease.count(), options_.core.heartbeat_interval.count(),
+             options_.exactly_once ? "exactly-once: one transaction per cycle"
+                                   : "at-least-once: state, then output, then offsets");
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
     const Instant now = clock_.now();
@@ -217,10 +227,14 @@ td::Status Service::restorePartition(std::int32_t partition) {
   claim.mutable_owner()->set_claimed_at_ms(clock_.now().wall.count());
   claim.mutable_owner()->set_partition(partition);
   std::int64_t claim_offset = -1;
+  if (options_.exactly_once) TD_RETURN_IF_ERROR(producer_->beginTransaction());
   produce(topic, partition, std::string(kOwnerKey), claim.SerializeAsString(),
           [&claim_offset](const td::Status& result, std::int32_t, std::int64_t offset) {
             if (result) claim_offset = offset;
           });
+  if (options_.exactly_once) {
+    TD_RETURN_IF_ERROR(producer_->commitTransaction(std::chrono::seconds(60)));
+  }
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
   TD_RETURN_IF_ERROR(readState(partition, marks->second, claim_offset, visit));
 
@@ -340,35 +354,16 @@ void Service::writeSnapshots() {
 }
 
 td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets) {
-  const bool output = !pending_.empty() || !dead_letters_.empty();
-  if (output) {
+  if (options_.exactly_once) return writeTransaction(offsets);
+  if (!pending_.empty() || !dead_letters_.empty()) {
     // 1. Durable state first (with the output as each group's outbox).
     writeSnapshots();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
     // 2. The output.
-    const auto& topics = options_.core.topics;
-    for (const auto& effect : pending_) {
-      if (const auto* join = std::get_if<PublishJoin>(&effect)) {
-        produce(topics.joins(), join->partition, join->key, join->record.SerializeAsString());
-        if (join->record.has_rejected()) {
-          log_->warn("rejected registration peer={} reason={}",
-                     join->record.rejected().peer_id(), join->record.rejected().reason());
-        }
-      } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
-        produce(topics.assign(assignment->group_id), 0, assignment->group_id,
-                assignment->record.SerializeAsString());
-      } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
-        log_->info("group={} seq={} {}", event->event.group_id(), event->event.sequence(),
-                   protocol::describe(event->event));
-        produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
-      }
-    }
-    for (const auto& dead : dead_letters_) produce(topics.dlq(), -1, dead.key, dead.value);
-    pending_.clear();
-    dead_letters_.clear();
+    produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   } else {
-    // Groups may still have been forgotten (a tick with no events).
+    // Groups may still have been forgotten (a tick with no events): their tombstones.
     writeSnapshots();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
@@ -377,6 +372,48 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
   auto committed = consumer_->commit(offsets, /*async=*/true);
   if (!committed) log_->warn("offset commit failed: {}", committed.error().message());
   return {};
+}
+
+td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets) {
+  const auto timeout = std::chrono::seconds(60);
+  TD_RETURN_IF_ERROR(producer_->beginTransaction());
+  writeSnapshots();
+  produceOutput();
+  auto status = producer_->sendOffsetsToTransaction(offsets, *consumer_, timeout);
+  if (status) status = producer_->commitTransaction(timeout);
+  if (!status) {
+    // Nothing of this cycle is visible; the input is replayed by whoever owns it next.
+    log_->error("transaction failed: {}; aborting", status.error().message());
+    (void)producer_->abortTransaction(timeout);
+    return status;
+  }
+  if (delivery_failures_.load() != 0) {
+    return makeError(td::Errc::kUnavailable, "output records could not be delivered");
+  }
+  return {};
+}
+
+void Service::produceOutput() {
+  const auto& topics = options_.core.topics;
+  for (const auto& effect : pending_) {
+    if (const auto* join = std::get_if<PublishJoin>(&effect)) {
+      produce(topics.joins(), join->partition, join->key, join->record.SerializeAsString());
+      if (join->record.has_rejected()) {
+        log_->warn("rejected registration peer={} reason={}", join->record.rejected().peer_id(),
+                   join->record.rejected().reason());
+      }
+    } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
+      produce(topics.assign(assignment->group_id), 0, assignment->group_id,
+              assignment->record.SerializeAsString());
+    } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
+      log_->info("group={} seq={} {}", event->event.group_id(), event->event.sequence(),
+                 protocol::describe(event->event));
+      produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
+    }
+  }
+  for (const auto& dead : dead_letters_) produce(topics.dlq(), -1, dead.key, dead.value);
+  pending_.clear();
+  dead_letters_.clear();
 }
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,

@@ -41,6 +41,10 @@ struct ServiceOptions {
   Millis tick_interval{100};                   // how often time-driven work runs
   std::size_t batch_max = 1000;                // records handled between commits
   Millis restore_timeout{60000};               // reading a partition's td.state on assignment
+  // One Kafka transaction per cycle (state, output and input offsets together), for brokers
+  // that implement transactions (Apache Kafka; the embedded broker accepts the calls but
+  // isolates nothing and does not store offsets sent in a transaction).
+  bool exactly_once = false;
 };
 
 // Counters a test or an operator can read (the probe).
@@ -80,6 +84,8 @@ class Service {
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
                const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
   td::Status awaitAcknowledgements();
+  td::Status writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets);
+  void produceOutput();
 
   ServiceOptions options_;
   const Clock& clock_;

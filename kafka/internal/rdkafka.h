@@ -15,6 +15,7 @@
 
 #include "common/result.h"
 #include "kafka/error.h"
+#include "kafka/group_consumer.h"
 #include "kafka/types.h"
 
 namespace td::kafka::internal {
@@ -45,6 +46,13 @@ struct MetadataDeleter {
   }
 };
 using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
+using GroupMetadataPtr =
+    std::unique_ptr<rd_kafka_consumer_group_metadata_t,
+                    Deleter<rd_kafka_consumer_group_metadata_t,
+                            rd_kafka_consumer_group_metadata_destroy>>;
+
+// The librdkafka handle inside GroupConsumer::GroupMetadata (defined in group_consumer.cpp).
+rd_kafka_consumer_group_metadata_t* rawGroupMetadata(const GroupConsumer::GroupMetadata& m);
 
 // An error in the kafka category: context + ": " + rd_kafka_err2str(err).
 td::Error fromRdKafka(rd_kafka_resp_err_t err, const std::string& context);

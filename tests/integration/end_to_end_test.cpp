@@ -47,6 +47,25 @@ TEST(EndToEnd, ThreeWorkersShareSixStepsAndEachRunsOnce) {
   EXPECT_NE(w1.output().find("COMPLETED"), std::string::npos) << w1.output();
 }
 
+// --exactly-once runs the cycle as one Kafka transaction. The embedded broker accepts the
+// calls without isolating anything (docs/architecture.md), so this shows only that the
+// transactional path carries a group through; exactly-once itself needs Apache Kafka.
+TEST(EndToEnd, ExactlyOnceModeCarriesAGroupThroughTransactions) {
+  Cluster cluster(Cluster::Options{.coordinator_args = {"--exactly-once"}});
+  auto schema = cluster.writeSchema("eos", schemaOf("eos", {"s1", "s2", "s3", "s4"}));
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
+  for (auto* w : {&w1, &w2}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  std::set<std::string> steps;
+  for (const auto& m : cluster.marksWritten()) {
+    EXPECT_EQ(m.attempt, 1u) << m.step;
+    steps.insert(m.step);
+  }
+  EXPECT_EQ(steps.size(), 4u);
+  EXPECT_EQ(cluster.marksWritten().size(), 4u) << "every step ran exactly once";
+  EXPECT_NE(cluster.logs().find("exactly-once: one transaction per cycle"), std::string::npos);
+}
+
 TEST(EndToEnd, StepFailingOnceSucceedsOnItsSecondAttempt) {
   Cluster cluster;
   std::string yaml = schemaOf("flaky", {"a", "b", "c"});
