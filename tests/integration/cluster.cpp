@@ -57,6 +57,9 @@ Cluster::Cluster(Options options) {
       control_path_ = (dir() / "broker.ctl").string();
       args.insert(args.end(), {"--control", control_path_});
     }
+    if (options.partitions > 0) {
+      args.insert(args.end(), {"--partitions", std::to_string(options.partitions)});
+    }
     broker_ = std::make_unique<Process>(
         Process::Options{.args = args, .output = dir() / "broker.log"});
     const bool up = waitUntil([&] { return !trim(readFile(file)).empty(); },
@@ -79,6 +82,15 @@ Process& Cluster::startCoordinator(std::vector<std::string> extra_args) {
   auto name = "coordinator-" + std::to_string(processes_.size()) + ".log";
   processes_.push_back(
       std::make_unique<Process>(Process::Options{.args = args, .output = dir() / name}));
+  return *processes_.back();
+}
+
+Process& Cluster::startCoordinator(const std::string& id, std::vector<std::string> extra_args) {
+  std::vector<std::string> args = {TD_COORDINATOR_BIN, "--bootstrap-server", bootstrap_,
+                                   "--coordinator-id", id};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  processes_.push_back(std::make_unique<Process>(
+      Process::Options{.args = args, .output = dir() / ("coordinator-" + id + ".log")}));
   return *processes_.back();
 }
 
@@ -229,6 +241,15 @@ std::vector<kafka::Message> Cluster::readTopic(const std::string& topic) const {
   return out;
 }
 
+std::vector<td::v1::Event> Cluster::events() const {
+  std::vector<td::v1::Event> out;
+  for (const auto& m : readTopic("td.events")) {
+    td::v1::Event e;
+    if (e.ParseFromString(m.value)) out.push_back(std::move(e));
+  }
+  return out;
+}
+
 int Cluster::killStrayStepProcesses() const {
   const std::string marks_var = "TD_TEST_MARKS=" + marks().string();
   std::set<pid_t> groups;
@@ -257,11 +278,15 @@ int Cluster::killStrayStepProcesses() const {
   return signalled;
 }
 
-std::string Cluster::logs() const {
+std::string Cluster::logs() const { return logs(""); }
+
+std::string Cluster::logs(std::string_view prefix) const {
   std::string out;
   if (broker_) out += "---- broker\n" + broker_->output();
   for (const auto& p : processes_) {
-    out += "---- " + p->outputPath().filename().string() + "\n" + p->output();
+    const std::string name = p->outputPath().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    out += "---- " + name + "\n" + p->output();
   }
   return out;
 }

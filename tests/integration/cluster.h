@@ -1,6 +1,7 @@
 // A real Task Director cluster for integration tests: td-broker (or an outside broker given
-// in TD_TEST_BOOTSTRAP), one td-coordinator, and any number of td-worker processes, all
-// writing their output to files in a fresh temporary directory.
+// in TD_TEST_BOOTSTRAP), td-coordinator processes (one unless told otherwise; more share its
+// consumer group) and any number of td-worker processes, all writing their output to files in
+// a fresh temporary directory.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,9 +12,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kafka/kafka.h"
+#include "td/v1/events.pb.h"
 #include "tests/support/process.h"
 
 namespace td::testing {
@@ -47,6 +50,7 @@ class Cluster {
     bool start_coordinator = true;
     std::vector<std::string> coordinator_args;  // e.g. {"--lease-ms", "3000"}
     bool broker_control = false;                // start td-broker with --control (see control())
+    int partitions = 0;                         // td-broker --partitions (0: its default, 4)
   };
   // Starts the broker and (unless told not to) a coordinator; fails the test on trouble.
   explicit Cluster(bool start_coordinator = true);
@@ -63,6 +67,9 @@ class Cluster {
   std::filesystem::path marks() const { return dir_.path() / "marks"; }
 
   Process& startCoordinator(std::vector<std::string> extra_args = {});
+  // Another td-coordinator of the same consumer group, named `id` (--coordinator-id) on
+  // td.events; its output goes to coordinator-<id>.log.
+  Process& startCoordinator(const std::string& id, std::vector<std::string> extra_args);
   // Writes `yaml` to a schema file and returns its path.
   std::filesystem::path writeSchema(const std::string& name, const std::string& yaml);
   Process& startWorker(const std::filesystem::path& schema, const WorkerSpec& spec);
@@ -95,6 +102,9 @@ class Cluster {
   // Every record of `topic` (all partitions) from the beginning up to the high watermarks
   // as they are now, in partition then offset order. Fails the test on trouble.
   std::vector<kafka::Message> readTopic(const std::string& topic) const;
+  // Every record of td.events decoded (undecodable ones are skipped), in readTopic's order:
+  // per group in sequence order, since a group's events share one partition.
+  std::vector<td::v1::Event> events() const;
 
   // SIGKILLs every process group of a step started by this cluster's workers that is still
   // alive (found by $TD_TEST_MARKS and $TD_STEP_ID in /proc/*/environ); returns how many
@@ -103,6 +113,9 @@ class Cluster {
 
   // Dumps every process's output (for a failing test).
   std::string logs() const;
+  // The same for the broker and the processes whose log file name starts with `prefix`
+  // (e.g. "coordinator"), for tests with too many workers to dump them all.
+  std::string logs(std::string_view prefix) const;
 
  private:
   TempDir dir_;

@@ -1,0 +1,457 @@
+// Coordinator fail-over with real processes (issue 6): several td-coordinator processes share
+// the consumer group on td.registrations (12 partitions); each group lives on its family's
+// input partition and its state in td.state. Three scenarios:
+//   1. one coordinator of three is SIGKILLed while it runs groups: the others restore them and
+//      every group completes with each step run exactly once (fail-over time measured);
+//   2. scale out: two coordinators join one that runs every group; groups move while running;
+//   3. every coordinator is SIGKILLed and three new ones continue the groups from td.state.
+//
+// Every group is its own compatibility family (its own schema name), so groups spread over
+// partitions and coordinators. Steps record their run (kMarkCommand), then wait for the gate
+// file "<test dir>/go", then sleep 0.3 s: the test holds every group running with one step
+// per worker in flight until the moment it wants (a kill, a rebalance) and then lets the
+// steps flow; "ran exactly once" is counted from the marks the steps wrote. Every wait polls
+// with a deadline.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "td/v1/state.pb.h"
+#include "tests/integration/cluster.h"
+
+namespace td::testing {
+namespace {
+
+constexpr int kPartitions = 12;
+constexpr std::uint32_t kMaxAttempts = 3;
+constexpr auto kOwnershipTimeout = std::chrono::seconds(60);
+constexpr auto kStartTimeout = std::chrono::seconds(120);
+constexpr auto kFinishTimeout = std::chrono::seconds(120);
+// A generous bound on kill -> first assignment by another coordinator. The embedded broker
+// moves a SIGKILLed member's partitions after about 2 x session.timeout.ms - 1 s = 5 s.
+constexpr std::int64_t kFailoverBoundMs = 30000;
+
+// Coordinators leave the consumer group's view ~5 s after a SIGKILL (the lowest session
+// timeout the embedded broker accepts is about 2.5 s). TD_TEST_COORDINATOR_DEBUG=1 adds
+// librdkafka's consumer-group trace to their logs (keep them with TD_KEEP_TEST_DIRS=1).
+std::vector<std::string> coordinatorArgs() {
+  std::vector<std::string> args = {"-X", "session.timeout.ms=3000", "-X",
+                                   "heartbeat.interval.ms=1000"};
+  if (const char* debug = std::getenv("TD_TEST_COORDINATOR_DEBUG"); debug && *debug == '1') {
+    args.insert(args.end(), {"-X", "debug=cgrp", "--log-level", "trace"});
+  }
+  return args;
+}
+
+std::filesystem::path gate(const Cluster& cluster) { return cluster.dir() / "go"; }
+void openGate(const Cluster& cluster) { std::ofstream(gate(cluster)) << "go\n"; }
+
+// Schema `family` with `steps` steps s1..sN: mark, wait for the gate, sleep 0.3 s.
+std::string gatedSchema(const std::string& family, int steps) {
+  std::string yaml = "name: " + family +
+                     "\ndefaults: {timeout: 1m, max_attempts: " + std::to_string(kMaxAttempts) +
+                     "}\nsteps:\n";
+  for (int i = 1; i <= steps; ++i) {
+    yaml += "  - id: s" + std::to_string(i) + "\n    run: '" + kMarkCommand +
+            "; while [ ! -e \"$TD_TEST_MARKS/../go\" ]; do sleep 0.05; done; sleep 0.3'\n";
+  }
+  return yaml;
+}
+
+struct Fleet {
+  std::vector<std::string> families;  // schema names; group ids are "<family>-<hex>"
+  std::vector<Process*> workers;
+  int steps = 0;
+};
+
+// `groups` families of `workers_per_group` workers each (all workers at once).
+Fleet startGroups(Cluster& cluster, const std::string& prefix, int groups, int workers_per_group,
+                  int steps) {
+  Fleet fleet{.steps = steps};
+  for (int g = 0; g < groups; ++g) {
+    char family[32];
+    std::snprintf(family, sizeof family, "%s%02d", prefix.c_str(), g);
+    fleet.families.push_back(family);
+    const auto schema = cluster.writeSchema(family, gatedSchema(family, steps));
+    for (int w = 1; w <= workers_per_group; ++w) {
+      fleet.workers.push_back(&cluster.startWorker(
+          schema, {std::string(family) + "w" + std::to_string(w), "c1", {}, {"--quiet-steps"}}));
+    }
+  }
+  return fleet;
+}
+
+std::string familyOf(const std::string& group_id) {
+  return group_id.substr(0, group_id.rfind('-'));
+}
+
+// Partition -> id of the coordinator with the highest claim ("#owner" record) in td.state.
+std::map<std::int32_t, std::string> partitionOwners(const Cluster& cluster) {
+  std::map<std::int32_t, std::pair<std::uint64_t, std::string>> best;
+  for (const auto& m : cluster.readTopic("td.state")) {
+    if (m.key != "#owner") continue;
+    td::v1::StateRecord record;
+    if (!record.ParseFromString(m.value) || !record.has_owner()) continue;
+    auto& b = best[m.partition];
+    if (record.owner().epoch() >= b.first) {
+      b = {record.owner().epoch(), record.owner().coordinator_id()};
+    }
+  }
+  std::map<std::int32_t, std::string> out;
+  for (const auto& [p, b] : best) out[p] = b.second;
+  return out;
+}
+
+// Waits until td.state shows every partition claimed and spread evenly over exactly `ids`
+// (the cooperative-sticky assignor's end state).
+bool waitBalanced(const Cluster& cluster, const std::set<std::string>& ids) {
+  return waitUntil(
+      [&] {
+        const auto owners = partitionOwners(cluster);
+        if (owners.size() != static_cast<std::size_t>(kPartitions)) return false;
+        std::map<std::string, int> count;
+        for (const auto& [p, id] : owners) ++count[id];
+        if (count.size() != ids.size()) return false;
+        for (const auto& [id, n] : count) {
+          if (!ids.contains(id) || n != kPartitions / static_cast<int>(ids.size())) return false;
+        }
+        return true;
+      },
+      kOwnershipTimeout);
+}
+
+// Group id -> coordinator that owns it now: the one of its event with the highest
+// (coordinator_epoch, sequence). Re-published outbox events keep their old writer's id but
+// never outrank the new owner's group_restored.
+std::map<std::string, std::string> groupOwners(const std::vector<td::v1::Event>& events) {
+  std::map<std::string, std::pair<std::pair<std::uint64_t, std::uint64_t>, std::string>> best;
+  for (const auto& e : events) {
+    auto& b = best[e.group_id()];
+    const std::pair<std::uint64_t, std::uint64_t> rank{e.coordinator_epoch(), e.sequence()};
+    if (rank >= b.first) b = {rank, e.coordinator_id()};
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [g, b] : best) out[g] = b.second;
+  return out;
+}
+
+std::set<std::string> completedGroups(const std::vector<td::v1::Event>& events) {
+  std::set<std::string> out;
+  for (const auto& e : events) {
+    if (e.has_group_completed()) out.insert(e.group_id());
+  }
+  return out;
+}
+
+// Groups restored by one of `by`, with the earliest such group_restored time.
+std::map<std::string, std::int64_t> restoredBy(const std::vector<td::v1::Event>& events,
+                                               const std::function<bool(const std::string&)>& by) {
+  std::map<std::string, std::int64_t> out;
+  for (const auto& e : events) {
+    if (!e.has_group_restored() || !by(e.coordinator_id())) continue;
+    auto [it, inserted] = out.try_emplace(e.group_id(), e.timestamp_ms());
+    if (!inserted) it->second = std::min(it->second, e.timestamp_ms());
+  }
+  return out;
+}
+
+// Earliest step_assigned written by a coordinator `by` accepts for one of `groups`, or -1.
+std::int64_t firstAssignment(const std::vector<td::v1::Event>& events,
+                             const std::set<std::string>& groups,
+                             const std::function<bool(const std::string&)>& by) {
+  std::int64_t first = -1;
+  for (const auto& e : events) {
+    if (!e.has_step_assigned() || !groups.contains(e.group_id()) || !by(e.coordinator_id())) {
+      continue;
+    }
+    if (first < 0 || e.timestamp_ms() < first) first = e.timestamp_ms();
+  }
+  return first;
+}
+
+// Marks per family.
+std::map<std::string, std::vector<Cluster::Mark>> marksByFamily(const Cluster& cluster) {
+  std::map<std::string, std::vector<Cluster::Mark>> out;
+  for (auto& m : cluster.marksWritten()) out[familyOf(m.group)].push_back(std::move(m));
+  return out;
+}
+
+// Waits until every family has `per_family` marks (e.g. one step in flight on each worker).
+bool waitMarks(const Cluster& cluster, const Fleet& fleet, std::size_t per_family,
+               std::chrono::milliseconds timeout) {
+  return waitUntil(
+      [&] {
+        const auto marks = marksByFamily(cluster);
+        for (const auto& f : fleet.families) {
+          auto it = marks.find(f);
+          if (it == marks.end() || it->second.size() < per_family) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+// Every worker exits 0 (its group completed) before the shared deadline.
+void expectWorkersSucceed(const Cluster& cluster, const Fleet& fleet) {
+  const auto deadline = std::chrono::steady_clock::now() + kFinishTimeout;
+  for (Process* w : fleet.workers) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const auto rc = w->wait(std::max(left, std::chrono::milliseconds(1)));
+    EXPECT_EQ(rc, std::optional<int>(0)) << w->outputPath() << ":\n" << w->output();
+  }
+  if (::testing::Test::HasFailure()) ADD_FAILURE() << cluster.logs("coordinator");
+}
+
+// One group per family; each step s1..sN ran exactly once (a mark), attempts within the limit;
+// td.events has group_completed for every group and no assignment over the attempt limit.
+void expectEveryStepRanOnce(const Cluster& cluster, const Fleet& fleet,
+                            const std::vector<td::v1::Event>& events) {
+  const auto marks = marksByFamily(cluster);
+  EXPECT_EQ(marks.size(), fleet.families.size());
+  std::set<std::string> groups;
+  for (const auto& family : fleet.families) {
+    auto it = marks.find(family);
+    ASSERT_NE(it, marks.end()) << family;
+    std::map<std::string, int> runs;
+    for (const auto& m : it->second) {
+      groups.insert(m.group);
+      ++runs[m.step];
+      EXPECT_LE(m.attempt, kMaxAttempts) << family << " " << m.step;
+    }
+    std::set<std::string> group_ids;
+    for (const auto& m : it->second) group_ids.insert(m.group);
+    EXPECT_EQ(group_ids.size(), 1u) << family << ": its three workers share one group";
+    for (int i = 1; i <= fleet.steps; ++i) {
+      EXPECT_EQ(runs["s" + std::to_string(i)], 1)
+          << family << " step s" << i << " ran " << runs["s" + std::to_string(i)] << " times";
+    }
+  }
+  const auto completed = completedGroups(events);
+  for (const auto& g : groups) EXPECT_TRUE(completed.contains(g)) << g << " has no group_completed";
+  for (const auto& e : events) {
+    EXPECT_FALSE(e.has_group_failed()) << e.group_id() << " failed: " << e.DebugString();
+    if (e.has_step_assigned()) {
+      EXPECT_LE(e.step_assigned().attempt(), kMaxAttempts) << e.DebugString();
+    }
+  }
+}
+
+// `td-audit verify --json` over the whole of td.events: exit 0, no violation.
+void expectAuditClean(const Cluster& cluster, const std::string& name) {
+  Process audit(
+      {.args = {TD_AUDIT_BIN, "verify", "--json", "--bootstrap-server", cluster.bootstrap()},
+       .output = cluster.dir() / (name + ".out")});
+  const auto rc = audit.wait(std::chrono::seconds(60));
+  const std::string out = audit.output();
+  std::smatch m;
+  const std::string summary =
+      std::regex_search(
+          out, m, std::regex(R"("redelivered":[0-9]+,"restores":[0-9]+,"violation_count":[0-9]+)"))
+          ? m.str()
+          : out.substr(0, 300);
+  std::printf("[ audit    ] %s: %s\n", name.c_str(), summary.c_str());
+  EXPECT_EQ(rc, std::optional<int>(0)) << out;
+  EXPECT_NE(out.find("\"violation_count\":0"), std::string::npos) << out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(Failover, KillOneOfThreeCoordinatorsEveryGroupCompletesOnce) {
+  constexpr int kGroups = 20, kWorkers = 3, kSteps = 9;
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = kPartitions});
+  const std::set<std::string> ids = {"c1", "c2", "c3"};
+  std::map<std::string, Process*> coordinators;
+  for (const auto& id : ids) coordinators[id] = &cluster.startCoordinator(id, coordinatorArgs());
+  ASSERT_TRUE(waitBalanced(cluster, ids)) << cluster.logs("coordinator");
+
+  Fleet fleet = startGroups(cluster, "kill", kGroups, kWorkers, kSteps);
+  // Every worker has a step in flight, held at the gate.
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
+
+  // The victim: the coordinator owning the most groups (all of them running).
+  const auto owners = groupOwners(cluster.events());
+  ASSERT_EQ(owners.size(), static_cast<std::size_t>(kGroups));
+  std::map<std::string, std::set<std::string>> groups_of;
+  for (const auto& [group, owner] : owners) groups_of[owner].insert(group);
+  std::string victim;
+  for (const auto& [id, groups] : groups_of) {
+    if (victim.empty() || groups.size() > groups_of[victim].size()) victim = id;
+  }
+  const std::set<std::string> victim_groups = groups_of[victim];
+  std::printf("[ owners   ] c1=%zu c2=%zu c3=%zu groups; killing %s\n", groups_of["c1"].size(),
+              groups_of["c2"].size(), groups_of["c3"].size(), victim.c_str());
+
+  // Let the steps flow and kill the victim as soon as one of its groups starts its second round:
+  // it is busy (completions arriving, assignments going out) and every one of its groups still
+  // has steps nobody was assigned yet.
+  openGate(cluster);
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        for (const auto& m : cluster.marksWritten()) {
+          if (victim_groups.contains(m.group) && m.step != "s1" && m.step != "s2" &&
+              m.step != "s3") {
+            return true;
+          }
+        }
+        return false;
+      },
+      std::chrono::seconds(30)))
+      << cluster.logs("coordinator");
+  const std::int64_t killed_at = wallMs();
+  coordinators[victim]->signal(SIGKILL);
+  ASSERT_EQ(coordinators[victim]->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+
+  expectWorkersSucceed(cluster, fleet);
+  const auto events = cluster.events();
+  expectEveryStepRanOnce(cluster, fleet, events);
+
+  auto survivor = [&](const std::string& id) { return ids.contains(id) && id != victim; };
+  const auto moved = restoredBy(events, survivor);
+  for (const auto& g : victim_groups) {
+    EXPECT_TRUE(moved.contains(g)) << g << " of " << victim << " has no group_restored by "
+                                   << "a surviving coordinator";
+  }
+  for (const auto& e : events) {
+    EXPECT_FALSE(victim_groups.contains(e.group_id()) && e.has_group_completed() &&
+                 e.timestamp_ms() < killed_at)
+        << e.group_id() << " completed before the kill: nothing was left to take over";
+  }
+  const std::int64_t first_assignment = firstAssignment(events, victim_groups, survivor);
+  ASSERT_GT(first_assignment, 0) << "no survivor assigned a step of the victim's groups\n"
+                                 << cluster.logs("coordinator");
+  std::int64_t first_restore = -1;
+  std::size_t groups_moved = 0;
+  for (const auto& [g, at] : moved) {
+    if (!victim_groups.contains(g)) continue;
+    ++groups_moved;
+    if (first_restore < 0 || at < first_restore) first_restore = at;
+  }
+  const std::int64_t failover_ms = first_assignment - killed_at;
+  std::printf(
+      "[ measured ] failover_ms=%lld restore_ms=%lld groups_moved=%zu (of %zu groups, "
+      "killed %s)\n",
+      static_cast<long long>(failover_ms), static_cast<long long>(first_restore - killed_at),
+      groups_moved, owners.size(), victim.c_str());
+  std::fflush(stdout);
+  ::testing::Test::RecordProperty("failover_ms", std::to_string(failover_ms));
+  EXPECT_GT(failover_ms, 0);
+  EXPECT_LT(failover_ms, kFailoverBoundMs);
+
+  expectAuditClean(cluster, "audit-kill-one");
+}
+
+TEST(Failover, ScaleOutMovesRunningGroupsToNewCoordinators) {
+  constexpr int kGroups = 8, kWorkers = 3, kSteps = 12;
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = kPartitions});
+  cluster.startCoordinator("c1", coordinatorArgs());
+  ASSERT_TRUE(waitBalanced(cluster, {"c1"})) << cluster.logs("coordinator");
+
+  Fleet fleet = startGroups(cluster, "out", kGroups, kWorkers, kSteps);
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
+
+  const std::int64_t scaled_at = wallMs();
+  cluster.startCoordinator("c2", coordinatorArgs());
+  cluster.startCoordinator("c3", coordinatorArgs());
+  auto newcomer = [](const std::string& id) { return id == "c2" || id == "c3"; };
+  // Hold the groups until one of them moved, then let the steps flow while the rebalance may
+  // still move others.
+  ASSERT_TRUE(
+      waitUntil([&] { return !restoredBy(cluster.events(), newcomer).empty(); }, kOwnershipTimeout))
+      << cluster.logs("coordinator");
+  openGate(cluster);
+
+  expectWorkersSucceed(cluster, fleet);
+  const auto events = cluster.events();
+  expectEveryStepRanOnce(cluster, fleet, events);
+  const auto moved = restoredBy(events, newcomer);
+  std::int64_t first_restore = -1;
+  for (const auto& [g, at] : moved) {
+    first_restore = first_restore < 0 ? at : std::min(first_restore, at);
+  }
+  // Counted, not asserted: groups c1 keeps should simply go on being served, but when one of
+  // c1's asynchronous offset commits meets the rebalance's new generation (ILLEGAL_GENERATION),
+  // librdkafka declares c1's whole assignment lost ("lost 24 partitions" in its log) and c1
+  // claims and restores its own remaining groups again (group_restored by c1).
+  std::size_t restored_in_place = 0;
+  for (const auto& e : events) {
+    restored_in_place += e.has_group_restored() && e.coordinator_id() == "c1" ? 1 : 0;
+  }
+  std::printf(
+      "[ measured ] scale_out groups_moved=%zu of %d first_restore_ms=%lld "
+      "restored_in_place_by_c1=%zu\n",
+      moved.size(), kGroups, static_cast<long long>(first_restore - scaled_at), restored_in_place);
+  std::fflush(stdout);
+  EXPECT_GE(moved.size(), 1u);
+  // Every group the newcomers took over was restored from a snapshot of c1's.
+  for (const auto& e : events) {
+    if (e.has_group_restored() && newcomer(e.coordinator_id())) {
+      EXPECT_TRUE(e.group_restored().previous_coordinator_id() == "c1" ||
+                  newcomer(e.group_restored().previous_coordinator_id()))
+          << e.DebugString();
+    }
+  }
+  EXPECT_TRUE(waitBalanced(cluster, {"c1", "c2", "c3"})) << cluster.logs("coordinator");
+  expectAuditClean(cluster, "audit-scale-out");
+}
+
+TEST(Failover, RestartOfEveryCoordinatorContinuesFromTheChangelog) {
+  constexpr int kGroups = 6, kWorkers = 3, kSteps = 9;
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = kPartitions});
+  std::vector<Process*> old;
+  for (const char* id : {"c1", "c2", "c3"})
+    old.push_back(&cluster.startCoordinator(id, coordinatorArgs()));
+  ASSERT_TRUE(waitBalanced(cluster, {"c1", "c2", "c3"})) << cluster.logs("coordinator");
+
+  Fleet fleet = startGroups(cluster, "all", kGroups, kWorkers, kSteps);
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
+  // Steps flowing: kill every coordinator once some group started its second round.
+  openGate(cluster);
+  ASSERT_TRUE(waitUntil([&] { return cluster.marksWritten().size() > kGroups * kWorkers; },
+                        std::chrono::seconds(30)));
+  const std::int64_t killed_at = wallMs();
+  for (Process* c : old) c->signal(SIGKILL);
+  for (Process* c : old) ASSERT_EQ(c->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+
+  // What the old coordinators wrote: the groups still running when they died.
+  const auto before = cluster.events();
+  const auto completed_before = completedGroups(before);
+  std::set<std::string> running;
+  for (const auto& [group, owner] : groupOwners(before)) {
+    if (!completed_before.contains(group)) running.insert(group);
+  }
+  std::printf("[ restart  ] %zu of %d groups running when every coordinator was killed\n",
+              running.size(), kGroups);
+  EXPECT_FALSE(running.empty());
+
+  const std::int64_t restarted_at = wallMs();
+  for (const char* id : {"c4", "c5", "c6"}) cluster.startCoordinator(id, coordinatorArgs());
+  expectWorkersSucceed(cluster, fleet);
+  const auto events = cluster.events();
+  expectEveryStepRanOnce(cluster, fleet, events);
+
+  auto fresh = [](const std::string& id) { return id == "c4" || id == "c5" || id == "c6"; };
+  const auto restored = restoredBy(events, fresh);
+  for (const auto& g : running) {
+    EXPECT_TRUE(restored.contains(g)) << g << " was running and has no group_restored by c4..c6";
+  }
+  const std::int64_t first_assignment = firstAssignment(events, running, fresh);
+  std::printf(
+      "[ measured ] restart_all groups_restored=%zu kill_to_first_assignment_ms=%lld "
+      "(new coordinators started %lld ms after the kill)\n",
+      restored.size(), static_cast<long long>(first_assignment - killed_at),
+      static_cast<long long>(restarted_at - killed_at));
+  std::fflush(stdout);
+  expectAuditClean(cluster, "audit-restart-all");
+}
+
+}  // namespace
+}  // namespace td::testing
