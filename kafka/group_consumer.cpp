@@ -162,6 +162,16 @@ td::Status GroupConsumer::commit(const std::vector<TopicPartitionOffset>& next_o
   return {};
 }
 
+td::Status GroupConsumer::storeOffsets(const std::vector<TopicPartitionOffset>& next_offsets) {
+  if (next_offsets.empty()) return {};
+  if (impl_->closed) return makeError(Errc::kState, "storeOffsets: the consumer is closed");
+  auto list = toPartitionList(next_offsets);
+  if (auto err = rd_kafka_offsets_store(impl_->rk.get(), list.get()); err) {
+    return rdKafkaError(err, "offsets_store");
+  }
+  return {};
+}
+
 void GroupConsumer::onRebalance(RebalanceCallback callback) {
   impl_->on_rebalance = std::move(callback);
 }

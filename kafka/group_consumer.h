@@ -40,6 +40,13 @@ class GroupConsumer {
   // An empty list is a no-op. Errors: the broker's error (sync), kInvalidArg, kFatal.
   td::Status commit(const std::vector<TopicPartitionOffset>& next_offsets, bool async);
 
+  // Marks `next_offsets` (each last processed + 1) as done, for librdkafka's own commit: with
+  // enable.auto.commit=true it commits them every auto.commit.interval.ms while the group is
+  // steady, and for revoked partitions before they go. Unlike commit(), this never sends a
+  // commit in the middle of a rebalance, whose stale generation would make librdkafka treat the
+  // whole assignment as lost. The partitions must be assigned. Errors: kState, kFatal.
+  td::Status storeOffsets(const std::vector<TopicPartitionOffset>& next_offsets);
+
   // Companion topics follow the subscription partition by partition: whenever partition p of a
   // subscribed topic is assigned (or revoked), partition p of every companion is assigned (or
   // revoked) with it, resuming from the group's committed offset. This co-partitions topics

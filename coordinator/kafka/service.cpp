@@ -41,10 +41,16 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
   // fresh td-broker) resolves in seconds. Cooperative rebalancing: partitions that do not move
   // keep being served while others do.
+  // Offsets are stored once a cycle's output is acknowledged and committed by librdkafka's
+  // timer, which skips the rebalance window: an explicit commit that lands in it carries a
+  // stale generation, and librdkafka then drops the whole assignment (seen on scale-out: a
+  // coordinator re-restored the partitions it kept).
   kafka::Properties consumer_own{{"group.id", o.consumer_group},
                                  {"session.timeout.ms", "6000"},
                                  {"heartbeat.interval.ms", "2000"},
-                                 {"partition.assignment.strategy", "cooperative-sticky"}};
+                                 {"partition.assignment.strategy", "cooperative-sticky"},
+                                 {"enable.auto.commit", o.exactly_once ? "false" : "true"},
+                                 {"auto.commit.interval.ms", "200"}};
   // Output is never dropped: through an outage it waits (and the batch's offsets stay
   // uncommitted) until the broker is back.
   kafka::Properties producer_own{{"message.timeout.ms", "0"}};
@@ -367,10 +373,10 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
     writeSnapshots();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
-  // 3. Only now is the input done with.
+  // 3. Only now is the input done with (committed within 200 ms by librdkafka's timer).
   if (offsets.empty()) return {};
-  auto committed = consumer_->commit(offsets, /*async=*/true);
-  if (!committed) log_->warn("offset commit failed: {}", committed.error().message());
+  auto stored = consumer_->storeOffsets(offsets);
+  if (!stored) log_->warn("storing offsets failed: {}", stored.error().message());
   return {};
 }
 

@@ -7,7 +7,7 @@
 //   1. snapshot every group the cycle changed, with the cycle's output for it as its outbox,
 //      to td.state; wait for the broker's acknowledgement;
 //   2. write the output itself; wait for the acknowledgement;
-//   3. commit the input offsets.
+//   3. store the input offsets, which librdkafka commits within 200 ms (outside rebalances).
 // A crash before 1 is acknowledged loses nothing (the input is replayed against the previous
 // snapshot); after it, the next owner re-publishes the outbox (identical records) and the
 // replayed input is recognised as duplicate by the core. On partition assignment the shell

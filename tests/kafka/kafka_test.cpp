@@ -6,6 +6,7 @@
 #include <poll.h>
 
 #include <map>
+#include <set>
 
 #include "tests/kafka/kafka_test_util.h"
 
@@ -338,6 +339,48 @@ TEST_F(KafkaTest, GroupConsumerResumesFromTheCommittedOffset) {
   c2->close();
   EXPECT_EQ(owned, (std::map<std::int32_t, int>{{0, 0}, {1, 0}, {2, 0}}));
   EXPECT_FALSE(c2->commit({{topic_, 1, 10}}, false));
+}
+
+// The coordinator subscribes to td.registrations only and reads td.completions as a companion:
+// the companion's partitions come and go with the subscription's, resume from the committed
+// offset, and offsets stored with storeOffsets() are committed by librdkafka (here on close).
+TEST_F(KafkaTest, CompanionPartitionsFollowTheAssignmentAndStoredOffsetsAreCommitted) {
+  const auto companion = uniqueName("companion");
+  ASSERT_OK(broker_->createTopic(companion, 3));
+  auto p = producer();
+  produceN(*p, topic_, 2, 1, "m");
+  produceN(*p, companion, 2, 4, "c");
+  const auto group = uniqueName("g");
+  const Properties props = {{"partition.assignment.strategy", "cooperative-sticky"},
+                            {"enable.auto.commit", "true"},
+                            {"auto.commit.interval.ms", "100"}};
+  {
+    auto c = groupConsumer(group, props);
+    std::vector<TopicPartitionOffset> heard;
+    c->onRebalance([&](bool is_assign, const std::vector<TopicPartitionOffset>& parts) {
+      if (is_assign) heard.insert(heard.end(), parts.begin(), parts.end());
+    });
+    c->setCompanions({companion});
+    ASSERT_OK(c->subscribe({topic_}));
+    auto got = readN(*c, 5, 15s);
+    ASSERT_EQ(got.size(), 5u);
+    int from_companion = 0;
+    for (const auto& m : got) from_companion += m.topic == companion ? 1 : 0;
+    EXPECT_EQ(from_companion, 4);
+    ASSERT_EQ(heard.size(), 3u);   // the callback hears of subscribed partitions only
+    for (const auto& tp : heard) EXPECT_EQ(tp.topic, topic_);
+    // c0 and c1 processed; m0 not.
+    ASSERT_OK(c->storeOffsets({{companion, 2, 2}}));
+    c->close();
+  }
+  auto c2 = groupConsumer(group, props);
+  c2->setCompanions({companion});
+  ASSERT_OK(c2->subscribe({topic_}));
+  auto rest = readN(*c2, 3, 15s);
+  std::set<std::string> values;
+  for (const auto& m : rest) values.insert(m.value);
+  EXPECT_EQ(values, (std::set<std::string>{"m0", "c2", "c3"}));
+  c2->close();
 }
 
 TEST_F(KafkaFaultTest, ProduceWhileTheBrokerIsDownIsDeliveredAfterItIsBackUp) {
