@@ -93,8 +93,7 @@ std::string sessionKey(const std::string& peer_id, const std::string& session_id
 }
 }  // namespace
 
-void Core::tombstone(const std::string& key, Millis now) {
-  const Millis until = now + config_.finished_group_retention * kTombstoneRetentionFactor;
+void Core::tombstone(const std::string& key, Millis until) {
   tombstones_[key] = until;
   tombstone_expiry_.emplace(until, key);
 }
@@ -142,7 +141,8 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
       return;
     }
     // A new session of a known peer replaces the old one, whose running step is re-queued.
-    tombstone(sessionKey(peer.peer_id(), it->second.session_id), now.mono);
+    tombstone(sessionKey(peer.peer_id(), it->second.session_id),
+              now.mono + config_.finished_group_retention * kTombstoneRetentionFactor);
     const bool was_running = !current.finishedAt().has_value();
     current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
     if (was_running && current.finishedAt()) scheduleExpiry(current);
@@ -223,13 +223,23 @@ void Core::scheduleExpiry(const Group& group) {
   expiry_.emplace(*group.finishedAt() + config_.finished_group_retention, group.id());
 }
 
-void Core::forget(const std::string& group_id, Millis now) {
+void Core::forget(const std::string& group_id, Instant now) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return;
   Group& group = *it->second;
-  tombstone("group\n" + group_id, now);
-  for (const auto& m : group.memberSessions()) tombstone(sessionKey(m.peer_id, m.session_id), now);
-  forgotten_.emplace_back(group_id, group.partition());
+  const Millis refused_for = config_.finished_group_retention * kTombstoneRetentionFactor;
+  td::v1::ForgottenGroup record;
+  record.set_group_id(group_id);
+  record.set_partition(group.partition());
+  record.set_until_ms((now.wall + refused_for).count());
+  tombstone("group\n" + group_id, now.mono + refused_for);
+  for (const auto& m : group.memberSessions()) {
+    tombstone(sessionKey(m.peer_id, m.session_id), now.mono + refused_for);
+    record.add_peer_ids(m.peer_id);
+    record.add_session_ids(m.session_id);
+  }
+  forgotten_partition_[group_id] = group.partition();
+  forgotten_.push_back(std::move(record));
   unlink(group);
   groups_.erase(it);
 }
@@ -272,9 +282,27 @@ void Core::setPartitionEpoch(std::int32_t partition, std::uint64_t epoch) {
 }
 
 Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
-                      const std::vector<td::v1::GroupSnapshot>& snapshots, Instant now) {
+                      const std::vector<td::v1::GroupSnapshot>& snapshots,
+                      const std::vector<td::v1::ForgottenGroup>& forgotten, Instant now) {
   setPartitionEpoch(partition, epoch);
   Effects out;
+  for (const auto& f : forgotten) {
+    if (f.group_id().empty() || f.peer_ids_size() != f.session_ids_size()) {
+      out.emplace_back(DeadLetter{.reason = "forgotten-group record '" + f.group_id() +
+                                            "' without an id or with unpaired sessions"});
+      continue;
+    }
+    const Millis until = Millis(f.until_ms()) - (now.wall - now.mono);
+    forgotten_partition_[f.group_id()] = partition;
+    if (until <= now.mono) {
+      expired_.emplace_back(f.group_id(), partition);   // its refusal ended while unowned
+      continue;
+    }
+    tombstone("group\n" + f.group_id(), until);
+    for (int i = 0; i < f.peer_ids_size(); ++i) {
+      tombstone(sessionKey(f.peer_ids(i), f.session_ids(i)), until);
+    }
+  }
   // Oldest first, so "oldest group wins" ties and the peers index resolve as they did.
   std::vector<const td::v1::GroupSnapshot*> ordered;
   for (const auto& s : snapshots) ordered.push_back(&s);
@@ -306,6 +334,9 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
 
 void Core::dropPartition(std::int32_t partition) {
   partition_epochs_.erase(partition);
+  // Its forgotten groups' refusals stay (harmless), but their records are the new owner's to
+  // delete.
+  std::erase_if(forgotten_partition_, [&](const auto& e) { return e.second == partition; });
   for (auto it = groups_.begin(); it != groups_.end();) {
     if (it->second->partition() != partition) {
       ++it;
@@ -329,8 +360,10 @@ std::optional<std::int32_t> Core::partitionOf(const std::string& group_id) const
   return it->second->partition();
 }
 
-std::vector<std::pair<std::string, std::int32_t>> Core::takeForgotten() {
-  return std::exchange(forgotten_, {});
+std::vector<td::v1::ForgottenGroup> Core::takeForgotten() { return std::exchange(forgotten_, {}); }
+
+std::vector<std::pair<std::string, std::int32_t>> Core::takeExpired() {
+  return std::exchange(expired_, {});
 }
 
 Group* Core::groupFor(const std::string& group_id, Effects& out) {
@@ -433,12 +466,20 @@ void Core::onTick(Instant now, Effects& out) {
     // A group can be scheduled more than once (late joiners); forget it only when due.
     if (it == groups_.end() || !it->second->finishedAt()) continue;
     if (*it->second->finishedAt() + config_.finished_group_retention > now.mono) continue;
-    forget(group_id, now.mono);
+    forget(group_id, now);
   }
   while (!tombstone_expiry_.empty() && tombstone_expiry_.begin()->first <= now.mono) {
-    auto it = tombstones_.find(tombstone_expiry_.begin()->second);
-    if (it != tombstones_.end() && it->second <= now.mono) tombstones_.erase(it);
+    const std::string key = tombstone_expiry_.begin()->second;
     tombstone_expiry_.erase(tombstone_expiry_.begin());
+    auto it = tombstones_.find(key);
+    if (it == tombstones_.end() || it->second > now.mono) continue;
+    tombstones_.erase(it);
+    constexpr std::string_view kGroupPrefix = "group\n";
+    if (!key.starts_with(kGroupPrefix)) continue;
+    auto owned = forgotten_partition_.find(key.substr(kGroupPrefix.size()));
+    if (owned == forgotten_partition_.end()) continue;   // its partition moved away
+    expired_.emplace_back(owned->first, owned->second);
+    forgotten_partition_.erase(owned);
   }
 }
 

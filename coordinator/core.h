@@ -40,16 +40,22 @@ class Core {
   // each snapshot's outbox again, then group_restored and OwnerChanged for running groups.
   // A snapshot that does not validate is skipped with a DeadLetter effect naming the problem
   // (the shell records the bytes); the other groups are restored.
+  // `forgotten` are the partition's forgotten groups: their ids and sessions stay refused.
   [[nodiscard]] Effects restore(std::int32_t partition, std::uint64_t epoch,
-                                const std::vector<td::v1::GroupSnapshot>& snapshots, Instant now);
+                                const std::vector<td::v1::GroupSnapshot>& snapshots,
+                                const std::vector<td::v1::ForgottenGroup>& forgotten,
+                                Instant now);
   // The partition moved to another coordinator: forgets its groups without writing anything.
   void dropPartition(std::int32_t partition);
   // The state of a group for td.state, if the core has it.
   std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
   std::optional<std::int32_t> partitionOf(const std::string& group_id) const;
-  // Groups forgotten (retention passed) since the last call, with their partitions: the shell
-  // deletes their snapshots with a tombstone.
-  std::vector<std::pair<std::string, std::int32_t>> takeForgotten();
+  // Groups forgotten (retention passed) since the last call: the shell replaces their snapshots
+  // with these records, so their ids and sessions stay refused after a fail-over too.
+  std::vector<td::v1::ForgottenGroup> takeForgotten();
+  // Forgotten groups whose refusal period ended since the last call, with their partitions:
+  // the shell deletes their records (null value), and compaction removes them.
+  std::vector<std::pair<std::string, std::int32_t>> takeExpired();
 
   const CoreConfig& config() const { return config_; }
   std::size_t groupCount() const { return groups_.size(); }
@@ -82,7 +88,7 @@ class Core {
   std::string newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const;
   void indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs);
   void scheduleExpiry(const Group& group);
-  void forget(const std::string& group_id, Millis now);
+  void forget(const std::string& group_id, Instant now);
   // Removes a group from every index (families, peers); the caller erases it from groups_.
   void unlink(const Group& group);
   // Adds a new or restored group to the indexes (families, peers).
@@ -99,7 +105,10 @@ class Core {
   CoreConfig config_;
   std::uint64_t next_ordinal_ = 1;
   std::unordered_map<std::int32_t, std::uint64_t> partition_epochs_;
-  std::vector<std::pair<std::string, std::int32_t>> forgotten_;
+  std::vector<td::v1::ForgottenGroup> forgotten_;
+  std::vector<std::pair<std::string, std::int32_t>> expired_;
+  // Forgotten group id -> its partition, while its id is refused (dropped with the partition).
+  std::unordered_map<std::string, std::int32_t> forgotten_partition_;
   std::unordered_map<std::string, std::unique_ptr<Group>> groups_;
   std::unordered_map<std::string, Family> families_;
   std::unordered_map<std::string, PeerRecord> peers_;
@@ -111,7 +120,7 @@ class Core {
   static constexpr int kTombstoneRetentionFactor = 6;
   std::unordered_map<std::string, Millis> tombstones_;   // key -> mono time it may be dropped
   std::multimap<Millis, std::string> tombstone_expiry_;
-  void tombstone(const std::string& key, Millis now);
+  void tombstone(const std::string& key, Millis until);
   bool isTombstoned(const std::string& key) const { return tombstones_.contains(key); }
   // Leases lapse only while input flows: after a silence longer than half a lease (the broker
   // was unreachable, or this coordinator just started) every peer gets one full lease to be

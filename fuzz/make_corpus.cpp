@@ -1,5 +1,5 @@
 // Writes the seed corpora of the fuzz targets (fuzz/seeds.cpp) into DIR/registration,
-// DIR/completion and DIR/schema, one file per seed, for the libFuzzer binaries:
+// DIR/completion, DIR/schema and DIR/state, one file per seed, for the libFuzzer binaries:
 //   td_fuzz_make_corpus corpus && td_fuzz_registration corpus/registration
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fuzz/seeds.h"
+#include "fuzz/targets.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
       {"registration", td::fuzz::registrationSeeds()},
       {"completion", td::fuzz::completionSeeds()},
       {"schema", td::fuzz::schemaSeeds()},
+      {"state", td::fuzz::stateSeeds()},
   };
   for (const auto& [name, seeds] : sets) {
     std::filesystem::create_directories(root / name);

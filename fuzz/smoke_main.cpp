@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
       {"completion", td::fuzz::fuzzCompletionRecord, td::fuzz::completionSeeds(),
        td::fuzz::kRecordHeaderBytes, true},
       {"schema", td::fuzz::fuzzSchema, td::fuzz::schemaSeeds(), 1, false},
+      {"state", td::fuzz::fuzzStateRecord, td::fuzz::stateSeeds(), 1, true},
   };
   int failures = 0;
   const auto start = std::chrono::steady_clock::now();

@@ -10,6 +10,8 @@
 //   fuzzRegistrationRecord: [flags][partition][pick][advance] record bytes...
 //   fuzzCompletionRecord:   [flags][pick1][pick2][advance] record bytes...
 //   fuzzSchema:             [options] YAML text...
+//   fuzzStateRecord:        [advance] td.state record bytes... (a snapshot or forgotten-group
+//                           record restored into a fresh Core, which then runs on)
 // `record bytes` go through decodeRegistrationRecord / decodeCompletionRecord unchanged; the
 // flags only overwrite fields of a record that decoded (see the k* constants below). `advance`
 // moves time by advance * 50 ms before the Tick that follows every record.
@@ -50,6 +52,11 @@ inline constexpr std::uint8_t kSchemaTaskCommand = 0x01;  // also pass ParseOpti
 int fuzzRegistrationRecord(const std::uint8_t* data, std::size_t size);
 int fuzzCompletionRecord(const std::uint8_t* data, std::size_t size);
 int fuzzSchema(const std::uint8_t* data, std::size_t size);
+int fuzzStateRecord(const std::uint8_t* data, std::size_t size);
+
+// Seeds for fuzzStateRecord: the populated World's groups as the Kafka shell snapshots them,
+// and a forgotten-group record (with the one-byte header).
+std::vector<std::string> stateSeeds();
 
 // Silences the loggers the code under test may write to (protobuf parse complaints); call once.
 void quietLogs();

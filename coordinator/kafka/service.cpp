@@ -188,6 +188,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
   const auto started = clock_.now().mono;
   const auto& topic = options_.core.topics.state();
   std::map<std::string, td::v1::GroupSnapshot> latest;
+  std::map<std::string, td::v1::ForgottenGroup> forgotten;
   std::uint64_t claimed = 0;   // highest epoch claimed so far in the log
   std::uint64_t skipped = 0;
   auto visit = [&](const kafka::Message& msg) {
@@ -198,12 +199,20 @@ td::Status Service::restorePartition(std::int32_t partition) {
         return;
       }
     } else if (msg.value.empty()) {
-      latest.erase(msg.key);   // the group was forgotten
+      latest.erase(msg.key);   // deleted
+      forgotten.erase(msg.key);
       return;
     } else {
       td::v1::StateRecord record;
+      if (record.ParseFromString(msg.value) && record.has_forgotten() &&
+          record.forgotten().group_id() == msg.key) {
+        latest.erase(msg.key);
+        forgotten[msg.key] = std::move(*record.mutable_forgotten());
+        return;
+      }
       if (record.ParseFromString(msg.value) && record.has_group() &&
           record.group().group_id() == msg.key) {
+        forgotten.erase(msg.key);
         if (record.group().coordinator_epoch() < claimed) {
           ++skipped;   // written by a coordinator that had lost the partition (a zombie)
           return;
@@ -247,7 +256,9 @@ td::Status Service::restorePartition(std::int32_t partition) {
   std::vector<td::v1::GroupSnapshot> snapshots;
   snapshots.reserve(latest.size());
   for (auto& [id, snapshot] : latest) snapshots.push_back(std::move(snapshot));
-  collect(nullptr, core_.restore(partition, epoch, snapshots, clock_.now()));
+  std::vector<td::v1::ForgottenGroup> refused;
+  for (auto& [id, record] : forgotten) refused.push_back(std::move(record));
+  collect(nullptr, core_.restore(partition, epoch, snapshots, refused, clock_.now()));
   TD_RETURN_IF_ERROR(writeCycle({}));
   probe_.partitions_restored.fetch_add(1);
   probe_.groups_restored.fetch_add(snapshots.size());
@@ -354,8 +365,16 @@ void Service::writeSnapshots() {
     probe_.snapshots.fetch_add(1);
     produce(topic, record.group().partition(), group_id, value);
   }
-  for (const auto& [group_id, partition] : core_.takeForgotten()) {
-    produce(topic, partition, group_id, "");   // tombstone: compaction deletes the group
+  for (auto& forgotten : core_.takeForgotten()) {
+    td::v1::StateRecord record;
+    record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    const std::string group_id = forgotten.group_id();
+    const std::int32_t partition = forgotten.partition();
+    *record.mutable_forgotten() = std::move(forgotten);
+    produce(topic, partition, group_id, record.SerializeAsString());
+  }
+  for (const auto& [group_id, partition] : core_.takeExpired()) {
+    produce(topic, partition, group_id, "");   // null: compaction deletes the key
   }
 }
 
@@ -369,7 +388,7 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
     produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   } else {
-    // Groups may still have been forgotten (a tick with no events): their tombstones.
+    // Groups may still have been forgotten or their refusals ended (a tick with no events).
     writeSnapshots();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }

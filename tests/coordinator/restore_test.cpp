@@ -26,7 +26,7 @@ class Restore : public CoreTest {
   std::unique_ptr<Core> restored(const std::vector<td::v1::GroupSnapshot>& snapshots,
                                  std::uint64_t epoch, Effects* effects = nullptr) {
     auto core = std::make_unique<Core>(CoreConfig{.coordinator_id = "next"});
-    Effects e = core->restore(0, epoch, snapshots, clock_.now());
+    Effects e = core->restore(0, epoch, snapshots, {}, clock_.now());
     if (effects != nullptr) *effects = std::move(e);
     return core;
   }
@@ -274,17 +274,41 @@ TEST_F(Restore, GroupsTakeTheirPartitionsEpoch) {
   for (const auto& ev : events(e)) EXPECT_EQ(ev.coordinator_epoch(), 9u);
 }
 
-TEST_F(Restore, ForgottenGroupsAreReportedForTombstones) {
-  auto g = join(PeerBuilder("1").change("c1").steps(1));
+TEST_F(Restore, ForgottenGroupsStayRefusedAcrossARestoreThenTheirRecordsExpire) {
+  const auto founder = PeerBuilder("1").change("c1").steps(1);
+  auto g = join(founder);
   finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_SUCCEEDED);
   EXPECT_TRUE(core_.takeForgotten().empty());
   clock_.advance(core_.config().finished_group_retention + seconds(1));
   run(Tick{});
   auto forgotten = core_.takeForgotten();
   ASSERT_EQ(forgotten.size(), 1u);
-  EXPECT_EQ(forgotten[0].first, g);
-  EXPECT_EQ(forgotten[0].second, 0);
+  EXPECT_EQ(forgotten[0].group_id(), g);
+  EXPECT_EQ(forgotten[0].partition(), 0);
+  ASSERT_EQ(forgotten[0].peer_ids_size(), 1);
+  EXPECT_EQ(forgotten[0].session_ids(0), sessionOf("1"));
   EXPECT_TRUE(core_.takeForgotten().empty());
+
+  // A new owner that restores the forgotten-group record refuses the founding registration
+  // replayed (instead of founding the group again under an id td.events already numbered).
+  Core next(CoreConfig{.coordinator_id = "next"});
+  Effects restored = next.restore(0, 2, {}, forgotten, clock_.now());
+  EXPECT_TRUE(restored.empty());
+  Effects replay = next.handle(Registration{.partition = 0, .peer = founder.build()}, clock_.now());
+  EXPECT_EQ(deadLetters(replay), 1);
+  EXPECT_EQ(next.groupCount(), 0u);
+  // When the refusal ends, the record is reported for deletion, once.
+  EXPECT_TRUE(next.takeExpired().empty());
+  clock_.advance(core_.config().finished_group_retention * 7);
+  (void)next.handle(Tick{}, clock_.now());
+  auto expired = next.takeExpired();
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].first, g);
+  EXPECT_TRUE(next.takeExpired().empty());
+  // A record whose refusal ended while nobody owned the partition is deleted at once.
+  Core late(CoreConfig{.coordinator_id = "late"});
+  (void)late.restore(0, 3, {}, forgotten, clock_.now());
+  EXPECT_EQ(late.takeExpired().size(), 1u);
 }
 
 }  // namespace
