@@ -33,7 +33,7 @@ td::Result<Broker> openBroker(const BenchOptions& options, const protocol::Topic
   }
   kafka::EmbeddedBroker::Options broker_options;
   for (const auto& topic : {topics.registrations(), topics.completions(), topics.joins(),
-                            topics.events(), topics.dlq()}) {
+                            topics.events(), topics.dlq(), topics.state()}) {
     broker_options.topics.emplace_back(topic, options.partitions);
   }
   broker_options.topics.emplace_back(topics.prefix() + "bench.ping", 1);
