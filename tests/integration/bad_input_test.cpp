@@ -13,6 +13,7 @@
 #include "td/v1/events.pb.h"
 #include "td/v1/joins.pb.h"
 #include "td/v1/registrations.pb.h"
+#include "td/v1/state.pb.h"
 #include "tests/integration/cluster.h"
 
 namespace td::testing {
@@ -231,6 +232,55 @@ TEST(BadInput, GarbageAndReplayedInputChangeNothingAndGarbageIsDeadLettered) {
                 r.rejected().peer_id() == "intruder";
   }
   EXPECT_TRUE(rejected);
+}
+
+// Garbage on the coordinators' own changelog (td.state) costs only itself: an undecodable record
+// and a snapshot that does not validate go to td.dlq with their reasons while the coordinator
+// restores the partition and a group runs to completion.
+TEST(BadInput, GarbageOnTheChangelogIsDeadLetteredAndCostsNothingElse) {
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  td::v1::StateRecord invalid;   // decodes, but has no steps
+  invalid.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  invalid.mutable_group()->set_group_id("s-bad-snapshot");
+  invalid.mutable_group()->set_next_sequence(1);
+  std::vector<Injected> records;
+  for (std::int32_t p = 0; p < 4; ++p) {
+    records.push_back({"garbage", "td.state", p, "s-garbage", std::string("\xff\x01garbage", 9)});
+    invalid.mutable_group()->set_partition(p);
+    records.push_back({"invalid snapshot", "td.state", p, "s-bad-snapshot",
+                       invalid.SerializeAsString()});
+  }
+  auto producer = cluster.producer();
+  produceAll(*producer, records);
+
+  auto& coordinator = cluster.startCoordinator();
+  auto schema = cluster.writeSchema("state", schemaOf("state", 2));
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
+  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
+  ASSERT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
+  EXPECT_TRUE(coordinator.running()) << cluster.logs();
+
+  int undecodable = 0, not_restored = 0;
+  waitUntil(
+      [&] {
+        undecodable = not_restored = 0;
+        for (const auto& m : cluster.readTopic("td.dlq")) {
+          td::v1::DeadLetter letter;
+          if (!letter.ParseFromString(m.value)) continue;
+          if (letter.source_topic() == "td.state" && letter.key() == "s-garbage" &&
+              letter.reason() == "undecodable td.state record") {
+            ++undecodable;
+          }
+          if (letter.reason().find("snapshot of group 's-bad-snapshot'") != std::string::npos) {
+            ++not_restored;
+          }
+        }
+        return undecodable == 4 && not_restored == 4;
+      },
+      std::chrono::seconds(20));
+  EXPECT_EQ(undecodable, 4) << cluster.logs();
+  EXPECT_EQ(not_restored, 4) << cluster.logs();
 }
 
 }  // namespace
