@@ -141,16 +141,13 @@ void Service::onRebalance(bool assigned,
     if (tp.topic != options_.core.topics.registrations()) continue;
     if (!assigned) {
       core_.dropPartition(tp.partition);
-      owned_.erase(tp.partition);
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
     }
     if (fatal_) continue;
     if (auto status = restorePartition(tp.partition); !status) {
       fatal_ = std::unexpected(status.error());
-      continue;
     }
-    owned_.insert(tp.partition);
   }
 }
 

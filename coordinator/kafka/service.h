@@ -21,7 +21,6 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -104,7 +103,6 @@ class Service {
     std::string value;
   };
   std::vector<DeadLetterRecord> dead_letters_;
-  std::set<std::int32_t> owned_;               // input partitions restored and being served
   std::optional<td::Status> fatal_;            // an error inside a rebalance callback
 };
 
