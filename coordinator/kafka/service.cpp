@@ -199,21 +199,18 @@ td::Status Service::restorePartition(std::int32_t partition) {
       latest.erase(msg.key);   // deleted
       forgotten.erase(msg.key);
       return;
-    } else {
-      td::v1::StateRecord record;
-      if (record.ParseFromString(msg.value) && record.has_forgotten() &&
-          record.forgotten().group_id() == msg.key) {
+    } else if (td::v1::StateRecord record; record.ParseFromString(msg.value)) {
+      if (record.has_forgotten() && record.forgotten().group_id() == msg.key) {
         latest.erase(msg.key);
         forgotten[msg.key] = std::move(*record.mutable_forgotten());
         return;
       }
-      if (record.ParseFromString(msg.value) && record.has_group() &&
-          record.group().group_id() == msg.key) {
-        forgotten.erase(msg.key);
+      if (record.has_group() && record.group().group_id() == msg.key) {
         if (record.group().coordinator_epoch() < claimed) {
           ++skipped;   // written by a coordinator that had lost the partition (a zombie)
           return;
         }
+        forgotten.erase(msg.key);
         latest[msg.key] = std::move(*record.mutable_group());
         return;
       }

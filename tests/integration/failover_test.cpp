@@ -454,5 +454,66 @@ TEST(Failover, RestartOfEveryCoordinatorContinuesFromTheChangelog) {
   expectAuditClean(cluster, "audit-restart-all");
 }
 
+// The epoch rule on td.state, with hand-written records: claims with epochs 1 and 2, a snapshot
+// of epoch 1 written before the second claim (valid), and one written after it by a coordinator
+// that had lost the partition (a zombie). A new coordinator claims epoch 3, restores the valid
+// snapshot and skips the zombie's.
+TEST(Failover, ZombieSnapshotsAfterANewerClaimAreSkipped) {
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  auto owner = [](std::uint64_t epoch) {
+    td::v1::StateRecord r;
+    r.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    r.mutable_owner()->set_epoch(epoch);
+    r.mutable_owner()->set_coordinator_id("old-" + std::to_string(epoch));
+    return r.SerializeAsString();
+  };
+  auto snapshot = [](std::uint64_t next_sequence) {
+    td::v1::StateRecord r;
+    r.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    auto& g = *r.mutable_group();
+    g.set_group_id("zg");
+    g.set_compatibility_key("zk");
+    g.set_partition(0);
+    g.set_ordinal(1);
+    g.set_coordinator_epoch(1);
+    g.set_coordinator_id("old-1");
+    g.set_status(td::v1::GROUP_STATUS_RUNNING);
+    g.set_next_sequence(next_sequence);
+    auto& step = *g.add_steps();
+    step.mutable_spec()->set_id("a");
+    step.mutable_spec()->set_max_attempts(3);
+    step.set_state(td::v1::STEP_STATE_QUEUED);
+    return r.SerializeAsString();
+  };
+  auto producer = cluster.producer();
+  int acked = 0;
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"#owner", owner(1)}, {"zg", snapshot(4)}, {"#owner", owner(2)}, {"zg", snapshot(9)}}) {
+    ASSERT_TRUE(producer->produce("td.state", 0, key, value,
+                                  [&](const td::Status& s, std::int32_t, std::int64_t) {
+                                    acked += s ? 1 : 0;
+                                  }).has_value());
+    ASSERT_TRUE(producer->flush(std::chrono::seconds(10)).has_value());   // in this order
+  }
+  ASSERT_EQ(acked, 4);
+
+  cluster.startCoordinator("c1", {});
+  std::optional<td::v1::Event> restored;
+  waitUntil(
+      [&] {
+        for (const auto& e : cluster.events()) {
+          if (e.group_id() == "zg" && e.has_group_restored()) restored = e;
+        }
+        return restored.has_value();
+      },
+      std::chrono::seconds(30));
+  ASSERT_TRUE(restored.has_value()) << cluster.logs();
+  EXPECT_EQ(restored->sequence(), 4u) << "restored from the zombie's snapshot";
+  EXPECT_EQ(restored->coordinator_epoch(), 3u);
+  EXPECT_EQ(restored->group_restored().previous_epoch(), 1u);
+  EXPECT_NE(cluster.logs().find("1 stale snapshots of an earlier owner skipped"), std::string::npos)
+      << cluster.logs();
+}
+
 }  // namespace
 }  // namespace td::testing
