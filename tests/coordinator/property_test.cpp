@@ -24,6 +24,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -142,7 +143,7 @@ class Model {
   std::map<std::string, GroupModel> groups;
   std::map<std::string, Joined> joined;  // last GroupJoined reply per peer
   int completed = 0, failed = 0, lost_attempts = 0, assigned = 0, ignored = 0, dead = 0,
-      forgotten = 0, reused_ids = 0;
+      forgotten = 0, reused_ids = 0, failovers = 0, restored = 0;
 
   // Checks the effects of one input; returns the first broken invariant, or "".
   std::string observe(const Effects& effects, const Core& core) {
@@ -306,6 +307,9 @@ class Model {
       ++failed;
     } else if (ev.has_input_ignored()) {
       ++ignored;
+    } else if (ev.has_group_restored()) {
+      if (!running) return "group_restored for a finished group";
+      ++restored;
     }
     return {};
   }
@@ -331,6 +335,49 @@ class Model {
   }
 };
 
+// What td.state would hold, kept as the Kafka shell keeps it: after every input, a snapshot of
+// each group the effects touched (with no outbox: here all output is delivered), forgotten-group
+// records for forgotten groups, and deletions when their refusals end.
+class StateStore {
+ public:
+  void absorb(Core& core, const Effects& effects, Instant now) {
+    std::set<std::string> touched;
+    for (const auto& effect : effects) {
+      if (const auto* e = std::get_if<PublishEvent>(&effect)) touched.insert(e->event.group_id());
+      if (const auto* a = std::get_if<PublishAssignment>(&effect)) touched.insert(a->group_id);
+    }
+    for (const auto& id : touched) {
+      if (auto snapshot = core.snapshot(id, now)) snapshots_[id] = std::move(*snapshot);
+    }
+    for (auto& f : core.takeForgotten()) {
+      snapshots_.erase(f.group_id());
+      forgotten_[f.group_id()] = std::move(f);
+    }
+    for (const auto& [id, partition] : core.takeExpired()) forgotten_.erase(id);
+  }
+  // A new coordinator restoring every partition with `epoch`; its effects go to `out`.
+  std::unique_ptr<Core> restore(const CoreConfig& config, std::uint64_t epoch, Instant now,
+                                Effects* out) const {
+    std::map<std::int32_t, std::vector<td::v1::GroupSnapshot>> snapshots;
+    std::map<std::int32_t, std::vector<td::v1::ForgottenGroup>> forgotten;
+    for (const auto& [id, s] : snapshots_) snapshots[s.partition()].push_back(s);
+    for (const auto& [id, f] : forgotten_) forgotten[f.partition()].push_back(f);
+    std::set<std::int32_t> partitions;
+    for (const auto& [p, list] : snapshots) partitions.insert(p);
+    for (const auto& [p, list] : forgotten) partitions.insert(p);
+    auto core = std::make_unique<Core>(config);
+    for (std::int32_t p : partitions) {
+      Effects e = core->restore(p, epoch, snapshots[p], forgotten[p], now);
+      out->insert(out->end(), e.begin(), e.end());
+    }
+    return core;
+  }
+
+ private:
+  std::map<std::string, td::v1::GroupSnapshot> snapshots_;
+  std::map<std::string, td::v1::ForgottenGroup> forgotten_;
+};
+
 struct Family {
   std::string schema;
   std::string cache;
@@ -349,16 +396,32 @@ class Simulation {
 
   // Runs every operation; returns "" or a reproducible description of the first violation.
   std::string run() {
-    Core core(config_);
+    core_ = std::make_unique<Core>(config_);
     for (op_ = 0; op_ < ops_; ++op_) {
       description_.clear();
-      std::string problem = step(core);
+      std::string problem = step(*core_);
       if (!problem.empty()) return where() + problem;
     }
-    // Determinism: the same inputs at the same times into a fresh Core, byte for byte.
-    Core replay(config_);
+    // Determinism: the same inputs at the same times, and the same fail-overs, into a fresh
+    // Core, byte for byte.
+    auto replay = std::make_unique<Core>(config_);
+    StateStore store;
     std::string again;
-    for (const auto& [input, at] : inputs_) again += serialize(replay.handle(input, at));
+    std::size_t next_failover = 0;
+    for (std::size_t i = 0; i <= inputs_.size(); ++i) {
+      while (next_failover < failovers_.size() && failovers_[next_failover].at_input == i) {
+        const auto& f = failovers_[next_failover++];
+        Effects out;
+        replay = store.restore(config_, f.epoch, f.now, &out);
+        store.absorb(*replay, out, f.now);
+        again += serialize(out);
+      }
+      if (i == inputs_.size()) break;
+      const auto& [input, at] = inputs_[i];
+      Effects effects = replay->handle(input, at);
+      store.absorb(*replay, effects, at);
+      again += serialize(effects);
+    }
     if (again != effects_) {
       return "seed " + std::to_string(seed_) + ": replay of " + std::to_string(inputs_.size()) +
              " inputs gave different effects";
@@ -408,6 +471,7 @@ class Simulation {
 
   Effects apply(Core& core, Input input) {
     Effects effects = core.handle(input, clock_.now());
+    store_.absorb(core, effects, clock_.now());
     effects_ += serialize(effects);
     inputs_.emplace_back(std::move(input), clock_.now());
     return effects;
@@ -641,7 +705,22 @@ class Simulation {
         }
       }
     }
+    if (roll < 77) return failOver();
     return tick(core);
+  }
+
+  // The coordinator dies and another restores every group from td.state (the outbox is empty:
+  // here all output was delivered). The old core is gone; the model carries on.
+  std::string failOver() {
+    const std::uint64_t epoch = ++epoch_;
+    Effects out;
+    core_ = store_.restore(config_, epoch, clock_.now(), &out);
+    store_.absorb(*core_, out, clock_.now());
+    failovers_.push_back({inputs_.size(), epoch, clock_.now()});
+    effects_ += serialize(out);
+    description_ += "fail-over to epoch " + std::to_string(epoch) + "; ";
+    ++model_.failovers;
+    return model_.observe(out, *core_);
   }
 
   std::uint64_t seed_;
@@ -656,6 +735,15 @@ class Simulation {
   std::vector<std::pair<Input, Instant>> inputs_;
   std::string effects_;
   std::string description_;
+  std::unique_ptr<Core> core_;
+  StateStore store_;
+  std::uint64_t epoch_ = 1;
+  struct Failover {
+    std::size_t at_input;   // before inputs_[at_input]
+    std::uint64_t epoch;
+    Instant now;
+  };
+  std::vector<Failover> failovers_;
 };
 
 TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
@@ -681,18 +769,23 @@ TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
     totals.dead += m.dead;
     totals.forgotten += m.forgotten;
     totals.reused_ids += m.reused_ids;
+    totals.failovers += m.failovers;
+    totals.restored += m.restored;
   }
   std::printf("%llu seeds x %d ops: %d assigned, %d completed, %d failed, %d lost attempts, "
-              "%d ignored, %d dead letters, %d forgotten groups, %d forgotten ids founded again\n",
+              "%d ignored, %d dead letters, %d forgotten groups, %d forgotten ids founded again, "
+              "%d fail-overs restoring %d running groups\n",
               static_cast<unsigned long long>(seeds), ops, totals.assigned, totals.completed,
               totals.failed, totals.lost_attempts, totals.ignored, totals.dead,
-              totals.forgotten, totals.reused_ids);
+              totals.forgotten, totals.reused_ids, totals.failovers, totals.restored);
   if (only == 0 && seeds >= 100) {
     // The generator must reach the interesting states, or the properties prove little.
     EXPECT_GT(totals.completed, 100);
     EXPECT_GT(totals.failed, 100);
     EXPECT_GT(totals.lost_attempts, 100);
     EXPECT_GT(totals.forgotten, 10);
+    EXPECT_GT(totals.failovers, 100);
+    EXPECT_GT(totals.restored, 100);
   }
 }
 
