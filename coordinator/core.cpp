@@ -232,6 +232,7 @@ void Core::forget(const std::string& group_id, Instant now) {
   record.set_group_id(group_id);
   record.set_partition(group.partition());
   record.set_until_ms((now.wall + refused_for).count());
+  record.set_coordinator_epoch(group.epoch());
   tombstone("group\n" + group_id, now.mono + refused_for);
   for (const auto& m : group.memberSessions()) {
     tombstone(sessionKey(m.peer_id, m.session_id), now.mono + refused_for);

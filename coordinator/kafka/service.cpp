@@ -201,6 +201,10 @@ td::Status Service::restorePartition(std::int32_t partition) {
       return;
     } else if (td::v1::StateRecord record; record.ParseFromString(msg.value)) {
       if (record.has_forgotten() && record.forgotten().group_id() == msg.key) {
+        if (record.forgotten().coordinator_epoch() < claimed) {
+          ++skipped;
+          return;
+        }
         latest.erase(msg.key);
         forgotten[msg.key] = std::move(*record.mutable_forgotten());
         return;

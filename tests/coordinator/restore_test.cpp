@@ -287,6 +287,7 @@ TEST_F(Restore, ForgottenGroupsStayRefusedAcrossARestoreThenTheirRecordsExpire) 
   EXPECT_EQ(forgotten[0].partition(), 0);
   ASSERT_EQ(forgotten[0].peer_ids_size(), 1);
   EXPECT_EQ(forgotten[0].session_ids(0), sessionOf("1"));
+  EXPECT_EQ(forgotten[0].coordinator_epoch(), 1u);
   EXPECT_TRUE(core_.takeForgotten().empty());
 
   // A new owner that restores the forgotten-group record refuses the founding registration
