@@ -4,7 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <netinet/tcp.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -428,6 +433,40 @@ TEST_F(KafkaTest, EmbeddedBrokerValidatesItsArguments) {
   const auto topic = uniqueName("made");
   ASSERT_OK(broker_->createTopic(topic, 6));
   EXPECT_EQ(*producer()->partitionCount(topic, 5s), 6);
+}
+
+// Nagle's algorithm is off on the embedded broker's sockets (see setNoDelayOnListeners): on its
+// listeners, and so on every connection it accepts. The broker runs in this process, so the
+// test finds its sockets among its own descriptors.
+TEST(EmbeddedBrokerTest, ListenersAndAcceptedConnectionsHaveNoDelay) {
+  auto broker = EmbeddedBroker::start({.topics = {{"nodelay", 1}}});
+  ASSERT_TRUE(broker) << broker.error().message();
+  const std::string& bootstrap = (*broker)->bootstrapServers();
+  const int port = std::atoi(bootstrap.substr(bootstrap.rfind(':') + 1).c_str());
+  // A client connection, so the broker accepts one.
+  auto p = Producer::create({{"bootstrap.servers", bootstrap}});
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE((*p)->partitionCount("nodelay", 10s)) << "connected";
+  int listeners = 0, accepted = 0, with_nagle = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::atoi(entry.path().filename().c_str());
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+        addr.sin_family != AF_INET || ntohs(addr.sin_port) != port) {
+      continue;
+    }
+    int listening = 0, nodelay = 0;
+    socklen_t size = sizeof listening;
+    ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size), 0);
+    size = sizeof nodelay;
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+    (listening ? listeners : accepted) += 1;
+    if (!nodelay) ++with_nagle;
+  }
+  EXPECT_EQ(listeners, 1);
+  EXPECT_GE(accepted, 1);
+  EXPECT_EQ(with_nagle, 0);
 }
 
 TEST(EmbeddedBrokerTest, SeveralBrokers) {
