@@ -187,12 +187,14 @@ td::Status Service::restorePartition(std::int32_t partition) {
   std::map<std::string, td::v1::GroupSnapshot> latest;
   std::map<std::string, td::v1::ForgottenGroup> forgotten;
   std::uint64_t claimed = 0;   // highest epoch claimed so far in the log
+  std::uint64_t highest = 0;   // highest epoch of any record: claims may have been truncated
   std::uint64_t skipped = 0;
   auto visit = [&](const kafka::Message& msg) {
     if (msg.key == kOwnerKey) {
       td::v1::StateRecord record;
       if (record.ParseFromString(msg.value) && record.has_owner()) {
         claimed = std::max(claimed, record.owner().epoch());
+        highest = std::max(highest, claimed);
         return;
       }
     } else if (msg.value.empty()) {
@@ -201,6 +203,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
       return;
     } else if (td::v1::StateRecord record; record.ParseFromString(msg.value)) {
       if (record.has_forgotten() && record.forgotten().group_id() == msg.key) {
+        highest = std::max(highest, record.forgotten().coordinator_epoch());
         if (record.forgotten().coordinator_epoch() < claimed) {
           ++skipped;
           return;
@@ -210,6 +213,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
         return;
       }
       if (record.has_group() && record.group().group_id() == msg.key) {
+        highest = std::max(highest, record.group().coordinator_epoch());
         if (record.group().coordinator_epoch() < claimed) {
           ++skipped;   // written by a coordinator that had lost the partition (a zombie)
           return;
@@ -232,7 +236,10 @@ td::Status Service::restorePartition(std::int32_t partition) {
   }
   if (!marks) return std::unexpected(marks.error());
   TD_RETURN_IF_ERROR(readState(partition, marks->first, marks->second, visit));
-  const std::uint64_t epoch = claimed + 1;
+  // Above every epoch in the log, not only the claims: a log that lost its oldest records (the
+  // embedded broker keeps about 5 MiB per partition) may have lost the latest claim too, and
+  // workers fence a new owner whose epoch is not above what they have seen.
+  const std::uint64_t epoch = highest + 1;
   td::v1::StateRecord claim;
   claim.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   claim.mutable_owner()->set_epoch(epoch);
