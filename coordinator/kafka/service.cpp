@@ -385,16 +385,13 @@ void Service::writeSnapshots() {
 
 td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets) {
   if (options_.exactly_once) return writeTransaction(offsets);
+  // 1. Durable state first (with the output as each group's outbox; also the records of
+  //    groups forgotten, or whose refusals ended, in a cycle without output).
+  writeSnapshots();
+  TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  // 2. The output.
   if (!pending_.empty() || !dead_letters_.empty()) {
-    // 1. Durable state first (with the output as each group's outbox).
-    writeSnapshots();
-    TD_RETURN_IF_ERROR(awaitAcknowledgements());
-    // 2. The output.
     produceOutput();
-    TD_RETURN_IF_ERROR(awaitAcknowledgements());
-  } else {
-    // Groups may still have been forgotten or their refusals ended (a tick with no events).
-    writeSnapshots();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
   // 3. Only now is the input done with (committed within 200 ms by librdkafka's timer).
