@@ -15,6 +15,11 @@ struct Instant {
   Millis wall{0};
 };
 
+// Mono times are process-local; what outlives the process (td.state snapshots) carries wall
+// times. These convert through `now`, the instant both clocks were read together.
+inline Millis wallOf(Millis mono, Instant now) { return mono + (now.wall - now.mono); }
+inline Millis monoOf(Millis wall, Instant now) { return wall - (now.wall - now.mono); }
+
 // The clock port. SystemClock reads the real clocks; tests use ManualClock (tests/support).
 class Clock {
  public:

@@ -141,8 +141,7 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
       return;
     }
     // A new session of a known peer replaces the old one, whose running step is re-queued.
-    tombstone(sessionKey(peer.peer_id(), it->second.session_id),
-              now.mono + config_.finished_group_retention * kTombstoneRetentionFactor);
+    tombstone(sessionKey(peer.peer_id(), it->second.session_id), now.mono + refusalPeriod());
     const bool was_running = !current.finishedAt().has_value();
     current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
     if (was_running && current.finishedAt()) scheduleExpiry(current);
@@ -227,7 +226,7 @@ void Core::forget(const std::string& group_id, Instant now) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return;
   Group& group = *it->second;
-  const Millis refused_for = config_.finished_group_retention * kTombstoneRetentionFactor;
+  const Millis refused_for = refusalPeriod();
   td::v1::ForgottenGroup record;
   record.set_group_id(group_id);
   record.set_partition(group.partition());
@@ -293,7 +292,7 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
                                             "' without an id or with unpaired sessions"});
       continue;
     }
-    const Millis until = Millis(f.until_ms()) - (now.wall - now.mono);
+    const Millis until = monoOf(Millis(f.until_ms()), now);
     forgotten_partition_[f.group_id()] = partition;
     if (until <= now.mono) {
       expired_.emplace_back(f.group_id(), partition);   // its refusal ended while unowned

@@ -121,6 +121,9 @@ class Core {
   std::unordered_map<std::string, Millis> tombstones_;   // key -> mono time it may be dropped
   std::multimap<Millis, std::string> tombstone_expiry_;
   void tombstone(const std::string& key, Millis until);
+  Millis refusalPeriod() const {
+    return config_.finished_group_retention * kTombstoneRetentionFactor;
+  }
   bool isTombstoned(const std::string& key) const { return tombstones_.contains(key); }
   // Leases lapse only while input flows: after a silence longer than half a lease (the broker
   // was unreachable, or this coordinator just started) every peer gets one full lease to be

@@ -10,10 +10,6 @@ namespace td::coordinator {
 
 namespace {
 
-// Mono times are process-local; snapshots carry wall-clock times.
-std::int64_t wallOf(Millis mono, Instant now) { return (mono + (now.wall - now.mono)).count(); }
-Millis monoOf(std::int64_t wall_ms, Instant now) { return Millis(wall_ms) - (now.wall - now.mono); }
-
 td::Status invalid(const td::v1::GroupSnapshot& s, const std::string& what) {
   return makeError(td::Errc::kInvalidArgument,
                    fmt::format("snapshot of group '{}': {}", s.group_id(), what));
@@ -89,7 +85,7 @@ td::v1::GroupSnapshot Group::snapshot(Instant now) const {
   s.set_coordinator_id(config_.coordinator_id);
   s.set_status(status_);
   s.set_created_at_ms(created_at_wall_.count());
-  s.set_finished_at_ms(finished_at_ ? wallOf(*finished_at_, now) : 0);
+  s.set_finished_at_ms(finished_at_ ? wallOf(*finished_at_, now).count() : 0);
   s.set_next_sequence(next_sequence_);
   s.set_schema_name(schema_name_);
   s.set_schema_digest(schema_digest_);
@@ -101,7 +97,7 @@ td::v1::GroupSnapshot Group::snapshot(Instant now) const {
     out.set_failures(step.failures);
     out.set_lost(step.lost);
     for (const auto& peer : step.failed_on) out.add_failed_on(peer);
-    out.set_retry_not_before_ms(wallOf(step.retry_not_before, now));
+    out.set_retry_not_before_ms(wallOf(step.retry_not_before, now).count());
     out.set_peer_id(step.peer_id);
     out.set_session_id(step.session_id);
     out.set_abort_requested(step.abort_requested);
@@ -137,7 +133,7 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
   g->epoch_ = epoch;
   g->status_ = s.status();
   g->created_at_wall_ = Millis(s.created_at_ms());
-  if (s.status() != td::v1::GROUP_STATUS_RUNNING) g->finished_at_ = monoOf(s.finished_at_ms(), now);
+  if (s.status() != td::v1::GROUP_STATUS_RUNNING) g->finished_at_ = monoOf(Millis(s.finished_at_ms()), now);
   g->next_sequence_ = s.next_sequence();
   g->schema_name_ = s.schema_name();
   g->schema_digest_ = s.schema_digest();
@@ -150,7 +146,7 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                 .failures = step.failures(),
                 .lost = step.lost(),
                 .failed_on = {step.failed_on().begin(), step.failed_on().end()},
-                .retry_not_before = monoOf(step.retry_not_before_ms(), now),
+                .retry_not_before = monoOf(Millis(step.retry_not_before_ms()), now),
                 .peer_id = step.peer_id(),
                 .session_id = step.session_id(),
                 .abort_requested = step.abort_requested(),
