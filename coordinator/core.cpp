@@ -354,6 +354,14 @@ std::optional<td::v1::GroupSnapshot> Core::snapshot(const std::string& group_id,
   return it->second->snapshot(now);
 }
 
+std::optional<std::string> Core::encodeState(
+    const std::string& group_id, Instant now,
+    const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) return std::nullopt;
+  return it->second->encodeState(now, outbox);
+}
+
 std::optional<std::int32_t> Core::partitionOf(const std::string& group_id) const {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return std::nullopt;

@@ -49,6 +49,11 @@ class Core {
   void dropPartition(std::int32_t partition);
   // The state of a group for td.state, if the core has it.
   std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
+  // The same as a serialized td.state record with `outbox` (Group::encodeState: costs what
+  // changed since the group's previous record).
+  std::optional<std::string> encodeState(
+      const std::string& group_id, Instant now,
+      const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const;
   std::optional<std::int32_t> partitionOf(const std::string& group_id) const;
   // Groups forgotten (retention passed) since the last call: the shell replaces their snapshots
   // with these records, so their ids and sessions stay refused after a fail-over too.

@@ -54,6 +54,13 @@ class Group {
   // The group's state for td.state (the caller adds the outbox). Wall-clock times are derived
   // from `now`, so a restore on another host re-arms timers at the same wall-clock instants.
   td::v1::GroupSnapshot snapshot(Instant now) const;
+  // The group's td.state record, StateRecord{group = snapshot(now) plus `outbox`}, serialized.
+  // It parses to exactly that record (the steps come last on the wire). A step is re-encoded
+  // only when its state changed since the previous call, so a cycle costs what it changed plus
+  // a copy of the other steps' bytes, not a rebuild of the whole group.
+  std::string encodeState(Instant now,
+                          const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox)
+      const;
 
   const std::string& id() const { return id_; }
   const std::string& compatibilityKey() const { return compatibility_key_; }
@@ -128,6 +135,31 @@ class Group {
     std::int64_t sent_at_ms = 0;      // of its registration
   };
   Group(const CoreConfig& config, TimerQueue& timers);   // for restore()
+  // Snapshot pieces (group_state.cpp): everything but the steps, and one step.
+  td::v1::GroupSnapshot snapshotHead(Instant now) const;
+  static void fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
+                       td::v1::StepSnapshot* out);
+  // A step's backoff deadline as written to td.state: wall clock, 0 once it has passed (the
+  // same to the scheduler, and stable from cycle to cycle).
+  static std::int64_t retryWallOf(const StepRun& step, Instant now);
+  // encodeState()'s cache: one step's state when it was last encoded, and its wire bytes
+  // (GroupSnapshot field `steps`: tag, length, StepSnapshot).
+  struct EncodedStep {
+    StepState state = StepState::kWaiting;
+    std::uint32_t attempt = 0;
+    std::uint32_t failures = 0;
+    std::uint32_t lost = 0;
+    std::set<std::string> failed_on;
+    std::int64_t retry_not_before_ms = 0;
+    std::string peer_id;
+    std::string session_id;
+    bool abort_requested = false;
+    td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
+    std::uint64_t last_duration_ms = 0;
+    std::string bytes;   // empty until first encoded
+    bool matches(const StepRun& step, std::int64_t retry_not_before_ms) const;
+    void remember(const StepRun& step, std::int64_t retry_not_before_ms);
+  };
   void linkDependencies();
 
   td::v1::Event& emit(Instant now, Effects& out);
@@ -175,6 +207,7 @@ class Group {
   std::vector<Member> members_;        // in join order
   std::unordered_map<std::string, std::size_t> member_index_;
   std::unordered_set<std::string> refs_;
+  mutable std::vector<EncodedStep> encoded_;   // by step index; see encodeState()
 };
 
 }  // namespace td::coordinator

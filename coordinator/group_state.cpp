@@ -75,7 +75,7 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
 
 }  // namespace
 
-td::v1::GroupSnapshot Group::snapshot(Instant now) const {
+td::v1::GroupSnapshot Group::snapshotHead(Instant now) const {
   td::v1::GroupSnapshot s;
   s.set_group_id(id_);
   s.set_compatibility_key(compatibility_key_);
@@ -89,21 +89,6 @@ td::v1::GroupSnapshot Group::snapshot(Instant now) const {
   s.set_next_sequence(next_sequence_);
   s.set_schema_name(schema_name_);
   s.set_schema_digest(schema_digest_);
-  for (const auto& step : steps_) {
-    auto& out = *s.add_steps();
-    *out.mutable_spec() = step.spec;
-    out.set_state(static_cast<td::v1::StepState>(static_cast<int>(step.state) + 1));
-    out.set_attempt(step.attempt);
-    out.set_failures(step.failures);
-    out.set_lost(step.lost);
-    for (const auto& peer : step.failed_on) out.add_failed_on(peer);
-    out.set_retry_not_before_ms(wallOf(step.retry_not_before, now).count());
-    out.set_peer_id(step.peer_id);
-    out.set_session_id(step.session_id);
-    out.set_abort_requested(step.abort_requested);
-    out.set_last_outcome(step.last_outcome);
-    out.set_last_duration_ms(step.last_duration_ms);
-  }
   for (const auto& m : members_) {
     auto& out = *s.add_members();
     out.set_peer_id(m.peer_id);
@@ -119,6 +104,104 @@ td::v1::GroupSnapshot Group::snapshot(Instant now) const {
   for (auto& ref : refs) s.add_refs(std::move(ref));
   s.set_written_at_ms(now.wall.count());
   return s;
+}
+
+std::int64_t Group::retryWallOf(const StepRun& step, Instant now) {
+  return step.retry_not_before > now.mono ? wallOf(step.retry_not_before, now).count() : 0;
+}
+
+void Group::fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
+                     td::v1::StepSnapshot* out) {
+  *out->mutable_spec() = step.spec;
+  out->set_state(static_cast<td::v1::StepState>(static_cast<int>(step.state) + 1));
+  out->set_attempt(step.attempt);
+  out->set_failures(step.failures);
+  out->set_lost(step.lost);
+  for (const auto& peer : step.failed_on) out->add_failed_on(peer);
+  out->set_retry_not_before_ms(retry_not_before_ms);
+  out->set_peer_id(step.peer_id);
+  out->set_session_id(step.session_id);
+  out->set_abort_requested(step.abort_requested);
+  out->set_last_outcome(step.last_outcome);
+  out->set_last_duration_ms(step.last_duration_ms);
+}
+
+td::v1::GroupSnapshot Group::snapshot(Instant now) const {
+  td::v1::GroupSnapshot s = snapshotHead(now);
+  for (const auto& step : steps_) fillStep(step, retryWallOf(step, now), s.add_steps());
+  return s;
+}
+
+bool Group::EncodedStep::matches(const StepRun& step, std::int64_t retry_ms) const {
+  return !bytes.empty() && state == step.state && attempt == step.attempt &&
+         failures == step.failures && lost == step.lost && retry_not_before_ms == retry_ms &&
+         abort_requested == step.abort_requested && last_outcome == step.last_outcome &&
+         last_duration_ms == step.last_duration_ms && peer_id == step.peer_id &&
+         session_id == step.session_id && failed_on == step.failed_on;
+}
+
+void Group::EncodedStep::remember(const StepRun& step, std::int64_t retry_ms) {
+  state = step.state;
+  attempt = step.attempt;
+  failures = step.failures;
+  lost = step.lost;
+  failed_on = step.failed_on;
+  retry_not_before_ms = retry_ms;
+  peer_id = step.peer_id;
+  session_id = step.session_id;
+  abort_requested = step.abort_requested;
+  last_outcome = step.last_outcome;
+  last_duration_ms = step.last_duration_ms;
+}
+
+namespace {
+
+// Protocol Buffers wire format: a length-delimited field is its tag, its length and its bytes.
+void appendVarint(std::uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+void appendLengthDelimited(int field, std::string_view bytes, std::string* out) {
+  appendVarint((static_cast<std::uint64_t>(field) << 3) | 2, out);
+  appendVarint(bytes.size(), out);
+  out->append(bytes);
+}
+
+}  // namespace
+
+std::string Group::encodeState(
+    Instant now, const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const {
+  encoded_.resize(steps_.size());
+  std::size_t steps_bytes = 0;
+  td::v1::StepSnapshot scratch;
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const std::int64_t retry_ms = retryWallOf(steps_[i], now);
+    auto& cached = encoded_[i];
+    if (!cached.matches(steps_[i], retry_ms)) {
+      scratch.Clear();
+      fillStep(steps_[i], retry_ms, &scratch);
+      cached.bytes.clear();
+      appendLengthDelimited(td::v1::GroupSnapshot::kStepsFieldNumber,
+                            scratch.SerializeAsString(), &cached.bytes);
+      cached.remember(steps_[i], retry_ms);
+    }
+    steps_bytes += cached.bytes.size();
+  }
+  td::v1::GroupSnapshot head = snapshotHead(now);
+  *head.mutable_outbox() = outbox;
+  std::string group = head.SerializeAsString();
+  group.reserve(group.size() + steps_bytes);
+  for (const auto& cached : encoded_) group += cached.bytes;   // repeated fields may come last
+  td::v1::StateRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  std::string out = record.SerializeAsString();
+  out.reserve(out.size() + group.size() + 16);
+  appendLengthDelimited(td::v1::StateRecord::kGroupFieldNumber, group, &out);
+  return out;
 }
 
 td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s,

@@ -334,41 +334,33 @@ void Service::writeSnapshots() {
   const auto& topic = options_.core.topics.state();
   // Groups in the order this cycle first touched them, each with its output as the outbox.
   std::vector<std::string> order;
-  std::unordered_map<std::string, td::v1::StateRecord> records;
+  std::unordered_map<std::string, google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>>
+      outboxes;
   for (const auto& effect : pending_) {
     const std::string* group_id = groupOf(effect);
     if (group_id == nullptr) continue;
-    auto [it, inserted] = records.try_emplace(*group_id);
-    if (inserted) {
-      auto snapshot = core_.snapshot(*group_id, now);
-      if (!snapshot) {
-        records.erase(it);   // forgotten in this cycle: its tombstone follows
-        continue;
-      }
-      order.push_back(*group_id);
-      it->second.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
-      *it->second.mutable_group() = std::move(*snapshot);
-    }
-    auto& outbox = *it->second.mutable_group()->add_outbox();
+    auto [it, inserted] = outboxes.try_emplace(*group_id);
+    if (inserted) order.push_back(*group_id);
+    auto& outbox = *it->second.Add();
     if (const auto* e = std::get_if<PublishEvent>(&effect)) *outbox.mutable_event() = e->event;
     if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
       *outbox.mutable_assignment() = a->record;
     }
   }
   for (const auto& group_id : order) {
-    auto& record = records.at(group_id);
-    std::string value = record.SerializeAsString();
-    if (value.size() > kMaxStateRecordBytes) {
-      auto* outbox = record.mutable_group()->mutable_outbox();
-      outbox->erase(std::remove_if(outbox->begin(), outbox->end(),
-                                   [](const auto& r) { return r.has_event(); }),
-                    outbox->end());
-      value = record.SerializeAsString();
+    auto& outbox = outboxes.at(group_id);
+    auto value = core_.encodeState(group_id, now, outbox);
+    if (!value) continue;   // forgotten in this cycle: its forgotten-group record follows
+    if (value->size() > kMaxStateRecordBytes) {
+      outbox.erase(std::remove_if(outbox.begin(), outbox.end(),
+                                  [](const auto& r) { return r.has_event(); }),
+                   outbox.end());
+      value = core_.encodeState(group_id, now, outbox);
       log_->warn("group {}: snapshot over {} KiB; its outbox keeps assignments only", group_id,
                  kMaxStateRecordBytes / 1024);
     }
     probe_.snapshots.fetch_add(1);
-    produce(topic, record.group().partition(), group_id, value);
+    produce(topic, *core_.partitionOf(group_id), group_id, *value);
   }
   for (auto& forgotten : core_.takeForgotten()) {
     td::v1::StateRecord record;

@@ -347,7 +347,20 @@ class StateStore {
       if (const auto* a = std::get_if<PublishAssignment>(&effect)) touched.insert(a->group_id);
     }
     for (const auto& id : touched) {
-      if (auto snapshot = core.snapshot(id, now)) snapshots_[id] = std::move(*snapshot);
+      // What the shell writes (encodeState, with its per-step cache) must parse to exactly the
+      // group's fresh snapshot; the store keeps the parsed record, as td.state would.
+      auto encoded = core.encodeState(id, now, {});
+      auto snapshot = core.snapshot(id, now);
+      if (!encoded || !snapshot) continue;
+      td::v1::StateRecord record;
+      td::v1::StateRecord expected;
+      expected.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+      *expected.mutable_group() = std::move(*snapshot);
+      if (!record.ParseFromString(*encoded) ||
+          record.SerializeAsString() != expected.SerializeAsString()) {
+        if (mismatch.empty()) mismatch = "encodeState of group " + id + " differs from snapshot";
+      }
+      snapshots_[id] = std::move(*record.mutable_group());
     }
     for (auto& f : core.takeForgotten()) {
       snapshots_.erase(f.group_id());
@@ -355,6 +368,7 @@ class StateStore {
     }
     for (const auto& [id, partition] : core.takeExpired()) forgotten_.erase(id);
   }
+  std::string mismatch;   // the first encodeState that differed from snapshot(), if any
   // A new coordinator restoring every partition with `epoch`; its effects go to `out`.
   std::unique_ptr<Core> restore(const CoreConfig& config, std::uint64_t epoch, Instant now,
                                 Effects* out) const {
@@ -400,6 +414,7 @@ class Simulation {
     for (op_ = 0; op_ < ops_; ++op_) {
       description_.clear();
       std::string problem = step(*core_);
+      if (problem.empty()) problem = store_.mismatch;
       if (!problem.empty()) return where() + problem;
     }
     // Determinism: the same inputs at the same times, and the same fail-overs, into a fresh

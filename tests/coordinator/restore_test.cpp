@@ -100,6 +100,32 @@ TEST_F(Restore, RestoredGroupDecidesExactlyAsTheOriginal) {
   for (const auto& ev : events(after_restore)) EXPECT_EQ(ev.coordinator_epoch(), 2u);
 }
 
+// The shell writes Core::encodeState, which re-encodes only the steps that changed: after
+// each change it must still parse to the fresh snapshot with its outbox, field for field.
+TEST_F(Restore, EncodedStateIsTheSnapshotWithItsOutboxAfterEveryChange) {
+  auto g = join(PeerBuilder("1").change("c1").steps(3));
+  join(PeerBuilder("2").change("c1").steps(3));
+  auto check = [&](const Effects& effects) {
+    google::protobuf::RepeatedPtrField<td::v1::OutboxRecord> outbox;
+    td::v1::StateRecord expected;
+    expected.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    *expected.mutable_group() = *core_.snapshot(g, clock_.now());
+    for (const auto& ev : events(effects)) {
+      *outbox.Add()->mutable_event() = ev;
+      *expected.mutable_group()->add_outbox()->mutable_event() = ev;
+    }
+    td::v1::StateRecord parsed;
+    ASSERT_TRUE(parsed.ParseFromString(*core_.encodeState(g, clock_.now(), outbox)));
+    EXPECT_EQ(parsed.ShortDebugString(), expected.ShortDebugString());
+  };
+  check({});
+  check(finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_FAILED));   // a: queued with a backoff
+  clock_.advance(seconds(1));
+  check(finish(g, "2", "b", 1, td::v1::STEP_OUTCOME_SUCCEEDED));
+  clock_.advance(seconds(60));                                    // the backoff has passed
+  check(core_.handle(Tick{}, clock_.now()));
+}
+
 TEST_F(Restore, ReplayingTheSameInputTwiceIntoARestoredCoreReassignsNothing) {
   auto g = join(PeerBuilder("1").change("c1").steps(4));
   join(PeerBuilder("2").change("c1").steps(4));
