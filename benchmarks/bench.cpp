@@ -154,6 +154,13 @@ class Run {
                                                    .steps = options_.real_steps},
                                                   env)));
     }
+    // MAKESPAN (issue 7): two groups of the 40-step schema, without and with history.
+    if (options_.makespan) {
+      auto makespan =
+          runMakespanCase({.peers = 4, .durations = makespanDurations()}, env);
+      if (!makespan) return std::unexpected(makespan.error());
+      report_.makespan = std::move(*makespan);
+    }
     return {};
   }
 

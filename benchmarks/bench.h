@@ -2,10 +2,12 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "benchmarks/cases.h"
+#include "benchmarks/makespan.h"   // MAKESPAN (issue 7)
 #include "benchmarks/stats.h"
 #include "common/result.h"
 #include "kafka/types.h"
@@ -34,6 +36,7 @@ struct BenchOptions {
   // --topic-prefix also gets a fresh group.
   std::string consumer_group;
   bool keep_logs = false;  // keep the scratch directory (logs, schemas) after the run
+  bool makespan = true;    // MAKESPAN (issue 7): run the makespan case (benchmarks/makespan.h)
 };
 
 // The smoke configuration: a few round trips, one small simulated group, two td-workers.
@@ -46,6 +49,7 @@ struct BenchReport {
   LatencySummary floor;            // round-trip times
   double coordinator_ready_s = 0;  // spawn -> the probe's group completed
   std::vector<CaseResult> cases;   // one_group first, then group_per_worker, real_workers
+  std::optional<MakespanResult> makespan;   // MAKESPAN (issue 7): unless --no-makespan
 };
 
 // Runs everything in order. Progress goes to the "bench" logger (stderr).

@@ -68,6 +68,10 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
                  "td-coordinator's consumer group (default: the topic prefix + "
                  "\"bench-coordinator\"). On the embedded broker a group that had a member "
                  "before rebalances only after ~44 s (session.timeout.ms - 1 s)");
+  // MAKESPAN (issue 7)
+  app.add_flag("!--no-makespan", o.makespan,
+               "skip the makespan case (40 steps of 10-198 ms on 4 simulated peers, run without "
+               "and then with duration history)");
   app.add_flag("--keep-logs", o.keep_logs,
                "keep the scratch directory with td-coordinator's and td-workers' logs (it is "
                "always kept when a phase fails)");

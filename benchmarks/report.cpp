@@ -114,6 +114,7 @@ std::string formatTable(const BenchReport& report) {
       "\nwall s: simulated = first StepAssigned -> last GroupCompleted; td-worker = first\n"
       "spawn -> last exit (includes process start-up). dispatch = a worker's StepFinished\n"
       "produced -> its next StepAssigned received, in ms.\n";
+  if (report.makespan) out += makespanTable(*report.makespan);   // MAKESPAN (issue 7)
   return out;
 }
 
@@ -132,13 +133,18 @@ std::string formatJson(const BenchReport& report) {
       "\"floor_rtt_max_ms\":{},\"floor_round_trips\":{},"
       "\"dispatch_case\":\"one_group\",\"dispatch_p50_ms\":{},\"dispatch_p99_ms\":{},"
       "\"dispatch_p99_over_floor_p99\":{},\"completions_per_s\":{{{}}},\"cases\":{{{}}},"
-      "\"coordinator_ready_s\":{},\"broker\":{},\"settings\":{},\"machine\":{}}}\n",
+      "\"coordinator_ready_s\":{},\"broker\":{},\"settings\":{},\"machine\":{}{}}}\n",
       number(report.floor.p50_ms), number(report.floor.p90_ms), number(report.floor.p99_ms),
       number(report.floor.max_ms), report.floor.samples,
       dispatch ? number(dispatch->p50_ms) : "null", dispatch ? number(dispatch->p99_ms) : "null",
       main_case != nullptr ? number(dispatchOverFloor(report, *main_case)) : "null", rates, cases,
       number(report.coordinator_ready_s), quoted(report.broker), settingsJson(report.options),
-      machineJson(report.machine));
+      machineJson(report.machine),
+      // MAKESPAN (issue 7): makespan_over_bound (with history) and the case's details.
+      report.makespan ? fmt::format(",\"makespan_over_bound\":{},\"makespan\":{}",
+                                    number(report.makespan->makespanOverBound()),
+                                    makespanJson(*report.makespan))
+                      : std::string(",\"makespan_over_bound\":null"));
 }
 
 }  // namespace td::bench

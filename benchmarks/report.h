@@ -18,7 +18,8 @@ std::string formatTable(const BenchReport& report);
 //   cases: {case name: {kind, groups, workers, steps, wall_s, completions_per_s, window,
 //           dispatch_{samples,mean,p50,p90,p99,max}_ms (simulated cases only)}},
 //   coordinator_ready_s, broker, settings: {...}, machine: {nproc, memory_mib, cpu_model,
-//   kernel, load_average_1m}.
+//   kernel, load_average_1m},
+//   makespan_over_bound (null with --no-makespan), makespan: {...} (makespan.h, MAKESPAN).
 std::string formatJson(const BenchReport& report);
 
 }  // namespace td::bench

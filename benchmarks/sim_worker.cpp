@@ -1,6 +1,7 @@
 #include "benchmarks/sim_worker.h"
 
 #include <memory>
+#include <thread>
 
 #include "benchmarks/client_settings.h"
 #include "kafka/kafka.h"
@@ -219,6 +220,16 @@ class SimWorker {
       started.set_attempt(run.attempt);
       TD_RETURN_IF_ERROR(publish(config_.topics.completions(), record.SerializeAsString()));
     }
+    // MAKESPAN (issue 7): the step's simulated run time.
+    std::uint64_t slept_ms = 0;
+    if (config_.step_duration) {
+      const auto slept_from = Clock::now();
+      std::this_thread::sleep_for(config_.step_duration(run.step->id));
+      const double slept = msBetween(slept_from, Clock::now());
+      outcome_.busy_ms += slept;
+      slept_ms = static_cast<std::uint64_t>(slept);
+    }
+    outcome_.steps_run.push_back(run.step->id);
     auto& finished = *record.mutable_finished();  // replaces `started` in the oneof
     finished.set_peer_id(registration_.peer_id());
     finished.set_session_id(session_id_);
@@ -226,7 +237,9 @@ class SimWorker {
     finished.set_step_id(run.step->id);
     finished.set_attempt(run.attempt);
     finished.set_outcome(td::v1::STEP_OUTCOME_SUCCEEDED);
+    finished.set_duration_ms(slept_ms);
     finished_at_ = Clock::now();
+    outcome_.last_finished = finished_at_;
     TD_RETURN_IF_ERROR(publish(config_.topics.completions(), record.SerializeAsString()));
     ++outcome_.steps_finished;
     return {};

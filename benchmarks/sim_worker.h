@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -33,6 +34,10 @@ struct SimWorkerConfig {
   bool report_started = true;
   std::chrono::milliseconds join_timeout{30000};  // registration -> GroupJoined
   std::chrono::milliseconds idle_timeout{30000};  // longest wait for the next record
+  // MAKESPAN (issue 7; benchmarks/makespan.cpp): if set, each step "runs" this long (a sleep
+  // between StepStarted and StepFinished, which reports the time slept as duration_ms).
+  // Empty: StepFinished at once, duration_ms 0.
+  std::function<std::chrono::milliseconds(const std::string& step_id)> step_duration;
 };
 
 struct SimWorkerOutcome {
@@ -44,6 +49,10 @@ struct SimWorkerOutcome {
   std::optional<SteadyTime> first_assignment;  // arrival of our first StepAssigned
   SteadyTime completed_at{};                   // arrival of GroupCompleted
   std::size_t summary_steps = 0;               // steps listed in GroupCompleted
+  // MAKESPAN (issue 7): what this worker ran, in order, and when its last step ended.
+  std::vector<std::string> steps_run;
+  double busy_ms = 0;                          // time slept in steps (step_duration)
+  std::optional<SteadyTime> last_finished;     // just before the last StepFinished was produced
 };
 
 // Runs one simulated worker to the end of its group, on the calling thread:

@@ -1,6 +1,7 @@
 // td-broker: Task Director's embedded Kafka broker (librdkafka's mock cluster) as a process.
-// Creates td.registrations, td.completions, td.joins, td.events, td.dlq and td.state, publishes its
-// address through --bootstrap-file, and runs until SIGINT/SIGTERM (then exits 0).
+// Creates td.registrations, td.completions, td.joins, td.events, td.dlq, td.state and
+// td.step-stats, publishes its address through --bootstrap-file, and runs until SIGINT/SIGTERM
+// (then exits 0).
 // The --control socket's line protocol is documented in broker/server.h.
 #include <unistd.h>
 

@@ -68,6 +68,15 @@ std::string Core::groupOfPeerForTest(const std::string& peer_id) const {
   return it == peers_.end() ? std::string() : it->second.group_id;
 }
 
+std::string Core::learnStepStats(std::string_view key, const td::v1::StepStats& stats) {
+  if (!config_.step_stats) return {};
+  if (std::string problem = validateStepStats(key, stats); !problem.empty()) {
+    return "invalid step stats: " + problem;
+  }
+  (void)durations_.merge(stats);
+  return {};
+}
+
 void Core::reply(const td::v1::PeerRegistered& peer, std::int32_t partition, const Group& group,
                  Effects& out) const {
   PublishJoin join{.partition = partition, .key = peer.compatibility_key()};
@@ -156,7 +165,7 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
     std::string id = newGroupId(peer, key);
     auto created = std::make_unique<Group>(id, key, next_ordinal_++, input.partition,
                                            epochOf(input.partition), peer, config_, timers_,
-                                           now, out);
+                                           durationsForGroups(), now, out);
     group = created.get();
     groups_.emplace(id, std::move(created));
   }
@@ -318,7 +327,7 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
                                                                       : "wrong partition")});
       continue;
     }
-    auto group = Group::restore(*s, epoch, config_, timers_, now, out);
+    auto group = Group::restore(*s, epoch, config_, timers_, durationsForGroups(), now, out);
     if (!group) {
       out.emplace_back(DeadLetter{.reason = group.error().message()});
       continue;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -68,6 +69,14 @@ class Core {
   // The group a peer (by id) currently belongs to, or empty.
   std::string groupOfPeerForTest(const std::string& peer_id) const;
 
+  // ---- Duration history (td.step-stats; docs/architecture.md, "Scheduling order") ----
+  // Takes a record read from td.step-stats under `key`. Returns why it is unusable (the shell
+  // dead-letters it), or empty. Steps queued from now on are ordered with it; queues already
+  // formed keep their order. O(1): no group is touched. Ignored (empty) when
+  // CoreConfig::step_stats is off.
+  [[nodiscard]] std::string learnStepStats(std::string_view key, const td::v1::StepStats& stats);
+  const DurationTable& durations() const { return durations_; }
+
  private:
   struct Family {
     // Change ref -> ids of this family's groups whose members carry that ref.
@@ -108,6 +117,8 @@ class Core {
               const std::string& reason, Effects& out) const;
 
   CoreConfig config_;
+  DurationTable durations_;
+  DurationTable* durationsForGroups() { return config_.step_stats ? &durations_ : nullptr; }
   std::uint64_t next_ordinal_ = 1;
   std::unordered_map<std::int32_t, std::uint64_t> partition_epochs_;
   std::vector<td::v1::ForgottenGroup> forgotten_;

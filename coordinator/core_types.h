@@ -18,6 +18,7 @@
 #include "td/v1/joins.pb.h"
 #include "td/v1/registrations.pb.h"
 #include "td/v1/state.pb.h"
+#include "td/v1/stats.pb.h"
 
 namespace td::coordinator {
 
@@ -34,6 +35,11 @@ struct CoreConfig {
   Millis lease{5000};
   // How often workers are told to heartbeat (in GroupJoined); well under the lease.
   Millis heartbeat_interval{1000};
+  // Duration-aware scheduling: learn each (schema, step)'s duration from successful runs
+  // (emitting PublishStepStats) and from Core::learnStepStats, and hand out the longest
+  // expected queued step first (docs/architecture.md, "Scheduling order"). false: schema
+  // order, nothing learned or recorded.
+  bool step_stats = true;
   protocol::Topics topics;
 };
 
@@ -84,8 +90,16 @@ struct PublishEvent {
 struct DeadLetter {
   std::string reason;
 };
+// A step succeeded and its (schema, step)'s expected duration changed: write `stats` to
+// td.step-stats with `key`. Advisory: nothing waits for it, and a lost one only makes a later
+// group's order less good (a later record of the same key supersedes it anyway).
+struct PublishStepStats {
+  std::string key;
+  td::v1::StepStats stats;
+};
 
-using Effect = std::variant<PublishJoin, PublishAssignment, PublishEvent, DeadLetter>;
+using Effect = std::variant<PublishJoin, PublishAssignment, PublishEvent, DeadLetter,
+                            PublishStepStats>;
 using Effects = std::vector<Effect>;
 
 }  // namespace td::coordinator

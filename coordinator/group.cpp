@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/check.h"
 #include "common/hash.h"
@@ -39,9 +40,11 @@ bool retryable(const td::v1::RetryPolicy& retry, td::v1::StepOutcome outcome,
 
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
              std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
-             const CoreConfig& config, TimerQueue& timers, Instant now, Effects& out)
+             const CoreConfig& config, TimerQueue& timers, DurationTable* durations,
+             Instant now, Effects& out)
     : config_(config),
       timers_(timers),
+      durations_(durations),
       id_(std::move(id)),
       compatibility_key_(std::move(compatibility_key)),
       ordinal_(ordinal),
@@ -56,6 +59,7 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   }
   // Registrations are validated before they reach a group: every dependency exists.
   linkDependencies();
+  queue_keys_.resize(steps_.size());
   schema_name_ = founder.schema_name();
   schema_digest_ = founder.schema_digest();
   auto& created = *emit(now, out).mutable_group_created();
@@ -69,8 +73,28 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
   }
 }
 
-Group::Group(const CoreConfig& config, TimerQueue& timers)
-    : config_(config), timers_(timers), ordinal_(0), created_at_wall_(0) {}
+Group::Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations)
+    : config_(config), timers_(timers), durations_(durations), ordinal_(0), created_at_wall_(0) {}
+
+Group::QueueKey Group::queueKeyOf(std::size_t index) const {
+  if (durations_ == nullptr) return QueueKey{.index = index};
+  const auto expected = durations_->expectedMs(schema_name_, steps_[index].spec.id());
+  if (!expected) return QueueKey{.index = index};
+  return QueueKey{.known = true,
+                  .inverse_ms = std::numeric_limits<std::uint64_t>::max() - *expected,
+                  .index = index};
+}
+
+void Group::enqueue(std::size_t index) {
+  queue_keys_[index] = queueKeyOf(index);
+  queued_.insert(queue_keys_[index]);
+}
+
+std::vector<std::string> Group::queuedOrderForTest() const {
+  std::vector<std::string> ids;
+  for (const auto& key : queued_) ids.push_back(steps_[key.index].spec.id());
+  return ids;
+}
 
 void Group::linkDependencies() {
   for (std::size_t i = 0; i < steps_.size(); ++i) {
@@ -204,7 +228,7 @@ void Group::queue(std::size_t index, const std::string& reason, Millis backoff, 
   step.state = StepState::kQueued;
   step.abort_requested = false;
   step.retry_not_before = now.mono + backoff;
-  queued_.insert(index);
+  enqueue(index);
   auto& queued = *emit(now, out).mutable_step_queued();
   queued.set_step_id(step.spec.id());
   queued.set_next_attempt(step.attempt + 1);
@@ -216,7 +240,10 @@ void Group::queue(std::size_t index, const std::string& reason, Millis backoff, 
 void Group::schedule(Instant now, Effects& out) {
   if (status_ != td::v1::GROUP_STATUS_RUNNING) return;
   // Cost: O(queued steps x members) for this group only; nothing here scans other groups.
-  std::vector<std::size_t> candidates(queued_.begin(), queued_.end());
+  // Candidates in queue order: longest expected first (QueueKey).
+  std::vector<std::size_t> candidates;
+  candidates.reserve(queued_.size());
+  for (const auto& key : queued_) candidates.push_back(key.index);
   for (std::size_t index : candidates) {
     const StepRun& step = steps_[index];
     const bool backoff_over = now.mono >= step.retry_not_before;
@@ -240,7 +267,7 @@ void Group::schedule(Instant now, Effects& out) {
 
 void Group::assign(std::size_t index, Member& member, Instant now, Effects& out) {
   StepRun& step = steps_[index];
-  queued_.erase(index);
+  queued_.erase(queue_keys_[index]);
   step.state = StepState::kRunning;
   step.attempt += 1;
   step.peer_id = member.peer_id;
@@ -345,6 +372,13 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
     case td::v1::STEP_OUTCOME_SUCCEEDED:
       step->state = StepState::kSucceeded;
       ++succeeded_;
+      if (durations_ != nullptr) {
+        PublishStepStats stats{.key = stepStatsKey(schema_name_, step->spec.id())};
+        stats.stats = durations_->record(schema_name_, step->spec.id(), msg.duration_ms(),
+                                         now.wall.count());
+        stats.stats.set_coordinator_id(config_.coordinator_id);
+        out.emplace_back(std::move(stats));
+      }
       if (succeeded_ == steps_.size()) {
         complete(now, out);
         return;

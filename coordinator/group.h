@@ -14,8 +14,10 @@
 // Group states: running --(every step succeeded)--> completed
 //               running --(a step failed for good)--> failed (in-flight attempts are aborted)
 //
-// A queued step goes to the first idle member that has not failed it; a member that failed it
-// may take it only once its backoff has passed. Members are live while they heartbeat: the
+// Queued steps are handed out longest expected duration first (DurationTable; steps with no
+// history before any with history, in schema order; ties in schema order; see
+// docs/architecture.md, "Scheduling order"). Each goes to the first idle member that has not
+// failed it; a member that failed it may take it only once its backoff has passed. Members are live while they heartbeat: the
 // Core checks leases through the TimerQueue and calls loseMember() when one lapses.
 // Thread safety: none; owned by the Core.
 #pragma once
@@ -31,26 +33,32 @@
 
 #include "common/result.h"
 #include "coordinator/core_types.h"
+#include "coordinator/step_stats.h"
 
 namespace td::coordinator {
 
 class Group {
  public:
   // Creates the group with `founder`'s steps; emits group_created (the founder joins through
-  // addMember afterwards). `config` and `timers` must outlive the group. `partition` is the
-  // input partition of its family; `epoch` its owner's epoch, stamped on what it writes.
+  // addMember afterwards). `config`, `timers` and `durations` must outlive the group.
+  // `partition` is the input partition of its family; `epoch` its owner's epoch, stamped on
+  // what it writes. `durations` orders the queue and learns from successful runs (emitting
+  // PublishStepStats); null: schema order, nothing learned.
   Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
         std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
-        const CoreConfig& config, TimerQueue& timers, Instant now, Effects& out);
+        const CoreConfig& config, TimerQueue& timers, DurationTable* durations, Instant now,
+        Effects& out);
 
   // Rebuilds a group from its td.state snapshot for a new owner with epoch `epoch`. Emits the
   // snapshot's outbox again (identical records), then, for a running group, group_restored and
   // an OwnerChanged record. Every present member gets a full lease from `now` to be heard
   // (grace), backoff timers are re-armed from the snapshot's wall-clock times, and the
-  // scheduler runs at the next tick. Errors: kInvalidArgument naming what is inconsistent.
+  // scheduler runs at the next tick. Queued steps are ordered by `durations` as it is now.
+  // Errors: kInvalidArgument naming what is inconsistent.
   static td::Result<std::unique_ptr<Group>> restore(const td::v1::GroupSnapshot& snapshot,
                                                     std::uint64_t epoch, const CoreConfig& config,
-                                                    TimerQueue& timers, Instant now, Effects& out);
+                                                    TimerQueue& timers, DurationTable* durations,
+                                                    Instant now, Effects& out);
   // The group's state for td.state (the caller adds the outbox). Wall-clock times are derived
   // from `now`, so a restore on another host re-arms timers at the same wall-clock instants.
   td::v1::GroupSnapshot snapshot(Instant now) const;
@@ -80,6 +88,8 @@ class Group {
   // Every member that ever joined, latest session per peer.
   std::vector<MemberSession> memberSessions() const;
   std::uint64_t lastSequence() const { return next_sequence_ - 1; }
+  // Ids of the queued steps in the order the scheduler considers them.
+  std::vector<std::string> queuedOrderForTest() const;
 
   // Adds a peer (already known not to be a present member with this session). `refs` are its
   // qualified change refs, `shared_refs` how many of them the group had. Arms its lease.
@@ -124,6 +134,16 @@ class Group {
     td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
     std::uint64_t last_duration_ms = 0;
   };
+  // Position in queued_: (has history, longest first, schema order). Fixed when the step is
+  // queued, so a td.step-stats update never reorders a queue (and costs no group any work).
+  struct QueueKey {
+    bool known = false;           // steps without history sort first
+    std::uint64_t inverse_ms = 0; // UINT64_MAX - expected ms: longer sorts first
+    std::size_t index = 0;        // schema order breaks ties
+    friend auto operator<=>(const QueueKey&, const QueueKey&) = default;
+  };
+  QueueKey queueKeyOf(std::size_t index) const;
+  void enqueue(std::size_t index);
   struct Member {
     std::string peer_id;
     std::string session_id;
@@ -134,7 +154,7 @@ class Group {
     Millis last_seen{0};              // mono time of its last message
     std::int64_t sent_at_ms = 0;      // of its registration
   };
-  Group(const CoreConfig& config, TimerQueue& timers);   // for restore()
+  Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations);  // restore()
   // Snapshot pieces (group_state.cpp): everything but the steps, and one step.
   td::v1::GroupSnapshot snapshotHead(Instant now) const;
   static void fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
@@ -189,6 +209,7 @@ class Group {
 
   const CoreConfig& config_;
   TimerQueue& timers_;
+  DurationTable* durations_;           // not owned; null: schema order
   std::string id_;
   std::string compatibility_key_;
   std::uint64_t ordinal_;
@@ -202,7 +223,8 @@ class Group {
   std::uint64_t next_sequence_ = 1;
   std::vector<StepRun> steps_;
   std::unordered_map<std::string, std::size_t> step_index_;
-  std::set<std::size_t> queued_;       // in schema order
+  std::set<QueueKey> queued_;          // in scheduling order (QueueKey)
+  std::vector<QueueKey> queue_keys_;   // per step: its key while it is queued
   std::size_t succeeded_ = 0;
   std::vector<Member> members_;        // in join order
   std::unordered_map<std::string, std::size_t> member_index_;

@@ -206,9 +206,10 @@ std::string Group::encodeState(
 
 td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s,
                                                   std::uint64_t epoch, const CoreConfig& config,
-                                                  TimerQueue& timers, Instant now, Effects& out) {
+                                                  TimerQueue& timers, DurationTable* durations,
+                                                  Instant now, Effects& out) {
   TD_RETURN_IF_ERROR(validate(s, epoch));
-  std::unique_ptr<Group> g(new Group(config, timers));
+  std::unique_ptr<Group> g(new Group(config, timers, durations));
   g->id_ = s.group_id();
   g->compatibility_key_ = s.compatibility_key();
   g->ordinal_ = s.ordinal();
@@ -235,11 +236,15 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                 .abort_requested = step.abort_requested(),
                 .last_outcome = step.last_outcome(),
                 .last_duration_ms = step.last_duration_ms()};
-    if (run.state == StepState::kQueued) g->queued_.insert(g->steps_.size());
     if (run.state == StepState::kSucceeded) ++g->succeeded_;
     g->steps_.push_back(std::move(run));
   }
   g->linkDependencies();
+  // The same order a group created now would have (queueKeyOf reads the duration table).
+  g->queue_keys_.resize(g->steps_.size());
+  for (std::size_t i = 0; i < g->steps_.size(); ++i) {
+    if (g->steps_[i].state == StepState::kQueued) g->enqueue(i);
+  }
   for (const auto& m : s.members()) {
     g->member_index_.emplace(m.peer_id(), g->members_.size());
     g->members_.push_back(Member{.peer_id = m.peer_id(),
@@ -274,9 +279,9 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
   for (const auto& m : g->members_) {
     if (m.present) timers.at(now.mono + config.lease, g->id_, m.peer_id);
   }
-  for (std::size_t index : g->queued_) {
-    if (g->steps_[index].retry_not_before > now.mono) {
-      timers.at(g->steps_[index].retry_not_before, g->id_);
+  for (const auto& key : g->queued_) {
+    if (g->steps_[key.index].retry_not_before > now.mono) {
+      timers.at(g->steps_[key.index].retry_not_before, g->id_);
     }
   }
   timers.at(now.mono, g->id_);   // queued steps and idle members: schedule at the next tick

@@ -38,6 +38,8 @@ class Topics {
   std::string events() const { return prefix_ + "events"; }
   std::string dlq() const { return prefix_ + "dlq"; }
   std::string state() const { return prefix_ + "state"; }
+  // Compacted per (schema, step) duration history (messages/td/v1/stats.proto).
+  std::string stepStats() const { return prefix_ + "step-stats"; }
   std::string assign(std::string_view group_id) const {
     return prefix_ + "assign." + std::string(group_id);
   }

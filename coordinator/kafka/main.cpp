@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   app.add_flag("--exactly-once", options.exactly_once,
                "one Kafka transaction per cycle (Apache Kafka only; the embedded broker does not "
                "isolate transactions)");
+  app.add_flag("!--no-step-stats", options.core.step_stats,
+               "hand out steps in schema order, and neither read nor write the duration history "
+               "on td.step-stats (default: longest expected step first)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
   try {
     app.parse(argc, argv);

@@ -8,6 +8,7 @@
 #include "coordinator/codec.h"
 #include "td/v1/dlq.pb.h"
 #include "td/v1/state.pb.h"
+#include "td/v1/stats.pb.h"
 
 namespace td::coordinator {
 
@@ -75,6 +76,16 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   service->consumer_ = std::move(*consumer);
   service->producer_ = std::move(*producer);
   service->state_reader_ = std::move(*reader);
+  if (o.core.step_stats) {
+    // History is not latency-sensitive: the broker may hold an idle fetch for 500 ms, so
+    // following the topic costs the broker a few requests a second, not 200 per partition.
+    kafka::Properties stats_props = o.kafka;
+    stats_props.emplace_back("fetch.wait.max.ms", "500");
+    auto stats_reader = kafka::PartitionReader::create(
+        kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats", stats_props));
+    if (!stats_reader) return std::unexpected(stats_reader.error());
+    service->stats_reader_ = std::move(*stats_reader);
+  }
   TD_RETURN_IF_ERROR(service->checkPartitionCounts());
   if (o.exactly_once) {
     TD_RETURN_IF_ERROR(service->producer_->initTransactions(std::chrono::seconds(30)));
@@ -115,6 +126,7 @@ td::Status Service::run() {
              options_.core.lease.count(), options_.core.heartbeat_interval.count(),
              options_.exactly_once ? "exactly-once: one transaction per cycle"
                                    : "at-least-once: state, then output, then offsets");
+  TD_RETURN_IF_ERROR(loadStepStats());
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
     const Instant now = clock_.now();
@@ -124,6 +136,7 @@ td::Status Service::run() {
     if (!batch) return std::unexpected(batch.error());
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch));
     if (clock_.now().mono >= next_tick) {
+      pollStepStats();
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
       TD_RETURN_IF_ERROR(writeCycle({}));
       next_tick = clock_.now().mono + options_.tick_interval;
@@ -299,8 +312,121 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch) {
   return writeCycle(offsets);
 }
 
+td::Status Service::loadStepStats() {
+  if (!stats_reader_) {
+    log_->info("step stats off (--no-step-stats): steps are handed out in schema order");
+    return {};
+  }
+  const auto started = clock_.now().mono;
+  const auto& topic = options_.core.topics.stepStats();
+  // Asks the broker to auto-create it where allowed (the embedded broker does; td-broker and
+  // deploy/ create it up front).
+  auto count = producer_->partitionCount(topic, std::chrono::seconds(10));
+  if (!count) {
+    log_->warn("{} unavailable ({}): no duration history, steps are handed out in schema order "
+               "(docs/operations.md)",
+               topic, count.error().message());
+    stats_reader_.reset();
+    return {};
+  }
+  stats_writable_ = true;
+  std::vector<kafka::TopicPartitionOffset> partitions;
+  std::map<std::int32_t, std::int64_t> high;   // partition -> high watermark at start
+  for (std::int32_t p = 0; p < *count; ++p) {
+    auto marks = stats_reader_->watermarks(topic, p, std::chrono::seconds(10));
+    if (!marks) return std::unexpected(marks.error());
+    if (marks->second > marks->first) high[p] = marks->second;
+    partitions.push_back({topic, p, kafka::kOffsetBeginning});
+  }
+  TD_RETURN_IF_ERROR(stats_reader_->assign(partitions));
+  std::uint64_t records = 0;
+  int quiet_polls = 0;
+  const Millis deadline = clock_.now().mono + options_.restore_timeout;
+  while (!high.empty() && !stopping_.load()) {
+    if (clock_.now().mono > deadline) {
+      // Advisory data: carry on with what was read (the rest arrives while running).
+      log_->warn("reading {} took over {} ms; {} partitions not read to their end yet", topic,
+                 options_.restore_timeout.count(), high.size());
+      break;
+    }
+    auto batch = stats_reader_->poll(1000, std::chrono::milliseconds(100));
+    if (!batch) return std::unexpected(batch.error());
+    for (const auto& msg : *batch) {
+      learnStepStats(msg);
+      ++records;
+      if (auto it = high.find(msg.partition); it != high.end() && msg.offset + 1 >= it->second) {
+        high.erase(it);
+      }
+    }
+    // A partition whose last offsets hold no record to deliver (transaction markers, written
+    // in --exactly-once mode) never reaches its mark: three seconds of silence end the wait.
+    quiet_polls = batch->empty() ? quiet_polls + 1 : 0;
+    if (quiet_polls >= 30) break;
+  }
+  log_->info("step stats: {} records of {} ({} partitions) read in {} ms; {} steps with history",
+             records, topic, *count, (clock_.now().mono - started).count(),
+             core_.durations().size());
+  return writeCycle({});   // dead letters of bad records
+}
+
+void Service::pollStepStats() {
+  if (!stats_reader_) return;
+  auto batch = stats_reader_->poll(1000, std::chrono::milliseconds(0));
+  if (!batch) {
+    log_->warn("reading {} failed: {}", options_.core.topics.stepStats(),
+               batch.error().message());
+    return;
+  }
+  for (const auto& msg : *batch) learnStepStats(msg);
+}
+
+void Service::learnStepStats(const kafka::Message& msg) {
+  if (msg.value.empty()) return;   // null: compaction's deletion; the estimate ages out
+  td::v1::StepStats stats;
+  if (msg.value.size() > protocol::kMaxRecordBytes || !stats.ParseFromString(msg.value)) {
+    collect(&msg, Effects{DeadLetter{.reason = "undecodable td.step-stats record (not a "
+                                               "StepStats, or over the size limit)"}});
+    return;
+  }
+  if (std::string problem = core_.learnStepStats(msg.key, stats); !problem.empty()) {
+    collect(&msg, Effects{DeadLetter{.reason = problem}});
+    return;
+  }
+  probe_.step_stats_read.fetch_add(1);
+}
+
+void Service::produceStepStats() {
+  if (stats_out_.empty()) return;
+  if (!stats_writable_) {
+    stats_out_.clear();
+    return;
+  }
+  const auto& topic = options_.core.topics.stepStats();
+  for (const auto& [key, stats] : stats_out_) {
+    probe_.step_stats_written.fetch_add(1);
+    // Not through produce(): a failure here must not fail the cycle (advisory data).
+    auto status = producer_->produce(
+        topic, -1, key, stats.SerializeAsString(),
+        [this](const td::Status& result, std::int32_t, std::int64_t) {
+          if (result) return;
+          if (probe_.step_stats_failures.fetch_add(1) % 100 == 0) {
+            log_->warn("a td.step-stats record was not delivered: {}", result.error().message());
+          }
+        });
+    if (!status) {
+      probe_.step_stats_failures.fetch_add(1);
+      log_->warn("produce to {} failed: {}", topic, status.error().message());
+    }
+  }
+  stats_out_.clear();
+}
+
 void Service::collect(const kafka::Message* source, Effects effects) {
   for (auto& effect : effects) {
+    if (auto* stats = std::get_if<PublishStepStats>(&effect)) {
+      stats_out_[stats->key] = std::move(stats->stats);
+      continue;
+    }
     const auto* dead = std::get_if<DeadLetter>(&effect);
     if (dead == nullptr) {
       pending_.push_back(std::move(effect));
@@ -386,6 +512,9 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
     produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
+  // Duration history: advisory, so produced only now and not waited for (the next cycle's
+  // flush, or the final one, delivers it).
+  produceStepStats();
   // 3. Only now is the input done with (committed within 200 ms by librdkafka's timer).
   if (offsets.empty()) return {};
   auto stored = consumer_->storeOffsets(offsets);
@@ -398,6 +527,7 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   TD_RETURN_IF_ERROR(producer_->beginTransaction());
   writeSnapshots();
   produceOutput();
+  produceStepStats();
   auto status = producer_->sendOffsetsToTransaction(offsets, *consumer_, timeout);
   if (status) status = producer_->commitTransaction(timeout);
   if (!status) {

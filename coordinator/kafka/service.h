@@ -14,11 +14,18 @@
 // claims the partition in td.state with a higher epoch, restores its groups and only then
 // reads its input (docs/architecture.md, "Fail-over").
 //
+// Duration history (unless CoreConfig::step_stats is off): before its first poll the shell
+// reads every partition of td.step-stats to its high watermark into the core, then keeps
+// following the topic (polled without waiting, once per tick) for other coordinators'
+// records. Each cycle's PublishStepStats effects (the latest per key) are produced after the
+// cycle's output is acknowledged, and nothing waits for them: they are advisory.
+//
 // Thread safety: run() owns everything; stop() may be called from any thread or signal context.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +62,9 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> snapshots{0};
   std::atomic<std::uint64_t> partitions_restored{0};
   std::atomic<std::uint64_t> groups_restored{0};
+  std::atomic<std::uint64_t> step_stats_read{0};       // records taken from td.step-stats
+  std::atomic<std::uint64_t> step_stats_written{0};    // records produced to it
+  std::atomic<std::uint64_t> step_stats_failures{0};   // of those, not delivered
 };
 
 class Service {
@@ -75,6 +85,13 @@ class Service {
   td::Status readState(std::int32_t partition, std::int64_t from, std::int64_t to,
                        const std::function<void(const kafka::Message&)>& visit);
   td::Status handleBatch(const std::vector<kafka::Message>& batch);
+  // Reads td.step-stats (every partition) up to its high watermarks into the core, then keeps
+  // the reader on it. A missing topic turns duration history off with a warning.
+  td::Status loadStepStats();
+  // What td.step-stats got since the last call (no waiting).
+  void pollStepStats();
+  void learnStepStats(const kafka::Message& msg);
+  void produceStepStats();
   // Queues `effects` for the current cycle; dead letters are built from `source` at once.
   void collect(const kafka::Message* source, Effects effects);
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
@@ -92,6 +109,10 @@ class Service {
   std::unique_ptr<kafka::GroupConsumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::PartitionReader> state_reader_;
+  std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
+  bool stats_writable_ = false;
+  // This cycle's PublishStepStats, the latest per key.
+  std::map<std::string, td::v1::StepStats> stats_out_;
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> delivery_failures_{0};
