@@ -6,6 +6,8 @@
 
 #include "common/log.h"
 #include "schema/repo_state.h"
+#include "worker/ci_options.h"
+#include "worker/git_facts.h"
 
 namespace td::worker {
 
@@ -26,17 +28,23 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   std::string task_command, prefix = "td.", level = "info";
   int join_timeout_s = 300;
   bool quiet_steps = false;
+  bool print_registration = false;
 
+  // Required unless --print-registration (checked after parsing).
   app.add_option("--bootstrap-server", options.bootstrap_servers,
-                 "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]")->required();
+                 "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]");
   app.add_option("-X", properties, "librdkafka property key=value (repeatable)");
   app.add_option("--schema", schema_path, "the schema YAML file (steps and their commands)")
       ->required();
   app.add_option("--peer-id", options.peer.peer_id, "this peer's name, unique in the cluster")
       ->required();
-  auto* repo_opt = app.add_option("--repository", repository, "repository URL or name");
-  auto* base_opt = app.add_option("--base-ref", base_ref, "base ref, e.g. main");
-  auto* change_opt = app.add_option("--change-ref", change_ref, "this job's change ref");
+  auto* repo_opt = app.add_option(
+      "--repository", repository,
+      "repository URL or name (default: from the CI's variables or the checkout's origin)");
+  auto* base_opt = app.add_option("--base-ref", base_ref,
+                                  "base ref, e.g. main (default: from the CI or the checkout)");
+  auto* change_opt = app.add_option(
+      "--change-ref", change_ref, "this job's change ref (default: the CI's or HEAD's commit)");
   auto* on_opt = app.add_option("--builds-on", builds_on,
                                 "a change ref this change is built on (repeatable)");
   auto* state_opt = app.add_option(
@@ -58,6 +66,9 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
   app.add_flag("--quiet-steps", quiet_steps, "do not copy steps' output to stderr");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_flag("--print-registration", print_registration,
+               "print the registration and where each value came from, then exit 0 "
+               "(no broker needed)");
 
   try {
     app.parse(argc, argv);
@@ -66,6 +77,9 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
     return std::unexpected(rc == 0 ? 0 : 2);
   }
   if (!td::log::setLevel(level)) return std::unexpected(usageError("--log-level: unknown level"));
+  if (options.bootstrap_servers.empty() && !print_registration) {
+    return std::unexpected(usageError("--bootstrap-server is required"));
+  }
   auto props = kafka::parseProperties(properties);
   if (!props) return std::unexpected(usageError("-X: " + props.error().message()));
   options.kafka = std::move(*props);
@@ -74,33 +88,40 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   options.echo_output = !quiet_steps;
   options.peer.pipeline_type = pipeline_type == "dependent" ? td::v1::PIPELINE_TYPE_DEPENDENT
                                                             : td::v1::PIPELINE_TYPE_INDEPENDENT;
+  RegistrationSources sources;
   if (!repo_state.empty()) {
     auto repos = schema::loadRepoState(repo_state);
     if (!repos) return std::unexpected(usageError(repos.error().message()));
     for (const auto& r : *repos) {
       td::v1::RepoState state;
-      state.set_repository(r.repository);
+      state.set_repository(redactCredentials(r.repository));   // never send a token
       state.set_base_ref(r.base_ref);
       state.set_change_ref(r.change_ref);
       for (const auto& ref : r.builds_on) state.add_builds_on(ref);
       options.peer.repos.push_back(std::move(state));
+      const std::string from = "--repo-state " + repo_state;
+      sources.repos.push_back(
+          {{state.repository(), from}, {r.base_ref, from}, {r.change_ref, from}});
+      sources.ci_line = "not used (--repo-state gives every value)";
     }
   } else {
-    if (repository.empty() || base_ref.empty() || change_ref.empty()) {
-      return std::unexpected(usageError(
-          "--repository, --base-ref and --change-ref are required (or give --repo-state FILE)"));
-    }
-    td::v1::RepoState state;
-    state.set_repository(repository);
-    state.set_base_ref(base_ref);
-    state.set_change_ref(change_ref);
-    for (const auto& ref : builds_on) state.add_builds_on(ref);
-    options.peer.repos.push_back(std::move(state));
+    // Missing repo flags come from the CI's variables and the checkout (docs/ci.md).
+    auto resolved = resolveRepoState({repository, base_ref, change_ref, builds_on},
+                                     processEnvironment(), options.working_dir);
+    if (!resolved) return std::unexpected(usageError(resolved.error().context()));
+    sources = registrationSources(*resolved);
+    options.peer.repos.push_back(std::move(resolved->state));
   }
   schema::ParseOptions parse_options;
   if (!task_command.empty()) parse_options.task_command = task_command;
   auto loaded = schema::loadFile(schema_path, parse_options);
   if (!loaded) return std::unexpected(usageError(loaded.error().message()));
+  if (print_registration) {
+    sources.schema_path = schema_path;
+    auto reg = buildRegistration(options.peer, "(new each run)", *loaded);
+    std::fputs(formatRegistrationReport(reg, sources).c_str(), stdout);
+    return std::unexpected(0);
+  }
   return std::make_pair(std::move(options), std::move(*loaded));
 }
 

@@ -9,7 +9,8 @@
 
 namespace td::worker {
 
-// On success the options and the schema; on failure the exit code (0 after --help, 2 after a
+// On success the options and the schema; on failure the exit code (0 after --help or
+// --print-registration, which prints the registration and where its values came from; 2 after a
 // usage, configuration or schema error, with the message already printed to stderr).
 std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
                                                                             char** argv);

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -29,6 +31,50 @@ td::v1::StepOutcome toOutcome(RunOutcome outcome) {
   }
   return td::v1::STEP_OUTCOME_FAILED;
 }
+
+// Put in front of the worker logger's sinks while the progress line may be shown: erases the
+// line before each log line, so the two never share a terminal row.
+class ClearProgressSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  ClearProgressSink(ProgressLine& line, std::vector<spdlog::sink_ptr> inner)
+      : line_(line), inner_(std::move(inner)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    line_.clear();
+    for (auto& sink : inner_) {
+      if (sink->should_log(msg.level)) sink->log(msg);
+    }
+  }
+  void flush_() override {
+    for (auto& sink : inner_) sink->flush();
+  }
+
+ private:
+  ProgressLine& line_;
+  std::vector<spdlog::sink_ptr> inner_;
+};
+
+// Puts a ClearProgressSink in front of every registered logger's sinks (td_kafka's as well
+// as the worker's), and restores them on destruction. Nothing when the line is disabled.
+class ProgressAwareLog {
+ public:
+  explicit ProgressAwareLog(ProgressLine& line) {
+    if (!line.enabled()) return;
+    spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& logger) {
+      saved_.emplace_back(logger, logger->sinks());
+      logger->sinks() = {std::make_shared<ClearProgressSink>(line, logger->sinks())};
+    });
+  }
+  ~ProgressAwareLog() {
+    for (auto& [logger, sinks] : saved_) logger->sinks() = sinks;
+  }
+  ProgressAwareLog(const ProgressAwareLog&) = delete;
+  ProgressAwareLog& operator=(const ProgressAwareLog&) = delete;
+
+ private:
+  std::vector<std::pair<std::shared_ptr<spdlog::logger>, std::vector<spdlog::sink_ptr>>> saved_;
+};
 
 std::int64_t wallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -234,6 +280,7 @@ td::Status WorkerApp::startStep(const RunStep& run) {
   log_->info("peer={} group={} step={} attempt={} started", registration_.peer_id(),
              session_->groupId(), step.id, run.attempt);
   running_ = Running{std::move(*process), step.id, run.attempt};
+  step_started_at_ = Clock::now();
   return {};
 }
 
@@ -266,6 +313,7 @@ td::Status WorkerApp::finishStep(const RunResult& result) {
              registration_.peer_id(), session_->groupId(), running_->step_id, running_->attempt,
              protocol::outcomeName(report.outcome()), result.exit_code, result.duration.count());
   running_.reset();
+  ++own_done_;
   return publishFinished(std::move(report));
 }
 
@@ -289,6 +337,9 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   // librdkafka retries only after 500 ms when the topic is new; auto.offset.reset=earliest
   // covers a log whose start was deleted.
   TD_RETURN_IF_ERROR(reader_->assign({{joined.assign_topic(), 0, 0}}));
+  ProgressAwareLog progress_aware_log(progress_);
+  joined_at_ = Clock::now();
+  next_draw_ = joined_at_;
   const auto heartbeat_every = std::chrono::milliseconds(
       joined.heartbeat_interval_ms() > 0 ? joined.heartbeat_interval_ms() : 1000);
   auto next_heartbeat = Clock::now();
@@ -311,6 +362,10 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - Clock::now()).count(), 0,
         100));
     ::poll(fds.data(), fds.size(), wait_ms);
+    // Step output is about to be echoed: take the progress line away first.
+    for (std::size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents != 0 && options_.echo_output) progress_.clear();
+    }
 
     if (stopping_) {
       if (running_ && running_->process) running_->process->abort();
@@ -329,6 +384,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       TD_RETURN_IF_ERROR(publish(options_.topics.registrations(), record.SerializeAsString()));
       log_->warn("peer={} left group={} on a signal", registration_.peer_id(),
                  session_->groupId());
+      progress_.clear();
       return kExitInterrupted;
     }
     if (done && !running_) {
@@ -345,6 +401,9 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         log_->warn("ignoring an undecodable record on {}[{}]@{}", msg.topic, msg.partition,
                    msg.offset);
         continue;
+      }
+      if (record.has_assigned() && record.assigned().group_id() == session_->groupId()) {
+        steps_assigned_.insert(record.assigned().step_id());
       }
       const std::uint64_t owner_before = session_->ownerEpoch();
       Action action = session_->onRecord(record);
@@ -384,23 +443,34 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       pending_.erase(pending_.begin());
       TD_RETURN_IF_ERROR(startStep(next));
     }
+    if (!done && Clock::now() >= next_draw_) {
+      drawProgress(Clock::now());
+      next_draw_ = Clock::now() + std::chrono::milliseconds(250);
+    }
   }
 }
 
-void WorkerApp::printSummary(const td::v1::AssignmentRecord& record) const {
-  const bool completed = record.has_completed();
-  const auto& steps = completed ? record.completed().steps() : record.failed().steps();
-  const auto wall = completed ? record.completed().wall_time_ms() : record.failed().wall_time_ms();
-  std::string out = fmt::format("group {} {} in {:.1f} s{}\n", session_->groupId(),
-                                completed ? "COMPLETED" : "FAILED", wall / 1000.0,
-                                completed ? "" : " (" + record.failed().reason() + ")");
-  out += fmt::format("  {:<20} {:<10} {:<16} {:>8} {:>10}\n", "step", "outcome", "peer",
-                     "attempts", "last ms");
-  for (const auto& s : steps) {
-    out += fmt::format("  {:<20} {:<10} {:<16} {:>8} {:>10}\n", s.step_id(),
-                       protocol::outcomeName(s.outcome()), s.peer_id(), s.attempts(),
-                       s.duration_ms());
+void WorkerApp::drawProgress(Clock::time_point now) {
+  if (!progress_.enabled()) return;
+  ProgressState state{
+      .group_id = session_->groupId(),
+      .steps_total = schema_.steps.size(),
+      .steps_assigned = steps_assigned_.size(),
+      .own_done = own_done_,
+      .elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - joined_at_),
+  };
+  if (running_) {
+    state.running_step = running_->step_id;
+    state.running_attempt = running_->attempt;
+    state.running_for =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - step_started_at_);
   }
+  progress_.draw(state);
+}
+
+void WorkerApp::printSummary(const td::v1::AssignmentRecord& record) {
+  progress_.clear();
+  const std::string out = formatSummary(record, registration_.peer_id());
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

@@ -3,11 +3,14 @@
 // td.completions. One thread; it waits with poll(2) on Kafka, the running step and signals.
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/log.h"
@@ -18,6 +21,7 @@
 #include "td/v1/completions.pb.h"
 #include "td/v1/joins.pb.h"
 #include "worker/identity.h"
+#include "worker/report.h"
 #include "worker/session.h"
 #include "worker/step_runner.h"
 
@@ -65,7 +69,9 @@ class WorkerApp {
   td::Status publishFinished(td::v1::StepFinished finished);
   td::Status finishStep(const RunResult& result);
   td::Status reportRejected(const RejectStep& reject);
-  void printSummary(const td::v1::AssignmentRecord& record) const;
+  void printSummary(const td::v1::AssignmentRecord& record);
+  // Redraws the terminal's progress line (a no-op when stderr is not a terminal).
+  void drawProgress(std::chrono::steady_clock::time_point now);
 
   WorkerOptions options_;
   const schema::Schema& schema_;
@@ -86,6 +92,12 @@ class WorkerApp {
   };
   std::optional<Running> running_;
   std::vector<RunStep> pending_;
+
+  // For people watching: the live line on a terminal (see worker/report.h).
+  ProgressLine progress_{STDERR_FILENO};
+  std::set<std::string> steps_assigned_;   // distinct steps of the group handed to anyone
+  std::size_t own_done_ = 0;
+  std::chrono::steady_clock::time_point joined_at_, step_started_at_, next_draw_;
 };
 
 }  // namespace td::worker

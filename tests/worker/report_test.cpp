@@ -1,0 +1,120 @@
+// What td-worker prints for CI logs (worker/report.h): the summary table and progress line.
+#include "worker/report.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+namespace td::worker {
+namespace {
+
+td::v1::StepSummary step(const std::string& id, td::v1::StepOutcome outcome,
+                         const std::string& peer, std::uint32_t attempts, std::uint64_t ms) {
+  td::v1::StepSummary s;
+  s.set_step_id(id);
+  s.set_outcome(outcome);
+  s.set_peer_id(peer);
+  s.set_attempts(attempts);
+  s.set_duration_ms(ms);
+  return s;
+}
+
+td::v1::AssignmentRecord completed() {
+  td::v1::AssignmentRecord r;
+  auto& c = *r.mutable_completed();
+  c.set_group_id("g-7");
+  c.set_wall_time_ms(4200);
+  *c.add_steps() = step("fetch", td::v1::STEP_OUTCOME_SUCCEEDED, "w1", 1, 400);
+  *c.add_steps() = step("flaky", td::v1::STEP_OUTCOME_SUCCEEDED, "w2", 2, 500);
+  *c.add_steps() = step("common", td::v1::STEP_OUTCOME_SUCCEEDED, "w1", 1, 900);
+  *c.add_steps() = step("a_rather_long_step_id", td::v1::STEP_OUTCOME_SUCCEEDED, "w3", 1, 61000);
+  return r;
+}
+
+TEST(FormatDuration, PicksAReadableUnit) {
+  EXPECT_EQ(formatDuration(0), "0.0 s");
+  EXPECT_EQ(formatDuration(400), "0.4 s");
+  EXPECT_EQ(formatDuration(59'949), "59.9 s");
+  EXPECT_EQ(formatDuration(61'000), "1m01s");
+  EXPECT_EQ(formatDuration(3'725'000), "1h02m");
+}
+
+TEST(FormatSummary, CompletedGroupShowsEveryStepAndWhoRanIt) {
+  const std::string out = formatSummary(completed(), "w1");
+  EXPECT_EQ(out,
+            "group g-7 COMPLETED in 4.2 s\n"
+            "  step                   outcome     peer (* = this one)   attempts   duration\n"
+            "  fetch                  succeeded   w1 *                         1      0.4 s\n"
+            "  flaky                  succeeded   w2                           2      0.5 s\n"
+            "  common                 succeeded   w1 *                         1      0.9 s\n"
+            "  a_rather_long_step_id  succeeded   w3                           1      1m01s\n"
+            "  this peer (w1): 2 steps, 1.3 s; other peers: 2 steps, 1m02s\n"
+            "  by peer: w1 2 steps 1.3 s, w2 1 step 0.5 s, w3 1 step 1m01s\n")
+      << out;
+}
+
+TEST(FormatSummary, FailedGroupSaysWhichStepAndWhy) {
+  td::v1::AssignmentRecord r;
+  auto& f = *r.mutable_failed();
+  f.set_group_id("g-8");
+  f.set_failed_step_id("compile");
+  f.set_reason("attempt limit reached");
+  f.set_wall_time_ms(125'000);
+  *f.add_steps() = step("compile", td::v1::STEP_OUTCOME_FAILED, "w2", 3, 1200);
+  *f.add_steps() = step("test", td::v1::STEP_OUTCOME_UNSPECIFIED, "", 0, 0);
+  const std::string out = formatSummary(r, "w1");
+  EXPECT_EQ(out.rfind("group g-8 FAILED in 2m05s: step compile attempt limit reached\n", 0), 0u)
+      << out;
+  EXPECT_NE(out.find("this peer (w1): 0 steps, 0.0 s; other peers: 1 step, 1.2 s"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("by peer"), std::string::npos) << out;   // one peer: nothing to add
+}
+
+TEST(FormatSummary, OtherRecordsGiveNothing) {
+  td::v1::AssignmentRecord r;
+  r.mutable_assigned()->set_step_id("x");
+  EXPECT_EQ(formatSummary(r, "w1"), "");
+}
+
+TEST(FormatSummary, HasNoEscapeSequences) {
+  const std::string out = formatSummary(completed(), "w1");
+  EXPECT_EQ(out.find('\033'), std::string::npos);
+  EXPECT_EQ(out.find('\r'), std::string::npos);
+}
+
+TEST(FormatProgress, SaysWhatRunsAndFitsTheWidth) {
+  ProgressState s{.group_id = "g-7",
+                  .steps_total = 9,
+                  .steps_assigned = 4,
+                  .own_done = 1,
+                  .running_step = "ui",
+                  .running_attempt = 2,
+                  .running_for = std::chrono::milliseconds(1500),
+                  .elapsed = std::chrono::milliseconds(3000)};
+  EXPECT_EQ(formatProgress(s),
+            "td-worker 3.0 s: running ui (attempt 2, 1.5 s) | 4/9 steps handed out | "
+            "1 finished here | group g-7");
+  EXPECT_EQ(formatProgress(s, 20), "td-worker 3.0 s: run");
+  s.running_step.clear();
+  EXPECT_EQ(formatProgress(s).rfind("td-worker 3.0 s: waiting | 4/9", 0), 0u) << formatProgress(s);
+}
+
+TEST(ProgressLine, IsOffWhenNotATerminal) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  {
+    ProgressLine line(fds[1]);
+    EXPECT_FALSE(line.enabled());
+    line.draw(ProgressState{.group_id = "g"});
+    line.clear();
+  }
+  ::close(fds[1]);
+  char buffer[16];
+  EXPECT_EQ(::read(fds[0], buffer, sizeof buffer), 0);   // nothing was written
+  ::close(fds[0]);
+}
+
+}  // namespace
+}  // namespace td::worker

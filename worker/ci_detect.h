@@ -1,0 +1,78 @@
+// What td-worker can learn about its checkout without being told: the repository, base ref
+// and change ref from a CI system's environment variables (GitHub Actions, GitLab CI, Jenkins,
+// Buildkite) and from the git checkout it runs in. Pure: the environment and the git facts
+// are inputs (worker/git_facts.h reads the latter), so every CI is testable with fixtures.
+//
+// Precedence, per value: an explicit flag > the CI's variables > the git checkout. The
+// mapping of each CI's variables is the table in docs/ci.md; it is chosen so that every job of
+// one pipeline run on one commit (a matrix, parallel jobs) produces the same values, and a new
+// commit of the same pull request produces a different change ref (it must not join the
+// previous commit's completed group).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace td::worker {
+
+using EnvMap = std::map<std::string, std::string>;
+
+// What `git` says about the checkout; an unknown fact is nullopt (not a checkout, no remote
+// named origin, detached HEAD, no upstream, git missing or timed out).
+struct GitFacts {
+  std::optional<std::string> origin_url;      // git remote get-url origin (raw, may hold a token)
+  std::optional<std::string> head;            // git rev-parse HEAD
+  std::optional<std::string> branch;          // git symbolic-ref --short HEAD (none if detached)
+  std::optional<std::string> upstream_branch; // branch.<branch>.merge without refs/heads/
+  std::optional<std::string> default_branch;  // refs/remotes/origin/HEAD without origin/
+};
+
+// One value and where it came from ("flag --base-ref", "env GITHUB_BASE_REF", "git HEAD").
+// An empty value means unknown.
+struct Sourced {
+  std::string value;
+  std::string source;
+  bool known() const { return !value.empty(); }
+};
+
+struct DetectedRepo {
+  std::string ci;          // "GitHub Actions", "GitLab CI", "Jenkins", "Buildkite" or ""
+  std::string build_kind;  // e.g. "pull request 17", "branch main"; informational
+  Sourced repository;      // normalised (normalizeRepositoryUrl)
+  Sourced base_ref;
+  Sourced change_ref;
+  std::vector<std::string> notes;   // things worth telling the user (--print-registration)
+};
+
+// Detects the repo state from `env` (a CI's variables, if any) and `git`; each field falls
+// back to git when the CI does not provide it. Never fails: unknown values stay empty.
+DetectedRepo detectRepo(const EnvMap& env, const GitFacts& git);
+
+// A stable, credential-free form of a repository URL, so that every way of writing one
+// repository gives one string: "git@host:org/repo.git", "ssh://git@host/org/repo",
+// "https://user:token@host/org/repo.git" and "https://host/org/repo/" all become
+// "host/org/repo" (host lower-cased; the default ports 22, 80, 443 and the user info dropped;
+// other ports kept as "host:port"). Local paths and file:// URLs lose only a trailing ".git"
+// and "/". Anything else is returned without its user info.
+std::string normalizeRepositoryUrl(std::string_view url);
+
+// `url` with any password or token in its user info removed ("https://u:t@h/x" ->
+// "https://h/x"); everything else unchanged. For values passed explicitly by flag.
+std::string redactCredentials(std::string_view url);
+
+// The values a worker registers with: explicit flags (empty = not given) over `detected`.
+struct ResolvedRepo {
+  Sourced repository, base_ref, change_ref;
+};
+// Errc::kInvalidArgument naming the flags to pass when a value is still unknown.
+td::Result<ResolvedRepo> resolveRepo(const std::string& repository_flag,
+                                     const std::string& base_ref_flag,
+                                     const std::string& change_ref_flag,
+                                     const DetectedRepo& detected);
+
+}  // namespace td::worker

@@ -1,0 +1,121 @@
+#include "worker/report.h"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "protocol/protocol.h"
+
+namespace td::worker {
+
+std::string formatDuration(std::uint64_t ms) {
+  if (ms < 60'000) return fmt::format("{:.1f} s", static_cast<double>(ms) / 1000.0);
+  const std::uint64_t s = (ms + 500) / 1000;
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+std::string formatSummary(const td::v1::AssignmentRecord& record,
+                          const std::string& own_peer_id) {
+  if (!record.has_completed() && !record.has_failed()) return {};
+  const bool completed = record.has_completed();
+  const auto& steps = completed ? record.completed().steps() : record.failed().steps();
+  const std::string& group = completed ? record.completed().group_id() : record.failed().group_id();
+  const std::uint64_t wall =
+      completed ? record.completed().wall_time_ms() : record.failed().wall_time_ms();
+
+  struct Totals {
+    std::size_t steps = 0;
+    std::uint64_t ms = 0;
+  };
+  Totals own, others;
+  std::map<std::string, Totals> by_peer;
+  std::size_t width = 4;   // "step"
+  for (const auto& s : steps) {
+    width = std::max(width, s.step_id().size());
+    if (s.peer_id().empty()) continue;   // never ran
+    Totals& t = s.peer_id() == own_peer_id ? own : others;
+    ++t.steps;
+    t.ms += s.duration_ms();
+    ++by_peer[s.peer_id()].steps;
+    by_peer[s.peer_id()].ms += s.duration_ms();
+  }
+  width = std::min<std::size_t>(width, 40);
+
+  std::string out = fmt::format("group {} {} in {}", group, completed ? "COMPLETED" : "FAILED",
+                                formatDuration(wall));
+  if (!completed) {
+    out += fmt::format(": step {} {}", record.failed().failed_step_id(), record.failed().reason());
+  }
+  out += '\n';
+  out += fmt::format("  {:<{}}  {:<10}  {:<20}  {:>8}  {:>9}\n", "step", width, "outcome",
+                     "peer (* = this one)", "attempts", "duration");
+  for (const auto& s : steps) {
+    std::string peer = s.peer_id().empty() ? "-" : s.peer_id();
+    if (!s.peer_id().empty() && s.peer_id() == own_peer_id) peer += " *";
+    out += fmt::format("  {:<{}}  {:<10}  {:<20}  {:>8}  {:>9}\n", s.step_id(), width,
+                       protocol::outcomeName(s.outcome()), peer, s.attempts(),
+                       s.peer_id().empty() ? "-" : formatDuration(s.duration_ms()));
+  }
+  out += fmt::format("  this peer ({}): {} step{}, {}; other peers: {} step{}, {}\n", own_peer_id,
+                     own.steps, own.steps == 1 ? "" : "s", formatDuration(own.ms), others.steps,
+                     others.steps == 1 ? "" : "s", formatDuration(others.ms));
+  if (by_peer.size() > 1) {
+    out += "  by peer:";
+    bool first = true;
+    for (const auto& [peer, t] : by_peer) {
+      out += fmt::format("{} {} {} step{} {}", first ? "" : ",", peer, t.steps,
+                         t.steps == 1 ? "" : "s", formatDuration(t.ms));
+      first = false;
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+std::string formatProgress(const ProgressState& state, std::size_t width) {
+  // Most useful first: a narrow terminal cuts the end (the group id is in the log lines).
+  std::string line = fmt::format("td-worker {}: ", formatDuration(state.elapsed.count()));
+  if (!state.running_step.empty()) {
+    line += fmt::format("running {} (attempt {}, {})", state.running_step, state.running_attempt,
+                        formatDuration(state.running_for.count()));
+  } else {
+    line += "waiting";
+  }
+  line += fmt::format(" | {}/{} steps handed out | {} finished here | group {}",
+                      state.steps_assigned, state.steps_total, state.own_done, state.group_id);
+  if (width > 0 && line.size() > width) line.resize(width);
+  return line;
+}
+
+ProgressLine::ProgressLine(int fd) : fd_(fd) {
+  const char* term = std::getenv("TERM");
+  enabled_ = ::isatty(fd) == 1 && !(term != nullptr && std::strcmp(term, "dumb") == 0);
+}
+
+ProgressLine::~ProgressLine() { clear(); }
+
+void ProgressLine::draw(const ProgressState& state) {
+  if (!enabled_) return;
+  winsize ws{};
+  std::size_t width = 0;
+  if (::ioctl(fd_, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) width = ws.ws_col - 1;
+  // "\r" + erase-line: a terminal, so an escape is fine here (never reached in a CI log).
+  const std::string text = "\r\033[K" + formatProgress(state, width);
+  [[maybe_unused]] auto n = ::write(fd_, text.data(), text.size());
+  shown_ = true;
+}
+
+void ProgressLine::clear() {
+  if (!enabled_ || !shown_) return;
+  static constexpr char kErase[] = "\r\033[K";
+  [[maybe_unused]] auto n = ::write(fd_, kErase, sizeof kErase - 1);
+  shown_ = false;
+}
+
+}  // namespace td::worker
