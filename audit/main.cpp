@@ -38,6 +38,7 @@ struct Common {
   std::string prefix = "td.";
   bool json = false;
   std::string log_level = "warn";
+  std::string log_format = "text";
 };
 
 // Unix milliseconds from "1700000000000" or ISO-8601 "2026-11-23T15:00:00[.123][Z]" (UTC).
@@ -216,6 +217,8 @@ void addCommon(CLI::App* app, Common& c) {
   app->add_option("--topic-prefix", c.prefix, "topic name prefix")->capture_default_str();
   app->add_flag("--json", c.json, "machine-readable output");
   app->add_option("--log-level", c.log_level, "trace..off")->capture_default_str();
+  app->add_option("--log-format", c.log_format, "text or json (log lines on stderr)")
+      ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
 }
 
 std::int64_t timeOrDie(const std::string& s, const char* flag) {
@@ -375,12 +378,13 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  td::log::setFormat(c.log_format);
   if (!td::log::setLevel(c.log_level)) {
     std::cerr << "td-audit: unknown --log-level " << c.log_level << "\n";
     return 2;
   }
   if (auto p = td::kafka::parseProperties(c.props); !p) {
-    std::cerr << "td-audit: " << p.error().message() << "\n";
+    std::cerr << "td-audit: " << p.error().message() << "\n";   // secrets redacted
     return 2;
   }
   td::protocol::routeProtobufLogs();

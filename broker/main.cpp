@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       "Task Director on one machine"};
   td::broker::ServerOptions options;
   std::string level = "info";
+  std::string log_format = "text";
   app.add_option("--bootstrap-file", options.bootstrap_file,
                  "file that receives HOST:PORT[,...] once the broker is up (written atomically)")
       ->required();
@@ -32,11 +33,14 @@ int main(int argc, char** argv) {
                  "one per line, each answered 'ok' or 'error: ...'; see broker/server.h)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
+  app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  td::log::setFormat(log_format);
   if (!td::log::setLevel(level)) {
     std::fprintf(stderr, "td-broker: --log-level: unknown level '%s'\n", level.c_str());
     return 2;

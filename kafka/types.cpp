@@ -1,5 +1,7 @@
 #include "kafka/types.h"
 
+#include "common/redact.h"
+
 namespace td::kafka {
 
 td::Result<Properties> parseProperties(const std::vector<std::string>& key_values) {
@@ -9,7 +11,7 @@ td::Result<Properties> parseProperties(const std::vector<std::string>& key_value
     auto eq = entry.find('=');
     if (eq == std::string::npos || eq == 0) {
       return makeError(td::Errc::kInvalidArgument,
-                       "librdkafka property '" + entry + "': expected key=value");
+                       "librdkafka property '" + redactKeyValue(entry) + "': expected key=value");
     }
     out.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
   }

@@ -2,9 +2,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <stdlib.h>
+
 #include <cstdio>
+#include <iostream>
 
 #include "common/log.h"
+#include "config/layers.h"
 #include "schema/repo_state.h"
 #include "worker/ci_options.h"
 #include "worker/git_facts.h"
@@ -25,7 +29,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   std::string schema_path;
   std::string repository, base_ref, change_ref, repo_state, pipeline_type = "independent";
   std::vector<std::string> builds_on, properties;
-  std::string task_command, prefix = "td.", level = "info";
+  std::string task_command, prefix = "td.", level = "info", log_format = "text";
   int join_timeout_s = 300;
   bool quiet_steps = false;
   bool print_registration = false;
@@ -65,17 +69,22 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
   app.add_flag("--quiet-steps", quiet_steps, "do not copy steps' output to stderr");
-  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
   app.add_flag("--print-registration", print_registration,
                "print the registration and where each value came from, then exit 0 "
                "(no broker needed)");
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return std::unexpected(rc == 0 ? 0 : 2);
+  config::Layers layers(app, "td-worker");   // --config, TD_* variables, --print-config
+  if (auto exit = layers.parse(argc, argv, config::processEnvironment(), std::cout, std::cerr)) {
+    return std::unexpected(*exit);
   }
+  // Steps inherit this environment; a secret meant for librdkafka is not theirs to read.
+  for (const auto& name : layers.secretEnvironmentNames()) ::unsetenv(name.c_str());
+  td::log::setFormat(log_format);
   if (!td::log::setLevel(level)) return std::unexpected(usageError("--log-level: unknown level"));
   if (options.bootstrap_servers.empty() && !print_registration) {
     return std::unexpected(usageError("--bootstrap-server is required"));

@@ -9,9 +9,11 @@
 
 namespace td::worker {
 
-// On success the options and the schema; on failure the exit code (0 after --help or
-// --print-registration, which prints the registration and where its values came from; 2 after a
-// usage, configuration or schema error, with the message already printed to stderr).
+// Flags over TD_* environment variables over the --config file (config/layers.h). On success
+// the options and the schema; on failure the exit code (0 after --help, --print-config or
+// --print-registration, which prints the registration and where its values came from; 2 after
+// a usage, configuration or schema error, with the message already printed to stderr).
+// Unsets the environment variables that held secrets, so steps do not inherit them.
 std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
                                                                             char** argv);
 

@@ -15,6 +15,8 @@
 #include <climits>
 #include <cstring>
 
+#include "common/log.h"
+
 extern char** environ;
 
 namespace td::worker {
@@ -423,7 +425,13 @@ void StepProcess::echoLines(const char* data, std::size_t size) {
 }
 
 void StepProcess::flushEchoLine() {
-  writeStderr("[" + step_id_ + "] " + echo_line_ + "\n");
+  // With --log-format json the echo is a log record too, so stderr stays one object per line.
+  if (td::log::jsonFormat()) {
+    writeStderr(td::log::jsonLine(std::chrono::system_clock::now(), "info", "step",
+                                  "[" + step_id_ + "] " + echo_line_));
+  } else {
+    writeStderr("[" + step_id_ + "] " + echo_line_ + "\n");
+  }
   echo_line_.clear();
 }
 

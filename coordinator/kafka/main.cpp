@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <iostream>
 
 #include "common/log.h"
+#include "config/layers.h"
 #include "coordinator/kafka/service.h"
 
 namespace {
@@ -20,6 +22,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> properties;
   std::string prefix = "td.";
   std::string level = "info";
+  std::string log_format = "text";
   int retention_s = 600;
   int lease_ms = 5000;
   int heartbeat_ms = 1000;
@@ -47,13 +50,17 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-step-stats", options.core.step_stats,
                "hand out steps in schema order, and neither read nor write the duration history "
                "on td.step-stats (default: longest expected step first)");
-  app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;   // --help is 0; every usage error is 2
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  td::config::Layers layers(app, "td-coordinator");   // --config, TD_* variables, --print-config
+  const auto env = td::config::processEnvironment();
+  if (auto exit = layers.parse(argc, argv, env, std::cout, std::cerr)) {
+    return *exit;   // --help or --print-config: 0; every usage or configuration error: 2
   }
-
+  td::log::setFormat(log_format);
   if (!td::log::setLevel(level)) {
     std::fprintf(stderr, "td-coordinator: --log-level: unknown level '%s'\n", level.c_str());
     return 2;
@@ -68,9 +75,10 @@ int main(int argc, char** argv) {
   options.core.finished_group_retention = std::chrono::seconds(retention_s);
   if (heartbeat_ms * 2 > lease_ms) {
     std::fprintf(stderr,
-                 "td-coordinator: --heartbeat-interval-ms %d must be at most half of --lease-ms "
-                 "%d\n",
-                 heartbeat_ms, lease_ms);
+                 "td-coordinator: --heartbeat-interval-ms %d (%s) must be at most half of "
+                 "--lease-ms %d (%s)\n",
+                 heartbeat_ms, td::config::describe(layers.origin("heartbeat-interval-ms")).c_str(),
+                 lease_ms, td::config::describe(layers.origin("lease-ms")).c_str());
     return 2;
   }
   options.core.lease = std::chrono::milliseconds(lease_ms);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/redact.h"
 
 namespace td::kafka::internal {
 
@@ -56,8 +57,15 @@ td::Result<ConfPtr> makeConf(const Properties& defaults, const Properties& props
       errstr[0] = '\0';
       if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), errstr, sizeof errstr) !=
           RD_KAFKA_CONF_OK) {
-        return makeError(Errc::kInvalidArg,
-                         "librdkafka property '" + key + "'='" + value + "': " + errstr);
+        // librdkafka's message may quote the value; a secret's value must not reach a log.
+        std::string reason = errstr;
+        if (isSecretName(key) && !value.empty()) {
+          for (auto at = reason.find(value); at != std::string::npos; at = reason.find(value)) {
+            reason.replace(at, value.size(), kRedacted);
+          }
+        }
+        return makeError(Errc::kInvalidArg, "librdkafka property '" + key + "'='" +
+                                                redactValue(key, value) + "': " + reason);
       }
     }
   }

@@ -1,6 +1,7 @@
 // StepProcess / runToCompletion against real child processes. Waits poll with deadlines.
 #include "worker/step_runner.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include "common/log.h"
 
 namespace td::worker {
 namespace {
@@ -380,6 +383,43 @@ TEST_F(StepRunnerTest, EchoPrefixesEachLine) {
   ASSERT_TRUE(r.has_value()) << r.error().message();
   EXPECT_EQ(r->output_tail, "a\n\nb");
   EXPECT_EQ(echoed, "[grp/step] a\n[grp/step] \n[grp/step] b\n");
+}
+
+}  // namespace
+}  // namespace td::worker
+
+// With --log-format json the echoed step output is wrapped as log records, so stderr stays one
+// JSON object per line whatever the step prints.
+namespace td::worker {
+namespace {
+
+TEST(StepEcho, JsonLogFormatWrapsEachLine) {
+  const fs::path file = fs::temp_directory_path() / ("td-echo-" + std::to_string(::getpid()));
+  const int saved = ::dup(2);
+  ASSERT_GE(saved, 0);
+  const int out = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(out, 0);
+  ::dup2(out, 2);
+  ::close(out);
+  ASSERT_TRUE(td::log::setFormat("json"));
+  auto spec = makeSpec("printf 'say \"hi\"\\tnow\\nsecond\\n'");
+  spec.echo_output = true;
+  auto r = runToCompletion(spec);
+  ASSERT_TRUE(td::log::setFormat("text"));
+  ::dup2(saved, 2);
+  ::close(saved);
+  ASSERT_TRUE(r.has_value());
+  std::ifstream in(file);
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  fs::remove(file);
+  EXPECT_NE(first.find("\"level\":\"info\",\"logger\":\"step\","
+                       "\"message\":\"[s1] say \\\"hi\\\"\\tnow\"}"),
+            std::string::npos)
+      << first;
+  EXPECT_EQ(first.rfind("{\"time\":", 0), 0u) << first;
+  EXPECT_NE(second.find("\"message\":\"[s1] second\"}"), std::string::npos) << second;
 }
 
 }  // namespace
