@@ -5,6 +5,7 @@
 #include <csignal>
 
 #include "common/log.h"
+#include "coordinator/kafka/metrics_server.h"
 #include "coordinator/kafka/service.h"
 
 namespace {
@@ -48,6 +49,11 @@ int main(int argc, char** argv) {
                "hand out steps in schema order, and neither read nor write the duration history "
                "on td.step-stats (default: longest expected step first)");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  // Metrics and health (docs/operations.md, "Metrics and health").
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (IP address; "
+                 "port 0 picks one, logged); default: off");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -83,11 +89,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "td-coordinator: %s\n", service.error().message().c_str());
     return 2;
   }
+  // Metrics and health: started after the service exists, stopped before it goes.
+  std::unique_ptr<td::coordinator::MetricsServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started =
+        td::coordinator::MetricsServer::start(metrics_listen, (*service)->probe(), clock);
+    if (!started) {
+      std::fprintf(stderr, "td-coordinator: %s\n", started.error().message().c_str());
+      return 2;
+    }
+    metrics = std::move(*started);
+    td::log::get("coordinator")
+        ->info("metrics on http://{}:{}/metrics (also /healthz, /readyz)",
+               metrics_listen.substr(0, metrics_listen.rfind(':')), metrics->port());
+  }
   g_service = service->get();
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   auto status = (*service)->run();
   g_service = nullptr;
+  metrics.reset();
   if (!status) {
     td::log::get("coordinator")->critical("stopped: {}", status.error().message());
     return 1;
