@@ -167,6 +167,8 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
                                            epochOf(input.partition), peer, config_, timers_,
                                            durationsForGroups(), now, out);
     group = created.get();
+    group->attach(&census_);
+    ++census_.groups_created_total;
     groups_.emplace(id, std::move(created));
   }
   group->addMember(peer, refs, shared, now, out);
@@ -333,6 +335,7 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
       continue;
     }
     Group& restored = **group;
+    restored.attach(&census_);
     next_ordinal_ = std::max(next_ordinal_, restored.ordinal() + 1);
     groups_.emplace(restored.id(), std::move(*group));
     link(restored);

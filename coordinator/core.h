@@ -24,6 +24,9 @@ namespace td::coordinator {
 class Core {
  public:
   explicit Core(CoreConfig config);
+  // Groups keep references into the Core (timers, census): it stays where it was built.
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
 
   // Applies one input; returns what the shell must do, in order. Invalid input produces a
   // DeadLetter effect (and, for a registration, a rejection reply) and changes nothing else.
@@ -62,6 +65,10 @@ class Core {
   // Forgotten groups whose refusal period ended since the last call, with their partitions:
   // the shell deletes their records (null value), and compaction removes them.
   std::vector<std::pair<std::string, std::int32_t>> takeExpired();
+
+  // Counts of groups and steps by state and totals of transitions (see Census): kept as states
+  // change, so reading it is O(1) and touches no group.
+  const Census& census() const { return census_; }
 
   const CoreConfig& config() const { return config_; }
   std::size_t groupCount() const { return groups_.size(); }
@@ -125,6 +132,7 @@ class Core {
   std::vector<std::pair<std::string, std::int32_t>> expired_;
   // Forgotten group id -> its partition, while its id is refused (dropped with the partition).
   std::unordered_map<std::string, std::int32_t> forgotten_partition_;
+  Census census_;   // declared before groups_: groups take their counts out of it when destroyed
   std::unordered_map<std::string, std::unique_ptr<Group>> groups_;
   std::unordered_map<std::string, Family> families_;
   std::unordered_map<std::string, PeerRecord> peers_;

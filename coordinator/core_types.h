@@ -3,10 +3,12 @@
 // (coordinator/kafka/) turns records into Inputs and carries out the Effects in order.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -54,6 +56,37 @@ struct TimerQueue {
   void at(Millis when, std::string group_id, std::string peer_id = {}) {
     entries.emplace(when, Entry{std::move(group_id), std::move(peer_id)});
   }
+};
+
+// Why a step was queued again after an attempt (Census::retries_total).
+enum class RetryReason { kFailed, kTimedOut, kRejected, kLost };
+inline constexpr std::size_t kRetryReasonCount = 4;
+// "failed", "timed_out", "rejected", "lost" (the metric label).
+std::string_view retryReasonName(RetryReason reason);
+
+// What the core holds and has done, for the shell's metrics. Kept up to date as states change
+// (O(1) per transition, no scan), so reading it costs nothing. Gauges count what the core holds
+// now; totals count since the Core was created and never decrease.
+struct Census {
+  // Groups held, by status. Finished groups stay until finished_group_retention forgets them;
+  // groups of a partition that moved away (Core::dropPartition) are no longer counted.
+  std::int64_t groups_running = 0;
+  std::int64_t groups_completed = 0;
+  std::int64_t groups_failed = 0;
+  // Steps of the groups held, by state (docs/architecture.md, the step state diagram).
+  std::int64_t steps_waiting = 0;
+  std::int64_t steps_queued = 0;
+  std::int64_t steps_running = 0;
+  std::int64_t steps_succeeded = 0;
+  std::int64_t steps_failed = 0;
+  // Totals. Restored groups are not counted as created; transitions replayed by a restore
+  // happened on the previous owner and are not counted again.
+  std::uint64_t groups_created_total = 0;
+  std::uint64_t groups_completed_total = 0;
+  std::uint64_t groups_failed_total = 0;
+  std::uint64_t steps_assigned_total = 0;
+  std::uint64_t peers_lost_total = 0;       // declared lost: missed their lease
+  std::array<std::uint64_t, kRetryReasonCount> retries_total{};   // by RetryReason
 };
 
 // ---- Inputs -------------------------------------------------------------------------------

@@ -38,6 +38,20 @@ bool retryable(const td::v1::RetryPolicy& retry, td::v1::StepOutcome outcome,
 
 }  // namespace
 
+std::string_view retryReasonName(RetryReason reason) {
+  switch (reason) {
+    case RetryReason::kFailed:
+      return "failed";
+    case RetryReason::kTimedOut:
+      return "timed_out";
+    case RetryReason::kRejected:
+      return "rejected";
+    case RetryReason::kLost:
+      return "lost";
+  }
+  return "unknown";
+}
+
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
              std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
              const CoreConfig& config, TimerQueue& timers, DurationTable* durations,
@@ -57,6 +71,8 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
     steps_.push_back(StepRun{.spec = spec});
     *steps_.back().spec.mutable_retry() = protocol::retryPolicyOf(spec);
   }
+  step_counts_[static_cast<std::size_t>(StepState::kWaiting)] =
+      static_cast<std::int64_t>(steps_.size());
   // Registrations are validated before they reach a group: every dependency exists.
   linkDependencies();
   queue_keys_.resize(steps_.size());
@@ -75,6 +91,46 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
 
 Group::Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations)
     : config_(config), timers_(timers), durations_(durations), ordinal_(0), created_at_wall_(0) {}
+
+Group::~Group() {
+  if (census_ != nullptr) count(-1);
+}
+
+void Group::attach(Census* census) {
+  if (census_ != nullptr) count(-1);
+  census_ = census;
+  if (census_ != nullptr) count(1);
+}
+
+void Group::count(int sign) {
+  std::int64_t* groups = status_ == td::v1::GROUP_STATUS_COMPLETED ? &census_->groups_completed
+                         : status_ == td::v1::GROUP_STATUS_FAILED  ? &census_->groups_failed
+                                                                   : &census_->groups_running;
+  *groups += sign;
+  std::int64_t* steps[] = {&census_->steps_waiting, &census_->steps_queued,
+                           &census_->steps_running, &census_->steps_succeeded,
+                           &census_->steps_failed};
+  for (std::size_t i = 0; i < step_counts_.size(); ++i) *steps[i] += sign * step_counts_[i];
+}
+
+void Group::setState(StepRun& step, StepState to) {
+  if (step.state == to) return;
+  if (census_ != nullptr) count(-1);
+  --step_counts_[static_cast<std::size_t>(step.state)];
+  ++step_counts_[static_cast<std::size_t>(to)];
+  step.state = to;
+  if (census_ != nullptr) count(1);
+}
+
+void Group::setStatus(td::v1::GroupStatus to) {
+  if (census_ != nullptr) {
+    count(-1);
+    if (to == td::v1::GROUP_STATUS_COMPLETED) ++census_->groups_completed_total;
+    if (to == td::v1::GROUP_STATUS_FAILED) ++census_->groups_failed_total;
+  }
+  status_ = to;
+  if (census_ != nullptr) count(1);
+}
 
 Group::QueueKey Group::queueKeyOf(std::size_t index) const {
   if (durations_ == nullptr) return QueueKey{.index = index};
@@ -192,6 +248,7 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
 void Group::dropMember(Member& member, bool lost, const std::string& reason, Instant now,
                        Effects& out) {
   member.present = false;
+  if (lost && census_ != nullptr) ++census_->peers_lost_total;
   auto& gone = lost ? *emit(now, out).mutable_peer_lost() : *emit(now, out).mutable_peer_left();
   gone.set_peer_id(member.peer_id);
   gone.set_session_id(member.session_id);
@@ -225,7 +282,7 @@ void Group::wake(Instant now, Effects& out) { schedule(now, out); }
 void Group::queue(std::size_t index, const std::string& reason, Millis backoff, Instant now,
                   Effects& out) {
   StepRun& step = steps_[index];
-  step.state = StepState::kQueued;
+  setState(step, StepState::kQueued);
   step.abort_requested = false;
   step.retry_not_before = now.mono + backoff;
   enqueue(index);
@@ -268,8 +325,9 @@ void Group::schedule(Instant now, Effects& out) {
 void Group::assign(std::size_t index, Member& member, Instant now, Effects& out) {
   StepRun& step = steps_[index];
   queued_.erase(queue_keys_[index]);
-  step.state = StepState::kRunning;
+  setState(step, StepState::kRunning);
   step.attempt += 1;
+  if (census_ != nullptr) ++census_->steps_assigned_total;
   step.peer_id = member.peer_id;
   step.session_id = member.session_id;
   member.running.insert(index);
@@ -365,12 +423,12 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
 
   if (status_ != td::v1::GROUP_STATUS_RUNNING) {
     // An answer to the abort sent when the group failed; nothing more to do.
-    step->state = StepState::kFailed;
+    setState(*step, StepState::kFailed);
     return;
   }
   switch (msg.outcome()) {
     case td::v1::STEP_OUTCOME_SUCCEEDED:
-      step->state = StepState::kSucceeded;
+      setState(*step, StepState::kSucceeded);
       ++succeeded_;
       if (durations_ != nullptr) {
         PublishStepStats stats{.key = stepStatsKey(schema_name_, step->spec.id())};
@@ -438,6 +496,9 @@ void Group::failedAttempt(std::size_t index, const std::string& peer_id,
          now, out);
     return;
   }
+  countRetry(outcome == td::v1::STEP_OUTCOME_TIMED_OUT  ? RetryReason::kTimedOut
+             : outcome == td::v1::STEP_OUTCOME_REJECTED ? RetryReason::kRejected
+                                                        : RetryReason::kFailed);
   queue(index, fmt::format("retry after {} (exit {})", outcome_name, exit_code),
         backoffFor(step), now, out);
 }
@@ -458,7 +519,7 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
     step.last_outcome = td::v1::STEP_OUTCOME_LOST;
   }
   if (status_ != td::v1::GROUP_STATUS_RUNNING) {
-    step.state = StepState::kFailed;
+    setState(step, StepState::kFailed);
     return;
   }
   const auto& retry = step.spec.retry();
@@ -478,6 +539,7 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
                      step.failures, step.spec.max_attempts(), reason),
          now, out);
   } else {
+    countRetry(RetryReason::kLost);
     queue(index, "retry after lost: " + reason, Millis(0), now, out);
   }
 }
@@ -494,7 +556,7 @@ void Group::fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>*
 }
 
 void Group::complete(Instant now, Effects& out) {
-  status_ = td::v1::GROUP_STATUS_COMPLETED;
+  setStatus(td::v1::GROUP_STATUS_COMPLETED);
   finished_at_ = now.mono;
   td::v1::AssignmentRecord record;
   auto& completed = *record.mutable_completed();
@@ -507,13 +569,13 @@ void Group::complete(Instant now, Effects& out) {
 }
 
 void Group::fail(std::size_t failed_step, const std::string& reason, Instant now, Effects& out) {
-  status_ = td::v1::GROUP_STATUS_FAILED;
+  setStatus(td::v1::GROUP_STATUS_FAILED);
   finished_at_ = now.mono;
-  steps_[failed_step].state = StepState::kFailed;
+  setState(steps_[failed_step], StepState::kFailed);
   // Abort every attempt still in flight; their workers answer with an aborted finish.
   for (auto& step : steps_) {
     if (step.state == StepState::kQueued || step.state == StepState::kWaiting) {
-      step.state = StepState::kFailed;
+      setState(step, StepState::kFailed);
     }
     if (step.state != StepState::kRunning || step.abort_requested) continue;
     step.abort_requested = true;

@@ -22,6 +22,7 @@
 // Thread safety: none; owned by the Core.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -48,6 +49,17 @@ class Group {
         std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
         const CoreConfig& config, TimerQueue& timers, DurationTable* durations, Instant now,
         Effects& out);
+
+  // Takes away the group's counts from the census it is attached to, if any.
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  // Adds the group's counts (status, steps by state) to `census` and keeps them up to date
+  // there from now on, along with the totals of what happens to it (Census). The Core attaches
+  // every group it holds once it is built; `census` must outlive the group. Not before: what a
+  // constructor or restore() does is not counted as a transition.
+  void attach(Census* census);
 
   // Rebuilds a group from its td.state snapshot for a new owner with epoch `epoch`. Emits the
   // snapshot's outbox again (identical records), then, for a running group, group_restored and
@@ -155,6 +167,14 @@ class Group {
     std::int64_t sent_at_ms = 0;      // of its registration
   };
   Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations);  // restore()
+  // Every step state change goes through here, so the counts stay right.
+  void setState(StepRun& step, StepState to);
+  void setStatus(td::v1::GroupStatus to);
+  // Adds (sign 1) or removes (-1) this group's gauges in census_.
+  void count(int sign);
+  void countRetry(RetryReason reason) {
+    if (census_ != nullptr) ++census_->retries_total[static_cast<std::size_t>(reason)];
+  }
   // Snapshot pieces (group_state.cpp): everything but the steps, and one step.
   td::v1::GroupSnapshot snapshotHead(Instant now) const;
   static void fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
@@ -230,6 +250,8 @@ class Group {
   std::unordered_map<std::string, std::size_t> member_index_;
   std::unordered_set<std::string> refs_;
   mutable std::vector<EncodedStep> encoded_;   // by step index; see encodeState()
+  std::array<std::int64_t, 5> step_counts_{};  // by StepState
+  Census* census_ = nullptr;                   // not owned; see attach()
 };
 
 }  // namespace td::coordinator

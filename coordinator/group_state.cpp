@@ -237,6 +237,7 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                 .last_outcome = step.last_outcome(),
                 .last_duration_ms = step.last_duration_ms()};
     if (run.state == StepState::kSucceeded) ++g->succeeded_;
+    ++g->step_counts_[static_cast<std::size_t>(run.state)];
     g->steps_.push_back(std::move(run));
   }
   g->linkDependencies();

@@ -1,5 +1,6 @@
 #include "kafka/group_consumer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kafka/internal/rdkafka.h"
@@ -193,6 +194,31 @@ rd_kafka_consumer_group_metadata_t* internal::rawGroupMetadata(
 
 void GroupConsumer::setCompanions(std::vector<std::string> topics) {
   impl_->companions = std::move(topics);
+}
+
+std::vector<GroupConsumer::PartitionLag> GroupConsumer::lag() const {
+  std::vector<PartitionLag> out;
+  if (impl_->closed) return out;
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(impl_->rk.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  PartitionListPtr list(raw);
+  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const auto& e = list->elems[i];
+    std::int64_t low = RD_KAFKA_OFFSET_INVALID;
+    std::int64_t high = RD_KAFKA_OFFSET_INVALID;
+    if (rd_kafka_get_watermark_offsets(impl_->rk.get(), e.topic, e.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    if (e.offset >= 0) {
+      out.push_back({e.topic, e.partition, std::max<std::int64_t>(0, high - e.offset)});
+    } else if (low == high) {
+      out.push_back({e.topic, e.partition, 0});
+    }
+  }
+  return out;
 }
 
 void GroupConsumer::close() {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -67,6 +68,18 @@ class GroupConsumer {
   // Producer::sendOffsetsToTransaction. Taken at the time of the call.
   struct GroupMetadata;
   std::shared_ptr<const GroupMetadata> groupMetadata() const;
+
+  // How far behind the consumer is on each assigned partition: the partition's high
+  // watermark minus the consumer's position (last consumed + 1). Local only, no broker round
+  // trip: the high watermark is the one librdkafka cached from its latest fetch response. A
+  // partition is left out while either number is unknown (nothing fetched or consumed since
+  // it was assigned), except an empty one (low == high), whose lag is 0.
+  struct PartitionLag {
+    std::string topic;
+    std::int32_t partition = 0;
+    std::int64_t lag = 0;
+  };
+  std::vector<PartitionLag> lag() const;
 
   // Leaves the group (revoking the assignment through the callback). Idempotent; after it,
   // poll() returns nothing and commit() fails.

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "config/layers.h"
+#include "coordinator/kafka/metrics_server.h"
 #include "coordinator/kafka/service.h"
 
 namespace {
@@ -55,6 +56,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  // Metrics and health (docs/operations.md, "Metrics and health").
+  std::string metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (IP address; "
+                 "port 0 picks one, logged); default: off");
   td::config::Layers layers(app, "td-coordinator");   // --config, TD_* variables, --print-config
   const auto env = td::config::processEnvironment();
   if (auto exit = layers.parse(argc, argv, env, std::cout, std::cerr)) {
@@ -91,11 +97,26 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "td-coordinator: %s\n", service.error().message().c_str());
     return 2;
   }
+  // Metrics and health: started after the service exists, stopped before it goes.
+  std::unique_ptr<td::coordinator::MetricsServer> metrics;
+  if (!metrics_listen.empty()) {
+    auto started =
+        td::coordinator::MetricsServer::start(metrics_listen, (*service)->probe(), clock);
+    if (!started) {
+      std::fprintf(stderr, "td-coordinator: %s\n", started.error().message().c_str());
+      return 2;
+    }
+    metrics = std::move(*started);
+    td::log::get("coordinator")
+        ->info("metrics on http://{}:{}/metrics (also /healthz, /readyz)",
+               metrics_listen.substr(0, metrics_listen.rfind(':')), metrics->port());
+  }
   g_service = service->get();
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
   auto status = (*service)->run();
   g_service = nullptr;
+  metrics.reset();
   if (!status) {
     td::log::get("coordinator")->critical("stopped: {}", status.error().message());
     return 1;

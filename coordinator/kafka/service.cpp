@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 
 #include "common/log.h"
@@ -27,6 +28,17 @@ const std::string* groupOf(const Effect& effect) {
 }
 
 }  // namespace
+
+void LatencyHistogram::observe(double seconds) {
+  ++count;
+  sum += seconds;
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    if (seconds <= kBounds[i]) {
+      ++buckets[i];
+      return;
+    }
+  }
+}
 
 Service::Service(ServiceOptions options, const Clock& clock)
     : options_(std::move(options)),
@@ -126,21 +138,26 @@ td::Status Service::run() {
              options_.core.lease.count(), options_.core.heartbeat_interval.count(),
              options_.exactly_once ? "exactly-once: one transaction per cycle"
                                    : "at-least-once: state, then output, then offsets");
+  turned();
   TD_RETURN_IF_ERROR(loadStepStats());
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
+    turned();
     const Instant now = clock_.now();
     const auto wait = std::max(Millis(0), std::min(options_.tick_interval, next_tick - now.mono));
     auto batch = consumer_->poll(options_.batch_max, wait);
+    const Millis polled_at = clock_.now().mono;
     if (fatal_) return *fatal_;
     if (!batch) return std::unexpected(batch.error());
-    if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch));
+    if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch, polled_at));
     if (clock_.now().mono >= next_tick) {
       pollStepStats();
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
       TD_RETURN_IF_ERROR(writeCycle({}));
+      probe_.ticks.fetch_add(1);
       next_tick = clock_.now().mono + options_.tick_interval;
     }
+    publishStats();
   }
   log_->info("coordinator stopping: flushing");
   TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
@@ -150,8 +167,12 @@ td::Status Service::run() {
 
 void Service::onRebalance(bool assigned,
                           const std::vector<kafka::TopicPartitionOffset>& partitions) {
+  (assigned ? probe_.rebalances_assigned : probe_.rebalances_revoked).fetch_add(1);
+  if (assigned) probe_.joined.store(true);
+  probe_.restoring.store(assigned);
   for (const auto& tp : partitions) {
     if (tp.topic != options_.core.topics.registrations()) continue;
+    probe_.partitions_owned.fetch_add(assigned ? 1 : -1);
     if (!assigned) {
       core_.dropPartition(tp.partition);
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
@@ -162,6 +183,8 @@ void Service::onRebalance(bool assigned,
       fatal_ = std::unexpected(status.error());
     }
   }
+  probe_.restoring.store(false);
+  turned();
 }
 
 td::Status Service::readState(std::int32_t partition, std::int64_t from, std::int64_t to,
@@ -172,6 +195,7 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
   const Millis deadline = clock_.now().mono + options_.restore_timeout;
   std::int64_t next = from;
   while (next < to) {
+    turned();
     if (clock_.now().mono > deadline) {
       return makeError(td::Errc::kTimeout,
                        fmt::format("reading {}[{}] from {} to {} stopped at {} after {} ms",
@@ -289,7 +313,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
   return {};
 }
 
-td::Status Service::handleBatch(const std::vector<kafka::Message>& batch) {
+td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis polled_at) {
   for (const auto& msg : batch) {
     probe_.records_in.fetch_add(1);
     td::Result<Input> input = msg.topic == options_.core.topics.registrations()
@@ -299,7 +323,16 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch) {
       collect(&msg, Effects{DeadLetter{.reason = input.error().message()}});
       continue;
     }
-    collect(&msg, core_.handle(*input, clock_.now()));
+    Effects effects = core_.handle(*input, clock_.now());
+    if (const auto* finished = std::get_if<td::v1::StepFinished>(&*input)) {
+      const bool dispatched = std::any_of(effects.begin(), effects.end(), [&](const Effect& e) {
+        const auto* a = std::get_if<PublishAssignment>(&e);
+        return a != nullptr && a->record.has_assigned() &&
+               a->record.assigned().peer_id() == finished->peer_id();
+      });
+      if (dispatched) dispatch_started_.push_back(polled_at);
+    }
+    collect(&msg, std::move(effects));
   }
   probe_.batches.fetch_add(1);
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;
@@ -512,6 +545,7 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
     produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
+  observeDispatch();
   // Duration history: advisory, so produced only now and not waited for (the next cycle's
   // flush, or the final one, delivers it).
   produceStepStats();
@@ -539,7 +573,39 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   if (delivery_failures_.load() != 0) {
     return makeError(td::Errc::kUnavailable, "output records could not be delivered");
   }
+  observeDispatch();
   return {};
+}
+
+void Service::observeDispatch() {
+  if (dispatch_started_.empty()) return;
+  const Millis now = clock_.now().mono;
+  probe_.updateStats([&](ProbeStats& stats) {
+    for (Millis started : dispatch_started_) {
+      stats.dispatch.observe(std::chrono::duration<double>(now - started).count());
+    }
+  });
+  dispatch_started_.clear();
+}
+
+void Service::publishStats() {
+  const Millis now = clock_.now().mono;
+  std::optional<std::vector<kafka::GroupConsumer::PartitionLag>> lag;
+  if (now >= next_slow_stats_) {
+    next_slow_stats_ = now + Millis(1000);
+    lag = consumer_->lag();
+    // Output acknowledged within the last second shows the broker answers; only a quiet
+    // coordinator pays for a metadata round trip (the cheapest request that shows it).
+    if (now - acknowledged_at_ > Millis(1000)) {
+      auto count = producer_->partitionCount(options_.core.topics.registrations(), Millis(1000));
+      probe_.broker_reachable.store(count.has_value());
+      turned();
+    }
+  }
+  probe_.updateStats([&](ProbeStats& stats) {
+    stats.census = core_.census();
+    if (lag) stats.lag = std::move(*lag);
+  });
 }
 
 void Service::produceOutput() {
@@ -589,7 +655,12 @@ td::Status Service::awaitAcknowledgements() {
   if (producer_->outstanding() == 0 && delivery_failures_.load() == 0) return {};
   while (true) {
     auto flushed = producer_->flush(std::chrono::seconds(5));
-    if (flushed) break;
+    turned();   // waiting out an outage is the loop doing its job, not a hang
+    probe_.broker_reachable.store(flushed.has_value());
+    if (flushed) {
+      acknowledged_at_ = clock_.now().mono;
+      break;
+    }
     if (stopping_.load()) return flushed;
     log_->warn("waiting for the broker to acknowledge output: {}", flushed.error().message());
   }

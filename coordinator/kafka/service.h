@@ -23,13 +23,16 @@
 // Thread safety: run() owns everything; stop() may be called from any thread or signal context.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/log.h"
 #include "common/result.h"
@@ -53,7 +56,35 @@ struct ServiceOptions {
   bool exactly_once = false;
 };
 
-// Counters a test or an operator can read (the probe).
+// A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
+struct LatencyHistogram {
+  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                     0.1,   0.25,   0.5,   1,    2.5,   5,
+                                                     10,    30};
+  std::array<std::uint64_t, kBounds.size()> buckets{};   // observations <= bound (not above
+                                                         // the previous one); more: count only
+  std::uint64_t count = 0;
+  double sum = 0;   // seconds
+  void observe(double seconds);
+};
+
+// What the service thread publishes once per cycle for readers on other threads (the metrics
+// server): a consistent copy, taken under ServiceProbe's mutex.
+struct ProbeStats {
+  Census census;   // the core's counts after the cycle
+  // Per assigned input partition (td.registrations and td.completions), refreshed at most
+  // once a second (GroupConsumer::lag).
+  std::vector<kafka::GroupConsumer::PartitionLag> lag;
+  // Coordinator dispatch latency: from the poll that returned a StepFinished to the broker's
+  // acknowledgement of the StepAssigned it caused for the same peer (in the same cycle; a peer
+  // left idle for want of queued work is not observed). Covers decoding, the core, the
+  // td.state snapshot and the output with both acknowledgements; not the time the record
+  // spent in the broker or in librdkafka's fetch queue before the poll.
+  LatencyHistogram dispatch;
+};
+
+// Counters a test or an operator can read (the probe). Atomics may be read from any thread;
+// stats() returns a copy taken under a mutex. The service thread is the only writer.
 struct ServiceProbe {
   std::atomic<std::uint64_t> records_in{0};
   std::atomic<std::uint64_t> dead_letters{0};
@@ -65,6 +96,38 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> step_stats_read{0};       // records taken from td.step-stats
   std::atomic<std::uint64_t> step_stats_written{0};    // records produced to it
   std::atomic<std::uint64_t> step_stats_failures{0};   // of those, not delivered
+  std::atomic<std::uint64_t> ticks{0};                 // cycles run by the timer (batches:
+                                                       // those run by input)
+  std::atomic<std::uint64_t> rebalances_assigned{0};   // rebalance callbacks that assigned
+  std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
+  std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
+
+  // Health (docs/operations.md, "Metrics and health").
+  std::atomic<std::int64_t> loop_turned_ms{0};   // Clock mono ms when the loop last turned
+  std::atomic<bool> joined{false};               // a first assignment arrived from the group
+  std::atomic<bool> restoring{false};            // restoring assigned partitions right now
+  std::atomic<bool> broker_reachable{false};     // the last metadata request or flush worked
+  // Joined the consumer group, restored what it was assigned, and reaches the broker.
+  bool ready() const { return joined.load() && !restoring.load() && broker_reachable.load(); }
+  // The loop turned within `stall_after` of `now_mono`.
+  bool alive(Millis now_mono, Millis stall_after) const {
+    return now_mono.count() - loop_turned_ms.load() <= stall_after.count();
+  }
+
+  ProbeStats stats() const {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+  // Runs `update` on the published stats under the mutex (service thread only).
+  template <typename F>
+  void updateStats(F&& update) {
+    std::lock_guard lock(mutex_);
+    update(stats_);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  ProbeStats stats_;
 };
 
 class Service {
@@ -84,7 +147,16 @@ class Service {
   // Reads td.state[partition] over [from, to), calling `visit` for each record.
   td::Status readState(std::int32_t partition, std::int64_t from, std::int64_t to,
                        const std::function<void(const kafka::Message&)>& visit);
-  td::Status handleBatch(const std::vector<kafka::Message>& batch);
+  // `polled_at`: Clock mono time the poll that returned `batch` came back (dispatch latency).
+  td::Status handleBatch(const std::vector<kafka::Message>& batch, Millis polled_at);
+  // Marks the loop as turning (liveness).
+  void turned() { probe_.loop_turned_ms.store(clock_.now().mono.count()); }
+  // Publishes the core's census (every cycle) and, at most once a second, the consumer lag
+  // and the broker's reachability: output acknowledged within the last second, else a
+  // metadata request (waiting up to 1 s while the broker is unreachable).
+  void publishStats();
+  // Observes this cycle's dispatch latencies once its output is acknowledged.
+  void observeDispatch();
   // Reads td.step-stats (every partition) up to its high watermarks into the core, then keeps
   // the reader on it. A missing topic turns duration history off with a warning.
   td::Status loadStepStats();
@@ -125,6 +197,11 @@ class Service {
   };
   std::vector<DeadLetterRecord> dead_letters_;
   std::optional<td::Status> fatal_;            // an error inside a rebalance callback
+  // Poll times of this cycle's StepFinished records that caused an assignment to their peer,
+  // observed in ProbeStats::dispatch once the output is acknowledged.
+  std::vector<Millis> dispatch_started_;
+  Millis next_slow_stats_{0};   // when publishStats() next refreshes lag and reachability
+  Millis acknowledged_at_{-1000000};   // when the broker last acknowledged output (mono)
 };
 
 }  // namespace td::coordinator

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "tests/kafka/kafka_test_util.h"
@@ -344,6 +345,29 @@ TEST_F(KafkaTest, GroupConsumerResumesFromTheCommittedOffset) {
   c2->close();
   EXPECT_EQ(owned, (std::map<std::int32_t, int>{{0, 0}, {1, 0}, {2, 0}}));
   EXPECT_FALSE(c2->commit({{topic_, 1, 10}}, false));
+}
+
+// GroupConsumer::lag(): high watermark (cached from the fetch that brought the records) minus
+// the position, per assigned partition; empty partitions read 0 once fetched.
+TEST_F(KafkaTest, GroupConsumerLagIsTheHighWatermarkMinusThePosition) {
+  auto p = producer();
+  produceN(*p, topic_, 1, 10);
+  auto c = groupConsumer(uniqueName("g"));
+  ASSERT_OK(c->subscribe({topic_}));
+  auto got = readN(*c, 4, 15s);
+  ASSERT_EQ(got.size(), 4u);
+  std::optional<std::int64_t> lag;
+  for (const auto& l : c->lag()) {
+    EXPECT_EQ(l.topic, topic_);
+    if (l.partition == 1) {
+      lag = l.lag;
+    } else {
+      EXPECT_EQ(l.lag, 0) << l.partition;
+    }
+  }
+  EXPECT_EQ(lag, 6);
+  c->close();
+  EXPECT_TRUE(c->lag().empty()) << "nothing is assigned once closed";
 }
 
 // The coordinator subscribes to td.registrations only and reads td.completions as a companion:
