@@ -22,9 +22,9 @@ import yaml
 # Options named in deploy/ that a newer binary brings. While the binary built here lacks one,
 # it is reported and left out of the --print-config run; once the binary knows it, it is
 # checked like any other. --metrics-listen arrives with the metrics change.
-PENDING_OPTIONS = {"td-coordinator": {"metrics-listen"}}
+PENDING_OPTIONS: dict = {}
 # Runtime packages that no binary built here links yet, for the same reason.
-PENDING_PACKAGES = {"libprometheus-cpp-core1.0", "libprometheus-cpp-pull1.0"}
+PENDING_PACKAGES: set = set()
 # Packages every Debian system has; the image need not name them.
 BASE_PACKAGES = {"libc6", "libstdc++6", "libgcc-s1"}
 # What deploy/Dockerfile copies to /usr/share/td/, by source path.
