@@ -6,7 +6,7 @@
 #include <memory>
 #include <random>
 
-#include "benchmarks/floor.h"
+#include "benchmarks/fleet_cases.h"
 #include "common/log.h"
 #include "kafka/kafka.h"
 
@@ -38,6 +38,7 @@ td::Result<Broker> openBroker(const BenchOptions& options, const protocol::Topic
   }
   broker_options.topics.emplace_back(topics.prefix() + "bench.ping", 1);
   broker_options.topics.emplace_back(topics.prefix() + "bench.pong", 1);
+  broker_options.topics.emplace_back(topics.prefix() + "bench.produce", options.partitions);
   auto broker = kafka::EmbeddedBroker::start(broker_options);
   if (!broker) return std::unexpected(broker.error());
   std::string bootstrap = (*broker)->bootstrapServers();
@@ -49,22 +50,53 @@ std::string consumerGroup(const BenchOptions& options) {
                                         : options.consumer_group;
 }
 
+// One td-coordinator of the run: its topics, consumer group, log level, and extra flags.
+struct CoordinatorSpec {
+  std::string topic_prefix;
+  std::string consumer_group;
+  std::string log_level;
+  std::vector<std::string> extra_args;
+  std::string log_name;  // in the scratch directory
+};
+
 td::Result<std::unique_ptr<ChildProcess>> startCoordinator(const BenchOptions& options,
+                                                           const CoordinatorSpec& spec,
                                                            const std::string& bootstrap,
                                                            const ScratchDir& scratch) {
   // clang-format off
   std::vector<std::string> args = {options.coordinator_bin,
       "--bootstrap-server", bootstrap,
-      "--topic-prefix", options.topic_prefix,
-      "--consumer-group", consumerGroup(options),
+      "--topic-prefix", spec.topic_prefix,
+      "--consumer-group", spec.consumer_group,
       "--coordinator-id", "td-bench-coordinator",
-      "--log-level", options.coordinator_log_level};
+      "--log-level", spec.log_level};
   // clang-format on
+  args.insert(args.end(), spec.extra_args.begin(), spec.extra_args.end());
   for (const auto& [key, value] : options.kafka) {
     args.push_back("-X");
     args.push_back(key + "=" + value);
   }
-  return ChildProcess::spawn(args, scratch.path() / "coordinator.log");
+  return ChildProcess::spawn(args, scratch.path() / spec.log_name);
+}
+
+td::Status stopCoordinator(ChildProcess& coordinator) {
+  if (const int code = coordinator.stop(); code != 0) {
+    return makeError(td::Errc::kInternal,
+                     fmt::format("td-coordinator exited with {} on SIGTERM; its log ends:\n{}",
+                                 code, coordinator.outputTail(3000)));
+  }
+  return {};
+}
+
+FleetSource matrixSource(const BenchOptions& options, int groups) {
+  if (options.fleet_source == "events") return FleetSource::kEvents;
+  if (options.fleet_source == "assign") return FleetSource::kAssignTopics;
+  return groups <= options.auto_assign_max_groups ? FleetSource::kAssignTopics
+                                                  : FleetSource::kEvents;
+}
+
+FleetSource scalingSource(const BenchOptions& options) {
+  return options.fleet_source == "assign" ? FleetSource::kAssignTopics : FleetSource::kEvents;
 }
 
 class Run {
@@ -82,8 +114,14 @@ class Run {
     report_.broker = broker->description;
     log_->info("broker: {} at {}", broker->description, broker->bootstrap);
     TD_RETURN_IF_ERROR(measureFloorPhase(broker->bootstrap, topics));
+    TD_RETURN_IF_ERROR(measureProducePhase(broker->bootstrap, topics));
 
-    auto coordinator = startCoordinator(options_, broker->bootstrap, scratch_);
+    auto coordinator = startCoordinator(options_,
+                                        {.topic_prefix = options_.topic_prefix,
+                                         .consumer_group = consumerGroup(options_),
+                                         .log_level = options_.coordinator_log_level,
+                                         .log_name = "coordinator.log"},
+                                        broker->bootstrap, scratch_);
     if (!coordinator) return std::unexpected(coordinator.error());
     CaseEnv env{.bootstrap = broker->bootstrap,
                 .kafka = options_.kafka,
@@ -95,10 +133,16 @@ class Run {
                 .report_started = options_.report_started};
     TD_RETURN_IF_ERROR(awaitCoordinator(env));
     TD_RETURN_IF_ERROR(runCases(env));
-    if (const int code = (*coordinator)->stop(); code != 0) {
-      return makeError(td::Errc::kInternal,
-                       fmt::format("td-coordinator exited with {} on SIGTERM; its log ends:\n{}",
-                                   code, (*coordinator)->outputTail(3000)));
+    TD_RETURN_IF_ERROR(stopCoordinator(**coordinator));
+    for (const int groups : options_.scaling_groups) {
+      if (auto status = scalingPhase(*broker, groups); !status) {
+        log_->error("scaling {} groups failed: {}", groups, status.error().message());
+        report_.failures.push_back(
+            fmt::format("scaling {} groups: {}", groups, status.error().message()));
+        if (report_.scaling.empty() || report_.scaling.back().groups != groups) {
+          report_.scaling.push_back({.groups = groups, .error = status.error().message()});
+        }
+      }
     }
     return std::move(report_);
   }
@@ -118,6 +162,75 @@ class Run {
     report_.floor = summarize(std::move(*rtt));
     log_->info("floor: p50 {:.2f} ms, p99 {:.2f} ms", report_.floor.p50_ms, report_.floor.p99_ms);
     return {};
+  }
+
+  td::Status measureProducePhase(const std::string& bootstrap, const protocol::Topics& topics) {
+    if (options_.produce_records <= 0) return {};
+    auto rate = measureProduceRate({.bootstrap = bootstrap,
+                                    .kafka = options_.kafka,
+                                    .topic = topics.prefix() + "bench.produce",
+                                    .records = options_.produce_records,
+                                    .record_bytes = options_.produce_bytes,
+                                    .deadline = Clock::now() + options_.time_limit});
+    if (!rate) return std::unexpected(rate.error());
+    report_.produce = *rate;
+    log_->info("produce floor: {} records of {} bytes in {:.3f} s, {:.0f} records/s",
+               rate->records, rate->record_bytes, rate->seconds, rate->per_s);
+    return {};
+  }
+
+  // A fresh td-coordinator on fresh topics (so it restores and replays nothing) and a fresh
+  // consumer group, with a long lease; measured by runScalingCase, then stopped.
+  td::Status scalingPhase(const Broker& broker, int groups) {
+    const protocol::Topics topics(fmt::format("{}scale{}-{}.", options_.topic_prefix, groups,
+                                              run_id_));
+    if (broker.embedded) {
+      for (const auto& topic : {topics.registrations(), topics.completions(), topics.joins(),
+                                topics.events(), topics.dlq(), topics.state()}) {
+        TD_RETURN_IF_ERROR(broker.embedded->createTopic(topic, options_.partitions));
+      }
+    }
+    log_->info("scaling {} groups: starting a td-coordinator on {}*", groups, topics.prefix());
+    auto coordinator = startCoordinator(
+        options_,
+        {.topic_prefix = topics.prefix(),
+         .consumer_group = topics.prefix() + "bench-coordinator",
+         .log_level = options_.scaling_log_level,
+         .extra_args = {"--lease-ms", std::to_string(options_.scaling_lease_ms),
+                        "--heartbeat-interval-ms", std::to_string(options_.scaling_heartbeat_ms)},
+         .log_name = fmt::format("coordinator-scale{}.log", groups)},
+        broker.bootstrap, scratch_);
+    if (!coordinator) return std::unexpected(coordinator.error());
+    CaseEnv env{.bootstrap = broker.bootstrap,
+                .kafka = options_.kafka,
+                .topics = topics,
+                .run_id = run_id_,
+                .coordinator = coordinator->get(),
+                .scratch = &scratch_,
+                .time_limit = options_.time_limit,
+                .report_started = options_.report_started};
+    auto probe = runSimulatedCase(
+        {.name = "probe", .groups = 1, .workers_per_group = 1, .steps_per_group = 1}, env);
+    if (!probe) return std::unexpected(probe.error());
+    env.time_limit = options_.scaling_time_limit;
+    auto result = runScalingCase({.groups = groups,
+                                  .steps_per_group = options_.scaling_steps,
+                                  .window_completions = options_.scaling_window,
+                                  .source = scalingSource(options_),
+                                  .families = options_.scaling_families,
+                                  .idle = std::chrono::milliseconds(options_.scaling_idle_ms)},
+                                 env);
+    if (!result) return std::unexpected(result.error());
+    const std::string error = result->error;
+    log_->info(
+        "scaling {} groups: joined in {:.2f} s, {:.0f} B RSS per group, idle {:.1f} ms CPU/s, "
+        "window {} inputs in {:.2f} s, {:.1f} us CPU per input",
+        groups, result->join_s, result->rss_bytes_per_group, result->idle_cpu_ms_per_s,
+        result->window_inputs, result->window_s, result->cpu_us_per_event);
+    report_.scaling.push_back(std::move(*result));
+    // A failed size's coordinator is stopped (or killed) by its destructor.
+    if (!error.empty()) return makeError(td::Errc::kTimeout, error);
+    return stopCoordinator(**coordinator);
   }
 
   // Ready means: a one-step group of one simulated worker went from registration to
@@ -146,6 +259,24 @@ class Run {
                                    .workers_per_group = 1,
                                    .steps_per_group = std::max(1, options_.steps / w)},
                                   env)));
+    }
+    if (options_.dispatch_steps > 0) {
+      for (const int workers : {1, 4}) {
+        TD_RETURN_IF_ERROR(
+            record(runSimulatedCase({.name = fmt::format("dispatch_w{}", workers),
+                                     .groups = 1,
+                                     .workers_per_group = workers,
+                                     .steps_per_group = options_.dispatch_steps},
+                                    env)));
+      }
+    }
+    for (auto spec : matrixCases(options_.matrix_workers, options_.matrix_groups,
+                                 options_.matrix_max_peers, options_.matrix_steps)) {
+      spec.source = matrixSource(options_, spec.groups);
+      log_->info("{}: {} groups x {} fleet peers, {} steps each, reading {}", spec.name,
+                 spec.groups, spec.workers_per_group, spec.steps_per_group,
+                 sourceName(spec.source));
+      TD_RETURN_IF_ERROR(record(runFleetCase(spec, env)));
     }
     if (options_.real_steps > 0) {
       TD_RETURN_IF_ERROR(record(runRealWorkerCase({.name = "real_workers",
@@ -190,6 +321,15 @@ BenchOptions smokeOptions(BenchOptions base) {
   base.steps = 20;
   base.real_steps = 4;
   base.group_per_worker = false;
+  base.produce_records = 2000;
+  base.dispatch_steps = 8;
+  base.matrix_workers = {1, 2};
+  base.matrix_groups = {2};
+  base.matrix_steps = 3;
+  base.scaling_groups = {10};
+  base.scaling_window = 40;
+  base.scaling_time_limit = std::chrono::seconds(30);
+  base.scaling_idle_ms = 200;
   base.time_limit = std::min(base.time_limit, std::chrono::seconds(30));
   return base;
 }
@@ -202,6 +342,10 @@ td::Result<BenchReport> runBench(const BenchOptions& options) {
     td::log::get("bench")->info("logs and schemas in {}", (*scratch)->path().string());
   }
   auto report = Run(options, **scratch).execute();
+  if (report && !report->failures.empty()) {
+    (*scratch)->keep();
+    td::log::get("bench")->error("logs kept in {}", (*scratch)->path().string());
+  }
   if (!report) {
     (*scratch)->keep();
     return makeError(report.error().code(), report.error().message() + "\n(logs kept in " +

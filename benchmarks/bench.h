@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "benchmarks/cases.h"
+#include "benchmarks/floor.h"
+#include "benchmarks/scaling.h"
 #include "benchmarks/makespan.h"   // MAKESPAN (issue 7)
 #include "benchmarks/stats.h"
 #include "common/result.h"
@@ -22,11 +24,36 @@ struct BenchOptions {
   int partitions = 4;            // of td.registrations/completions/joins/events/dlq (embedded)
   int round_trips = 1000;        // measured floor round trips
   int warmup = 100;              // floor round trips before those, not measured
+  int produce_records = 50000;   // bare produce floor: records produced, then one flush
+  int produce_bytes = 100;       // ... each this large
   int workers = 8;               // simulated workers per case, and td-worker processes
   int steps = 4000;              // steps of the one-group case; the group-per-worker case has
                                  // steps / workers per group (the same total)
   int real_steps = 200;          // steps of the td-worker case; 0 skips it
   bool group_per_worker = true;  // run the group-per-worker case
+  int dispatch_steps = 400;      // steps of dispatch_w1 and dispatch_w4 (one group); 0 skips
+  // The throughput matrix: cases w{W}_g{G} of G groups of W fleet peers, W in matrix_workers,
+  // G in matrix_groups, skipping cells over matrix_max_peers peers; W * matrix_steps steps per
+  // group. Empty lists skip it.
+  std::vector<int> matrix_workers{1, 8, 64};
+  std::vector<int> matrix_groups{1, 10, 1000};
+  int matrix_max_peers = 1000;
+  int matrix_steps = 20;  // per peer
+  // Where fleets read assignments: "assign" (td.assign.<group>), "events" (td.events), or
+  // "auto": assign for matrix cells of at most auto_assign_max_groups groups, else events.
+  std::string fleet_source = "auto";
+  int auto_assign_max_groups = 10;
+  // Scaling: one fresh td-coordinator per size; empty skips it.
+  std::vector<int> scaling_groups{10, 1000, 10000};
+  int scaling_steps = 10;      // per group (one peer each): every group stays open
+  int scaling_window = 20000;  // completions spread over the groups in the CPU window
+  int scaling_lease_ms = 120000;
+  int scaling_heartbeat_ms = 30000;
+  std::string scaling_log_level = "warn";  // td-coordinator's --log-level there
+  int scaling_idle_ms = 1000;  // the idle CPU measurement before each window
+  int scaling_families = 16;   // compatibility families the scaling groups are spread over
+  // Of the registrations of each size, and again of its window.
+  std::chrono::seconds scaling_time_limit{300};
   bool report_started = true;    // simulated workers publish StepStarted too
   std::chrono::seconds time_limit{60};         // of each phase (floor, readiness, each case)
   std::string coordinator_bin;                 // td-coordinator to start
@@ -39,7 +66,8 @@ struct BenchOptions {
   bool makespan = true;    // MAKESPAN (issue 7): run the makespan case (benchmarks/makespan.h)
 };
 
-// The smoke configuration: a few round trips, one small simulated group, two td-workers.
+// The smoke configuration: a few round trips, a few records, small simulated groups, a tiny
+// matrix, two td-workers, and scaling with 10 groups.
 BenchOptions smokeOptions(BenchOptions base);
 
 struct BenchReport {
@@ -47,14 +75,22 @@ struct BenchReport {
   std::string broker;  // "embedded (in td-bench)" or the bootstrap servers
   BenchOptions options;
   LatencySummary floor;            // round-trip times
+  ProduceRate produce;             // bare produce throughput
   double coordinator_ready_s = 0;  // spawn -> the probe's group completed
-  std::vector<CaseResult> cases;   // one_group first, then group_per_worker, real_workers
+  // one_group first, then group_per_worker, dispatch_w1, dispatch_w4, the matrix cells,
+  // real_workers.
+  std::vector<CaseResult> cases;
+  std::vector<ScalingResult> scaling;  // one per size, in order
+  // Phases that failed without stopping the run (scaling sizes): the report is still printed,
+  // and td-bench exits 1.
+  std::vector<std::string> failures;
   std::optional<MakespanResult> makespan;   // MAKESPAN (issue 7): unless --no-makespan
 };
 
 // Runs everything in order. Progress goes to the "bench" logger (stderr).
 // Errors: the first phase's error; the scratch directory (with td-coordinator's and the
-// td-workers' logs) is then kept and named in the message.
+// td-workers' logs) is then kept and named in the message. A failed scaling size does not stop
+// the run: it lands in BenchReport::failures (and the scratch directory is kept).
 td::Result<BenchReport> runBench(const BenchOptions& options);
 
 }  // namespace td::bench

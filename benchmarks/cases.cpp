@@ -24,15 +24,6 @@ double secondsBetween(SteadyTime from, SteadyTime to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
-td::Status coordinatorAlive(const CaseEnv& env) {
-  if (auto code = env.coordinator->waitFor(std::chrono::milliseconds(0))) {
-    return makeError(td::Errc::kUnavailable,
-                     fmt::format("td-coordinator exited with {}; its log ends:\n{}", *code,
-                                 env.coordinator->outputTail(kLogTail)));
-  }
-  return {};
-}
-
 // Between waits: fails once the coordinator is gone or the case ran out of time.
 td::Status stillGoing(const CaseEnv& env, Clock::time_point deadline, const std::string& name) {
   TD_RETURN_IF_ERROR(coordinatorAlive(env));
@@ -41,10 +32,6 @@ td::Status stillGoing(const CaseEnv& env, Clock::time_point deadline, const std:
                                                      env.time_limit.count() / 1000.0));
   }
   return {};
-}
-
-std::string cacheIdOf(const CaseEnv& env, const std::string& case_name) {
-  return "td-bench-" + env.run_id + "-" + case_name;
 }
 
 worker::PeerInfo simulatedPeer(const CaseEnv& env, const SimulatedCase& spec, int group,
@@ -163,9 +150,23 @@ td::Status awaitWorker(ChildProcess& worker, int index, const CaseEnv& env,
 }
 }  // namespace
 
-std::string noopSchemaYaml(const std::string& name, int steps, const std::string& command) {
-  std::string yaml =
-      fmt::format("name: {}\ndefaults: {{timeout: 1m, max_attempts: 1}}\nsteps:\n", name);
+td::Status coordinatorAlive(const CaseEnv& env) {
+  if (auto code = env.coordinator->waitFor(std::chrono::milliseconds(0))) {
+    return makeError(td::Errc::kUnavailable,
+                     fmt::format("td-coordinator exited with {}; its log ends:\n{}", *code,
+                                 env.coordinator->outputTail(kLogTail)));
+  }
+  return {};
+}
+
+std::string cacheIdOf(const CaseEnv& env, const std::string& case_name) {
+  return "td-bench-" + env.run_id + "-" + case_name;
+}
+
+std::string noopSchemaYaml(const std::string& name, int steps, const std::string& command,
+                           const std::string& timeout) {
+  std::string yaml = fmt::format(
+      "name: {}\ndefaults: {{timeout: {}, max_attempts: 1}}\nsteps:\n", name, timeout);
   for (int i = 1; i <= steps; ++i) {
     yaml += fmt::format("  - id: s{}\n    run: \"{}\"\n", i, command);
   }

@@ -50,14 +50,20 @@ struct RealWorkerCase {
 
 struct CaseResult {
   std::string name;
-  std::string kind;  // "simulated" or "td-worker"
+  std::string kind;  // "simulated", "fleet" or "td-worker"
   int groups = 0;
   int workers = 0;    // in all groups together
   int steps = 0;      // completed, in all groups together
   double wall_s = 0;  // see `window`
   double completions_per_s = 0;
   std::string window;                      // what wall_s measures
-  std::optional<LatencySummary> dispatch;  // simulated cases only
+  std::optional<LatencySummary> dispatch;  // simulated and fleet cases
+  std::optional<double> join_s;            // fleet cases: registrations -> all joined
+  std::string reads;                       // fleet cases: where assignments were read
+  // Fleet cases: CPU seconds over wall_s of td-coordinator, and of td-bench itself (its fleet,
+  // and the embedded broker when td-bench hosts it).
+  std::optional<double> coordinator_cpu_s;
+  std::optional<double> bench_cpu_s;
 };
 
 // Runs the case and checks it: every worker saw its group complete, every step of every group
@@ -74,7 +80,15 @@ td::Result<CaseResult> runSimulatedCase(const SimulatedCase& spec, const CaseEnv
 // worker exited non-zero; the message carries the end of its log).
 td::Result<CaseResult> runRealWorkerCase(const RealWorkerCase& spec, const CaseEnv& env);
 
-// A schema named `name` of `steps` steps "s1".."sN" running `command`, max_attempts 1.
-std::string noopSchemaYaml(const std::string& name, int steps, const std::string& command);
+// A schema named `name` of `steps` steps "s1".."sN" running `command`, max_attempts 1, each
+// with the step timeout `timeout`.
+std::string noopSchemaYaml(const std::string& name, int steps, const std::string& command,
+                           const std::string& timeout = "1m");
+
+// The remote cache id of a case: its peers form a compatibility family of their own.
+std::string cacheIdOf(const CaseEnv& env, const std::string& case_name);
+
+// Between waits: an error once the coordinator has exited.
+td::Status coordinatorAlive(const CaseEnv& env);
 
 }  // namespace td::bench

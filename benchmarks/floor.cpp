@@ -99,4 +99,42 @@ td::Result<std::vector<double>> measureFloor(const FloorConfig& config) {
   return rtt_ms;
 }
 
+td::Result<ProduceRate> measureProduceRate(const ProduceConfig& config) {
+  auto producer =
+      kafka::Producer::create(producerSettings(config.bootstrap, "td-bench-produce", config.kafka));
+  if (!producer) return std::unexpected(producer.error());
+  auto partitions = (*producer)->partitionCount(config.topic, kSetupTimeout);
+  if (!partitions) return std::unexpected(partitions.error());
+  const std::string value(static_cast<std::size_t>(config.record_bytes), 'x');
+  int failures = 0;
+  std::string last_error;
+  const auto on_delivery = [&failures, &last_error](const td::Status& result, std::int32_t,
+                                                    std::int64_t) {
+    if (!result) {
+      ++failures;
+      last_error = result.error().message();
+    }
+  };
+  // The first produce to the topic waits for its metadata: done before the clock starts.
+  TD_RETURN_IF_ERROR((*producer)->produce(config.topic, 0, {}, value, on_delivery));
+  TD_RETURN_IF_ERROR((*producer)->flush(kSetupTimeout));
+  const auto start = Clock::now();
+  for (int i = 0; i < config.records; ++i) {
+    TD_RETURN_IF_ERROR((*producer)->produce(config.topic, i % *partitions, {}, value, on_delivery));
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(config.deadline -
+                                                                          Clock::now());
+  TD_RETURN_IF_ERROR((*producer)->flush(std::max(left, std::chrono::milliseconds(1))));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (failures != 0) {
+    return makeError(td::Errc::kUnavailable,
+                     "produce floor: " + std::to_string(failures) +
+                         " records not delivered, the last: " + last_error);
+  }
+  return ProduceRate{.records = config.records,
+                     .record_bytes = config.record_bytes,
+                     .seconds = seconds,
+                     .per_s = seconds > 0 ? config.records / seconds : 0};
+}
+
 }  // namespace td::bench

@@ -29,4 +29,26 @@ struct FloorConfig {
 // Errors: the client's error, or td::Errc::kTimeout when a reply misses 5 s or the deadline.
 td::Result<std::vector<double>> measureFloor(const FloorConfig& config);
 
+struct ProduceConfig {
+  std::string bootstrap;
+  kafka::Properties kafka;  // -X overrides, applied last
+  std::string topic;        // records are spread round-robin over its partitions
+  int records = 50000;
+  int record_bytes = 100;   // value size; no key
+  std::chrono::steady_clock::time_point deadline;  // the flush fails after it
+};
+
+struct ProduceRate {
+  int records = 0;
+  int record_bytes = 0;
+  double seconds = 0;  // first produce -> flush returned (every record acknowledged)
+  double per_s = 0;
+};
+
+// Bare produce throughput: one kafka::Producer with td's producer settings (linger.ms=1,
+// idempotence) produces `records` records asynchronously, then flushes; every delivery is
+// checked. Errors: the producer's error, td::Errc::kUnavailable for a failed delivery,
+// kafka's kTimedOut when the flush passes the deadline.
+td::Result<ProduceRate> measureProduceRate(const ProduceConfig& config);
+
 }  // namespace td::bench

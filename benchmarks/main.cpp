@@ -19,5 +19,8 @@ int main(int argc, char** argv) {
   const std::string out =
       line->json ? td::bench::formatJson(*report) : td::bench::formatTable(*report);
   std::fputs(out.c_str(), stdout);
-  return 0;
+  for (const auto& failure : report->failures) {
+    std::fprintf(stderr, "td-bench: failed: %s\n", failure.c_str());
+  }
+  return report->failures.empty() ? 0 : 1;
 }

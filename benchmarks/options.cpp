@@ -13,6 +13,90 @@ namespace td::bench {
 
 namespace {
 
+// The flags of the phases added for issue 7: produce floor, dispatch, matrix, scaling.
+void addPhaseFlags(CLI::App& app, BenchOptions& o) {
+  app.add_option("--produce-records", o.produce_records,
+                 "records of the bare produce floor (one producer, async, one flush); 0 skips it")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  app.add_option("--produce-bytes", o.produce_bytes, "value size of those records")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--dispatch-steps", o.dispatch_steps,
+                 "steps of the dispatch_w1 and dispatch_w4 cases (one group of 1 and of 4 "
+                 "simulated workers); 0 skips them")
+      ->check(CLI::Range(0, static_cast<int>(protocol::kMaxSteps)))
+      ->capture_default_str();
+  app.add_option("--matrix-workers", o.matrix_workers, "W of the matrix cells w{W}_g{G}")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--matrix-groups", o.matrix_groups, "G of the matrix cells w{W}_g{G}")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--matrix-max-peers", o.matrix_max_peers, "skip cells with more peers (W x G)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_option("--matrix-steps", o.matrix_steps,
+                 "steps per peer of a matrix cell (a group of W peers gets W x this many)")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_flag_callback(
+      "--no-matrix", [&o] { o.matrix_workers.clear(); }, "skip the throughput matrix");
+  app.add_option("--fleet-source", o.fleet_source,
+                 "where fleets read assignments: assign (td.assign.<group>, as td-worker), "
+                 "events (td.events), auto (assign up to --auto-assign-max-groups groups, "
+                 "events above and for scaling)")
+      ->check(CLI::IsMember({"auto", "assign", "events"}))
+      ->capture_default_str();
+  app.add_option("--auto-assign-max-groups", o.auto_assign_max_groups,
+                 "with --fleet-source auto, matrix cells with more groups read td.events")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_option("--scaling-groups", o.scaling_groups,
+                 "open-group counts of the scaling phase (a fresh td-coordinator each)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_flag_callback(
+      "--no-scaling", [&o] { o.scaling_groups.clear(); }, "skip the scaling phase");
+  app.add_option("--scaling-steps", o.scaling_steps, "steps per scaling group (one peer each)")
+      ->check(CLI::Range(2, static_cast<int>(protocol::kMaxSteps)))
+      ->capture_default_str();
+  app.add_option("--scaling-window", o.scaling_window,
+                 "completions in the CPU window, spread evenly (at most steps - 1 per group)")
+      ->check(CLI::Range(1, 10000000))
+      ->capture_default_str();
+  app.add_option("--scaling-lease-ms", o.scaling_lease_ms, "--lease-ms of scaling coordinators")
+      ->check(CLI::Range(500, 3600 * 1000))
+      ->capture_default_str();
+  app.add_option("--scaling-heartbeat-ms", o.scaling_heartbeat_ms,
+                 "--heartbeat-interval-ms of scaling coordinators")
+      ->check(CLI::Range(50, 600 * 1000))
+      ->capture_default_str();
+  app.add_option("--scaling-log-level", o.scaling_log_level,
+                 "--log-level of scaling coordinators (warn: the cost of the coordinator, not "
+                 "of one info line per event)")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.add_option_function<int>(
+         "--scaling-seconds",
+         [&o](int seconds) { o.scaling_time_limit = std::chrono::seconds(seconds); },
+         "time limit of the registrations of each scaling size, and again of its window "
+         "(default 300)")
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--scaling-families", o.scaling_families,
+                 "compatibility families (remote cache ids) the scaling groups are spread over, "
+                 "so their input and td.state spread over the partitions")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--scaling-idle-ms", o.scaling_idle_ms,
+                 "idle period before each window, for the coordinator's idle CPU")
+      ->check(CLI::Range(0, 600000))
+      ->capture_default_str();
+}
+
 void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::string>& properties) {
   app.add_option("--bootstrap-server", o.bootstrap_servers,
                  "use this Kafka (HOST:PORT[,...]) instead of an embedded broker hosted in "
@@ -54,6 +138,7 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
       ->capture_default_str();
   app.add_flag("!--no-group-per-worker", o.group_per_worker,
                "skip the case with one group per simulated worker");
+  addPhaseFlags(app, o);
   app.add_flag(
       "!--no-step-started", o.report_started,
       "simulated workers publish only StepFinished (td-worker also publishes StepStarted)");
@@ -93,8 +178,9 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   addFlags(app, line.options, seconds, properties);
   app.add_flag("--json", line.json, "print one JSON object on stdout instead of the table");
   app.add_flag("--smoke", smoke,
-               "a tiny run (a few round trips, one small group, two td-workers) that only "
-               "proves every phase completes; used by CTest");
+               "a tiny run (a few round trips and records, small groups, a 2-cell matrix, two "
+               "td-workers, scaling with 10 groups) that only proves every phase completes; "
+               "used by CTest");
   app.add_option("--log-level", level, "td-bench's own log level (stderr)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();

@@ -16,7 +16,11 @@ std::string formatTable(const BenchReport& report);
 //     (null if it did not run), dispatch_case,
 //   completions_per_s: {case name: steps/s},
 //   cases: {case name: {kind, groups, workers, steps, wall_s, completions_per_s, window,
-//           dispatch_{samples,mean,p50,p90,p99,max}_ms (simulated cases only)}},
+//           join_s and reads (fleet cases), dispatch_{samples,mean,p50,p90,p99,max}_ms and
+//           dispatch_p99_over_floor_p99 (simulated and fleet cases)}},
+//   floor_produce_per_s, floor_produce: {records, record_bytes, seconds},
+//   cpu_us_per_event: {open groups: us}, rss_bytes_per_group: {open groups: bytes},
+//   scaling: {open groups: {every field of ScalingResult}}, failures: [phase: error],
 //   coordinator_ready_s, broker, settings: {...}, machine: {nproc, memory_mib, cpu_model,
 //   kernel, load_average_1m},
 //   makespan_over_bound (null with --no-makespan), makespan: {...} (makespan.h, MAKESPAN).

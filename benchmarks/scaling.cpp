@@ -1,0 +1,113 @@
+#include "benchmarks/scaling.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "benchmarks/fleet_cases.h"
+#include "common/log.h"
+#include "schema/schema.h"
+#include "td/v1/registrations.pb.h"
+
+namespace td::bench {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double secondsBetween(SteadyTime from, SteadyTime to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+// The idle period and the CPU window (steps 2 and 3 of runScalingCase), filling `r`.
+td::Status measureWindow(const ScalingCase& spec, const CaseEnv& env, Fleet& fleet,
+                         const ProcessUsage& joined, ScalingResult& r) {
+  const pid_t pid = env.coordinator->pid();
+  const auto deadline = Clock::now() + env.time_limit;
+  const auto idle_start = Clock::now();
+  TD_RETURN_IF_ERROR(fleet.idle(idle_start + spec.idle));
+  auto idle_end = readUsage(pid);
+  if (!idle_end) return std::unexpected(idle_end.error());
+  const double idle_s = secondsBetween(idle_start, Clock::now());
+  const auto cpu = cpuSeconds;
+  r.idle_cpu_ms_per_s = (cpu(*idle_end) - cpu(joined)) * 1000 / idle_s;
+
+  const FleetCounters counted = fleet.counters();
+  const auto window_start = Clock::now();
+  TD_RETURN_IF_ERROR(fleet.drive(Fleet::Goal::kQuotaReached, deadline));
+  r.window_s = secondsBetween(window_start, Clock::now());
+  auto after = readUsage(pid);
+  if (!after) return std::unexpected(after.error());
+  const auto& now_counted = fleet.counters();
+  r.window_started = now_counted.started - counted.started;
+  r.window_finished = now_counted.finished - counted.finished;
+  r.window_heartbeats = now_counted.heartbeats - counted.heartbeats;
+  r.window_inputs = now_counted.inputs() - counted.inputs();
+  r.rss_after_window = after->rss_bytes;
+  r.cpu_window_ms = (cpu(*after) - cpu(*idle_end)) * 1000;
+  r.cpu_window_stat_ms = (after->cpu_stat_s - idle_end->cpu_stat_s) * 1000;
+  if (r.window_inputs > 0) r.cpu_us_per_event = r.cpu_window_ms * 1000 / r.window_inputs;
+  if (r.window_s > 0) r.events_per_s = r.window_inputs / r.window_s;
+  return {};
+}
+}  // namespace
+
+td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv& env) {
+  const std::string name = fmt::format("scale_g{}", spec.groups);
+  // A long step timeout: held steps must not time out during the run.
+  auto schema = schema::parse(noopSchemaYaml("bench-" + name, spec.steps_per_group, "true", "1h"),
+                              "td-bench:" + name);
+  if (!schema) return std::unexpected(schema.error());
+  ScalingResult r{.groups = spec.groups,
+                  .steps_per_group = spec.steps_per_group,
+                  .reads = std::string(sourceName(spec.source))};
+  r.quota_per_group =
+      std::max(1, std::min(spec.steps_per_group - 1, spec.window_completions / spec.groups));
+  auto peers = fleetPeers(env, name, spec.groups, 1, spec.families);
+  {
+    const auto registration =
+        worker::buildRegistration(peers.front().front(), worker::newSessionId(), *schema);
+    for (const auto& step : registration.steps()) r.schema_bytes += step.ByteSizeLong();
+    td::v1::RegistrationRecord record;
+    record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+    *record.mutable_registered() = registration;
+    r.registration_bytes = record.ByteSizeLong();
+  }
+  auto fleet = Fleet::create(FleetConfig{.bootstrap = env.bootstrap,
+                                         .kafka = env.kafka,
+                                         .topics = env.topics,
+                                         .source = spec.source,
+                                         .groups = std::move(peers),
+                                         .schema = &*schema,
+                                         .report_started = env.report_started,
+                                         .quota_per_group = r.quota_per_group,
+                                         .check = [&env] { return coordinatorAlive(env); }});
+  if (!fleet) return std::unexpected(fleet.error());
+  const pid_t pid = env.coordinator->pid();
+  const auto deadline = Clock::now() + env.time_limit;
+
+  auto before = readUsage(pid);
+  if (!before) return std::unexpected(before.error());
+  const auto join_start = Clock::now();
+  const auto joined_status = (*fleet)->join(deadline);
+  r.join_s = secondsBetween(join_start, Clock::now());
+  r.add_s = (*fleet)->addSeconds();
+  r.groups_joined = static_cast<int>((*fleet)->groupsAssigned());
+  auto joined = readUsage(pid);
+  if (!joined) return std::unexpected(joined.error());
+  r.rss_before = before->rss_bytes;
+  r.rss_after = joined->rss_bytes;
+  if (r.groups_joined > 0) {
+    r.rss_bytes_per_group = static_cast<double>(r.rss_after - r.rss_before) / r.groups_joined;
+  }
+  td::log::get("bench")->info("{}: {} of {} groups joined in {:.2f} s; RSS {} -> {} bytes", name,
+                              r.groups_joined, spec.groups, r.join_s, r.rss_before, r.rss_after);
+  if (!joined_status) {
+    r.error = joined_status.error().message();
+    return r;
+  }
+  if (auto status = measureWindow(spec, env, **fleet, *joined, r); !status) {
+    r.error = status.error().message();
+  }
+  return r;
+}
+
+}  // namespace td::bench
