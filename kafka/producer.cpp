@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "kafka/internal/rdkafka.h"
 
@@ -17,7 +17,10 @@ constexpr int kWarmupMs = 500;  // metadata wait on the first produce to a topic
 struct Producer::Impl {
   HandlePtr rk;
   PeriodicLog error_log;
-  std::unordered_set<std::string> known_topics;  // topics whose metadata was requested
+  // Topic handles by name. Producing by handle spares librdkafka 2.0.2's lookup of the name,
+  // a walk over every topic the client knows: with one td.assign topic per group that made
+  // every produce O(groups). Member order: destroyed before `rk`.
+  std::unordered_map<std::string, TopicPtr> topics;
 
   // Delivery report: the message's opaque is the heap DeliveryCallback produce() released.
   static void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
@@ -73,15 +76,19 @@ td::Status Producer::produce(std::string_view topic, std::int32_t partition, std
                              std::string_view value, DeliveryCallback on_delivery, int block_ms) {
   using Clock = std::chrono::steady_clock;
   const std::string topic_name(topic);
-  if (impl_->known_topics.insert(topic_name).second) {
+  auto it = impl_->topics.find(topic_name);
+  if (it == impl_->topics.end()) {
+    TopicPtr rkt(rd_kafka_topic_new(impl_->rk.get(), topic_name.c_str(), nullptr));
+    if (!rkt) return rdKafkaError(rd_kafka_last_error(), "topic handle for " + topic_name);
     warmMetadata(impl_->rk.get(), topic_name, kWarmupMs);
+    it = impl_->topics.emplace(topic_name, std::move(rkt)).first;
   }
   std::unique_ptr<DeliveryCallback> callback;
   if (on_delivery) callback = std::make_unique<DeliveryCallback>(std::move(on_delivery));
   const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(block_ms, 0));
   while (true) {
     auto err = rd_kafka_producev(
-        impl_->rk.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()), RD_KAFKA_V_PARTITION(partition),
+        impl_->rk.get(), RD_KAFKA_V_RKT(it->second.get()), RD_KAFKA_V_PARTITION(partition),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()), key.size()),
         RD_KAFKA_V_VALUE(value.empty() ? nullptr : const_cast<char*>(value.data()), value.size()),
@@ -97,6 +104,8 @@ td::Status Producer::produce(std::string_view topic, std::int32_t partition, std
     rd_kafka_poll(impl_->rk.get(), static_cast<int>(std::min<std::int64_t>(left, 100)));
   }
 }
+
+void Producer::forgetTopic(const std::string& topic) { impl_->topics.erase(topic); }
 
 int Producer::poll(int timeout_ms) { return rd_kafka_poll(impl_->rk.get(), timeout_ms); }
 

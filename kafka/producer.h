@@ -46,6 +46,11 @@ class Producer {
                      std::string_view value, DeliveryCallback on_delivery = {},
                      int block_ms = 1000);
 
+  // Drops this producer's handle of `topic` (kept from the first produce to it, so later ones
+  // skip a lookup by name); a later produce makes a new one. For topics that are done with,
+  // such as a forgotten group's td.assign topic.
+  void forgetTopic(const std::string& topic);
+
   // Serves delivery callbacks and errors, waiting up to timeout_ms for the first; returns the
   // number of events served.
   int poll(int timeout_ms);

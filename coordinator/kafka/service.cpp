@@ -526,6 +526,7 @@ void Service::writeSnapshots() {
     record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
     const std::string group_id = forgotten.group_id();
     const std::int32_t partition = forgotten.partition();
+    producer_->forgetTopic(options_.core.topics.assign(group_id));   // no more output to it
     *record.mutable_forgotten() = std::move(forgotten);
     produce(topic, partition, group_id, record.SerializeAsString());
   }
