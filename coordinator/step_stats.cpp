@@ -6,24 +6,10 @@
 #include <cmath>
 #include <utility>
 
+#include "coordinator/validate.h"
 #include "protocol/protocol.h"
 
 namespace td::coordinator {
-
-namespace {
-
-std::string checkId(std::string_view field, const std::string& value) {
-  if (value.empty()) return fmt::format("{}: empty", field);
-  if (value.size() > protocol::kMaxIdBytes) {
-    return fmt::format("{}: {} bytes, at most {}", field, value.size(), protocol::kMaxIdBytes);
-  }
-  for (unsigned char c : value) {
-    if (c < 0x21 || c == 0x7f) return fmt::format("{}: contains a control or space character", field);
-  }
-  return {};
-}
-
-}  // namespace
 
 std::uint64_t ewmaUpdate(std::uint64_t expected_ms, std::uint64_t samples,
                          std::uint64_t sample_ms) {

@@ -10,8 +10,6 @@
 
 namespace td::coordinator {
 
-namespace {
-
 std::string checkId(std::string_view field, const std::string& value) {
   if (value.empty()) return fmt::format("{}: empty", field);
   if (value.size() > protocol::kMaxIdBytes) {
@@ -22,6 +20,9 @@ std::string checkId(std::string_view field, const std::string& value) {
   }
   return {};
 }
+
+namespace {
+
 
 std::string checkRef(std::string_view field, const std::string& value) {
   if (value.empty()) return fmt::format("{}: empty", field);

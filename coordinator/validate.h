@@ -3,11 +3,16 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "td/v1/completions.pb.h"
 #include "td/v1/registrations.pb.h"
 
 namespace td::coordinator {
+
+// An id field (peer, session, schema, step...): non-empty, at most protocol::kMaxIdBytes, no
+// control or space characters. Empty when valid, else "field: what is wrong".
+std::string checkId(std::string_view field, const std::string& value);
 
 // Empty string when valid, otherwise the first problem found ("field: what is wrong").
 std::string validateRegistration(const td::v1::PeerRegistered& peer);
