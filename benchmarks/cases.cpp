@@ -16,7 +16,6 @@ namespace td::bench {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-using SimTask = BackgroundTask<td::Result<SimWorkerOutcome>>;
 constexpr std::chrono::milliseconds kWaitSlice{200};
 constexpr std::size_t kLogTail = 3000;
 
@@ -46,26 +45,6 @@ worker::PeerInfo simulatedPeer(const CaseEnv& env, const SimulatedCase& spec, in
   peer.remote_cache_id = cacheIdOf(env, spec.name);
   peer.pipeline = "td-bench";
   return peer;
-}
-
-// Waits until every task has returned; the first error found is returned at once (the
-// remaining tasks are then stopped by their owner's destructors).
-td::Status awaitAll(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv& env,
-                    const std::string& name) {
-  const auto deadline = Clock::now() + env.time_limit;
-  while (true) {
-    SimTask* pending = nullptr;
-    for (auto& task : tasks) {
-      if (!task->waitFor(std::chrono::milliseconds(0))) {
-        if (pending == nullptr) pending = task.get();
-        continue;
-      }
-      if (auto& result = task->result(); !result) return std::unexpected(result.error());
-    }
-    if (pending == nullptr) return {};
-    TD_RETURN_IF_ERROR(stillGoing(env, deadline, name));
-    pending->waitFor(kWaitSlice);
-  }
 }
 
 // The checks of runSimulatedCase and the figures, from every worker's outcome.
@@ -149,6 +128,25 @@ td::Status awaitWorker(ChildProcess& worker, int index, const CaseEnv& env,
   }
 }
 }  // namespace
+
+td::Status awaitAll(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv& env,
+                    const std::string& name) {
+  const auto deadline = Clock::now() + env.time_limit;
+  while (true) {
+    SimTask* pending = nullptr;
+    for (auto& task : tasks) {
+      if (!task->waitFor(std::chrono::milliseconds(0))) {
+        if (pending == nullptr) pending = task.get();
+        continue;
+      }
+      if (auto& result = task->result(); !result) return std::unexpected(result.error());
+    }
+    if (pending == nullptr) return {};
+    TD_RETURN_IF_ERROR(stillGoing(env, deadline, name));
+    pending->waitFor(kWaitSlice);
+  }
+}
+
 
 td::Status coordinatorAlive(const CaseEnv& env) {
   if (auto code = env.coordinator->waitFor(std::chrono::milliseconds(0))) {

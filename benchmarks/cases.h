@@ -3,10 +3,14 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "benchmarks/background_task.h"
 #include "benchmarks/child_process.h"
+#include "benchmarks/sim_worker.h"
 #include "benchmarks/stats.h"
 #include "common/result.h"
 #include "kafka/types.h"
@@ -79,6 +83,14 @@ td::Result<CaseResult> runSimulatedCase(const SimulatedCase& spec, const CaseEnv
 // Errors: td::Errc::kIo (spawn), kTimeout, kUnavailable (coordinator exited), kInternal (a
 // worker exited non-zero; the message carries the end of its log).
 td::Result<CaseResult> runRealWorkerCase(const RealWorkerCase& spec, const CaseEnv& env);
+
+// Simulated workers running on their own threads.
+using SimTask = BackgroundTask<td::Result<SimWorkerOutcome>>;
+// Waits until every task has returned; the first error found is returned at once (the
+// remaining tasks are then stopped by their owner's destructors). Errors also when the
+// coordinator exits (kUnavailable) or `env.time_limit` passes (kTimeout, naming case `name`).
+td::Status awaitAll(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv& env,
+                    const std::string& name);
 
 // A schema named `name` of `steps` steps "s1".."sN" running `command`, max_attempts 1, each
 // with the step timeout `timeout`.

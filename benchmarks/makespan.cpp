@@ -18,9 +18,6 @@
 namespace td::bench {
 
 namespace {
-using Clock = std::chrono::steady_clock;
-using SimTask = BackgroundTask<td::Result<SimWorkerOutcome>>;
-constexpr std::chrono::milliseconds kWaitSlice{200};
 
 double msBetween(SteadyTime from, SteadyTime to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
@@ -55,31 +52,6 @@ worker::PeerInfo peerOf(const CaseEnv& env, int run, int index) {
   return peer;
 }
 
-td::Status awaitTasks(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv& env) {
-  const auto deadline = Clock::now() + env.time_limit;
-  while (true) {
-    SimTask* pending = nullptr;
-    for (auto& task : tasks) {
-      if (!task->waitFor(std::chrono::milliseconds(0))) {
-        if (pending == nullptr) pending = task.get();
-        continue;
-      }
-      if (auto& result = task->result(); !result) return std::unexpected(result.error());
-    }
-    if (pending == nullptr) return {};
-    if (auto code = env.coordinator->waitFor(std::chrono::milliseconds(0))) {
-      return makeError(td::Errc::kUnavailable,
-                       fmt::format("td-coordinator exited with {}; its log ends:\n{}", *code,
-                                   env.coordinator->outputTail(3000)));
-    }
-    if (Clock::now() >= deadline) {
-      return makeError(td::Errc::kTimeout, fmt::format("case makespan did not finish within {} s",
-                                                       env.time_limit.count() / 1000.0));
-    }
-    pending->waitFor(kWaitSlice);
-  }
-}
-
 td::Result<MakespanRun> runGroup(const MakespanCase& spec, const schema::Schema& schema,
                                  const std::map<std::string, std::chrono::milliseconds>& sleeps,
                                  int run, double bound, const CaseEnv& env) {
@@ -103,7 +75,7 @@ td::Result<MakespanRun> runGroup(const MakespanCase& spec, const schema::Schema&
     tasks.push_back(std::make_unique<SimTask>(
         [&config](std::stop_token stop) { return runSimWorker(config, stop); }));
   }
-  TD_RETURN_IF_ERROR(awaitTasks(tasks, env));
+  TD_RETURN_IF_ERROR(awaitAll(tasks, env, "makespan"));
 
   MakespanRun out;
   std::optional<SteadyTime> first;
