@@ -5,29 +5,12 @@
 
 #include <algorithm>
 
+#include "common/json.h"
 #include "protocol/protocol.h"
 
 namespace td::audit {
 
-std::string jsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += fmt::format("\\u{:04x}", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string jsonString(std::string_view s) { return td::jsonQuoted(s); }
 
 namespace {
 

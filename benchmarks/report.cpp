@@ -5,6 +5,8 @@
 #include <functional>
 #include <optional>
 
+#include "common/json.h"
+
 namespace td::bench {
 
 namespace {
@@ -20,20 +22,7 @@ std::optional<double> dispatchOverFloor(const BenchReport& report, const CaseRes
   return c.dispatch->p99_ms / report.floor.p99_ms;
 }
 
-std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (const char ch : text) {
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (static_cast<unsigned char>(ch) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(ch));
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
+std::string quoted(const std::string& text) { return td::jsonQuoted(text); }
 
 std::string number(double value) { return fmt::format("{:.3f}", value); }
 std::string number(std::optional<double> value) { return value ? number(*value) : "null"; }

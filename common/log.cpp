@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/json.h"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <time.h>
@@ -7,7 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-
 #include <cstdlib>
 
 namespace td::log {
@@ -43,31 +44,6 @@ std::string_view levelName(spdlog::level::level_enum level) {
   }
 }
 
-// Length of the valid UTF-8 sequence at s[i], or 0 if there is none.
-std::size_t utf8Length(std::string_view s, std::size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  std::size_t n = 0;
-  std::uint32_t min = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2, min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3, min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4, min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  std::uint32_t cp = c & (0x7F >> n);
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -83,52 +59,6 @@ class JsonFormatter final : public spdlog::formatter {
 };
 
 }  // namespace
-
-std::string jsonEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 8);
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x80) {
-      const std::size_t n = utf8Length(text, i);
-      if (n == 0) {
-        out += "\\ufffd";
-        ++i;
-      } else {
-        out.append(text.substr(i, n));
-        i += n;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-    ++i;
-  }
-  return out;
-}
 
 std::string jsonLine(std::chrono::system_clock::time_point time, std::string_view level,
                      std::string_view logger, std::string_view message) {
@@ -146,11 +76,11 @@ std::string jsonLine(std::chrono::system_clock::time_point time, std::string_vie
   std::string line = "{\"time\":\"";
   line += stamp;
   line += "\",\"level\":\"";
-  line += jsonEscape(level);
+  line += td::jsonEscape(level);
   line += "\",\"logger\":\"";
-  line += jsonEscape(logger);
+  line += td::jsonEscape(logger);
   line += "\",\"message\":\"";
-  line += jsonEscape(message);
+  line += td::jsonEscape(message);
   line += "\"}\n";
   return line;
 }

@@ -27,8 +27,6 @@ bool setFormat(std::string_view format);
 // becomes {"time","level","logger","message"} and a '\n'; quotes, backslashes and control
 // characters are escaped and invalid UTF-8 is replaced by U+FFFD, so every line parses.
 std::unique_ptr<spdlog::formatter> makeJsonFormatter();
-// `text` as the body of a JSON string (no surrounding quotes), escaped as above.
-std::string jsonEscape(std::string_view text);
 // One JSON log line as makeJsonFormatter() writes it, ending in '\n'; `level` as in --log-level.
 std::string jsonLine(std::chrono::system_clock::time_point time, std::string_view level,
                      std::string_view logger, std::string_view message);

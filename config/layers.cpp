@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/json.h"
 #include "common/redact.h"
 
 extern char** environ;
@@ -61,33 +62,8 @@ std::string yamlScalar(std::string_view s) {
                (std::isalnum(static_cast<unsigned char>(s.front())) || s.front() == '_' ||
                 s.front() == '.' || s.front() == '/') &&
                s.back() != ':';
-  if (plain) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
+  // A JSON string is a valid YAML double-quoted scalar.
+  return plain ? std::string(s) : td::jsonQuoted(s);
 }
 
 std::string at(const std::string& path, const YAML::Mark& mark) {

@@ -2,6 +2,8 @@
 // whatever the message holds.
 #include "common/log.h"
 
+#include "common/json.h"
+
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 
