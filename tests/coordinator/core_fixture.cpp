@@ -99,9 +99,10 @@ std::string CoreTest::join(const PeerBuilder& peer) {
   return "";
 }
 
-Effects CoreTest::finish(const std::string& group, const std::string& peer,
-                         const std::string& step, std::uint32_t attempt,
-                         td::v1::StepOutcome outcome, const std::string& session) {
+td::v1::StepFinished CoreTest::finishedRecord(const std::string& group, const std::string& peer,
+                                              const std::string& step, std::uint32_t attempt,
+                                              td::v1::StepOutcome outcome,
+                                              const std::string& session) {
   td::v1::StepFinished f;
   f.set_group_id(group);
   f.set_peer_id(peer);
@@ -110,7 +111,13 @@ Effects CoreTest::finish(const std::string& group, const std::string& peer,
   f.set_attempt(attempt);
   f.set_outcome(outcome);
   f.set_exit_code(outcome == td::v1::STEP_OUTCOME_SUCCEEDED ? 0 : 1);
-  return run(f);
+  return f;
+}
+
+Effects CoreTest::finish(const std::string& group, const std::string& peer,
+                         const std::string& step, std::uint32_t attempt,
+                         td::v1::StepOutcome outcome, const std::string& session) {
+  return run(finishedRecord(group, peer, step, attempt, outcome, session));
 }
 
 std::vector<td::v1::StepAssigned> CoreTest::assignments(const Effects& effects,

@@ -42,6 +42,12 @@ class CoreTest : public ::testing::Test {
   Effects run(const Input& input);
   // Registers and returns the group id it was put in ("" if rejected).
   std::string join(const PeerBuilder& peer);
+  // A StepFinished of `peer` (its default session unless `session`), exit code 0 on success
+  // and 1 otherwise; finish() runs it.
+  static td::v1::StepFinished finishedRecord(const std::string& group, const std::string& peer,
+                                             const std::string& step, std::uint32_t attempt,
+                                             td::v1::StepOutcome outcome,
+                                             const std::string& session = "");
   Effects finish(const std::string& group, const std::string& peer, const std::string& step,
                  std::uint32_t attempt, td::v1::StepOutcome outcome,
                  const std::string& session = "");

@@ -75,13 +75,8 @@ class SchedulingOrder : public CoreTest {
   }
   Effects succeed(const std::string& group, const std::string& peer, const std::string& step,
                   std::uint32_t attempt, std::uint64_t duration_ms) {
-    td::v1::StepFinished f;
-    f.set_group_id(group);
-    f.set_peer_id(peer);
-    f.set_session_id(sessionOf(peer));
-    f.set_step_id(step);
-    f.set_attempt(attempt);
-    f.set_outcome(td::v1::STEP_OUTCOME_SUCCEEDED);
+    td::v1::StepFinished f =
+        finishedRecord(group, peer, step, attempt, td::v1::STEP_OUTCOME_SUCCEEDED);
     f.set_duration_ms(duration_ms);
     return run(f);
   }
