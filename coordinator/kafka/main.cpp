@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
   options.core.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
   td::protocol::routeProtobufLogs();
 
+  options.publish_stats = !metrics_listen.empty();
   td::SystemClock clock;
   auto service = td::coordinator::Service::create(std::move(options), clock);
   if (!service) {

@@ -157,7 +157,7 @@ td::Status Service::run() {
       probe_.ticks.fetch_add(1);
       next_tick = clock_.now().mono + options_.tick_interval;
     }
-    publishStats();
+    if (options_.publish_stats) publishStats();
   }
   log_->info("coordinator stopping: flushing");
   TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
@@ -324,7 +324,9 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
       continue;
     }
     Effects effects = core_.handle(*input, clock_.now());
-    if (const auto* finished = std::get_if<td::v1::StepFinished>(&*input)) {
+    const auto* finished =
+        options_.publish_stats ? std::get_if<td::v1::StepFinished>(&*input) : nullptr;
+    if (finished != nullptr) {
       const bool dispatched = std::any_of(effects.begin(), effects.end(), [&](const Effect& e) {
         const auto* a = std::get_if<PublishAssignment>(&e);
         return a != nullptr && a->record.has_assigned() &&

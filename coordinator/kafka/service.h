@@ -54,6 +54,10 @@ struct ServiceOptions {
   // that implement transactions (Apache Kafka; the embedded broker accepts the calls but
   // isolates nothing and does not store offsets sent in a transaction).
   bool exactly_once = false;
+  // Keep ServiceProbe's stats current (census, consumer lag, broker reachability, dispatch
+  // latency) for a reader on another thread: td-coordinator's --metrics-listen. Off, the loop
+  // spends nothing on them (no lag reads, no idle metadata requests).
+  bool publish_stats = false;
 };
 
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
