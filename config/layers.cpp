@@ -104,6 +104,16 @@ std::string describe(const Origin& origin) {
   return "";
 }
 
+namespace {
+// A value as --print-config shows it: hidden when its option is secret, and a KEY=VALUE entry
+// (--admin-property sasl.password=..., --assign-topic-config ...) with its value hidden when
+// KEY is.
+std::string redactEntry(std::string_view option, std::string_view value) {
+  if (isSecretName(option)) return std::string(kRedacted);
+  return value.find('=') == std::string_view::npos ? std::string(value) : redactKeyValue(value);
+}
+}  // namespace
+
 std::string envName(std::string_view long_name) { return "TD_" + upperSnake(long_name); }
 
 std::string kafkaEnvName(std::string_view property) {
@@ -428,11 +438,11 @@ std::string Layers::printConfig() const {
       if (option->get_items_expected_max() > 1) {
         value = "[";
         for (std::size_t i = 0; i < results.size(); ++i) {
-          value += (i == 0 ? "" : ", ") + yamlScalar(redactValue(name, results[i]));
+          value += (i == 0 ? "" : ", ") + yamlScalar(redactEntry(name, results[i]));
         }
         value += "]";
       } else {
-        value = yamlScalar(redactValue(name, results.back()));
+        value = yamlScalar(redactEntry(name, results.back()));
       }
     } else if (!option->get_default_str().empty() && option->get_default_str() != "[]") {
       value = yamlScalar(redactValue(name, option->get_default_str()));

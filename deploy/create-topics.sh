@@ -12,8 +12,8 @@
 #   td.joins[p] answers td.registrations[p] (docs/operations.md, "Choosing the partition count").
 # - state and step-stats are compacted (cleanup.policy=compact); events and dlq are deleted
 #   after their retention.
-# - td.assign.<group> topics are not created here: coordinators create them on first use
-#   through auto-creation (auto.create.topics.enable=true on the brokers).
+# - td.assign.<group> topics are not created here: coordinators create one per group through
+#   the Admin API (assign-topics: admin), or the brokers auto-create them on first use.
 # - step-stats, events and dlq get --aux-partitions (any count works for them).
 # Idempotent (--if-not-exists); afterwards it checks that the four topics that must agree do
 # agree, since an existing topic keeps its old count. --dry-run prints the kafka-topics.sh

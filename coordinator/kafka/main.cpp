@@ -56,6 +56,32 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  // Assignment topics (docs/configuration.md, "Assignment topics").
+  std::string assign_mode = "auto";
+  std::vector<std::string> assign_config;
+  std::vector<std::string> admin_properties;
+  int admin_timeout_ms = 10000;
+  app.add_option("--assign-topics", assign_mode,
+                 "auto: the broker creates td.assign.<group> topics on first use (the embedded "
+                 "broker; Kafka's auto.create.topics.enable); admin: create each through the "
+                 "Admin API and delete it once the group is forgotten")
+      ->check(CLI::IsMember({"auto", "admin"}))->capture_default_str();
+  app.add_option("--assign-partitions", options.assign_topics.partitions,
+                 "partitions of each td.assign topic created (admin; only partition 0 is used)")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--assign-replication", options.assign_topics.replication,
+                 "replication factor of each td.assign topic created (admin; -1: the broker's "
+                 "default.replication.factor, Kafka 2.4 and later)")
+      ->check(CLI::Range(-1, 32))->capture_default_str();
+  app.add_option("--assign-topic-config", assign_config,
+                 "topic configuration KEY=VALUE of each td.assign topic created (admin; "
+                 "repeatable), e.g. min.insync.replicas=2");
+  app.add_option("--admin-property", admin_properties,
+                 "librdkafka property KEY=VALUE for the admin client only, applied over -X "
+                 "(repeatable): e.g. a principal allowed to create and delete topics");
+  app.add_option("--admin-timeout-ms", admin_timeout_ms,
+                 "how long an Admin API request may take (admin)")
+      ->check(CLI::Range(100, 600 * 1000))->capture_default_str();
   // Metrics and health (docs/operations.md, "Metrics and health").
   std::string metrics_listen;
   app.add_option("--metrics-listen", metrics_listen,
@@ -77,6 +103,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.kafka = std::move(*parsed);
+  auto topic_config = td::kafka::parseProperties(assign_config);
+  auto admin_kafka = td::kafka::parseProperties(admin_properties);
+  if (!topic_config || !admin_kafka) {
+    std::fprintf(stderr, "td-coordinator: %s: %s\n",
+                 topic_config ? "--admin-property" : "--assign-topic-config",
+                 (topic_config ? admin_kafka : topic_config).error().message().c_str());
+    return 2;
+  }
+  options.assign_topics.create = assign_mode == "admin";
+  options.assign_topics.config = std::move(*topic_config);
+  options.assign_topics.admin_kafka = std::move(*admin_kafka);
+  options.assign_topics.timeout = std::chrono::milliseconds(admin_timeout_ms);
   options.core.topics = td::protocol::Topics(prefix);
   options.core.finished_group_retention = std::chrono::seconds(retention_s);
   if (heartbeat_ms * 2 > lease_ms) {

@@ -102,6 +102,20 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
          {{"op", "written"}});
   sample(stats_records, static_cast<double>(probe.step_stats_failures.load()),
          {{"op", "failed"}});
+  const auto& assign = probe.assign_topics;
+  auto& assign_ops = family(out, "td_coordinator_assign_topics_total",
+                            "td.assign topics handled through the Admin API "
+                            "(--assign-topics admin), by outcome",
+                            MetricType::Counter);
+  sample(assign_ops, static_cast<double>(assign.created.load()), {{"op", "created"}});
+  sample(assign_ops, static_cast<double>(assign.create_failures.load()),
+         {{"op", "create_failed"}});
+  sample(assign_ops, static_cast<double>(assign.deleted.load()), {{"op", "deleted"}});
+  sample(assign_ops, static_cast<double>(assign.delete_failures.load()),
+         {{"op", "delete_failed"}});
+  sample(family(out, "td_coordinator_assign_topic_deletes_pending",
+                "td.assign topics of forgotten groups not deleted yet", MetricType::Gauge),
+         static_cast<double>(assign.deletes_pending.load()));
   auto& rebalances = family(out, "td_coordinator_rebalances_total",
                             "Consumer-group rebalance callbacks, by kind", MetricType::Counter);
   sample(rebalances, static_cast<double>(probe.rebalances_assigned.load()),

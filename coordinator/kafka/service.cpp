@@ -98,6 +98,14 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
     if (!stats_reader) return std::unexpected(stats_reader.error());
     service->stats_reader_ = std::move(*stats_reader);
   }
+  if (o.assign_topics.create) {
+    auto assign = AssignTopics::create(
+        o.assign_topics,
+        kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka),
+        o.core.topics, service->probe_.assign_topics);
+    if (!assign) return std::unexpected(assign.error());
+    service->assign_topics_ = std::move(*assign);
+  }
   TD_RETURN_IF_ERROR(service->checkPartitionCounts());
   if (o.exactly_once) {
     TD_RETURN_IF_ERROR(service->producer_->initTransactions(std::chrono::seconds(30)));
@@ -152,6 +160,7 @@ td::Status Service::run() {
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch, polled_at));
     if (clock_.now().mono >= next_tick) {
       pollStepStats();
+      if (assign_topics_) assign_topics_->poll(clock_.now().mono);
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
       TD_RETURN_IF_ERROR(writeCycle({}));
       probe_.ticks.fetch_add(1);
@@ -175,6 +184,7 @@ void Service::onRebalance(bool assigned,
     probe_.partitions_owned.fetch_add(assigned ? 1 : -1);
     if (!assigned) {
       core_.dropPartition(tp.partition);
+      if (assign_topics_) assign_topics_->forgetAttempts();
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
     }
@@ -299,7 +309,12 @@ td::Status Service::restorePartition(std::int32_t partition) {
   snapshots.reserve(latest.size());
   for (auto& [id, snapshot] : latest) snapshots.push_back(std::move(snapshot));
   std::vector<td::v1::ForgottenGroup> refused;
-  for (auto& [id, record] : forgotten) refused.push_back(std::move(record));
+  for (auto& [id, record] : forgotten) {
+    // Its topic's deletion may have been lost with the previous owner: deleting again is
+    // harmless (a missing topic counts as deleted).
+    if (assign_topics_) assign_topics_->retire(id, clock_.now().mono);
+    refused.push_back(std::move(record));
+  }
   collect(nullptr, core_.restore(partition, epoch, snapshots, refused, clock_.now()));
   TD_RETURN_IF_ERROR(writeCycle({}));
   probe_.partitions_restored.fetch_add(1);
@@ -420,6 +435,7 @@ void Service::writeSnapshots() {
     const std::string group_id = forgotten.group_id();
     const std::int32_t partition = forgotten.partition();
     producer_->forgetTopic(options_.core.topics.assign(group_id));   // no more output to it
+    if (assign_topics_) assign_topics_->retire(group_id, now.mono);
     *record.mutable_forgotten() = std::move(forgotten);
     produce(topic, partition, group_id, record.SerializeAsString());
   }
@@ -436,6 +452,7 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
   // 2. The output.
   if (!pending_.empty() || !dead_letters_.empty()) {
+    ensureAssignTopics();
     produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
   }
@@ -454,6 +471,7 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   const auto timeout = std::chrono::seconds(60);
   TD_RETURN_IF_ERROR(producer_->beginTransaction());
   writeSnapshots();
+  ensureAssignTopics();
   produceOutput();
   produceStepStats();
   auto status = producer_->sendOffsetsToTransaction(offsets, *consumer_, timeout);
@@ -469,6 +487,15 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   }
   observeDispatch();
   return {};
+}
+
+void Service::ensureAssignTopics() {
+  if (!assign_topics_) return;
+  std::vector<std::string> groups;
+  for (const auto& effect : pending_) {
+    if (const auto* a = std::get_if<PublishAssignment>(&effect)) groups.push_back(a->group_id);
+  }
+  assign_topics_->ensure(groups);
 }
 
 void Service::observeDispatch() {

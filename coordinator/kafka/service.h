@@ -20,6 +20,11 @@
 // records. Each cycle's PublishStepStats effects (the latest per key) are produced after the
 // cycle's output is acknowledged, and nothing waits for them: they are advisory.
 //
+// Assignment topics (ServiceOptions::assign_topics, coordinator/kafka/assign_topics.h): with
+// `create` set, a cycle creates the topics of groups new to it through the Admin API before
+// step 2, and the topics of forgotten groups (also those restored as forgotten) are deleted on
+// later ticks, without waiting.
+//
 // Thread safety: run() owns everything; stop() may be called from any thread or signal context.
 #pragma once
 
@@ -38,6 +43,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "coordinator/core.h"
+#include "coordinator/kafka/assign_topics.h"
 #include "kafka/kafka.h"
 
 namespace td::coordinator {
@@ -58,6 +64,9 @@ struct ServiceOptions {
   // latency) for a reader on another thread: td-coordinator's --metrics-listen. Off, the loop
   // spends nothing on them (no lag reads, no idle metadata requests).
   bool publish_stats = false;
+  // Create and delete td.assign.<group> topics through the Admin API (Apache Kafka), or leave
+  // them to the broker's auto-creation (the default; the embedded broker).
+  AssignTopicOptions assign_topics;
 };
 
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
@@ -105,6 +114,7 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> rebalances_assigned{0};   // rebalance callbacks that assigned
   std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
   std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
+  AssignTopicCounters assign_topics;                   // with ServiceOptions::assign_topics
 
   // Health (docs/operations.md, "Metrics and health").
   std::atomic<std::int64_t> loop_turned_ms{0};   // Clock mono ms when the loop last turned
@@ -172,6 +182,8 @@ class Service {
   void collect(const kafka::Message* source, Effects effects);
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
   td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
+  // Creates the assignment topics of the groups this cycle's output goes to (admin mode).
+  void ensureAssignTopics();
   void writeSnapshots();
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
                const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
@@ -186,6 +198,7 @@ class Service {
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::PartitionReader> state_reader_;
   std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
+  std::unique_ptr<AssignTopics> assign_topics_;   // null: the broker auto-creates them
   bool stats_writable_ = false;
   // This cycle's PublishStepStats, the latest per key.
   std::map<std::string, td::v1::StepStats> stats_out_;

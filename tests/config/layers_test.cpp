@@ -31,6 +31,7 @@ struct Harness {
   bool step_stats = true;
   std::vector<std::string> builds_on;
   std::vector<std::string> properties;
+  std::vector<std::string> admin_properties;
   std::string repository;
   std::string repo_state;
   std::ostringstream out;
@@ -49,6 +50,7 @@ struct Harness {
     app.add_flag("--exactly-once", exactly_once, "transactions");
     app.add_flag("!--no-step-stats", step_stats, "no history");
     app.add_option("--builds-on", builds_on, "refs (repeatable)");
+    app.add_option("--admin-property", admin_properties, "KEY=VALUE (repeatable)");
     auto* repo = app.add_option("--repository", repository, "repository");
     app.add_option("--repo-state", repo_state, "file")->excludes(repo);
     layers.emplace(app, "td-test");
@@ -279,6 +281,26 @@ TEST(ConfigLayers, PrintConfigShowsOriginsAndRedactsSecretsFromEveryLayer) {
   EXPECT_THAT(printed, HasSubstr("no-step-stats: false  # default"));
   EXPECT_THAT(h.layers->secretEnvironmentNames(),
               UnorderedElementsAre("TD_KAFKA_SSL_KEY_PASSWORD"));
+}
+
+// Options whose values are KEY=VALUE entries (td-coordinator's --admin-property) hide the
+// values of secret keys, from a file and from a flag alike.
+TEST(ConfigLayers, PrintConfigRedactsSecretValuesOfKeyValueOptions) {
+  testing::TempDir dir;
+  const auto file = writeFile(dir, "c.yaml",
+                              "bootstrap-server: b:9093\n"
+                              "admin-property: [sasl.username=admin, sasl.password=file-secret-5]\n");
+  Harness from_file;
+  ASSERT_EQ(from_file.run({"--config", file, "--print-config"}), 0) << from_file.err.str();
+  EXPECT_THAT(from_file.out.str(), Not(HasSubstr("file-secret-5")));
+  EXPECT_THAT(from_file.out.str(),
+              HasSubstr("admin-property: [sasl.username=admin, \"sasl.password=[redacted]\"]"));
+  Harness from_flag;
+  ASSERT_EQ(from_flag.run({"--bootstrap-server", "b:1", "--print-config", "--admin-property",
+                           "sasl.oauthbearer.config=flag-secret-6"}),
+            0);
+  EXPECT_THAT(from_flag.out.str(), Not(HasSubstr("flag-secret-6")));
+  EXPECT_THAT(from_flag.out.str(), HasSubstr("sasl.oauthbearer.config=[redacted]"));
 }
 
 TEST(ConfigLayers, WarnsWhenAConfigFileWithSecretsIsReadableByOthers) {

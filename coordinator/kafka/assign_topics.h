@@ -1,0 +1,102 @@
+// The life of the per-group assignment topics (td.assign.<group-id>) on a cluster that does not
+// create topics on first use: with --assign-topics admin the coordinator creates each group's
+// topic through the Admin API before its first output to it, and deletes it once the group is
+// forgotten (finished_group_retention after it finished). With --assign-topics auto (the
+// default, and the only mode the embedded broker serves) it does neither: the broker
+// auto-creates topics on first use and keeps them. docs/configuration.md, "Assignment topics".
+//
+// Creation waits for the controller's answer (one request for all of a cycle's new groups), so
+// a worker that reads its join reply finds the topic there. Deletion does not wait: requests go
+// out on the coordinator's tick and their answers are read on later ticks; a failed deletion is
+// retried with a backoff. A deletion lost to a crash is repeated by the partition's next owner,
+// which deletes the topics of the forgotten groups it restores (deleting a missing topic counts
+// as done).
+//
+// Thread safety: one thread (the service's).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/log.h"
+#include "common/result.h"
+#include "common/time.h"
+#include "kafka/kafka.h"
+#include "protocol/protocol.h"
+
+namespace td::coordinator {
+
+struct AssignTopicOptions {
+  bool create = false;            // true: --assign-topics admin
+  int partitions = 1;             // only partition 0 carries records (docs/protocol.md)
+  int replication = -1;           // -1: the broker's default.replication.factor
+  kafka::Properties config;       // topic configuration entries (--assign-topic-config)
+  kafka::Properties admin_kafka;  // librdkafka properties of the admin client only, after -X
+  Millis timeout{10000};          // per Admin request
+};
+
+// What happened to assignment topics, for metrics (read from any thread).
+struct AssignTopicCounters {
+  std::atomic<std::uint64_t> created{0};          // created, or found existing
+  std::atomic<std::uint64_t> create_failures{0};  // not created (output went ahead)
+  std::atomic<std::uint64_t> deleted{0};          // deleted, or found missing
+  std::atomic<std::uint64_t> delete_failures{0};  // attempts that failed (retried, then given up)
+  std::atomic<std::int64_t> deletes_pending{0};   // waiting for an answer or a retry
+};
+
+class AssignTopics {
+ public:
+  // `client` holds the settings of every client (bootstrap.servers, -X); options.admin_kafka
+  // is applied over them. Errors: an invalid property.
+  static td::Result<std::unique_ptr<AssignTopics>> create(const AssignTopicOptions& options,
+                                                          const kafka::Properties& client,
+                                                          protocol::Topics topics,
+                                                          AssignTopicCounters& counters);
+
+  // Creates the topics of the groups among `group_ids` this instance has not tried to create
+  // yet, waiting for the answer. One try per group: a failure is logged and counted, not
+  // returned or retried, and the output goes ahead (a cluster that auto-creates topics still
+  // takes it; otherwise its delivery fails, and with it the cycle: the coordinator stops, and
+  // whoever replays the input tries the creation again).
+  void ensure(const std::vector<std::string>& group_ids);
+  // The group is done with: its topic is deleted from the next poll() on.
+  void retire(const std::string& group_id, Millis now);
+  // Groups may have moved to another coordinator: forget which creations were tried (a later
+  // ensure() asks again; an existing topic counts as created).
+  void forgetAttempts() { attempted_.clear(); }
+  // Sends the deletions that are due (one request), reads the answers that arrived, and
+  // schedules failed deletions again. Does not wait.
+  void poll(Millis now);
+
+  // Retries of a failed deletion, `kRetryBackoff` apart, before it is given up (logged).
+  static constexpr int kDeleteAttempts = 5;
+  static constexpr Millis kRetryBackoff{30000};
+  // Topics per DeleteTopics request.
+  static constexpr std::size_t kDeleteBatch = 100;
+
+ private:
+  AssignTopics(const AssignTopicOptions& options, protocol::Topics topics,
+               AssignTopicCounters& counters);
+
+  struct Deletion {
+    std::string topic;
+    int attempts = 0;   // made so far
+  };
+
+  AssignTopicOptions options_;
+  protocol::Topics topics_;
+  AssignTopicCounters& counters_;
+  std::unique_ptr<kafka::Admin> admin_;
+  std::unordered_set<std::string> attempted_;   // group ids whose topic creation was tried
+  std::multimap<Millis, Deletion> due_;       // by when they are due (mono)
+  std::unordered_map<std::string, int> in_flight_;   // topic -> attempts so far
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace td::coordinator

@@ -1,0 +1,210 @@
+// Assignment topics through the Admin API (issue 8): td-coordinator --assign-topics admin creates
+// each group's td.assign topic with the configured partitions, replication and topic settings
+// before its first output to it, deletes it once the group is forgotten, and has a forgotten
+// group's topic deleted again by the partition's next owner (a deletion lost in a crash). A
+// refused creation is logged and loses nothing.
+//
+// The embedded broker implements neither CreateTopics nor DeleteTopics, so the coordinator's
+// admin client is pointed (--admin-property bootstrap.servers=...) at
+// tests/integration/fake_admin_broker.py, which answers those requests and logs them; groups
+// run on the embedded broker, which auto-creates the topics as before.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+#include <regex>
+
+#include "tests/integration/cluster.h"
+#include "tests/support/http.h"
+
+namespace td::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr auto kRunTimeout = std::chrono::seconds(90);
+
+const std::string kSchema =
+    "name: admin\n"
+    "defaults: {timeout: 1m, max_attempts: 1}\n"
+    "steps:\n"
+    "  - {id: a, run: 'true'}\n"
+    "  - {id: b, run: 'true'}\n";
+
+// One request the fake answered (a line of its --log).
+struct AdminRequest {
+  std::string api;                  // "CreateTopics" or "DeleteTopics"
+  std::vector<std::string> topics;  // names
+  std::string line;                 // the whole JSON line
+  std::int64_t at_ms = 0;
+};
+
+class FakeAdmin {
+ public:
+  explicit FakeAdmin(const std::filesystem::path& dir, const std::string& refuse = "")
+      : address_file_(dir / "fake-admin.address"), log_(dir / "fake-admin.log") {
+    std::vector<std::string> args = {TD_PYTHON3, TD_FAKE_ADMIN_PY, "--address-file",
+                                     address_file_.string(), "--log", log_.string()};
+    if (!refuse.empty()) args.insert(args.end(), {"--refuse", refuse});
+    process_ = std::make_unique<Process>(
+        Process::Options{.args = args, .output = dir / "fake-admin.out"});
+    EXPECT_TRUE(waitUntil([&] { return std::filesystem::exists(address_file_); },
+                          std::chrono::seconds(20)))
+        << process_->output();
+    address_ = readFile(address_file_);
+    while (!address_.empty() && address_.back() == '\n') address_.pop_back();
+  }
+  const std::string& address() const { return address_; }
+
+  // Every request so far. Lines are small and written whole by one write().
+  std::vector<AdminRequest> requests() const {
+    std::vector<AdminRequest> out;
+    std::ifstream in(log_);
+    for (std::string line; std::getline(in, line);) {
+      AdminRequest r;
+      r.line = line;
+      r.api = line.find("\"CreateTopics\"") != std::string::npos ? "CreateTopics"
+                                                                  : "DeleteTopics";
+      for (std::size_t at = line.find("td.assign."); at != std::string::npos;
+           at = line.find("td.assign.", at + 1)) {
+        r.topics.push_back(line.substr(at, line.find('"', at) - at));
+      }
+      const auto at = line.find("\"at_ms\": ");
+      if (at != std::string::npos) r.at_ms = std::stoll(line.substr(at + 9));
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+  // The requests of `api` that name `topic`.
+  std::vector<AdminRequest> requestsFor(const std::string& api, const std::string& topic) const {
+    std::vector<AdminRequest> out;
+    for (auto& r : requests()) {
+      if (r.api == api && std::find(r.topics.begin(), r.topics.end(), topic) != r.topics.end()) {
+        out.push_back(std::move(r));
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::filesystem::path address_file_;
+  std::filesystem::path log_;
+  std::unique_ptr<Process> process_;
+  std::string address_;
+};
+
+std::vector<std::string> adminArgs(const FakeAdmin& admin) {
+  return {"--assign-topics",       "admin",
+          "--assign-partitions",   "1",
+          "--assign-replication",  "1",
+          "--assign-topic-config", "retention.ms=86400000",
+          "--admin-property",      "bootstrap.servers=" + admin.address(),
+          "--admin-timeout-ms",    "5000",
+          "--finished-group-retention", "2"};
+}
+
+// The group founded by `peer` and the wall time its GroupCompleted was decided (0: none yet).
+std::pair<std::string, std::int64_t> groupOf(const Cluster& cluster, const std::string& peer) {
+  std::string group;
+  std::int64_t completed_ms = 0;
+  for (const auto& e : cluster.events()) {
+    if (e.has_group_created() && e.group_created().founding_peer_id() == peer) group = e.group_id();
+    if (!group.empty() && e.group_id() == group && e.has_group_completed()) {
+      completed_ms = e.timestamp_ms();
+    }
+  }
+  return {group, completed_ms};
+}
+
+TEST(AssignTopics, AdminModeCreatesEachGroupsTopicBeforeItsOutputAndDeletesItOnceForgotten) {
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  FakeAdmin admin(cluster.dir());
+  auto args = adminArgs(admin);
+  args.insert(args.end(), {"--metrics-listen", "127.0.0.1:0"});
+  Process& coordinator = cluster.startCoordinator(args);
+  auto schema = cluster.writeSchema("admin", kSchema);
+  Process& w1 = cluster.startWorker(schema, {"p1", "c1"});
+  Process& w2 = cluster.startWorker(schema, {"p2", "c1"});
+  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
+  ASSERT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
+  const auto [group, completed_ms] = groupOf(cluster, "p1");
+  ASSERT_FALSE(group.empty()) << cluster.logs("coordinator");
+  ASSERT_GT(completed_ms, 0);
+  const std::string topic = "td.assign." + group;
+
+  // Created once (both peers are one group), with the configured settings, before the first
+  // record of the topic was produced.
+  const auto created = admin.requestsFor("CreateTopics", topic);
+  ASSERT_EQ(created.size(), 1u) << readFile(cluster.dir() / "fake-admin.log");
+  EXPECT_THAT(created[0].line, HasSubstr("\"partitions\": 1, \"replication\": 1, "
+                                         "\"config\": {\"retention.ms\": \"86400000\"}"));
+  const auto records = cluster.readTopic(topic);
+  ASSERT_FALSE(records.empty());
+  EXPECT_LE(created[0].at_ms, records.front().timestamp_ms);
+  EXPECT_TRUE(admin.requestsFor("DeleteTopics", topic).empty())
+      << "deleted before the group was forgotten";
+
+  // Deleted once the group is forgotten: --finished-group-retention (2 s) after it finished.
+  std::vector<AdminRequest> deleted;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        deleted = admin.requestsFor("DeleteTopics", topic);
+        return !deleted.empty();
+      },
+      std::chrono::seconds(30)))
+      << cluster.logs("coordinator");
+  EXPECT_GE(deleted[0].at_ms, completed_ms + 2000);
+  EXPECT_TRUE(waitUntil(
+      [&] { return cluster.logs("coordinator").find("deleted " + topic) != std::string::npos; },
+      std::chrono::seconds(10)));
+
+  // And counted on /metrics.
+  std::smatch port;
+  const std::string out = coordinator.output();
+  ASSERT_TRUE(std::regex_search(out, port, std::regex("metrics on http://\\S+:(\\d+)/")));
+  const std::string page = httpGet(std::stoi(port[1]), "/metrics").body;
+  EXPECT_EQ(sampleOf(page, "td_coordinator_assign_topics_total{op=\"created\"}"), 1.0) << page;
+  EXPECT_EQ(sampleOf(page, "td_coordinator_assign_topics_total{op=\"deleted\"}"), 1.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_assign_topics_total{op=\"create_failed\"}"), 0.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_assign_topic_deletes_pending"), 0.0);
+}
+
+TEST(AssignTopics, AForgottenGroupsTopicIsDeletedAgainByThePartitionsNextOwner) {
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  FakeAdmin admin(cluster.dir());
+  Process& first = cluster.startCoordinator("first", adminArgs(admin));
+  auto schema = cluster.writeSchema("admin", kSchema);
+  ASSERT_EQ(cluster.startWorker(schema, {"p1", "c1"}).wait(kRunTimeout), 0) << cluster.logs();
+  const std::string topic = "td.assign." + groupOf(cluster, "p1").first;
+  ASSERT_TRUE(waitUntil([&] { return !admin.requestsFor("DeleteTopics", topic).empty(); },
+                        std::chrono::seconds(30)))
+      << cluster.logs("coordinator");
+
+  // The next owner restores the group as forgotten and deletes its topic again, in case the
+  // first owner's deletion was lost (deleting a missing topic counts as done).
+  first.signal(SIGTERM);
+  ASSERT_EQ(first.wait(std::chrono::seconds(30)), 0) << cluster.logs("coordinator");
+  cluster.startCoordinator("second", adminArgs(admin));
+  ASSERT_TRUE(waitUntil([&] { return admin.requestsFor("DeleteTopics", topic).size() >= 2; },
+                        std::chrono::seconds(60)))
+      << cluster.logs("coordinator");
+}
+
+TEST(AssignTopics, ARefusedCreationIsLoggedAndTheGroupStillRuns) {
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  FakeAdmin admin(cluster.dir(), /*refuse=*/"td\\.assign\\.");
+  Process& coordinator = cluster.startCoordinator(adminArgs(admin));
+  auto schema = cluster.writeSchema("admin", kSchema);
+  ASSERT_EQ(cluster.startWorker(schema, {"p1", "c1"}).wait(kRunTimeout), 0) << cluster.logs();
+  const std::string topic = "td.assign." + groupOf(cluster, "p1").first;
+  EXPECT_EQ(admin.requestsFor("CreateTopics", topic).size(), 1u) << "tried once per group";
+  const std::string log = coordinator.output();
+  EXPECT_THAT(log, HasSubstr("create topic " + topic));
+  EXPECT_THAT(log, HasSubstr("uthorization"));
+  EXPECT_THAT(log, HasSubstr("producing to it anyway"));
+}
+
+}  // namespace
+}  // namespace td::testing
