@@ -77,15 +77,15 @@ void AssignTopics::poll(Millis now) {
       continue;
     }
     counters_.delete_failures.fetch_add(1);
-    if (attempts >= kDeleteAttempts) {
+    if (attempts >= options_.delete_attempts) {
       counters_.deletes_pending.fetch_sub(1);
       log_->error("{}; gave up after {} attempts: delete it by hand", outcome.status.error().message(),
                   attempts);
       continue;
     }
-    log_->warn("{}; trying again in {} s (attempt {} of {})", outcome.status.error().message(),
-               kRetryBackoff.count() / 1000, attempts, kDeleteAttempts);
-    due_.emplace(now + kRetryBackoff, Deletion{outcome.topic, attempts});
+    log_->warn("{}; trying again in {} ms (attempt {} of {})", outcome.status.error().message(),
+               options_.retry_backoff.count(), attempts, options_.delete_attempts);
+    due_.emplace(now + options_.retry_backoff, Deletion{outcome.topic, attempts});
   }
   std::vector<std::string> batch;
   while (!due_.empty() && due_.begin()->first <= now && batch.size() < kDeleteBatch) {

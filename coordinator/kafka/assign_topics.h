@@ -39,6 +39,10 @@ struct AssignTopicOptions {
   kafka::Properties config;       // topic configuration entries (--assign-topic-config)
   kafka::Properties admin_kafka;  // librdkafka properties of the admin client only, after -X
   Millis timeout{10000};          // per Admin request
+  // A failed deletion is tried again `retry_backoff` later, `delete_attempts` times in all,
+  // then given up (logged).
+  int delete_attempts = 5;
+  Millis retry_backoff{30000};
 };
 
 // What happened to assignment topics, for metrics (read from any thread).
@@ -74,9 +78,6 @@ class AssignTopics {
   // schedules failed deletions again. Does not wait.
   void poll(Millis now);
 
-  // Retries of a failed deletion, `kRetryBackoff` apart, before it is given up (logged).
-  static constexpr int kDeleteAttempts = 5;
-  static constexpr Millis kRetryBackoff{30000};
   // Topics per DeleteTopics request.
   static constexpr std::size_t kDeleteBatch = 100;
 

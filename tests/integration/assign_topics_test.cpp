@@ -16,6 +16,7 @@
 
 #include <regex>
 
+#include "coordinator/kafka/assign_topics.h"
 #include "tests/integration/cluster.h"
 #include "tests/support/http.h"
 
@@ -43,11 +44,13 @@ struct AdminRequest {
 
 class FakeAdmin {
  public:
-  explicit FakeAdmin(const std::filesystem::path& dir, const std::string& refuse = "")
+  explicit FakeAdmin(const std::filesystem::path& dir, const std::string& refuse = "",
+                     const std::string& refuse_delete = "")
       : address_file_(dir / "fake-admin.address"), log_(dir / "fake-admin.log") {
     std::vector<std::string> args = {TD_PYTHON3, TD_FAKE_ADMIN_PY, "--address-file",
                                      address_file_.string(), "--log", log_.string()};
     if (!refuse.empty()) args.insert(args.end(), {"--refuse", refuse});
+    if (!refuse_delete.empty()) args.insert(args.end(), {"--refuse-delete", refuse_delete});
     process_ = std::make_unique<Process>(
         Process::Options{.args = args, .output = dir / "fake-admin.out"});
     EXPECT_TRUE(waitUntil([&] { return std::filesystem::exists(address_file_); },
@@ -204,6 +207,46 @@ TEST(AssignTopics, ARefusedCreationIsLoggedAndTheGroupStillRuns) {
   EXPECT_THAT(log, HasSubstr("create topic " + topic));
   EXPECT_THAT(log, HasSubstr("uthorization"));
   EXPECT_THAT(log, HasSubstr("producing to it anyway"));
+}
+
+// AssignTopics itself, with a short retry backoff: a refused deletion is tried
+// delete_attempts times, then given up; the others are deleted once; counters follow.
+TEST(AssignTopics, ARefusedDeletionIsRetriedThenGivenUp) {
+  using std::chrono::milliseconds;
+  TempDir dir;
+  FakeAdmin admin(dir.path(), "", /*refuse_delete=*/"refused");
+  coordinator::AssignTopicCounters counters;
+  const coordinator::AssignTopicOptions options{.create = true,
+                                                .partitions = 1,
+                                                .replication = 1,
+                                                .timeout = milliseconds(5000),
+                                                .delete_attempts = 3,
+                                                .retry_backoff = milliseconds(50)};
+  auto topics = coordinator::AssignTopics::create(
+      options, {{"bootstrap.servers", admin.address()}}, protocol::Topics("td."), counters);
+  ASSERT_TRUE(topics) << topics.error().message();
+  (*topics)->ensure({"ok", "refused", "ok"});
+  EXPECT_EQ(counters.created.load(), 2u);
+  EXPECT_EQ(admin.requests().size(), 1u) << "one request for a cycle's new groups";
+
+  Millis now{0};
+  (*topics)->retire("ok", now);
+  (*topics)->retire("refused", now);
+  EXPECT_EQ(counters.deletes_pending.load(), 2);
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        now += milliseconds(10);   // the coordinator's clock, as the tick passes it
+        (*topics)->poll(now);
+        return counters.deletes_pending.load() == 0;
+      },
+      std::chrono::seconds(30)));
+  EXPECT_EQ(counters.deleted.load(), 1u);
+  EXPECT_EQ(counters.delete_failures.load(), 3u);
+  EXPECT_EQ(admin.requestsFor("DeleteTopics", "td.assign.ok").size(), 1u);
+  EXPECT_EQ(admin.requestsFor("DeleteTopics", "td.assign.refused").size(), 3u);
+  // Given up: later ticks send nothing more.
+  for (int i = 0; i < 20; ++i) (*topics)->poll(now += milliseconds(100));
+  EXPECT_EQ(admin.requests().size(), 1u + 1u + 2u) << "create, first deletes, two retries";
 }
 
 }  // namespace

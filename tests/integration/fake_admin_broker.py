@@ -12,9 +12,11 @@ CreateTopics v0 and DeleteTopics v0. Each CreateTopics/DeleteTopics request is a
 --log as one JSON object per line:
   {"api": "CreateTopics", "topics": [{"name", "partitions", "replication", "config"}], ...}
   {"api": "DeleteTopics", "topics": ["name", ...], ...}
-Topics whose names match --refuse are answered with TOPIC_AUTHORIZATION_FAILED (29).
+Topics whose names match --refuse (creation) or --refuse-delete (deletion) are answered with
+TOPIC_AUTHORIZATION_FAILED (29).
 
 Usage: fake_admin_broker.py --address-file FILE --log FILE [--refuse REGEX]
+                            [--refuse-delete REGEX]
 It listens on 127.0.0.1 (a free port), writes "127.0.0.1:PORT" to --address-file once it
 accepts connections, and runs until killed.
 """
@@ -93,11 +95,12 @@ def uvarint(n):
 
 
 class Broker:
-    def __init__(self, log_path, refuse):
+    def __init__(self, log_path, refuse, refuse_delete):
         self.lock = threading.Lock()
         self.topics = {}   # name -> partitions
         self.log_path = log_path
         self.refuse = re.compile(refuse) if refuse else None
+        self.refuse_delete = re.compile(refuse_delete) if refuse_delete else None
         self.port = 0
 
     def record(self, entry):
@@ -162,8 +165,11 @@ class Broker:
         answers = []
         with self.lock:
             for name in names:
-                answers.append((name, 0 if self.topics.pop(name, None) is not None
-                                else ERR_UNKNOWN_TOPIC))
+                if self.refuse_delete and self.refuse_delete.search(name):
+                    answers.append((name, ERR_TOPIC_AUTHORIZATION_FAILED))
+                else:
+                    answers.append((name, 0 if self.topics.pop(name, None) is not None
+                                    else ERR_UNKNOWN_TOPIC))
         return array(answers, lambda a: string(a[0]) + struct.pack(">h", a[1]))
 
     def answer(self, frame):
@@ -224,8 +230,9 @@ def main():
     parser.add_argument("--address-file", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--refuse", default="")
+    parser.add_argument("--refuse-delete", default="")
     args = parser.parse_args()
-    broker = Broker(args.log, args.refuse)
+    broker = Broker(args.log, args.refuse, args.refuse_delete)
     server = Server(("127.0.0.1", 0), Handler)
     server.broker = broker
     broker.port = server.server_address[1]
