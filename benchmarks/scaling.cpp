@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include "benchmarks/fleet_cases.h"
 #include "common/log.h"
+#include "coordinator/core.h"
 #include "schema/schema.h"
 #include "td/v1/registrations.pb.h"
 
@@ -48,6 +51,36 @@ td::Status measureWindow(const ScalingCase& spec, const CaseEnv& env, Fleet& fle
   if (r.window_s > 0) r.events_per_s = r.window_inputs / r.window_s;
   return {};
 }
+// Heap bytes per group of an in-process Core holding one group per peer list of `peers`
+// (ScalingResult::core_bytes_per_group).
+double coreBytesPerGroup(const std::vector<std::vector<worker::PeerInfo>>& peers,
+                         const schema::Schema& schema, const protocol::Topics& topics) {
+  std::vector<coordinator::Registration> registrations;
+  registrations.reserve(peers.size());
+  for (std::size_t g = 0; g < peers.size(); ++g) {
+    registrations.push_back(coordinator::Registration{
+        .partition = static_cast<std::int32_t>(g % 16),
+        .peer = worker::buildRegistration(peers[g].front(), worker::newSessionId(), schema)});
+  }
+  std::vector<std::string> group_ids;
+  group_ids.reserve(peers.size());
+  const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord> no_outbox;
+  const Instant now{.mono = Millis(1'000'000), .wall = Millis(1'800'000'000'000)};
+  const auto before = mallinfo2().uordblks;
+  auto core = std::make_unique<coordinator::Core>(coordinator::CoreConfig{.topics = topics});
+  for (const auto& registration : registrations) {
+    for (const auto& effect : core->handle(registration, now)) {
+      if (const auto* join = std::get_if<coordinator::PublishJoin>(&effect)) {
+        if (join->record.has_joined()) group_ids.push_back(join->record.joined().group_id());
+      }
+    }
+  }
+  for (const auto& id : group_ids) (void)core->encodeState(id, now, no_outbox);
+  const auto after = mallinfo2().uordblks;
+  const std::size_t groups = core->groupCount();
+  return groups == 0 ? 0 : static_cast<double>(after - before) / static_cast<double>(groups);
+}
+
 }  // namespace
 
 td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv& env) {
@@ -62,6 +95,7 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
   r.quota_per_group =
       std::max(1, std::min(spec.steps_per_group - 1, spec.window_completions / spec.groups));
   auto peers = fleetPeers(env, name, spec.groups, 1, spec.families);
+  r.core_bytes_per_group = coreBytesPerGroup(peers, *schema, env.topics);
   {
     const auto registration =
         worker::buildRegistration(peers.front().front(), worker::newSessionId(), *schema);

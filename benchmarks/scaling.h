@@ -36,6 +36,10 @@ struct ScalingResult {
   std::int64_t rss_after = 0;          // ... after every group's first StepAssigned
   std::int64_t rss_after_window = 0;
   double rss_bytes_per_group = 0;     // (after - before) / groups_joined
+  // The coordinator core's own share, measured in td-bench: heap bytes in use (mallinfo2) per
+  // group after the same registrations go into an in-process Core and each group's td.state
+  // record is encoded once. No librdkafka, no transient cycle buffers.
+  double core_bytes_per_group = 0;
   double idle_cpu_ms_per_s = 0;       // coordinator CPU while every group is open and idle
   int quota_per_group = 0;            // completions per group in the window
   std::uint64_t window_started = 0;   // StepStarted produced in the window

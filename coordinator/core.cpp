@@ -163,9 +163,12 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
   Group* group = peer.complex() ? nullptr : chooseGroup(peer, refs, now, &shared);
   if (group == nullptr) {
     std::string id = newGroupId(peer, key);
+    std::vector<td::v1::StepSpec> specs(peer.steps().begin(), peer.steps().end());
+    for (auto& spec : specs) *spec.mutable_retry() = protocol::retryPolicyOf(spec);
     auto created = std::make_unique<Group>(id, key, next_ordinal_++, input.partition,
-                                           epochOf(input.partition), peer, config_, timers_,
-                                           durationsForGroups(), now, out);
+                                           epochOf(input.partition), peer,
+                                           step_tables_.intern(std::move(specs)), config_,
+                                           timers_, durationsForGroups(), now, out);
     group = created.get();
     group->attach(&census_);
     ++census_.groups_created_total;
@@ -329,7 +332,8 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
                                                                       : "wrong partition")});
       continue;
     }
-    auto group = Group::restore(*s, epoch, config_, timers_, durationsForGroups(), now, out);
+    auto group = Group::restore(*s, epoch, config_, timers_, durationsForGroups(), step_tables_,
+                                now, out);
     if (!group) {
       out.emplace_back(DeadLetter{.reason = group.error().message()});
       continue;

@@ -83,6 +83,8 @@ class Core {
   // CoreConfig::step_stats is off.
   [[nodiscard]] std::string learnStepStats(std::string_view key, const td::v1::StepStats& stats);
   const DurationTable& durations() const { return durations_; }
+  // Step tables some group holds: one per distinct list of steps, however many groups use it.
+  std::size_t stepTableCountForTest() const { return step_tables_.liveCount(); }
 
  private:
   struct Family {
@@ -125,6 +127,7 @@ class Core {
 
   CoreConfig config_;
   DurationTable durations_;
+  StepTables step_tables_;   // shared step specs; declared before groups_, which hold them
   DurationTable* durationsForGroups() { return config_.step_stats ? &durations_ : nullptr; }
   std::uint64_t next_ordinal_ = 1;
   std::unordered_map<std::int32_t, std::uint64_t> partition_epochs_;

@@ -54,8 +54,8 @@ std::string_view retryReasonName(RetryReason reason) {
 
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
              std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
-             const CoreConfig& config, TimerQueue& timers, DurationTable* durations,
-             Instant now, Effects& out)
+             std::shared_ptr<const StepTable> steps, const CoreConfig& config, TimerQueue& timers,
+             DurationTable* durations, Instant now, Effects& out)
     : config_(config),
       timers_(timers),
       durations_(durations),
@@ -65,16 +65,12 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
       partition_(partition),
       epoch_(epoch),
       created_at_wall_(now.wall) {
-  steps_.reserve(founder.steps_size());
-  for (const auto& spec : founder.steps()) {
-    step_index_.emplace(spec.id(), steps_.size());
-    steps_.push_back(StepRun{.spec = spec});
-    *steps_.back().spec.mutable_retry() = protocol::retryPolicyOf(spec);
-  }
+  table_ = std::move(steps);
+  steps_.reserve(table_->size());
+  for (std::size_t i = 0; i < table_->size(); ++i) steps_.push_back(StepRun{.spec = &table_->spec(i)});
   step_counts_[static_cast<std::size_t>(StepState::kWaiting)] =
       static_cast<std::int64_t>(steps_.size());
-  // Registrations are validated before they reach a group: every dependency exists.
-  linkDependencies();
+  countUnmetDependencies();
   queue_keys_.resize(steps_.size());
   schema_name_ = founder.schema_name();
   schema_digest_ = founder.schema_digest();
@@ -119,6 +115,7 @@ void Group::setState(StepRun& step, StepState to) {
   --step_counts_[static_cast<std::size_t>(step.state)];
   ++step_counts_[static_cast<std::size_t>(to)];
   step.state = to;
+  ++step.version;
   if (census_ != nullptr) count(1);
 }
 
@@ -134,7 +131,7 @@ void Group::setStatus(td::v1::GroupStatus to) {
 
 Group::QueueKey Group::queueKeyOf(std::size_t index) const {
   if (durations_ == nullptr) return QueueKey{.index = index};
-  const auto expected = durations_->expectedMs(schema_name_, steps_[index].spec.id());
+  const auto expected = durations_->expectedMs(schema_name_, steps_[index].spec->id());
   if (!expected) return QueueKey{.index = index};
   return QueueKey{.known = true,
                   .inverse_ms = std::numeric_limits<std::uint64_t>::max() - *expected,
@@ -148,17 +145,14 @@ void Group::enqueue(std::size_t index) {
 
 std::vector<std::string> Group::queuedOrderForTest() const {
   std::vector<std::string> ids;
-  for (const auto& key : queued_) ids.push_back(steps_[key.index].spec.id());
+  for (const auto& key : queued_) ids.push_back(steps_[key.index].spec->id());
   return ids;
 }
 
-void Group::linkDependencies() {
+void Group::countUnmetDependencies() {
   for (std::size_t i = 0; i < steps_.size(); ++i) {
-    for (const auto& dep : steps_[i].spec.depends_on()) {
-      auto it = step_index_.find(dep);
-      TD_CHECK(it != step_index_.end());
-      steps_[it->second].dependents.push_back(i);
-      if (steps_[it->second].state != StepState::kSucceeded) ++steps_[i].unmet_deps;
+    for (std::size_t dependent : table_->dependents(i)) {
+      if (steps_[i].state != StepState::kSucceeded) ++steps_[dependent].unmet_deps;
     }
   }
 }
@@ -283,11 +277,12 @@ void Group::queue(std::size_t index, const std::string& reason, Millis backoff, 
                   Effects& out) {
   StepRun& step = steps_[index];
   setState(step, StepState::kQueued);
+  ++step.version;
   step.abort_requested = false;
   step.retry_not_before = now.mono + backoff;
   enqueue(index);
   auto& queued = *emit(now, out).mutable_step_queued();
-  queued.set_step_id(step.spec.id());
+  queued.set_step_id(step.spec->id());
   queued.set_next_attempt(step.attempt + 1);
   queued.set_reason(reason);
   queued.set_backoff_ms(static_cast<std::uint64_t>(backoff.count()));
@@ -326,6 +321,7 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   StepRun& step = steps_[index];
   queued_.erase(queue_keys_[index]);
   setState(step, StepState::kRunning);
+  ++step.version;
   step.attempt += 1;
   if (census_ != nullptr) ++census_->steps_assigned_total;
   step.peer_id = member.peer_id;
@@ -335,7 +331,7 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   td::v1::AssignmentRecord record;
   auto& assigned = *record.mutable_assigned();
   assigned.set_group_id(id_);
-  assigned.set_step_id(step.spec.id());
+  assigned.set_step_id(step.spec->id());
   assigned.set_attempt(step.attempt);
   assigned.set_peer_id(member.peer_id);
   assigned.set_session_id(member.session_id);
@@ -358,14 +354,14 @@ void Group::ignore(std::string reason, std::string detail, const std::string& pe
 Group::StepRun* Group::matchRunning(const std::string& peer_id, const std::string& session_id,
                                     const std::string& step_id, std::uint32_t attempt,
                                     std::size_t* index, Instant now, Effects& out) {
-  auto it = step_index_.find(step_id);
-  if (it == step_index_.end()) {
+  const auto found = table_->find(step_id);
+  if (!found) {
     ignore("unknown_step", "no such step in the group's schema", peer_id, step_id, attempt, now,
            out);
     return nullptr;
   }
-  StepRun& step = steps_[it->second];
-  *index = it->second;
+  StepRun& step = steps_[*found];
+  *index = *found;
   const bool same_attempt = attempt == step.attempt && peer_id == step.peer_id;
   if (same_attempt && session_id != step.session_id) {
     ignore("stale_session", "the attempt belongs to another session of this peer", peer_id,
@@ -418,6 +414,7 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
     member->running.erase(index);
     member->last_seen = now.mono;
   }
+  ++step->version;
   step->last_outcome = msg.outcome();
   step->last_duration_ms = msg.duration_ms();
 
@@ -431,8 +428,8 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
       setState(*step, StepState::kSucceeded);
       ++succeeded_;
       if (durations_ != nullptr) {
-        PublishStepStats stats{.key = stepStatsKey(schema_name_, step->spec.id())};
-        stats.stats = durations_->record(schema_name_, step->spec.id(), msg.duration_ms(),
+        PublishStepStats stats{.key = stepStatsKey(schema_name_, step->spec->id())};
+        stats.stats = durations_->record(schema_name_, step->spec->id(), msg.duration_ms(),
                                          now.wall.count());
         stats.stats.set_coordinator_id(config_.coordinator_id);
         out.emplace_back(std::move(stats));
@@ -441,7 +438,7 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
         complete(now, out);
         return;
       }
-      for (std::size_t dependent : step->dependents) {
+      for (std::size_t dependent : table_->dependents(index)) {
         if (--steps_[dependent].unmet_deps == 0) {
           queue(dependent, "dependencies met", Millis(0), now, out);
         }
@@ -461,7 +458,7 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
 }
 
 Millis Group::backoffFor(const StepRun& step) const {
-  const auto& r = step.spec.retry();
+  const auto& r = step.spec->retry();
   if (r.backoff_initial_ms() == 0) return Millis(0);
   const double multiplier = std::max(1.0, r.backoff_multiplier());
   double wait = static_cast<double>(r.backoff_initial_ms()) *
@@ -469,7 +466,7 @@ Millis Group::backoffFor(const StepRun& step) const {
   wait = std::min(wait, static_cast<double>(std::max(r.backoff_max_ms(), r.backoff_initial_ms())));
   // Jitter from a hash of the attempt, not a random source: a replay decides the same.
   const double jitter = std::clamp(r.backoff_jitter(), 0.0, 1.0);
-  const std::uint64_t h = fnv1a64(id_ + "\n" + step.spec.id() + "\n" + std::to_string(step.attempt));
+  const std::uint64_t h = fnv1a64(id_ + "\n" + step.spec->id() + "\n" + std::to_string(step.attempt));
   const double unit = static_cast<double>(h >> 11) / static_cast<double>(1ULL << 53);  // [0,1)
   wait *= 1.0 + jitter * (2.0 * unit - 1.0);
   return Millis(static_cast<std::int64_t>(wait));
@@ -479,20 +476,21 @@ void Group::failedAttempt(std::size_t index, const std::string& peer_id,
                           td::v1::StepOutcome outcome, std::int32_t exit_code, Instant now,
                           Effects& out) {
   StepRun& step = steps_[index];
+  ++step.version;
   step.failures += 1;
   step.failed_on.insert(peer_id);
   const auto outcome_name = protocol::outcomeName(outcome);
-  if (!retryable(step.spec.retry(), outcome, exit_code)) {
+  if (!retryable(step.spec->retry(), outcome, exit_code)) {
     fail(index,
-         fmt::format("step {} {} (exit {}) on {}; retry_on does not cover it", step.spec.id(),
+         fmt::format("step {} {} (exit {}) on {}; retry_on does not cover it", step.spec->id(),
                      outcome_name, exit_code, peer_id),
          now, out);
     return;
   }
-  if (step.failures >= step.spec.max_attempts()) {
+  if (step.failures >= step.spec->max_attempts()) {
     fail(index,
-         fmt::format("step {} failed {} of {} attempts (last: {} exit {} on {})", step.spec.id(),
-                     step.failures, step.spec.max_attempts(), outcome_name, exit_code, peer_id),
+         fmt::format("step {} failed {} of {} attempts (last: {} exit {} on {})", step.spec->id(),
+                     step.failures, step.spec->max_attempts(), outcome_name, exit_code, peer_id),
          now, out);
     return;
   }
@@ -512,31 +510,33 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
     lost.set_peer_id(step.peer_id);
     lost.set_session_id(step.session_id);
     lost.set_group_id(id_);
-    lost.set_step_id(step.spec.id());
+    lost.set_step_id(step.spec->id());
     lost.set_attempt(step.attempt);
     lost.set_outcome(td::v1::STEP_OUTCOME_LOST);
     lost.set_output_tail(reason);
     step.last_outcome = td::v1::STEP_OUTCOME_LOST;
+    ++step.version;
   }
   if (status_ != td::v1::GROUP_STATUS_RUNNING) {
     setState(step, StepState::kFailed);
     return;
   }
-  const auto& retry = step.spec.retry();
+  const auto& retry = step.spec->retry();
+  ++step.version;
   step.lost += 1;
   if (retry.count_lost_attempts()) step.failures += 1;
   if (!retry.retry_on_lost()) {
-    fail(index, fmt::format("step {} lost ({}); retry_on does not cover lost", step.spec.id(), reason),
+    fail(index, fmt::format("step {} lost ({}); retry_on does not cover lost", step.spec->id(), reason),
          now, out);
   } else if (retry.max_lost_attempts() > 0 && step.lost >= retry.max_lost_attempts()) {
     fail(index,
-         fmt::format("step {} lost {} times (max_lost_attempts {}); last: {}", step.spec.id(),
+         fmt::format("step {} lost {} times (max_lost_attempts {}); last: {}", step.spec->id(),
                      step.lost, retry.max_lost_attempts(), reason),
          now, out);
-  } else if (retry.count_lost_attempts() && step.failures >= step.spec.max_attempts()) {
+  } else if (retry.count_lost_attempts() && step.failures >= step.spec->max_attempts()) {
     fail(index,
-         fmt::format("step {} failed {} of {} attempts (last: lost, {})", step.spec.id(),
-                     step.failures, step.spec.max_attempts(), reason),
+         fmt::format("step {} failed {} of {} attempts (last: lost, {})", step.spec->id(),
+                     step.failures, step.spec->max_attempts(), reason),
          now, out);
   } else {
     countRetry(RetryReason::kLost);
@@ -547,7 +547,7 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
 void Group::fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const {
   for (const auto& step : steps_) {
     auto& s = *out->Add();
-    s.set_step_id(step.spec.id());
+    s.set_step_id(step.spec->id());
     s.set_outcome(step.last_outcome);
     s.set_peer_id(step.peer_id);
     s.set_attempts(step.attempt);
@@ -579,10 +579,11 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
     }
     if (step.state != StepState::kRunning || step.abort_requested) continue;
     step.abort_requested = true;
+    ++step.version;
     td::v1::AssignmentRecord record;
     auto& abort = *record.mutable_abort();
     abort.set_group_id(id_);
-    abort.set_step_id(step.spec.id());
+    abort.set_step_id(step.spec->id());
     abort.set_attempt(step.attempt);
     abort.set_peer_id(step.peer_id);
     abort.set_session_id(step.session_id);
@@ -595,7 +596,7 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
   td::v1::AssignmentRecord record;
   auto& failed = *record.mutable_failed();
   failed.set_group_id(id_);
-  failed.set_failed_step_id(steps_[failed_step].spec.id());
+  failed.set_failed_step_id(steps_[failed_step].spec->id());
   failed.set_reason(reason);
   fillSummary(failed.mutable_steps());
   failed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));

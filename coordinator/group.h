@@ -35,19 +35,21 @@
 #include "common/result.h"
 #include "coordinator/core_types.h"
 #include "coordinator/step_stats.h"
+#include "coordinator/step_table.h"
 
 namespace td::coordinator {
 
 class Group {
  public:
-  // Creates the group with `founder`'s steps; emits group_created (the founder joins through
-  // addMember afterwards). `config`, `timers` and `durations` must outlive the group.
+  // Creates the group with `founder`'s steps, whose specs (retry policies resolved) are
+  // `steps` (StepTables::intern); emits group_created (the founder joins through addMember
+  // afterwards). `config`, `timers` and `durations` must outlive the group.
   // `partition` is the input partition of its family; `epoch` its owner's epoch, stamped on
   // what it writes. `durations` orders the queue and learns from successful runs (emitting
   // PublishStepStats); null: schema order, nothing learned.
   Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
         std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
-        const CoreConfig& config, TimerQueue& timers, DurationTable* durations, Instant now,
+        std::shared_ptr<const StepTable> steps, const CoreConfig& config, TimerQueue& timers, DurationTable* durations, Instant now,
         Effects& out);
 
   // Takes away the group's counts from the census it is attached to, if any.
@@ -66,11 +68,12 @@ class Group {
   // an OwnerChanged record. Every present member gets a full lease from `now` to be heard
   // (grace), backoff timers are re-armed from the snapshot's wall-clock times, and the
   // scheduler runs at the next tick. Queued steps are ordered by `durations` as it is now.
+  // The snapshot's step specs are interned in `tables`.
   // Errors: kInvalidArgument naming what is inconsistent.
   static td::Result<std::unique_ptr<Group>> restore(const td::v1::GroupSnapshot& snapshot,
                                                     std::uint64_t epoch, const CoreConfig& config,
                                                     TimerQueue& timers, DurationTable* durations,
-                                                    Instant now, Effects& out);
+                                                    StepTables& tables, Instant now, Effects& out);
   // The group's state for td.state (the caller adds the outbox). Wall-clock times are derived
   // from `now`, so a restore on another host re-arms timers at the same wall-clock instants.
   td::v1::GroupSnapshot snapshot(Instant now) const;
@@ -130,14 +133,14 @@ class Group {
 
  private:
   enum class StepState { kWaiting, kQueued, kRunning, kSucceeded, kFailed };
+  // One step's state; its spec is in table_ (shared by the groups of the same steps).
   struct StepRun {
-    td::v1::StepSpec spec;
+    const td::v1::StepSpec* spec = nullptr;   // table_->spec(index)
     StepState state = StepState::kWaiting;
     std::uint32_t attempt = 0;        // last attempt number handed out (1-based)
     std::uint32_t failures = 0;       // failures counted toward max_attempts
     std::uint32_t lost = 0;           // lost attempts (capped by max_lost_attempts)
     std::size_t unmet_deps = 0;
-    std::vector<std::size_t> dependents;
     std::set<std::string> failed_on;  // peers that failed it
     Millis retry_not_before{0};       // those peers may retry only from then on
     std::string peer_id;              // of the running or last attempt
@@ -145,6 +148,10 @@ class Group {
     bool abort_requested = false;
     td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
     std::uint64_t last_duration_ms = 0;
+    // Raised by every change of the fields above (setState raises it too): encodeState()
+    // re-encodes a step only when it moved. A write without a raise would leave td.state
+    // behind; coordinator_property_test compares every record written with snapshot().
+    std::uint64_t version = 0;
   };
   // Position in queued_: (has history, longest first, schema order). Fixed when the step is
   // queued, so a td.step-stats update never reorders a queue (and costs no group any work).
@@ -182,25 +189,22 @@ class Group {
   // A step's backoff deadline as written to td.state: wall clock, 0 once it has passed (the
   // same to the scheduler, and stable from cycle to cycle).
   static std::int64_t retryWallOf(const StepRun& step, Instant now);
-  // encodeState()'s cache: one step's state when it was last encoded, and its wire bytes
-  // (GroupSnapshot field `steps`: tag, length, StepSnapshot).
+  // encodeState()'s cache: which version of a step (and backoff deadline as written) was last
+  // encoded, and its wire bytes (GroupSnapshot field `steps`: tag, length, StepSnapshot).
   struct EncodedStep {
-    StepState state = StepState::kWaiting;
-    std::uint32_t attempt = 0;
-    std::uint32_t failures = 0;
-    std::uint32_t lost = 0;
-    std::set<std::string> failed_on;
+    std::uint64_t version = 0;
     std::int64_t retry_not_before_ms = 0;
-    std::string peer_id;
-    std::string session_id;
-    bool abort_requested = false;
-    td::v1::StepOutcome last_outcome = td::v1::STEP_OUTCOME_UNSPECIFIED;
-    std::uint64_t last_duration_ms = 0;
     std::string bytes;   // empty until first encoded
-    bool matches(const StepRun& step, std::int64_t retry_not_before_ms) const;
-    void remember(const StepRun& step, std::int64_t retry_not_before_ms);
+    bool matches(const StepRun& step, std::int64_t retry_ms) const {
+      return !bytes.empty() && version == step.version && retry_not_before_ms == retry_ms;
+    }
+    void remember(const StepRun& step, std::int64_t retry_ms) {
+      version = step.version;
+      retry_not_before_ms = retry_ms;
+    }
   };
-  void linkDependencies();
+  // Counts each step's dependencies that have not succeeded (unmet_deps).
+  void countUnmetDependencies();
 
   td::v1::Event& emit(Instant now, Effects& out);
   void publish(td::v1::AssignmentRecord record, Effects& out);
@@ -241,8 +245,8 @@ class Group {
   std::string schema_digest_;
   std::optional<Millis> finished_at_;
   std::uint64_t next_sequence_ = 1;
+  std::shared_ptr<const StepTable> table_;   // the specs, by step index
   std::vector<StepRun> steps_;
-  std::unordered_map<std::string, std::size_t> step_index_;
   std::set<QueueKey> queued_;          // in scheduling order (QueueKey)
   std::vector<QueueKey> queue_keys_;   // per step: its key while it is queued
   std::size_t succeeded_ = 0;

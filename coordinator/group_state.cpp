@@ -112,7 +112,7 @@ std::int64_t Group::retryWallOf(const StepRun& step, Instant now) {
 
 void Group::fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
                      td::v1::StepSnapshot* out) {
-  *out->mutable_spec() = step.spec;
+  *out->mutable_spec() = *step.spec;
   out->set_state(static_cast<td::v1::StepState>(static_cast<int>(step.state) + 1));
   out->set_attempt(step.attempt);
   out->set_failures(step.failures);
@@ -130,28 +130,6 @@ td::v1::GroupSnapshot Group::snapshot(Instant now) const {
   td::v1::GroupSnapshot s = snapshotHead(now);
   for (const auto& step : steps_) fillStep(step, retryWallOf(step, now), s.add_steps());
   return s;
-}
-
-bool Group::EncodedStep::matches(const StepRun& step, std::int64_t retry_ms) const {
-  return !bytes.empty() && state == step.state && attempt == step.attempt &&
-         failures == step.failures && lost == step.lost && retry_not_before_ms == retry_ms &&
-         abort_requested == step.abort_requested && last_outcome == step.last_outcome &&
-         last_duration_ms == step.last_duration_ms && peer_id == step.peer_id &&
-         session_id == step.session_id && failed_on == step.failed_on;
-}
-
-void Group::EncodedStep::remember(const StepRun& step, std::int64_t retry_ms) {
-  state = step.state;
-  attempt = step.attempt;
-  failures = step.failures;
-  lost = step.lost;
-  failed_on = step.failed_on;
-  retry_not_before_ms = retry_ms;
-  peer_id = step.peer_id;
-  session_id = step.session_id;
-  abort_requested = step.abort_requested;
-  last_outcome = step.last_outcome;
-  last_duration_ms = step.last_duration_ms;
 }
 
 namespace {
@@ -207,7 +185,7 @@ std::string Group::encodeState(
 td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s,
                                                   std::uint64_t epoch, const CoreConfig& config,
                                                   TimerQueue& timers, DurationTable* durations,
-                                                  Instant now, Effects& out) {
+                                                  StepTables& tables, Instant now, Effects& out) {
   TD_RETURN_IF_ERROR(validate(s, epoch));
   std::unique_ptr<Group> g(new Group(config, timers, durations));
   g->id_ = s.group_id();
@@ -221,10 +199,13 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
   g->next_sequence_ = s.next_sequence();
   g->schema_name_ = s.schema_name();
   g->schema_digest_ = s.schema_digest();
+  std::vector<td::v1::StepSpec> specs;   // as written: retry policies were resolved then
+  specs.reserve(s.steps_size());
+  for (const auto& step : s.steps()) specs.push_back(step.spec());
+  g->table_ = tables.intern(std::move(specs));
   g->steps_.reserve(s.steps_size());
   for (const auto& step : s.steps()) {
-    g->step_index_.emplace(step.spec().id(), g->steps_.size());
-    StepRun run{.spec = step.spec(),
+    StepRun run{.spec = &g->table_->spec(g->steps_.size()),
                 .state = static_cast<StepState>(static_cast<int>(step.state()) - 1),
                 .attempt = step.attempt(),
                 .failures = step.failures(),
@@ -240,7 +221,7 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
     ++g->step_counts_[static_cast<std::size_t>(run.state)];
     g->steps_.push_back(std::move(run));
   }
-  g->linkDependencies();
+  g->countUnmetDependencies();
   // The same order a group created now would have (queueKeyOf reads the duration table).
   g->queue_keys_.resize(g->steps_.size());
   for (std::size_t i = 0; i < g->steps_.size(); ++i) {

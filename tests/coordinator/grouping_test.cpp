@@ -173,5 +173,23 @@ TEST_F(Grouping, RepeatedRegistrationGetsTheSameAnswer) {
   EXPECT_EQ(core_.groupCount(), 1u);
 }
 
+// Groups with the same steps share one StepTable (the schema costs memory once); another list
+// of steps gets its own; a table goes once no group holds it.
+TEST_F(Grouping, GroupsOfTheSameStepsShareOneStepTable) {
+  const auto g1 = join(PeerBuilder("p1").change("c1").steps(3));
+  const auto g2 = join(PeerBuilder("p2").change("c2").steps(3));
+  ASSERT_NE(g1, g2);
+  EXPECT_EQ(core_.stepTableCountForTest(), 1u);
+  const auto g3 = join(PeerBuilder("p3").change("c3").steps(2));
+  EXPECT_EQ(core_.stepTableCountForTest(), 2u);
+  finish(g3, "p3", "a", 1, td::v1::STEP_OUTCOME_SUCCEEDED);
+  finish(g3, "p3", "b", 1, td::v1::STEP_OUTCOME_SUCCEEDED);
+  ASSERT_TRUE(core_.findGroupForTest(g3)->finishedAt());
+  clock_.advance(core_.config().finished_group_retention + Millis(1));
+  run(Tick{});
+  ASSERT_EQ(core_.findGroupForTest(g3), nullptr) << "forgotten";
+  EXPECT_EQ(core_.stepTableCountForTest(), 1u);
+}
+
 }  // namespace
 }  // namespace td::coordinator::testing
