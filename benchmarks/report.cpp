@@ -69,17 +69,16 @@ std::string scalingJson(const ScalingResult& r) {
       ","
       "\"registration_bytes\":{},\"join_s\":{},\"fleet_add_s\":{},\"rss_before\":{},"
       "\"rss_after\":{},\"rss_after_window\":{},\"rss_bytes_per_group\":{},"
-      "\"core_bytes_per_group\":{},\"idle_cpu_ms_per_s\":{},\"quota_per_group\":{},\"window_started\":{},"
-      "\"window_finished\":{},\"window_heartbeats\":{},\"window_inputs\":{},\"window_s\":{},"
+      "\"core_bytes_per_group\":{},\"idle_cpu_ms_per_s\":{},\"quota_per_group\":{},"
+      "\"window_started\":{},\"window_finished\":{},\"window_heartbeats\":{},\"window_inputs\":{},\"window_s\":{},"
       "\"cpu_window_ms\":{},\"cpu_window_stat_ms\":{},\"cpu_us_per_event\":{},"
       "\"inputs_per_s\":{},\"error\":{}}}",
       r.groups, r.groups_joined, r.steps_per_group, quoted(r.reads), r.schema_bytes,
       r.registration_bytes, number(r.join_s), number(r.add_s), r.rss_before, r.rss_after,
       r.rss_after_window, number(r.rss_bytes_per_group), number(r.core_bytes_per_group),
-      number(r.idle_cpu_ms_per_s),
-      r.quota_per_group, r.window_started, r.window_finished, r.window_heartbeats, r.window_inputs,
-      number(r.window_s), number(r.cpu_window_ms), number(r.cpu_window_stat_ms),
-      number(r.cpu_us_per_event), number(r.events_per_s),
+      number(r.idle_cpu_ms_per_s), r.quota_per_group, r.window_started, r.window_finished,
+      r.window_heartbeats, r.window_inputs, number(r.window_s), number(r.cpu_window_ms),
+      number(r.cpu_window_stat_ms), number(r.cpu_us_per_event), number(r.events_per_s),
       r.error.empty() ? "null" : quoted(r.error));
 }
 
@@ -130,13 +129,14 @@ std::string scalingTable(const BenchReport& report) {
   std::string out = fmt::format(
       "\nscaling (fresh td-coordinator per size, --log-level {}, one peer per group):\n"
       "{:>7} {:>7} {:>9} {:>10} {:>11} {:>9} {:>8} {:>8} {:>9} {:>9}  {}\n",
-      report.options.scaling_log_level, "groups", "join s", "RSS B/grp", "core B/grp", "idle ms/s", "inputs",
-      "window s", "inputs/s", "CPU ms", "us/input", "reads");
+      report.options.scaling_log_level, "groups", "join s", "RSS B/grp", "core B/grp", "idle ms/s",
+      "inputs", "window s", "inputs/s", "CPU ms", "us/input", "reads");
   for (const auto& r : report.scaling) {
     out += fmt::format(
-        "{:>7} {:>7.2f} {:>9.0f} {:>10.0f} {:>11.1f} {:>9} {:>8.2f} {:>8.0f} {:>9.1f} {:>9.1f}  {}\n",
-        r.groups, r.join_s, r.rss_bytes_per_group, r.core_bytes_per_group, r.idle_cpu_ms_per_s, r.window_inputs, r.window_s,
-        r.events_per_s, r.cpu_window_ms, r.cpu_us_per_event, r.reads);
+        "{:>7} {:>7.2f} {:>9.0f} {:>10.0f} {:>11.1f} {:>9} {:>8.2f} {:>8.0f} {:>9.1f} {:>9.1f}  "
+        "{}\n",
+        r.groups, r.join_s, r.rss_bytes_per_group, r.core_bytes_per_group, r.idle_cpu_ms_per_s,
+        r.window_inputs, r.window_s, r.events_per_s, r.cpu_window_ms, r.cpu_us_per_event, r.reads);
     if (!r.error.empty()) {
       out += fmt::format("        failed ({} of {} groups joined): {}\n", r.groups_joined, r.groups,
                          r.error);

@@ -67,7 +67,8 @@ Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordina
       created_at_wall_(now.wall) {
   table_ = std::move(steps);
   steps_.reserve(table_->size());
-  for (std::size_t i = 0; i < table_->size(); ++i) steps_.push_back(StepRun{.spec = &table_->spec(i)});
+  for (std::size_t i = 0; i < table_->size(); ++i)
+    steps_.push_back(StepRun{.spec = &table_->spec(i)});
   step_counts_[static_cast<std::size_t>(StepState::kWaiting)] =
       static_cast<std::int64_t>(steps_.size());
   countUnmetDependencies();

@@ -13,7 +13,8 @@ namespace {
 using AdminOptionsPtr =
     std::unique_ptr<rd_kafka_AdminOptions_t,
                     Deleter<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>>;
-using EventPtr = std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_t, rd_kafka_event_destroy>>;
+using EventPtr =
+    std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_t, rd_kafka_event_destroy>>;
 
 struct NewTopicsDeleter {
   std::size_t count = 0;
@@ -175,9 +176,10 @@ void Admin::deleteTopics(const std::vector<std::string>& topics,
     rd_kafka_DeleteTopics(impl_->rk.get(), array.data(), array.size(), options->get(),
                           impl_->deletes.get());
     deletes_in_flight_ += names->size();
-    names.release();   // freed by takeDeleted() (or the destructor) with its answer
+    names.release();  // freed by takeDeleted() (or the destructor) with its answer
   } else {
-    for (const auto& name : topics) impl_->refused.push_back({name, std::unexpected(options.error())});
+    for (const auto& name : topics)
+      impl_->refused.push_back({name, std::unexpected(options.error())});
   }
   rd_kafka_DeleteTopic_destroy_array(array.data(), array.size());
 }

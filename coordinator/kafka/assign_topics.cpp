@@ -79,8 +79,8 @@ void AssignTopics::poll(Millis now) {
     counters_.delete_failures.fetch_add(1);
     if (attempts >= options_.delete_attempts) {
       counters_.deletes_pending.fetch_sub(1);
-      log_->error("{}; gave up after {} attempts: delete it by hand", outcome.status.error().message(),
-                  attempts);
+      log_->error("{}; gave up after {} attempts: delete it by hand",
+                  outcome.status.error().message(), attempts);
       continue;
     }
     log_->warn("{}; trying again in {} ms (attempt {} of {})", outcome.status.error().message(),
