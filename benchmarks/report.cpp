@@ -70,7 +70,8 @@ std::string scalingJson(const ScalingResult& r) {
       "\"registration_bytes\":{},\"join_s\":{},\"fleet_add_s\":{},\"rss_before\":{},"
       "\"rss_after\":{},\"rss_after_window\":{},\"rss_bytes_per_group\":{},"
       "\"core_bytes_per_group\":{},\"idle_cpu_ms_per_s\":{},\"quota_per_group\":{},"
-      "\"window_started\":{},\"window_finished\":{},\"window_heartbeats\":{},\"window_inputs\":{},\"window_s\":{},"
+      "\"window_started\":{},\"window_finished\":{},\"window_heartbeats\":{},"
+      "\"window_inputs\":{},\"window_s\":{},"
       "\"cpu_window_ms\":{},\"cpu_window_stat_ms\":{},\"cpu_us_per_event\":{},"
       "\"inputs_per_s\":{},\"error\":{}}}",
       r.groups, r.groups_joined, r.steps_per_group, quoted(r.reads), r.schema_bytes,
