@@ -290,6 +290,19 @@ void Group::queue(std::size_t index, const std::string& reason, Millis backoff, 
   if (backoff > Millis(0)) timers_.at(step.retry_not_before, id_);
 }
 
+std::uint64_t Group::expectedWorkLeft(const Member& member, Instant now) const {
+  if (durations_ == nullptr) return 0;
+  std::uint64_t left = 0;
+  for (std::size_t index : member.running) {
+    const auto expected = durations_->expectedMs(schema_name_, steps_[index].spec->id());
+    if (!expected) continue;
+    const auto elapsed = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(0, (now.mono - steps_[index].assigned_at).count()));
+    left += *expected > elapsed ? *expected - elapsed : 0;
+  }
+  return left;
+}
+
 void Group::schedule(Instant now, Effects& out) {
   if (status_ != td::v1::GROUP_STATUS_RUNNING) return;
   // Cost: O(queued steps x members) for this group only; nothing here scans other groups.
@@ -300,15 +313,26 @@ void Group::schedule(Instant now, Effects& out) {
   for (std::size_t index : candidates) {
     const StepRun& step = steps_[index];
     const bool backoff_over = now.mono >= step.retry_not_before;
+    // The least loaded member that has not failed it: fewest steps assigned, then the least
+    // expected work left on them (with slots > 1 a peer takes steps ahead, and the next one
+    // goes to whoever is expected to be free first), then join order. With one slot each, that
+    // is the first idle member.
     Member* preferred = nullptr;
+    std::pair<std::size_t, std::uint64_t> preferred_load{};
     Member* fallback = nullptr;
     bool anyone_idle = false;
     for (auto& member : members_) {
       if (!member.present || member.leaving || member.running.size() >= member.slots) continue;
       anyone_idle = true;
       if (!step.failed_on.contains(member.peer_id)) {
-        preferred = &member;
-        break;
+        const std::pair<std::size_t, std::uint64_t> load{member.running.size(),
+                                                         expectedWorkLeft(member, now)};
+        if (preferred == nullptr || load < preferred_load) {
+          preferred = &member;
+          preferred_load = load;
+        }
+        if (load.first == 0 && load.second == 0) break;   // nobody is less loaded
+        continue;
       }
       if (backoff_over && fallback == nullptr) fallback = &member;
     }
@@ -323,6 +347,7 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   queued_.erase(queue_keys_[index]);
   setState(step, StepState::kRunning);
   ++step.version;
+  step.assigned_at = now.mono;
   step.attempt += 1;
   if (census_ != nullptr) ++census_->steps_assigned_total;
   step.peer_id = member.peer_id;

@@ -16,8 +16,10 @@
 //
 // Queued steps are handed out longest expected duration first (DurationTable; steps with no
 // history before any with history, in schema order; ties in schema order; see
-// docs/architecture.md, "Scheduling order"). Each goes to the first idle member that has not
-// failed it; a member that failed it may take it only once its backoff has passed. Members are live while they heartbeat: the
+// docs/architecture.md, "Scheduling order"). Each goes to the least loaded member with a free
+// slot that has not failed it (fewest steps assigned, then least expected work left, then join
+// order: with one slot each, the first idle member); a member that failed it may take it only
+// once its backoff has passed. Members are live while they heartbeat: the
 // Core checks leases through the TimerQueue and calls loseMember() when one lapses.
 // Thread safety: none; owned by the Core.
 #pragma once
@@ -152,6 +154,9 @@ class Group {
     // re-encodes a step only when it moved. A write without a raise would leave td.state
     // behind; coordinator_property_test compares every record written with snapshot().
     std::uint64_t version = 0;
+    // When the running attempt was assigned (mono; not in td.state: a restored step counts as
+    // assigned long ago). Only for choosing the least loaded member.
+    Millis assigned_at{0};
   };
   // Position in queued_: (has history, longest first, schema order). Fixed when the step is
   // queued, so a td.step-stats update never reorders a queue (and costs no group any work).
@@ -211,6 +216,9 @@ class Group {
   void queue(std::size_t step, const std::string& reason, Millis backoff, Instant now,
              Effects& out);
   void schedule(Instant now, Effects& out);
+  // Expected milliseconds of work left on `member`'s assigned steps (DurationTable; a step
+  // without history counts 0), for schedule().
+  std::uint64_t expectedWorkLeft(const Member& member, Instant now) const;
   void assign(std::size_t step, Member& member, Instant now, Effects& out);
   void complete(Instant now, Effects& out);
   void fail(std::size_t step, const std::string& reason, Instant now, Effects& out);

@@ -49,6 +49,10 @@ PeerBuilder& PeerBuilder::session(std::string id) {
   peer_.set_session_id(std::move(id));
   return *this;
 }
+PeerBuilder& PeerBuilder::slots(std::uint32_t n) {
+  peer_.set_slots(n);
+  return *this;
+}
 PeerBuilder& PeerBuilder::steps(int count, std::uint32_t max_attempts) {
   peer_.clear_steps();
   for (int i = 0; i < count; ++i) step(std::string(1, static_cast<char>('a' + i)), max_attempts);

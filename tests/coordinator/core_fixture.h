@@ -25,6 +25,8 @@ class PeerBuilder {
   PeerBuilder& base(std::string ref);
   PeerBuilder& repository(std::string url);
   PeerBuilder& session(std::string id);
+  // Steps it takes at once (td-worker: 1 + --prefetch).
+  PeerBuilder& slots(std::uint32_t n);
   // Steps "a", "b", ... with this attempt limit.
   PeerBuilder& steps(int count, std::uint32_t max_attempts = 3);
   PeerBuilder& step(std::string id, std::uint32_t max_attempts = 3,

@@ -4,6 +4,8 @@
 // restored groups keep working under it.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "coordinator/step_stats.h"
 #include "tests/coordinator/core_fixture.h"
 
@@ -267,6 +269,49 @@ TEST_F(SchedulingOrder, InvalidHistoryIsRefusedWithAReason) {
   EXPECT_NE(core_.learnStepStats("s/x", statsOf("s", "a", 5)), "");
   EXPECT_NE(core_.learnStepStats("s/a", statsOf("s", "a", 5, 0)), "");
   EXPECT_EQ(core_.durations().size(), 0u);
+}
+
+// Peers that take steps ahead (slots > 1, td-worker --prefetch): steps queued while several
+// peers have free slots spread over them, fewest assigned first, instead of filling the first
+// peer's slots.
+TEST_F(CoreTest, StepsTakenAheadSpreadOverThePeersFewestAssignedFirst) {
+  auto peer = [](const std::string& id) {
+    return PeerBuilder(id).change("c1").slots(2).step("g").step("a", 3, {"g"}).step(
+        "b", 3, {"g"}).step("c", 3, {"g"}).step("d", 3, {"g"});
+  };
+  const auto g = join(peer("p1"));   // takes g; the others wait for it
+  ASSERT_EQ(join(peer("p2")), g);
+  const auto effects = finish(g, "p1", "g", 1, StepOutcome::STEP_OUTCOME_SUCCEEDED);
+  std::map<std::string, std::vector<std::string>> taken;
+  for (const auto& a : assignments(effects)) taken[a.peer_id()].push_back(a.step_id());
+  EXPECT_EQ(taken["p1"], (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(taken["p2"], (std::vector<std::string>{"b", "d"}));
+}
+
+// With durations known, a step queued while several peers have a free slot goes to the one
+// expected to be free first.
+TEST_F(CoreTest, AStepTakenAheadGoesToThePeerExpectedToBeFreeFirst) {
+  for (const auto& [step, ms] : std::vector<std::pair<std::string, std::uint64_t>>{
+           {"a", 900}, {"b", 100}, {"e", 60}, {"c", 10}, {"d", 50}}) {
+    ASSERT_EQ(core_.learnStepStats(stepStatsKey("s", step), statsOf("s", step, ms)), "");
+  }
+  auto peer = [](const std::string& id) {
+    return PeerBuilder(id).change("c1").slots(2).step("a").step("b").step("e").step("c").step(
+        "d", 3, {"c"});
+  };
+  const auto g = join(peer("p1"));   // takes a (900 ms) and b (100 ms)
+  ASSERT_EQ(join(peer("p2")), g);    // takes e (60 ms) and c (10 ms); d waits for c
+  std::map<std::string, std::vector<std::string>> taken;
+  for (const auto& a : assignments(all_)) taken[a.peer_id()].push_back(a.step_id());
+  ASSERT_EQ(taken["p1"], (std::vector<std::string>{"a", "b"}));
+  ASSERT_EQ(taken["p2"], (std::vector<std::string>{"e", "c"}));
+  finish(g, "p1", "b", 1, StepOutcome::STEP_OUTCOME_SUCCEEDED);   // p1: a left, 900 ms
+  // c done: d is queued, p1 and p2 have one step each; p2's (e, 60 ms) ends first.
+  const auto effects = finish(g, "p2", "c", 1, StepOutcome::STEP_OUTCOME_SUCCEEDED);
+  const auto next = assignments(effects);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].step_id(), "d");
+  EXPECT_EQ(next[0].peer_id(), "p2");
 }
 
 }  // namespace
