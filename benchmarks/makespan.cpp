@@ -39,8 +39,9 @@ double greedyMakespan(std::vector<double> order, int peers) {
   return *std::max_element(load.begin(), load.end());
 }
 
-worker::PeerInfo peerOf(const CaseEnv& env, int run, int index) {
+worker::PeerInfo peerOf(const CaseEnv& env, int run, int index, std::uint32_t prefetch) {
   worker::PeerInfo peer;
+  peer.prefetch = prefetch;
   peer.peer_id = fmt::format("makespan-r{}-w{}-{}", run, index, env.run_id);
   td::v1::RepoState repo;
   repo.set_repository("bench://app");
@@ -54,7 +55,8 @@ worker::PeerInfo peerOf(const CaseEnv& env, int run, int index) {
 
 td::Result<MakespanRun> runGroup(const MakespanCase& spec, const schema::Schema& schema,
                                  const std::map<std::string, std::chrono::milliseconds>& sleeps,
-                                 int run, double bound, const CaseEnv& env) {
+                                 int run, std::uint32_t prefetch, double bound,
+                                 const CaseEnv& env) {
   StartGate gate(spec.peers);
   std::vector<SimWorkerConfig> configs;
   for (int w = 0; w < spec.peers; ++w) {
@@ -62,7 +64,7 @@ td::Result<MakespanRun> runGroup(const MakespanCase& spec, const schema::Schema&
         .bootstrap = env.bootstrap,
         .kafka = env.kafka,
         .topics = env.topics,
-        .peer = peerOf(env, run, w),
+        .peer = peerOf(env, run, w, prefetch),
         .schema = &schema,
         .gate = &gate,
         .report_started = env.report_started,
@@ -177,16 +179,21 @@ td::Result<MakespanResult> runMakespanCase(const MakespanCase& spec, const CaseE
   std::sort(longest_first.rbegin(), longest_first.rend());
   result.ideal_longest_first_ms = greedyMakespan(longest_first, spec.peers);
 
-  auto fallback = runGroup(spec, *schema, sleeps, 1, result.lower_bound_ms, env);
+  auto fallback = runGroup(spec, *schema, sleeps, 1, 0, result.lower_bound_ms, env);
   if (!fallback) return std::unexpected(fallback.error());
   result.fallback = std::move(*fallback);
   log->info("makespan, no history: {:.1f} ms ({:.3f} x bound {:.0f} ms)",
             result.fallback.makespan_ms, result.fallback.over_bound, result.lower_bound_ms);
-  auto history = runGroup(spec, *schema, sleeps, 2, result.lower_bound_ms, env);
+  auto history = runGroup(spec, *schema, sleeps, 2, 0, result.lower_bound_ms, env);
   if (!history) return std::unexpected(history.error());
   result.history = std::move(*history);
   log->info("makespan, with history: {:.1f} ms ({:.3f} x bound)", result.history.makespan_ms,
             result.history.over_bound);
+  auto ahead = runGroup(spec, *schema, sleeps, 3, 1, result.lower_bound_ms, env);
+  if (!ahead) return std::unexpected(ahead.error());
+  result.prefetch = std::move(*ahead);
+  log->info("makespan, with history and --prefetch 1: {:.1f} ms ({:.3f} x bound)",
+            result.prefetch.makespan_ms, result.prefetch.over_bound);
   return result;
 }
 
@@ -195,10 +202,12 @@ std::string makespanJson(const MakespanResult& r) {
       "{{\"peers\":{},\"steps\":{},\"durations\":\"d_i = 10 + round(188 i / 39) ms, i = 0..{}\","
       "\"total_ms\":{},\"longest_ms\":{},\"lower_bound_ms\":{},\"ideal_schema_order_ms\":{},"
       "\"ideal_longest_first_ms\":{},\"makespan_over_bound\":{},"
-      "\"fallback_makespan_over_bound\":{},\"fallback\":{},\"history\":{}}}",
+      "\"fallback_makespan_over_bound\":{},\"prefetch_makespan_over_bound\":{},"
+      "\"fallback\":{},\"history\":{},\"prefetch\":{}}}",
       r.peers, r.steps, r.steps - 1, num(r.total_ms), num(r.longest_ms), num(r.lower_bound_ms),
       num(r.ideal_schema_order_ms), num(r.ideal_longest_first_ms), num(r.makespanOverBound()),
-      num(r.fallback.over_bound), runJson(r.fallback), runJson(r.history));
+      num(r.fallback.over_bound), num(r.prefetch.over_bound), runJson(r.fallback),
+      runJson(r.history), runJson(r.prefetch));
 }
 
 std::string makespanTable(const MakespanResult& r) {
@@ -208,7 +217,9 @@ std::string makespanTable(const MakespanResult& r) {
              r.steps, r.shortest_ms, r.longest_ms, r.peers, r.total_ms,
              r.lower_bound_ms, r.ideal_schema_order_ms, r.ideal_longest_first_ms) +
          runLine("fallback", r.fallback) + runLine("history", r.history) +
-         fmt::format("  makespan_over_bound (with history): {:.3f}\n", r.makespanOverBound());
+         runLine("prefetch", r.prefetch) +
+         fmt::format("  makespan_over_bound (with history): {:.3f}; with --prefetch 1: {:.3f}\n",
+                     r.makespanOverBound(), r.prefetch.over_bound);
 }
 
 }  // namespace td::bench

@@ -8,7 +8,8 @@
 // (total 4160 ms, so the bound for 4 peers is 1040 ms). Four simulated peers (sim_worker.h,
 // step_duration) form one group and run it; then four more, with another change ref, form a
 // second group of the same schema on the same td-coordinator, which by then has every step's
-// duration (learned from the first group, and on td.step-stats).
+// duration (learned from the first group, and on td.step-stats); then a third group whose peers
+// take one step ahead (--prefetch 1), so a peer's next step is there when its current one ends.
 #pragma once
 
 #include <chrono>
@@ -61,6 +62,8 @@ struct MakespanResult {
   double ideal_longest_first_ms = 0;
   MakespanRun fallback;          // first group: no history
   MakespanRun history;           // second group: durations known
+  MakespanRun prefetch;          // third group: durations known, peers take a step ahead
+                                 // (td-worker --prefetch 1: slots = 2)
   double makespanOverBound() const { return history.over_bound; }
 };
 

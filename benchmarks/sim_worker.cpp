@@ -1,5 +1,6 @@
 #include "benchmarks/sim_worker.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -208,7 +209,10 @@ class SimWorker {
   td::Status runStep(const worker::Session& session, const worker::RunStep& run,
                      SteadyTime arrival) {
     if (!outcome_.first_assignment) outcome_.first_assignment = arrival;
-    if (finished_at_) outcome_.dispatch_ms.push_back(msBetween(*finished_at_, arrival));
+    // How long this peer waited for it: 0 for a step it already held (taken ahead, slots > 1).
+    if (finished_at_) {
+      outcome_.dispatch_ms.push_back(std::max(0.0, msBetween(*finished_at_, arrival)));
+    }
     td::v1::CompletionRecord record;
     record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
     if (config_.report_started) {

@@ -44,7 +44,7 @@ struct SimWorkerOutcome {
   std::string group_id;
   std::uint64_t steps_finished = 0;  // StepFinished records published
   // One sample per StepAssigned that followed one of our StepFinished: its arrival minus the
-  // moment just before that StepFinished was produced.
+  // moment just before that StepFinished was produced (0 if it arrived before: taken ahead).
   std::vector<double> dispatch_ms;
   std::optional<SteadyTime> first_assignment;  // arrival of our first StepAssigned
   SteadyTime completed_at{};                   // arrival of GroupCompleted

@@ -46,7 +46,7 @@ td::v1::PeerRegistered buildRegistration(const PeerInfo& peer, const std::string
     retry.set_max_lost_attempts(r.max_lost_attempts);
   }
   reg.set_complex(peer.complex);
-  reg.set_slots(1);
+  reg.set_slots(1 + peer.prefetch);
   reg.set_sent_at_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());

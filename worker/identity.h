@@ -17,6 +17,9 @@ struct PeerInfo {
   std::string pipeline;
   td::v1::PipelineType pipeline_type = td::v1::PIPELINE_TYPE_INDEPENDENT;
   bool complex = false;
+  // Steps taken ahead: the coordinator may assign this many more while one runs (registered
+  // as slots = 1 + prefetch); td-worker runs them one after another.
+  std::uint32_t prefetch = 0;
 };
 
 // A fresh random session id (128 bits, hex): fences messages of earlier runs of the same peer.

@@ -60,6 +60,11 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   app.add_option("--pipeline", options.peer.pipeline, "CI pipeline name (informational)");
   app.add_option("--pipeline-type", pipeline_type, "independent or dependent")
       ->check(CLI::IsMember({"independent", "dependent"}))->capture_default_str();
+  app.add_option("--prefetch", options.peer.prefetch,
+                 "steps to take ahead: the coordinator may assign this many more while one runs, "
+                 "so the next starts without waiting for a dispatch (they run one at a time)")
+      ->check(CLI::Range(0, 16))
+      ->capture_default_str();
   app.add_flag("--complex", options.peer.complex,
                "never join an existing group (later peers may join this one's)");
   app.add_option("--task-command", task_command,

@@ -2,6 +2,8 @@
 // "ran exactly once" counts files the steps themselves wrote, not the coordinator's word.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <map>
 #include <set>
 
 #include "tests/integration/cluster.h"
@@ -45,6 +47,38 @@ TEST(EndToEnd, ThreeWorkersShareSixStepsAndEachRunsOnce) {
   EXPECT_EQ(groups.size(), 1u) << "one group";
   EXPECT_GE(peers.size(), 2u) << "the work was shared";
   EXPECT_NE(w1.output().find("COMPLETED"), std::string::npos) << w1.output();
+}
+
+// td-worker --prefetch 1: each worker is assigned its next step while one runs (a StepAssigned
+// to it before the StepFinished of its current step, on td.events), yet runs one step at a
+// time (each step takes a per-peer lock directory and fails if another holds it) and every
+// step exactly once.
+TEST(EndToEnd, PrefetchingWorkersTakeTheNextStepAheadAndStillRunOneAtATime) {
+  Cluster cluster;
+  const std::string lock = "mkdir \"$TD_TEST_MARKS/lock-$TD_PEER_ID\" || exit 9; sleep 0.3; "
+                           "rmdir \"$TD_TEST_MARKS/lock-$TD_PEER_ID\"";
+  std::string yaml = "name: ahead\ndefaults: {timeout: 1m, max_attempts: 1}\nsteps:\n";
+  for (int i = 1; i <= 8; ++i) yaml += markingStep("s" + std::to_string(i), lock);
+  auto schema = cluster.writeSchema("ahead", yaml);
+  std::filesystem::create_directories(cluster.marks());
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1", {}, {"--prefetch", "1"}});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1", {}, {"--prefetch", "1"}});
+  for (auto* w : {&w1, &w2}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+
+  std::set<std::string> steps;
+  for (const auto& m : cluster.marksWritten()) {
+    EXPECT_EQ(m.attempt, 1u) << m.step;
+    steps.insert(m.step);
+  }
+  EXPECT_EQ(steps.size(), 8u) << "every step ran exactly once";
+  // Per peer: steps assigned and not yet finished, as td.events tells them.
+  std::map<std::string, int> outstanding;
+  int ahead = 0;
+  for (const auto& e : cluster.events()) {
+    if (e.has_step_assigned() && ++outstanding[e.step_assigned().peer_id()] > 1) ++ahead;
+    if (e.has_step_finished()) --outstanding[e.step_finished().peer_id()];
+  }
+  EXPECT_GT(ahead, 0) << "no step was assigned ahead";
 }
 
 // --exactly-once runs the cycle as one Kafka transaction. The embedded broker accepts the
