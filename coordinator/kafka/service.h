@@ -14,6 +14,12 @@
 // claims the partition in td.state with a higher epoch, restores its groups and only then
 // reads its input (docs/architecture.md, "Fail-over").
 //
+// td.assign.<group> topics leave through AssignProducers, a pool of producers holding at most
+// ServiceOptions::assign_groups_per_producer groups' topics each (librdkafka's producer costs
+// CPU per partition it ever produced to); everything else through one main producer. With
+// exactly_once, all output is in the cycle's one transaction, so one transactional producer
+// writes everything, td.assign included (no pool).
+//
 // Duration history (unless CoreConfig::step_stats is off): before its first poll the shell
 // reads every partition of td.step-stats to its high watermark into the core, then keeps
 // following the topic (polled without waiting, once per tick) for other coordinators'
@@ -38,6 +44,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "coordinator/core.h"
+#include "coordinator/kafka/assign_producers.h"
 #include "kafka/kafka.h"
 
 namespace td::coordinator {
@@ -58,6 +65,12 @@ struct ServiceOptions {
   // latency) for a reader on another thread: td-coordinator's --metrics-listen. Off, the loop
   // spends nothing on them (no lag reads, no idle metadata requests).
   bool publish_stats = false;
+  // Groups whose td.assign topics share one producer (AssignProducers): a new group's topic
+  // goes to the newest producer until it has had this many, then a new producer is opened;
+  // a full producer is closed once all its groups were forgotten. >= 1. Ignored with
+  // exactly_once (one transactional producer). Chosen by measurement (docs/performance.md,
+  // "Producer shards for td.assign (issue 7)").
+  std::size_t assign_groups_per_producer = 256;
 };
 
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
@@ -105,6 +118,8 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> rebalances_assigned{0};   // rebalance callbacks that assigned
   std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
   std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
+  std::atomic<std::int64_t> assign_producers_open{0};     // AssignProducers shards open now
+  std::atomic<std::uint64_t> assign_producers_closed{0};  // ... and closed (all groups gone)
 
   // Health (docs/operations.md, "Metrics and health").
   std::atomic<std::int64_t> loop_turned_ms{0};   // Clock mono ms when the loop last turned
@@ -173,8 +188,18 @@ class Service {
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
   td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
   void writeSnapshots();
+  // Produces through the main producer; a failure (now or on delivery) fails the cycle.
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
                const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
+  // The same for an assignment, through its group's shard (the main producer with exactly_once).
+  void produceAssignment(const PublishAssignment& assignment);
+  // `on_delivery` wrapped to count and log a failed delivery of a record for `topic`.
+  kafka::Producer::DeliveryCallback tracked(const std::string& topic,
+                                            kafka::Producer::DeliveryCallback on_delivery);
+  void produceFailed(const std::string& topic, const td::Error& error);
+  // The group produces no more assignments here (forgotten, or its partition moved away).
+  void forgetAssignTopic(const std::string& group_id);
+  void publishAssignProbe();
   td::Status awaitAcknowledgements();
   td::Status writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets);
   void produceOutput();
@@ -182,16 +207,19 @@ class Service {
   ServiceOptions options_;
   const Clock& clock_;
   Core core_;
+  // Declared before the producers: a producer destroyed with records outstanding runs their
+  // delivery callbacks (purged), which use these.
+  std::shared_ptr<spdlog::logger> log_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> delivery_failures_{0};
   std::unique_ptr<kafka::GroupConsumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<AssignProducers> assign_;   // null with exactly_once
   std::unique_ptr<kafka::PartitionReader> state_reader_;
   std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
   bool stats_writable_ = false;
   // This cycle's PublishStepStats, the latest per key.
   std::map<std::string, td::v1::StepStats> stats_out_;
-  std::shared_ptr<spdlog::logger> log_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> delivery_failures_{0};
   ServiceProbe probe_;
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;
