@@ -77,7 +77,7 @@ void addPhaseFlags(CLI::App& app, BenchOptions& o) {
       ->capture_default_str();
   app.add_option("--scaling-log-level", o.scaling_log_level,
                  "--log-level of scaling coordinators (warn: the cost of the coordinator, not "
-                 "of one info line per event)")
+                 "of its log)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
   app.add_option_function<int>(
@@ -146,7 +146,8 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
       ->capture_default_str();
   app.add_option("--worker-bin", o.worker_bin, "td-worker to start")->capture_default_str();
   app.add_option("--coordinator-log-level", o.coordinator_log_level,
-                 "td-coordinator's --log-level (info logs one line per event, as deployed)")
+                 "td-coordinator's --log-level (info, as deployed: one line per group-level "
+                 "event; debug adds one per step-level event)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
   app.add_option("--consumer-group", o.consumer_group,

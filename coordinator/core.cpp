@@ -348,7 +348,8 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
   return out;
 }
 
-void Core::dropPartition(std::int32_t partition) {
+std::vector<std::string> Core::dropPartition(std::int32_t partition) {
+  std::vector<std::string> dropped;
   partition_epochs_.erase(partition);
   // Its forgotten groups' refusals stay (harmless), but their records are the new owner's to
   // delete.
@@ -358,9 +359,11 @@ void Core::dropPartition(std::int32_t partition) {
       ++it;
       continue;
     }
+    dropped.push_back(it->first);
     unlink(*it->second);
     it = groups_.erase(it);   // its timers and expiry entries find no group and are dropped
   }
+  return dropped;
 }
 
 std::optional<td::v1::GroupSnapshot> Core::snapshot(const std::string& group_id,

@@ -50,7 +50,9 @@ class Core {
                                 const std::vector<td::v1::ForgottenGroup>& forgotten,
                                 Instant now);
   // The partition moved to another coordinator: forgets its groups without writing anything.
-  void dropPartition(std::int32_t partition);
+  // Returns their ids (the shell releases what it holds for them, such as their td.assign
+  // topics' producers).
+  std::vector<std::string> dropPartition(std::int32_t partition);
   // The state of a group for td.state, if the core has it.
   std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
   // The same as a serialized td.state record with `outbox` (Group::encodeState: costs what

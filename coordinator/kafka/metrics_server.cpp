@@ -125,6 +125,13 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   sample(family(out, "td_coordinator_partitions_owned",
                 "td.registrations partitions this coordinator owns now", MetricType::Gauge),
          static_cast<double>(probe.partitions_owned.load()));
+  sample(family(out, "td_coordinator_assign_producers",
+                "Producers open now for td.assign topics (shards of up to N groups each)",
+                MetricType::Gauge),
+         static_cast<double>(probe.assign_producers_open.load()));
+  counter(out, "td_coordinator_assign_producers_closed_total",
+          "td.assign producers closed once every group they served was gone",
+          static_cast<double>(probe.assign_producers_closed.load()));
   auto& lag = family(out, "td_coordinator_consumer_lag_records",
                      "Per input partition: high watermark minus the consumer's position",
                      MetricType::Gauge);

@@ -21,6 +21,32 @@ constexpr std::string_view kOwnerKey = "#owner";
 // outbox events (td.events copies; a fail-over in that window would leave a sequence gap).
 constexpr std::size_t kMaxStateRecordBytes = 900 * 1024;
 
+// Group-level transitions (a group's life, its membership, its owner) at info; step-level ones
+// (queued, assigned, started, finished, aborted) and refused input at debug: those come with
+// every step or every stray heartbeat, and td.events has them all anyway.
+spdlog::level::level_enum eventLogLevel(const td::v1::Event& event) {
+  using E = td::v1::Event;
+  switch (event.kind_case()) {
+    case E::kGroupCreated:
+    case E::kPeerJoined:
+    case E::kGroupCompleted:
+    case E::kGroupFailed:
+    case E::kPeerLeft:
+    case E::kPeerLost:
+    case E::kGroupRestored:
+    case E::KIND_NOT_SET:
+      return spdlog::level::info;
+    case E::kStepQueued:
+    case E::kStepAssigned:
+    case E::kStepStarted:
+    case E::kStepFinished:
+    case E::kStepAborted:
+    case E::kInputIgnored:
+      return spdlog::level::debug;
+  }
+  return spdlog::level::info;
+}
+
 const std::string* groupOf(const Effect& effect) {
   if (const auto* e = std::get_if<PublishEvent>(&effect)) return &e->event.group_id();
   if (const auto* a = std::get_if<PublishAssignment>(&effect)) return &a->group_id;
@@ -49,6 +75,9 @@ Service::Service(ServiceOptions options, const Clock& clock)
 td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock) {
   std::unique_ptr<Service> service(new Service(std::move(options), clock));
   const auto& o = service->options_;
+  if (o.assign_groups_per_producer < 1) {
+    return makeError(td::Errc::kInvalidArgument, "assign_groups_per_producer must be >= 1");
+  }
   // session.timeout.ms 6 s (librdkafka's default is 45 s; 6 s is Apache Kafka's lowest accepted
   // by default): a dead coordinator's partitions move sooner, and a join the embedded broker
   // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
@@ -87,6 +116,16 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   if (!reader) return std::unexpected(reader.error());
   service->consumer_ = std::move(*consumer);
   service->producer_ = std::move(*producer);
+  if (!o.exactly_once) {
+    // Shards write td.assign only, with the main producer's settings. (With exactly_once one
+    // transactional producer writes everything: a transaction belongs to one producer.)
+    service->assign_ = std::make_unique<AssignProducers>(
+        o.assign_groups_per_producer, [&o, producer_own](std::uint64_t index) {
+          return kafka::Producer::create(kafka::producerSettings(
+              o.bootstrap_servers, fmt::format("{}-assign-{}", o.core.coordinator_id, index),
+              producer_own));
+        });
+  }
   service->state_reader_ = std::move(*reader);
   if (o.core.step_stats) {
     // History is not latency-sensitive: the broker may hold an idle fetch for 500 ms, so
@@ -170,6 +209,7 @@ td::Status Service::run() {
   }
   log_->info("coordinator stopping: flushing");
   TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
+  if (assign_) TD_RETURN_IF_ERROR(assign_->flush(std::chrono::seconds(10)));
   consumer_->close();
   return {};
 }
@@ -183,7 +223,8 @@ void Service::onRebalance(bool assigned,
     if (tp.topic != options_.core.topics.registrations()) continue;
     probe_.partitions_owned.fetch_add(assigned ? 1 : -1);
     if (!assigned) {
-      core_.dropPartition(tp.partition);
+      // Its groups' output is acknowledged (cycles wait for it): their shards may close.
+      for (const auto& group_id : core_.dropPartition(tp.partition)) forgetAssignTopic(group_id);
       if (assign_topics_) assign_topics_->forgetAttempts();
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
@@ -293,16 +334,19 @@ td::Status Service::restorePartition(std::int32_t partition) {
   claim.mutable_owner()->set_coordinator_id(options_.core.coordinator_id);
   claim.mutable_owner()->set_claimed_at_ms(clock_.now().wall.count());
   claim.mutable_owner()->set_partition(partition);
-  std::int64_t claim_offset = -1;
+  // Shared with the delivery callback, which may run after this returns (a stop cuts the wait
+  // short and the producer's purge runs it later).
+  auto claimed_at = std::make_shared<std::int64_t>(-1);
   if (options_.exactly_once) TD_RETURN_IF_ERROR(producer_->beginTransaction());
   produce(topic, partition, std::string(kOwnerKey), claim.SerializeAsString(),
-          [&claim_offset](const td::Status& result, std::int32_t, std::int64_t offset) {
-            if (result) claim_offset = offset;
+          [claimed_at](const td::Status& result, std::int32_t, std::int64_t offset) {
+            if (result) *claimed_at = offset;
           });
   if (options_.exactly_once) {
     TD_RETURN_IF_ERROR(producer_->commitTransaction(std::chrono::seconds(60)));
   }
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  const std::int64_t claim_offset = *claimed_at;
   TD_RETURN_IF_ERROR(readState(partition, marks->second, claim_offset, visit));
 
   std::vector<td::v1::GroupSnapshot> snapshots;
@@ -434,7 +478,7 @@ void Service::writeSnapshots() {
     record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
     const std::string group_id = forgotten.group_id();
     const std::int32_t partition = forgotten.partition();
-    producer_->forgetTopic(options_.core.topics.assign(group_id));   // no more output to it
+    forgetAssignTopic(group_id);   // no more output to it; its last was acknowledged
     if (assign_topics_) assign_topics_->retire(group_id, now.mono);
     *record.mutable_forgotten() = std::move(forgotten);
     produce(topic, partition, group_id, record.SerializeAsString());
@@ -539,43 +583,88 @@ void Service::produceOutput() {
                    join->record.rejected().reason());
       }
     } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
-      produce(topics.assign(assignment->group_id), 0, assignment->group_id,
-              assignment->record.SerializeAsString());
+      produceAssignment(*assignment);
     } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
-      log_->info("group={} seq={} {}", event->event.group_id(), event->event.sequence(),
-                 protocol::describe(event->event));
+      // Group-level transitions at info, step-level ones at debug (docs/operations.md, "Logs"):
+      // one info line per step event cost about 20 % of w1_g1000's throughput.
+      const auto level = eventLogLevel(event->event);
+      if (log_->should_log(level)) {
+        log_->log(level, "group={} seq={} {}", event->event.group_id(), event->event.sequence(),
+                  protocol::describe(event->event));
+      }
       produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
     }
   }
   for (const auto& dead : dead_letters_) produce(topics.dlq(), -1, dead.key, dead.value);
   pending_.clear();
   dead_letters_.clear();
+  publishAssignProbe();
+}
+
+kafka::Producer::DeliveryCallback Service::tracked(const std::string& topic,
+                                                   kafka::Producer::DeliveryCallback on_delivery) {
+  return [this, topic, on_delivery = std::move(on_delivery)](
+             const td::Status& result, std::int32_t p, std::int64_t offset) {
+    if (!result) {
+      delivery_failures_.fetch_add(1);
+      log_->error("delivery to {} failed: {}", topic, result.error().message());
+    }
+    if (on_delivery) on_delivery(result, p, offset);
+  };
+}
+
+void Service::produceFailed(const std::string& topic, const td::Error& error) {
+  delivery_failures_.fetch_add(1);
+  log_->error("produce to {} failed: {}", topic, error.message());
 }
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,
                       const std::string& value, kafka::Producer::DeliveryCallback on_delivery) {
   probe_.records_out.fetch_add(1);
-  auto status = producer_->produce(
-      topic, partition, key, value,
-      [this, topic, on_delivery = std::move(on_delivery)](const td::Status& result,
-                                                          std::int32_t p, std::int64_t offset) {
-        if (!result) {
-          delivery_failures_.fetch_add(1);
-          log_->error("delivery to {} failed: {}", topic, result.error().message());
-        }
-        if (on_delivery) on_delivery(result, p, offset);
-      },
-      /*block_ms=*/10000);
-  if (!status) {
-    delivery_failures_.fetch_add(1);
-    log_->error("produce to {} failed: {}", topic, status.error().message());
+  auto status = producer_->produce(topic, partition, key, value,
+                                   tracked(topic, std::move(on_delivery)), /*block_ms=*/10000);
+  if (!status) produceFailed(topic, status.error());
+}
+
+void Service::produceAssignment(const PublishAssignment& assignment) {
+  const std::string topic = options_.core.topics.assign(assignment.group_id);
+  if (!assign_) {   // exactly_once: inside the cycle's transaction
+    produce(topic, 0, assignment.group_id, assignment.record.SerializeAsString());
+    return;
   }
+  probe_.records_out.fetch_add(1);
+  auto status = assign_->produce(topic, 0, assignment.group_id,
+                                 assignment.record.SerializeAsString(), tracked(topic, {}),
+                                 /*block_ms=*/10000);
+  if (!status) produceFailed(topic, status.error());
+}
+
+void Service::forgetAssignTopic(const std::string& group_id) {
+  const std::string topic = options_.core.topics.assign(group_id);
+  if (!assign_) {
+    producer_->forgetTopic(topic);
+    return;
+  }
+  assign_->forget(topic);
+  publishAssignProbe();
+}
+
+void Service::publishAssignProbe() {
+  if (!assign_) return;
+  probe_.assign_producers_open.store(static_cast<std::int64_t>(assign_->openShards()));
+  probe_.assign_producers_closed.store(assign_->closedShards());
 }
 
 td::Status Service::awaitAcknowledgements() {
-  if (producer_->outstanding() == 0 && delivery_failures_.load() == 0) return {};
+  const int outstanding = producer_->outstanding() + (assign_ ? assign_->outstanding() : 0);
+  if (outstanding == 0 && delivery_failures_.load() == 0) return {};
   while (true) {
     auto flushed = producer_->flush(std::chrono::seconds(5));
+    if (assign_) {
+      // Every shard with records of this cycle; their delivery callbacks run here too.
+      auto shards = assign_->flush(std::chrono::seconds(5));
+      if (flushed && !shards) flushed = std::move(shards);
+    }
     turned();   // waiting out an outage is the loop doing its job, not a hang
     probe_.broker_reachable.store(flushed.has_value());
     if (flushed) {

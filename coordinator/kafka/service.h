@@ -14,6 +14,12 @@
 // claims the partition in td.state with a higher epoch, restores its groups and only then
 // reads its input (docs/architecture.md, "Fail-over").
 //
+// td.assign.<group> topics leave through AssignProducers, a pool of producers holding at most
+// ServiceOptions::assign_groups_per_producer groups' topics each (librdkafka's producer costs
+// CPU per partition it ever produced to); everything else through one main producer. With
+// exactly_once, all output is in the cycle's one transaction, so one transactional producer
+// writes everything, td.assign included (no pool).
+//
 // Duration history (unless CoreConfig::step_stats is off): before its first poll the shell
 // reads every partition of td.step-stats to its high watermark into the core, then keeps
 // following the topic (polled without waiting, once per tick) for other coordinators'
@@ -44,6 +50,7 @@
 #include "common/time.h"
 #include "coordinator/core.h"
 #include "coordinator/kafka/assign_topics.h"
+#include "coordinator/kafka/assign_producers.h"
 #include "kafka/kafka.h"
 
 namespace td::coordinator {
@@ -67,6 +74,12 @@ struct ServiceOptions {
   // Create and delete td.assign.<group> topics through the Admin API (Apache Kafka), or leave
   // them to the broker's auto-creation (the default; the embedded broker).
   AssignTopicOptions assign_topics;
+  // Groups whose td.assign topics share one producer (AssignProducers): a new group's topic
+  // goes to the newest producer until it has had this many, then a new producer is opened;
+  // a full producer is closed once all its groups were forgotten. >= 1. Ignored with
+  // exactly_once (one transactional producer). Chosen by measurement (docs/performance.md,
+  // "Producer shards for td.assign (issue 7)").
+  std::size_t assign_groups_per_producer = 256;
 };
 
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
@@ -115,6 +128,8 @@ struct ServiceProbe {
   std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
   std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
   AssignTopicCounters assign_topics;                   // with ServiceOptions::assign_topics
+  std::atomic<std::int64_t> assign_producers_open{0};     // AssignProducers shards open now
+  std::atomic<std::uint64_t> assign_producers_closed{0};  // ... and closed (all groups gone)
 
   // Health (docs/operations.md, "Metrics and health").
   std::atomic<std::int64_t> loop_turned_ms{0};   // Clock mono ms when the loop last turned
@@ -185,8 +200,18 @@ class Service {
   // Creates the assignment topics of the groups this cycle's output goes to (admin mode).
   void ensureAssignTopics();
   void writeSnapshots();
+  // Produces through the main producer; a failure (now or on delivery) fails the cycle.
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
                const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
+  // The same for an assignment, through its group's shard (the main producer with exactly_once).
+  void produceAssignment(const PublishAssignment& assignment);
+  // `on_delivery` wrapped to count and log a failed delivery of a record for `topic`.
+  kafka::Producer::DeliveryCallback tracked(const std::string& topic,
+                                            kafka::Producer::DeliveryCallback on_delivery);
+  void produceFailed(const std::string& topic, const td::Error& error);
+  // The group produces no more assignments here (forgotten, or its partition moved away).
+  void forgetAssignTopic(const std::string& group_id);
+  void publishAssignProbe();
   td::Status awaitAcknowledgements();
   td::Status writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets);
   void produceOutput();
@@ -194,17 +219,20 @@ class Service {
   ServiceOptions options_;
   const Clock& clock_;
   Core core_;
+  // Declared before the producers: a producer destroyed with records outstanding runs their
+  // delivery callbacks (purged), which use these.
+  std::shared_ptr<spdlog::logger> log_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> delivery_failures_{0};
   std::unique_ptr<kafka::GroupConsumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<AssignProducers> assign_;   // null with exactly_once
   std::unique_ptr<kafka::PartitionReader> state_reader_;
   std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
   std::unique_ptr<AssignTopics> assign_topics_;   // null: the broker auto-creates them
   bool stats_writable_ = false;
   // This cycle's PublishStepStats, the latest per key.
   std::map<std::string, td::v1::StepStats> stats_out_;
-  std::shared_ptr<spdlog::logger> log_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> delivery_failures_{0};
   ServiceProbe probe_;
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;

@@ -284,7 +284,8 @@ TEST_F(Restore, DroppingAPartitionForgetsOnlyItsGroups) {
   const std::string g1 = core_.groupOfPeerForTest("2");
   ASSERT_FALSE(g1.empty());
   EXPECT_EQ(core_.partitionOf(g1), 1);
-  core_.dropPartition(0);
+  // The shell releases what it holds for the dropped groups (their td.assign producers).
+  EXPECT_EQ(core_.dropPartition(0), std::vector<std::string>{g0});
   EXPECT_EQ(core_.findGroupForTest(g0), nullptr);
   EXPECT_EQ(core_.groupOfPeerForTest("1"), "");
   EXPECT_NE(core_.findGroupForTest(g1), nullptr);
