@@ -59,7 +59,7 @@ void AssignTopics::ensure(const std::vector<std::string>& group_ids) {
 }
 
 void AssignTopics::retire(const std::string& group_id, Millis now) {
-  attempted_.erase(group_id);
+  forget(group_id);
   due_.emplace(now, Deletion{topics_.assign(group_id), 0});
   counters_.deletes_pending.fetch_add(1);
 }

@@ -71,9 +71,9 @@ class AssignTopics {
   void ensure(const std::vector<std::string>& group_ids);
   // The group is done with: its topic is deleted from the next poll() on.
   void retire(const std::string& group_id, Millis now);
-  // Groups may have moved to another coordinator: forget which creations were tried (a later
-  // ensure() asks again; an existing topic counts as created).
-  void forgetAttempts() { attempted_.clear(); }
+  // The group moved to another coordinator: forget that its creation was tried (if it comes
+  // back, ensure() asks again; an existing topic counts as created). Nothing is deleted.
+  void forget(const std::string& group_id) { attempted_.erase(group_id); }
   // Sends the deletions that are due (one request), reads the answers that arrived, and
   // schedules failed deletions again. Does not wait.
   void poll(Millis now);

@@ -224,8 +224,10 @@ void Service::onRebalance(bool assigned,
     probe_.partitions_owned.fetch_add(assigned ? 1 : -1);
     if (!assigned) {
       // Its groups' output is acknowledged (cycles wait for it): their shards may close.
-      for (const auto& group_id : core_.dropPartition(tp.partition)) forgetAssignTopic(group_id);
-      if (assign_topics_) assign_topics_->forgetAttempts();
+      for (const auto& group_id : core_.dropPartition(tp.partition)) {
+        forgetAssignTopic(group_id);
+        if (assign_topics_) assign_topics_->forget(group_id);
+      }
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
     }
