@@ -123,14 +123,7 @@ class Run {
                                          .log_name = "coordinator.log"},
                                         broker->bootstrap, scratch_);
     if (!coordinator) return std::unexpected(coordinator.error());
-    CaseEnv env{.bootstrap = broker->bootstrap,
-                .kafka = options_.kafka,
-                .topics = topics,
-                .run_id = run_id_,
-                .coordinator = coordinator->get(),
-                .scratch = &scratch_,
-                .time_limit = options_.time_limit,
-                .report_started = options_.report_started};
+    const CaseEnv env = caseEnv(broker->bootstrap, topics, coordinator->get());
     TD_RETURN_IF_ERROR(awaitCoordinator(env));
     TD_RETURN_IF_ERROR(runCases(env));
     TD_RETURN_IF_ERROR(stopCoordinator(**coordinator));
@@ -148,6 +141,18 @@ class Run {
   }
 
  private:
+  // What a case needs to run against `coordinator` on the broker at `bootstrap`.
+  CaseEnv caseEnv(const std::string& bootstrap, const protocol::Topics& topics,
+                  ChildProcess* coordinator) const {
+    return CaseEnv{.bootstrap = bootstrap,
+                   .kafka = options_.kafka,
+                   .topics = topics,
+                   .run_id = run_id_,
+                   .coordinator = coordinator,
+                   .scratch = &scratch_,
+                   .time_limit = options_.time_limit,
+                   .report_started = options_.report_started};
+  }
   td::Status measureFloorPhase(const std::string& bootstrap, const protocol::Topics& topics) {
     log_->info("floor: {} + {} round trips", options_.warmup, options_.round_trips);
     auto rtt = measureFloor(FloorConfig{.bootstrap = bootstrap,
@@ -201,14 +206,7 @@ class Run {
          .log_name = fmt::format("coordinator-scale{}.log", groups)},
         broker.bootstrap, scratch_);
     if (!coordinator) return std::unexpected(coordinator.error());
-    CaseEnv env{.bootstrap = broker.bootstrap,
-                .kafka = options_.kafka,
-                .topics = topics,
-                .run_id = run_id_,
-                .coordinator = coordinator->get(),
-                .scratch = &scratch_,
-                .time_limit = options_.time_limit,
-                .report_started = options_.report_started};
+    CaseEnv env = caseEnv(broker.bootstrap, topics, coordinator->get());
     auto probe = runSimulatedCase(
         {.name = "probe", .groups = 1, .workers_per_group = 1, .steps_per_group = 1}, env);
     if (!probe) return std::unexpected(probe.error());
