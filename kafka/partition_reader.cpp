@@ -1,10 +1,15 @@
 #include "kafka/partition_reader.h"
 
+#include <algorithm>
+#include <thread>
+
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
+#include <thread>
 
 #include "kafka/internal/rdkafka.h"
 
@@ -118,12 +123,30 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
     const std::string& topic, std::int32_t partition, std::chrono::milliseconds timeout) {
   std::int64_t low = 0;
   std::int64_t high = 0;
-  auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), partition, &low,
-                                              &high, static_cast<int>(timeout.count()));
-  if (err) {
-    return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
+  // librdkafka 2.0.2 asks the leader it knows once and returns what it says. Apache Kafka
+  // answers NOT_LEADER / LEADER_NOT_AVAILABLE for a while after a topic is created or its
+  // leader moves (a broker restarted or died): ask again, with fresh metadata, until the
+  // deadline. The embedded broker never says so.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::milliseconds(20);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), partition, &low,
+                                                &high, static_cast<int>(std::max<std::int64_t>(
+                                                           left.count(), 1)));
+    if (!err) return std::pair{low, high};
+    const bool leader_moving = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                               err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                               err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
+                               err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH ||
+                               err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE;
+    if (!leader_moving || std::chrono::steady_clock::now() + backoff >= deadline) {
+      return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
   }
-  return std::pair{low, high};
 }
 
 int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }

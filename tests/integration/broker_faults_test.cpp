@@ -1,6 +1,9 @@
-// Broker trouble during a run, injected through td-broker's --control socket: added latency,
-// retriable errors on Produce and Fetch, and the broker down for longer than the lease. The
-// group must complete with every step run exactly once (per the steps' own marks).
+// Broker trouble during a run. On the embedded broker, injected through td-broker's --control
+// socket: added latency, retriable errors on Produce and Fetch, and the broker down for longer
+// than the lease. On Apache Kafka, for real: the broker SIGSTOPped for longer than the lease
+// (a hung broker: connections stay open, nothing answers), then SIGKILLed and started again on
+// its data. The group must complete with every step run exactly once (per the steps' own
+// marks) and no peer declared lost.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -57,6 +60,7 @@ void expectEveryStepRanOnceAndNoPeerWasLost(const Cluster& cluster, int steps) {
 }
 
 TEST(BrokerFaults, LatencyErrorsAndAnOutageLongerThanTheLeaseChangeNothing) {
+  if (Cluster::onApacheKafka()) GTEST_SKIP() << "embedded broker's fault injection; see HungThenKilled";
   // The outage (3 s) is longer than the lease (2.5 s): without the coordinator's guard (leases
   // lapse only while input flows) every peer would be declared lost when the broker is back.
   constexpr int kLeaseMs = 2500, kSteps = 12, kMaxAttempts = 2;
@@ -109,6 +113,44 @@ TEST(BrokerFaults, LatencyErrorsAndAnOutageLongerThanTheLeaseChangeNothing) {
   // (10 runs): the group completes 1.5-1.8 s after `up`, with no peer_lost and every step run
   // once. The coordinator gets no input for > 3 s, so without its guard all three workers'
   // 2 s leases would lapse during the outage and their running steps would run twice.
+  expectEveryStepRanOnceAndNoPeerWasLost(cluster, kSteps);
+}
+
+TEST(BrokerFaults, ApacheKafkaHungThenKilledAndRestartedChangesNothing) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (real SIGSTOP and kill -9)";
+  constexpr int kLeaseMs = 2500, kSteps = 12, kMaxAttempts = 2;
+  Cluster cluster(Cluster::Options{
+      .coordinator_args = {"--lease-ms", std::to_string(kLeaseMs), "--heartbeat-interval-ms",
+                           "500"}});
+  auto schema = cluster.writeSchema("weather", markingSchema("weather", kSteps, kMaxAttempts, "0.5"));
+  std::vector<Process*> workers;
+  for (const char* peer : {"w1", "w2", "w3"}) {
+    workers.push_back(&cluster.startWorker(schema, {peer, "c1"}));
+  }
+  auto runs = [&] { return cluster.marksWritten().size(); };
+  ASSERT_TRUE(waitUntil([&] { return runs() >= 1; }, kRunTimeout)) << cluster.logs();
+
+  // Phase 1: the broker hangs (SIGSTOP) for 3 s, longer than the lease. The sleep is the
+  // fault's deliberate duration.
+  const auto before_hang = runs();
+  ASSERT_LT(before_hang, static_cast<std::size_t>(kSteps) - 2) << "steps left for the faults";
+  cluster.signalKafkaNode(1, SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  cluster.signalKafkaNode(1, SIGCONT);
+  EXPECT_TRUE(waitUntil([&] { return runs() >= before_hang + 2; }, kRunTimeout))
+      << cluster.logs();
+
+  // Phase 2: kill -9 of the broker, started again on its data (a few seconds of outage: the
+  // JVM starts, recovers its logs and rejoins its own quorum).
+  const auto before_kill = runs();
+  ASSERT_LT(before_kill, static_cast<std::size_t>(kSteps)) << "steps left for the kill";
+  cluster.takeBrokerDown();
+  const std::int64_t killed_at = wallMs();
+  cluster.bringBrokerUp();
+  for (Process* w : workers) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  std::cout << "[ measured ] Apache Kafka kill -9 -> group completed (last worker exit): "
+            << wallMs() - killed_at << " ms; runs before the hang " << before_hang
+            << ", before the kill " << before_kill << "/" << kSteps << "\n";
   expectEveryStepRanOnceAndNoPeerWasLost(cluster, kSteps);
 }
 

@@ -8,12 +8,25 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 
 namespace td::testing {
 
 namespace {
+// The passwords scripts/kafka-broker --sasl gives its users (loopback test clusters only).
+std::string kafkaPassword(const std::string& user) {
+  static const std::map<std::string, std::string> passwords = {
+      {"admin", "admin-secret"},
+      {"td-coordinator", "coordinator-secret"},
+      {"td-worker", "worker-secret"},
+      {"td-other", "other-secret"}};
+  const auto it = passwords.find(user);
+  return it == passwords.end() ? std::string() : it->second;
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -46,28 +59,166 @@ bool processGroupAlive(pid_t pgid) {
 
 Cluster::Cluster(bool start_coordinator) : Cluster(Options{.start_coordinator = start_coordinator}) {}
 
+Cluster::Broker Cluster::requestedBroker() {
+  if (const char* outside = std::getenv("TD_TEST_BOOTSTRAP"); outside && *outside) {
+    return Broker::kOutside;
+  }
+  const char* kind = std::getenv("TD_TEST_BROKER");
+  const std::string_view name = kind ? kind : "";
+  return name.starts_with("kafka") ? Broker::kKafka : Broker::kEmbedded;
+}
+
 Cluster::Cluster(Options options) {
   std::filesystem::create_directories(marks());
-  if (const char* outside = std::getenv("TD_TEST_BOOTSTRAP"); outside && *outside) {
-    bootstrap_ = outside;
-  } else {
-    auto file = dir() / "bootstrap";
-    std::vector<std::string> args = {TD_BROKER_BIN, "--bootstrap-file", file.string()};
-    if (options.broker_control) {
-      control_path_ = (dir() / "broker.ctl").string();
-      args.insert(args.end(), {"--control", control_path_});
-    }
-    if (options.partitions > 0) {
-      args.insert(args.end(), {"--partitions", std::to_string(options.partitions)});
-    }
-    broker_ = std::make_unique<Process>(
-        Process::Options{.args = args, .output = dir() / "broker.log"});
-    const bool up = waitUntil([&] { return !trim(readFile(file)).empty(); },
-                              std::chrono::seconds(20));
-    EXPECT_TRUE(up) << "td-broker did not write " << file << ":\n" << broker_->output();
-    bootstrap_ = trim(readFile(file));
+  broker_kind_ = requestedBroker();
+  switch (broker_kind_) {
+    case Broker::kOutside:
+      bootstrap_ = std::getenv("TD_TEST_BOOTSTRAP");
+      break;
+    case Broker::kKafka:
+      startApacheKafka(options);
+      break;
+    case Broker::kEmbedded:
+      startEmbeddedBroker(options);
+      break;
   }
+  // Said once per cluster, so every test's output names the broker it ran on.
+  std::cout << "[ broker   ] " << brokerName() << " at " << bootstrap_ << std::endl;
   if (options.start_coordinator) startCoordinator(options.coordinator_args);
+}
+
+void Cluster::startEmbeddedBroker(const Options& options) {
+  auto file = dir() / "bootstrap";
+  std::vector<std::string> args = {TD_BROKER_BIN, "--bootstrap-file", file.string()};
+  if (options.broker_control) {
+    control_path_ = (dir() / "broker.ctl").string();
+    args.insert(args.end(), {"--control", control_path_});
+  }
+  if (options.partitions > 0) {
+    args.insert(args.end(), {"--partitions", std::to_string(options.partitions)});
+  }
+  broker_ = std::make_unique<Process>(
+      Process::Options{.args = args, .output = dir() / "broker.log"});
+  const bool up = waitUntil([&] { return !trim(readFile(file)).empty(); },
+                            std::chrono::seconds(20));
+  EXPECT_TRUE(up) << "td-broker did not write " << file << ":\n" << broker_->output();
+  bootstrap_ = trim(readFile(file));
+}
+
+void Cluster::startApacheKafka(const Options& options) {
+  const char* kind = std::getenv("TD_TEST_BROKER");
+  kafka_nodes_ = options.kafka_nodes > 0              ? options.kafka_nodes
+                 : std::string_view(kind) == "kafka3" ? 3
+                                                      : 1;
+  sasl_ = options.sasl;
+  auto file = dir() / "bootstrap";
+  std::vector<std::string> args = {TD_KAFKA_BROKER_SCRIPT, "run",
+                                   "--dir", (dir() / "kafka").string(),
+                                   "--bootstrap-file", file.string(),
+                                   "--nodes", std::to_string(kafka_nodes_),
+                                   "--partitions",
+                                   std::to_string(options.partitions > 0 ? options.partitions : 4)};
+  if (sasl_) args.push_back("--sasl");
+  args.insert(args.end(), options.kafka_args.begin(), options.kafka_args.end());
+  broker_ = std::make_unique<Process>(
+      Process::Options{.args = args, .output = dir() / "broker.log"});
+  // A JVM per node, storage formatted first: a few seconds, far more on a loaded machine.
+  const bool up = waitUntil([&] { return !trim(readFile(file)).empty() || !broker_->running(); },
+                            std::chrono::seconds(180));
+  bootstrap_ = trim(readFile(file));
+  EXPECT_TRUE(up && !bootstrap_.empty())
+      << "Apache Kafka did not start (scripts/kafka-broker run):\n" << broker_->output();
+}
+
+std::string Cluster::brokerName() const {
+  switch (broker_kind_) {
+    case Broker::kOutside: return "outside broker (TD_TEST_BOOTSTRAP)";
+    case Broker::kEmbedded: return "embedded td-broker";
+    case Broker::kKafka:
+      return "Apache Kafka (" + std::to_string(kafka_nodes_) + (kafka_nodes_ == 1 ? " node" : " nodes") +
+             (sasl_ ? ", SASL/SCRAM + ACLs)" : ")");
+  }
+  return "?";
+}
+
+pid_t Cluster::kafkaNodePid(int node) const {
+  const std::string pid =
+      trim(readFile(dir() / "kafka" / ("node-" + std::to_string(node) + ".pid")));
+  return pid.empty() ? -1 : static_cast<pid_t>(std::stol(pid));
+}
+
+void Cluster::signalKafkaNode(int node, int sig) const {
+  const pid_t pid = kafkaNodePid(node);
+  ASSERT_GT(pid, 0) << "no pid for Apache Kafka node " << node;
+  ASSERT_EQ(::kill(pid, sig), 0) << "kill(" << pid << ", " << sig << ")";
+}
+
+bool Cluster::restartDeadKafkaNodes() {
+  if (broker_kind_ != Broker::kKafka || !broker_) return false;
+  std::map<int, pid_t> before;
+  for (int node = 1; node <= kafka_nodes_; ++node) before[node] = kafkaNodePid(node);
+  auto alive = [](pid_t pid) {
+    // A killed node is the launcher's child: a zombie until it reaps it, so read the state.
+    const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+    const auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+  };
+  broker_->signal(SIGHUP);
+  return waitUntil(
+      [&] {
+        for (const auto& [node, pid] : before) {
+          const pid_t now = kafkaNodePid(node);
+          if (now <= 0 || !alive(now)) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(30));
+}
+
+void Cluster::takeBrokerDown() {
+  if (broker_kind_ == Broker::kKafka) {
+    for (int node = 1; node <= kafka_nodes_; ++node) signalKafkaNode(node, SIGKILL);
+  } else {
+    ASSERT_EQ(control("down 1"), "ok");
+  }
+}
+
+void Cluster::bringBrokerUp() {
+  if (broker_kind_ == Broker::kKafka) {
+    ASSERT_TRUE(restartDeadKafkaNodes()) << "Apache Kafka's nodes did not start again:\n"
+                                         << broker_->output();
+  } else {
+    ASSERT_EQ(control("up 1"), "ok");
+  }
+}
+
+kafka::Properties Cluster::clientProperties(const std::string& user) const {
+  if (!sasl_) return {};
+  return {{"security.protocol", "SASL_PLAINTEXT"},
+          {"sasl.mechanism", "SCRAM-SHA-256"},
+          {"sasl.username", user},
+          {"sasl.password", kafkaPassword(user)}};
+}
+
+std::vector<std::string> Cluster::clientArgs(const std::string& user) const {
+  std::vector<std::string> args;
+  for (const auto& [key, value] : clientProperties(user)) {
+    args.insert(args.end(), {"-X", key + "=" + value});
+  }
+  return args;
+}
+
+std::pair<int, std::string> Cluster::kafkaTool(const std::string& name,
+                                               std::vector<std::string> args) const {
+  std::vector<std::string> full = {TD_KAFKA_BROKER_SCRIPT, "tool", name, "--bootstrap-server",
+                                   bootstrap_};
+  if (sasl_) full.insert(full.end(), {"--command-config", (dir() / "kafka" / "admin.properties")});
+  full.insert(full.end(), args.begin(), args.end());
+  static int runs = 0;
+  const auto output = dir() / ("kafka-tool-" + std::to_string(++runs) + ".log");
+  Process tool(Process::Options{.args = full, .output = output});
+  const auto code = tool.wait(std::chrono::seconds(120));
+  return {code.value_or(-1), tool.output()};
 }
 
 Cluster::~Cluster() {
@@ -78,6 +229,7 @@ Cluster::~Cluster() {
 Process& Cluster::startCoordinator(std::vector<std::string> extra_args) {
   std::vector<std::string> args = {TD_COORDINATOR_BIN, "--bootstrap-server", bootstrap_,
                                    "--log-level", "debug"};
+  for (auto& a : clientArgs("td-coordinator")) args.push_back(std::move(a));
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   auto name = "coordinator-" + std::to_string(processes_.size()) + ".log";
   processes_.push_back(
@@ -88,6 +240,7 @@ Process& Cluster::startCoordinator(std::vector<std::string> extra_args) {
 Process& Cluster::startCoordinator(const std::string& id, std::vector<std::string> extra_args) {
   std::vector<std::string> args = {TD_COORDINATOR_BIN, "--bootstrap-server", bootstrap_,
                                    "--coordinator-id", id};
+  for (auto& a : clientArgs("td-coordinator")) args.push_back(std::move(a));
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   processes_.push_back(std::make_unique<Process>(
       Process::Options{.args = args, .output = dir() / ("coordinator-" + id + ".log")}));
@@ -110,6 +263,7 @@ Process& Cluster::startWorker(const std::filesystem::path& schema, const WorkerS
                                    "--change-ref", spec.change_ref,
                                    "--remote-cache-id", "cache-1",
                                    "--join-timeout", "60"};
+  for (auto& a : clientArgs("td-worker")) args.push_back(std::move(a));
   for (const auto& ref : spec.builds_on) {
     args.push_back("--builds-on");
     args.push_back(ref);
@@ -184,6 +338,7 @@ std::string Cluster::control(const std::string& line) const {
 
 std::unique_ptr<kafka::Producer> Cluster::producer(const kafka::Properties& extra) const {
   kafka::Properties props{{"bootstrap.servers", bootstrap_}, {"client.id", "td-test"}};
+  for (auto& p : clientProperties()) props.push_back(std::move(p));
   props.insert(props.end(), extra.begin(), extra.end());
   auto p = kafka::Producer::create(props);
   EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message());
@@ -197,9 +352,10 @@ std::vector<kafka::Message> Cluster::readTopic(const std::string& topic) const {
   auto count = meta->partitionCount(topic, std::chrono::seconds(10));
   EXPECT_TRUE(count.has_value()) << topic << ": " << (count ? "" : count.error().message());
   if (!count) return out;
-  auto reader = kafka::PartitionReader::create(
-      {{"bootstrap.servers", bootstrap_}, {"fetch.wait.max.ms", "10"},
-       {"receive.message.max.bytes", "100000000"}});
+  kafka::Properties reader_props{{"bootstrap.servers", bootstrap_}, {"fetch.wait.max.ms", "10"},
+                                 {"receive.message.max.bytes", "100000000"}};
+  for (auto& p : clientProperties()) reader_props.push_back(std::move(p));
+  auto reader = kafka::PartitionReader::create(reader_props);
   EXPECT_TRUE(reader.has_value()) << (reader ? "" : reader.error().message());
   if (!reader) return out;
   std::map<std::int32_t, std::int64_t> high;   // partition -> offset to read up to
@@ -281,7 +437,7 @@ int Cluster::killStrayStepProcesses() const {
 std::string Cluster::logs() const { return logs(""); }
 
 std::string Cluster::logs(std::string_view prefix) const {
-  std::string out;
+  std::string out = "---- ran on " + brokerName() + " at " + bootstrap_ + "\n";
   if (broker_) out += "---- broker\n" + broker_->output();
   for (const auto& p : processes_) {
     const std::string name = p->outputPath().filename().string();

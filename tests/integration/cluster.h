@@ -1,7 +1,12 @@
-// A real Task Director cluster for integration tests: td-broker (or an outside broker given
-// in TD_TEST_BOOTSTRAP), td-coordinator processes (one unless told otherwise; more share its
-// consumer group) and any number of td-worker processes, all writing their output to files in
-// a fresh temporary directory.
+// A real Task Director cluster for integration tests: a broker, td-coordinator processes (one
+// unless told otherwise; more share its consumer group) and any number of td-worker processes,
+// all writing their output to files in a fresh temporary directory.
+//
+// The broker is chosen by TD_TEST_BROKER (CTest sets it; see tests/CMakeLists.txt):
+//   embedded (or unset)  td-broker, the embedded broker (librdkafka's mock cluster)
+//   kafka                Apache Kafka in KRaft mode on loopback, one node (scripts/kafka-broker)
+//   kafka3               Apache Kafka, three nodes, replication factor 3, min.insync.replicas 2
+// or TD_TEST_BOOTSTRAP=HOST:PORT names an outside broker. Every test prints which it ran on.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -50,8 +55,16 @@ class Cluster {
     bool start_coordinator = true;
     std::vector<std::string> coordinator_args;  // e.g. {"--lease-ms", "3000"}
     bool broker_control = false;                // start td-broker with --control (see control())
-    int partitions = 0;                         // td-broker --partitions (0: its default, 4)
+    int partitions = 0;                         // partitions of the td.* topics (0: 4)
+    int kafka_nodes = 0;                        // Apache Kafka nodes (0: TD_TEST_BROKER's)
+    bool sasl = false;                          // Apache Kafka with SASL/SCRAM and ACLs
+    std::vector<std::string> kafka_args;        // more `kafka-broker run` arguments
   };
+  enum class Broker { kEmbedded, kKafka, kOutside };
+  // What TD_TEST_BROKER asks for.
+  static Broker requestedBroker();
+  // True when TD_TEST_BROKER names Apache Kafka (tests that only it can run check this).
+  static bool onApacheKafka() { return requestedBroker() == Broker::kKafka; }
   // Starts the broker and (unless told not to) a coordinator; fails the test on trouble.
   explicit Cluster(bool start_coordinator = true);
   explicit Cluster(Options options);
@@ -91,6 +104,33 @@ class Cluster {
   // The mark of (step, attempt) in any group, if written.
   std::optional<Mark> findMark(const std::string& step, std::uint32_t attempt) const;
 
+  Broker broker() const { return broker_kind_; }
+  // "embedded td-broker", "Apache Kafka (3 nodes)" or "outside broker".
+  std::string brokerName() const;
+
+  // Apache Kafka only: the pid of node `node` (1-based) as it runs now, or -1.
+  pid_t kafkaNodePid(int node) const;
+  // Apache Kafka only: signals node `node` (SIGKILL, SIGSTOP, SIGCONT, ...).
+  void signalKafkaNode(int node, int sig) const;
+  // Apache Kafka only: starts again every node that died (on its old ports and data) and
+  // waits until each has a new pid; false on trouble.
+  bool restartDeadKafkaNodes();
+  // The broker unreachable, then back, as each broker allows: the embedded broker's control
+  // socket ("down"/"up" of broker 1; needs Options::broker_control); Apache Kafka's every
+  // node SIGKILLed, then started again on its old ports and data (restartDeadKafkaNodes).
+  void takeBrokerDown();
+  void bringBrokerUp();
+  // Client properties to reach this cluster's brokers as `user` (SASL clusters: SCRAM with
+  // the password scripts/kafka-broker gave that user; others: nothing).
+  kafka::Properties clientProperties(const std::string& user = "admin") const;
+  // Arguments for td-coordinator/td-worker/td-audit (-X ...) that clientProperties(user) gives.
+  std::vector<std::string> clientArgs(const std::string& user = "admin") const;
+  // Runs one of Kafka's own tools (scripts/kafka-broker tool NAME --bootstrap-server ...
+  // [--command-config admin's] ARGS...) against this cluster as the admin user; returns its
+  // exit code and output.
+  std::pair<int, std::string> kafkaTool(const std::string& name,
+                                        std::vector<std::string> args) const;
+
   // True when this cluster's td-broker serves a --control socket (not with TD_TEST_BOOTSTRAP).
   bool hasControl() const { return !control_path_.empty(); }
   // Sends one line of td-broker's control protocol (broker/server.h) and returns the reply
@@ -118,7 +158,13 @@ class Cluster {
   std::string logs(std::string_view prefix) const;
 
  private:
+  void startEmbeddedBroker(const Options& options);
+  void startApacheKafka(const Options& options);
+
   TempDir dir_;
+  Broker broker_kind_ = Broker::kEmbedded;
+  int kafka_nodes_ = 0;
+  bool sasl_ = false;
   std::string bootstrap_;
   std::string control_path_;
   std::unique_ptr<Process> broker_;

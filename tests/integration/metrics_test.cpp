@@ -116,11 +116,11 @@ TEST_F(Metrics, ExposesGroupsStepsDispatchLagAndHealthAcrossAGroupsLife) {
 
   // Readiness follows the broker: 503 while it is down, 200 again once it is back; the
   // process stays live throughout.
-  ASSERT_EQ(cluster_.control("down 1"), "ok");
+  cluster_.takeBrokerDown();
   EXPECT_TRUE(waitUntil([&] { return status("/readyz") == 503; }, kTimeout)) << cluster_.logs();
   EXPECT_EQ(status("/healthz"), 200);
   EXPECT_EQ(value("td_coordinator_ready"), 0.0);
-  ASSERT_EQ(cluster_.control("up 1"), "ok");
+  cluster_.bringBrokerUp();
   EXPECT_TRUE(waitUntil([&] { return status("/readyz") == 200; }, kTimeout)) << cluster_.logs();
 }
 
