@@ -57,7 +57,7 @@ class Cluster {
     bool broker_control = false;                // start td-broker with --control (see control())
     int partitions = 0;                         // partitions of the td.* topics (0: 4)
     int kafka_nodes = 0;                        // Apache Kafka nodes (0: TD_TEST_BROKER's)
-    bool sasl = false;                          // Apache Kafka with SASL/SCRAM and ACLs
+    bool sasl = false;                          // Apache Kafka with SASL and ACLs
     std::vector<std::string> kafka_args;        // more `kafka-broker run` arguments
   };
   enum class Broker { kEmbedded, kKafka, kOutside };
@@ -120,8 +120,8 @@ class Cluster {
   // node SIGKILLed, then started again on its old ports and data (restartDeadKafkaNodes).
   void takeBrokerDown();
   void bringBrokerUp();
-  // Client properties to reach this cluster's brokers as `user` (SASL clusters: SCRAM with
-  // the password scripts/kafka-broker gave that user; others: nothing).
+  // Client properties to reach this cluster's brokers as `user` (SASL clusters: SASL/PLAIN
+  // with the password scripts/kafka-broker gave that user; others: nothing).
   kafka::Properties clientProperties(const std::string& user = "admin") const;
   // Arguments for td-coordinator/td-worker/td-audit (-X ...) that clientProperties(user) gives.
   std::vector<std::string> clientArgs(const std::string& user = "admin") const;
