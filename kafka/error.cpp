@@ -24,6 +24,17 @@ static_assert(static_cast<int>(Errc::kRebalanceInProgress) ==
               RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
 static_assert(static_cast<int>(Errc::kTopicAlreadyExists) ==
               RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS);
+static_assert(static_cast<int>(Errc::kAuthentication) == RD_KAFKA_RESP_ERR__AUTHENTICATION);
+static_assert(static_cast<int>(Errc::kTopicAuthorizationFailed) ==
+              RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+static_assert(static_cast<int>(Errc::kGroupAuthorizationFailed) ==
+              RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+static_assert(static_cast<int>(Errc::kClusterAuthorizationFailed) ==
+              RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+static_assert(static_cast<int>(Errc::kTransactionalIdAuthorizationFailed) ==
+              RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+static_assert(static_cast<int>(Errc::kSaslAuthenticationFailed) ==
+              RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED);
 
 namespace {
 class KafkaCategory final : public std::error_category {
@@ -38,6 +49,31 @@ class KafkaCategory final : public std::error_category {
 const std::error_category& kafkaCategory() {
   static const KafkaCategory category;
   return category;
+}
+
+bool isAuthenticationFailure(const std::error_code& ec) {
+  return ec == Errc::kAuthentication || ec == Errc::kSaslAuthenticationFailed;
+}
+
+bool isAccessDenied(const std::error_code& ec) {
+  if (ec.category() != kafkaCategory()) return false;
+  switch (static_cast<rd_kafka_resp_err_t>(ec.value())) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_DELEGATION_TOKEN_AUTHORIZATION_FAILED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string errorName(const std::error_code& ec) {
+  if (ec.category() != kafkaCategory()) return {};
+  return rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(ec.value()));
 }
 
 }  // namespace td::kafka

@@ -2,6 +2,7 @@
 // rd_kafka_resp_err_t numbers unchanged in the "kafka" category (message = rd_kafka_err2str).
 #pragma once
 
+#include <string>
 #include <system_error>
 
 namespace td::kafka {
@@ -23,6 +24,7 @@ enum class Errc : int {
   kTimedOut = -185,    // a call (flush, metadata, watermarks...) ran out of time
   kQueueFull = -184,   // producer queue full (queue.buffering.max.*)
   kUnknownGroup = -179,
+  kAuthentication = -169,  // SASL/SSL authentication failed (wrong credentials, mechanism, ...)
   kState = -172,
   kNoOffset = -168,
   kPurgeQueue = -152,  // purged before it was sent (producer destroyed)
@@ -40,12 +42,29 @@ enum class Errc : int {
   kIllegalGeneration = 22,
   kUnknownMemberId = 25,
   kRebalanceInProgress = 27,
+  kTopicAuthorizationFailed = 29,
+  kGroupAuthorizationFailed = 30,
+  kClusterAuthorizationFailed = 31,
   kTopicAlreadyExists = 36,
+  kTransactionalIdAuthorizationFailed = 53,
+  kSaslAuthenticationFailed = 58,
 };
 
 // The "kafka" category. message(ev) is librdkafka's rd_kafka_err2str(ev).
 const std::error_category& kafkaCategory();
 inline std::error_code make_error_code(Errc e) { return {static_cast<int>(e), kafkaCategory()}; }
+
+// True for the errors that say the broker refuses this client's principal: authentication
+// failed (kAuthentication, kSaslAuthenticationFailed) or an ACL denies the operation (the
+// *_AUTHORIZATION_FAILED errors). Retrying does not help until the credentials or the ACLs
+// change, so callers give up at once (docs/configuration.md, "Secure clusters").
+bool isAccessDenied(const std::error_code& ec);
+// True for the two authentication failures among them.
+bool isAuthenticationFailure(const std::error_code& ec);
+// librdkafka's name of an error of the "kafka" category, e.g. "TOPIC_AUTHORIZATION_FAILED"
+// (rd_kafka_err2name; local errors start with '_': "_AUTHENTICATION"). Empty for other
+// categories.
+std::string errorName(const std::error_code& ec);
 
 }  // namespace td::kafka
 

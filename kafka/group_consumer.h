@@ -33,7 +33,9 @@ class GroupConsumer {
 
   // Returns up to `max` messages, waiting at most `timeout` for the first (then taking only
   // what is already fetched). Empty on timeout. Non-fatal errors (partition EOF, transport,
-  // unknown topic, ...) are logged rate-limited and skipped. Errors: kFatal (recreate it).
+  // unknown topic, ...) are logged rate-limited and skipped. Errors: kFatal (recreate it); an
+  // access-denied error (kafka/error.h: failed authentication, an ACL refusing the group or a
+  // topic), returned at once.
   td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
 
   // Commits `next_offsets` (each the next offset to read, i.e. last processed + 1). async=true

@@ -89,7 +89,12 @@ td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(const Prope
 td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& partitions) {
   std::set<std::string> topics;
   for (const auto& tp : partitions) topics.insert(tp.topic);
-  for (const auto& topic : topics) warmMetadata(impl_->rk.get(), topic, kWarmupMs);
+  for (const auto& topic : topics) {
+    const auto err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
+    if (isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
+      return rdKafkaError(err, "assign " + topic);   // else it would wait silently forever
+    }
+  }
   auto list = toPartitionList(partitions);
   if (auto err = rd_kafka_assign(impl_->rk.get(), list.get()); err) {
     return rdKafkaError(err, "assign");
@@ -98,7 +103,10 @@ td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& part
 }
 
 td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
-  warmMetadata(impl_->rk.get(), partition.topic, kWarmupMs);
+  const auto err = warmMetadata(impl_->rk.get(), partition.topic, kWarmupMs);
+  if (isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
+    return rdKafkaError(err, "add " + partition.topic);
+  }
   auto list = toPartitionList({partition});
   ErrorPtr error(rd_kafka_incremental_assign(impl_->rk.get(), list.get()));
   if (error) {
@@ -111,9 +119,12 @@ td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
 td::Result<std::vector<Message>> PartitionReader::poll(std::size_t max,
                                                        std::chrono::milliseconds timeout) {
   impl_->drainEvents();
+  // GROUP_AUTHORIZATION_FAILED: librdkafka looks up the coordinator of the placeholder group
+  // (create()) although nothing uses it; a principal with no ACL on it reads on regardless.
   auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log,
                        {RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
-                        RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION});
+                        RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
+                        RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED});
   // Stopped at `max`: more may be queued, and librdkafka signals only a queue that was empty.
   if (batch && max > 0 && batch->size() >= max) impl_->rearmEvent();
   return batch;
@@ -142,6 +153,12 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
                                err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH ||
                                err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE;
     if (!leader_moving || std::chrono::steady_clock::now() + backoff >= deadline) {
+      if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        // librdkafka says "unknown partition" for a topic this principal may not describe:
+        // the topic's metadata tells which.
+        const auto topic_err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
+        if (isAccessDenied(make_error_code(static_cast<Errc>(topic_err)))) err = topic_err;
+      }
       return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
     }
     std::this_thread::sleep_for(backoff);

@@ -31,18 +31,21 @@ class PartitionReader {
   // Replaces the assignment. Each offset is absolute (>= 0) or kOffsetBeginning / kOffsetEnd.
   // A topic that does not exist yet is fine: reading starts once it appears (metadata is
   // refreshed every topic.metadata.refresh.interval.ms). Fetches the topics' metadata first
-  // (up to 500 ms each) so reading starts at once. Errors: kInvalidArg, kFatal.
+  // (up to 500 ms each) so reading starts at once. Errors: kInvalidArg, kFatal;
+  // kTopicAuthorizationFailed for a topic this principal may not describe.
   td::Status assign(const std::vector<TopicPartitionOffset>& partitions);
   // Adds one partition to the current assignment, keeping the others' positions.
   td::Status add(const TopicPartitionOffset& partition);
 
   // Returns up to `max` messages, waiting at most `timeout` for the first. Non-fatal errors,
   // including "unknown topic or partition" for a topic not created yet, are logged
-  // rate-limited and skipped. Errors: kFatal.
+  // rate-limited and skipped. Errors: kFatal; an access-denied error (kafka/error.h: failed
+  // authentication, a topic this principal may not read), returned at once.
   td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
 
   // (low, high) watermarks of a partition from its leader: high is the offset the next
-  // record will get. Errors: kUnknownTopicOrPart, kTimedOut, kTransport.
+  // record will get. Errors: kUnknownTopicOrPart, kTimedOut, kTransport,
+  // kTopicAuthorizationFailed (no DESCRIBE on the topic).
   td::Result<std::pair<std::int64_t, std::int64_t>> watermarks(const std::string& topic,
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);

@@ -1,6 +1,7 @@
 #include "kafka/producer.h"
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -21,6 +22,8 @@ struct Producer::Impl {
   // a walk over every topic the client knows: with one td.assign topic per group that made
   // every produce O(groups). Member order: destroyed before `rk`.
   std::unordered_map<std::string, TopicPtr> topics;
+  // The first refusal heard of (see Producer::refusal()); written and read on the app thread.
+  std::optional<td::Error> refusal;
 
   // Delivery report: the message's opaque is the heap DeliveryCallback produce() released.
   static void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
@@ -39,9 +42,13 @@ struct Producer::Impl {
     auto* self = static_cast<Impl*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
       char fatal[512] = "";
-      rd_kafka_fatal_error(rk, fatal, sizeof fatal);
+      const auto cause = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
       logger()->error("{} fatal producer error: {}", rd_kafka_name(rk), fatal);
+      if (!self->refusal) self->refusal = fromRdKafka(cause, fatal, "fatal producer error");
       return;
+    }
+    if (!self->refusal && isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
+      self->refusal = fromRdKafka(static_cast<rd_kafka_resp_err_t>(err), reason, "");
     }
     std::uint64_t suppressed = 0;
     if (self->error_log.allow(&suppressed)) {
@@ -161,6 +168,16 @@ td::Status Producer::abortTransaction(std::chrono::milliseconds timeout) {
 
 int Producer::outstanding() const { return rd_kafka_outq_len(impl_->rk.get()); }
 
+std::optional<td::Error> Producer::refusal() const {
+  if (impl_->refusal) return impl_->refusal;
+  // A fatal error is known at once, before its error event is served.
+  char reason[512] = "";
+  if (auto cause = rd_kafka_fatal_error(impl_->rk.get(), reason, sizeof reason); cause) {
+    return fromRdKafka(cause, reason, "fatal producer error");
+  }
+  return std::nullopt;
+}
+
 td::Result<int> Producer::partitionCount(const std::string& topic,
                                          std::chrono::milliseconds timeout) {
   using Clock = std::chrono::steady_clock;
@@ -171,8 +188,11 @@ td::Result<int> Producer::partitionCount(const std::string& topic,
   while (true) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) break;
+    // At most 2 s per request: between requests the error events are served, so a failed
+    // authentication (which leaves every request waiting for a broker) ends the wait.
     const rd_kafka_metadata_t* raw = nullptr;
-    auto err = rd_kafka_metadata(impl_->rk.get(), 0, rkt.get(), &raw, static_cast<int>(left));
+    auto err = rd_kafka_metadata(impl_->rk.get(), 0, rkt.get(), &raw,
+                                 static_cast<int>(std::min<std::int64_t>(left, 2000)));
     MetadataPtr metadata(raw);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       last = err;
@@ -184,6 +204,15 @@ td::Result<int> Producer::partitionCount(const std::string& topic,
       return metadata->topics[0].partition_cnt;
     } else {
       last = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    }
+    // No DESCRIBE on the topic (TOPIC_AUTHORIZATION_FAILED), or credentials the broker
+    // refused: waiting changes nothing.
+    if (isAccessDenied(make_error_code(static_cast<Errc>(last)))) break;
+    rd_kafka_poll(impl_->rk.get(), 0);
+    if (impl_->refusal && isAccessDenied(impl_->refusal->code())) {
+      return std::unexpected(td::Error(impl_->refusal->code(),
+                                       "partition count of " + topic + ": " +
+                                           impl_->refusal->message()));
     }
     // Topic being created, or no leader yet: back off a little.
     left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();

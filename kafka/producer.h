@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,9 +63,19 @@ class Producer {
   // Records (and requests) not yet acknowledged: librdkafka's rd_kafka_outq_len.
   int outstanding() const;
 
+  // Why the broker refuses this producer, if it does: the first failed authentication
+  // (kAuthentication: wrong credentials, a mechanism the listener does not offer) or fatal
+  // error (with its cause, e.g. kClusterAuthorizationFailed when the idempotent producer's
+  // InitProducerId is refused: its principal may write no topic). Authentication failures
+  // are heard of in poll(), flush() or partitionCount(); a fatal error at once. After a fatal
+  // error the producer delivers nothing.
+  std::optional<td::Error> refusal() const;
+
   // The number of partitions of `topic`, from cluster metadata. Asks the broker to auto-create
   // the topic where it allows that, and retries until `timeout` while the topic has no leader.
-  // Errors: kTimedOut, kUnknownTopicOrPart (when it never appeared), kTransport.
+  // Serves error events (and delivery callbacks) between requests. Errors: kTimedOut,
+  // kUnknownTopicOrPart (when it never appeared), kTransport; at once, an access-denied error
+  // (kafka/error.h): kTopicAuthorizationFailed (no DESCRIBE on the topic), kAuthentication.
   td::Result<int> partitionCount(const std::string& topic, std::chrono::milliseconds timeout);
 
   // ---- Transactions (only for a producer created with `transactional.id`) ----

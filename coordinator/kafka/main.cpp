@@ -6,12 +6,19 @@
 #include "coordinator/kafka/metrics_server.h"
 #include "coordinator/kafka/options.h"
 #include "coordinator/kafka/service.h"
+#include "kafka/error.h"
 
 namespace {
 td::coordinator::Service* g_service = nullptr;
 void onSignal(int) {
   if (g_service != nullptr) g_service->stop();
 }
+
+// After an error that says the broker refuses this principal (kafka/error.h).
+const char* const kAccessHint =
+    "the broker refused this principal's credentials or an operation it needs: what "
+    "td-coordinator needs is in deploy/create-acls.sh and docs/configuration.md, \"Secure "
+    "clusters\"";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -23,6 +30,9 @@ int main(int argc, char** argv) {
   auto service = td::coordinator::Service::create(std::move(line->service), clock);
   if (!service) {
     std::fprintf(stderr, "td-coordinator: %s\n", service.error().message().c_str());
+    if (td::kafka::isAccessDenied(service.error().code())) {
+      std::fprintf(stderr, "td-coordinator: %s\n", kAccessHint);
+    }
     return 2;
   }
   // Metrics and health: started after the service exists, stopped before it goes.
@@ -47,6 +57,11 @@ int main(int argc, char** argv) {
   metrics.reset();
   if (!status) {
     td::log::get("coordinator")->critical("stopped: {}", status.error().message());
+    // Credentials or ACLs: a configuration error, which a restart would only repeat.
+    if (td::kafka::isAccessDenied(status.error().code())) {
+      td::log::get("coordinator")->critical("{}", kAccessHint);
+      return 2;
+    }
     return 1;
   }
   return 0;

@@ -10,16 +10,21 @@ namespace td::kafka::internal {
 
 std::shared_ptr<spdlog::logger> logger() { return td::log::get("kafka"); }
 
+td::Error fromRdKafka(rd_kafka_resp_err_t err, std::string text, const std::string& context) {
+  const auto code = make_error_code(static_cast<Errc>(err));
+  if (isAccessDenied(code)) {
+    const std::string name = errorName(code);
+    if (text.find(name) == std::string::npos) text += " (" + name + ")";
+  }
+  return td::Error(code, context.empty() ? text : context + ": " + text);
+}
+
 td::Error fromRdKafka(rd_kafka_resp_err_t err, const std::string& context) {
-  std::string text = rd_kafka_err2str(err);
-  return td::Error(make_error_code(static_cast<Errc>(err)),
-                   context.empty() ? text : context + ": " + text);
+  return fromRdKafka(err, rd_kafka_err2str(err), context);
 }
 
 td::Error fromRdKafka(const rd_kafka_error_t* error, const std::string& context) {
-  std::string text = rd_kafka_error_string(error);
-  return td::Error(make_error_code(static_cast<Errc>(rd_kafka_error_code(error))),
-                   context.empty() ? text : context + ": " + text);
+  return fromRdKafka(rd_kafka_error_code(error), rd_kafka_error_string(error), context);
 }
 
 namespace {
@@ -125,15 +130,17 @@ Message toMessage(const rd_kafka_message_t& m) {
   return out;
 }
 
-void warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
+rd_kafka_resp_err_t warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
   TopicPtr rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
-  if (!rkt) return;
+  if (!rkt) return RD_KAFKA_RESP_ERR_NO_ERROR;
   const rd_kafka_metadata_t* raw = nullptr;
   auto err = rd_kafka_metadata(rk, 0, rkt.get(), &raw, timeout_ms);
   MetadataPtr metadata(raw);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     logger()->debug("{} metadata of {}: {}", rd_kafka_name(rk), topic, rd_kafka_err2str(err));
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
   }
+  return metadata->topic_cnt == 1 ? metadata->topics[0].err : RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 bool PeriodicLog::allow(std::uint64_t* suppressed) {
@@ -175,9 +182,16 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
       auto cause = rd_kafka_fatal_error(rk, reason, sizeof reason);
       return rdKafkaError(cause, std::string("fatal consumer error: ") + reason);
     }
+    const bool is_quiet = std::find(quiet.begin(), quiet.end(), m->err) != quiet.end();
+    if (!is_quiet && isAccessDenied(make_error_code(static_cast<Errc>(m->err)))) {
+      // Failed authentication, or an ACL refusing a read: no retry helps (see kafka/error.h).
+      return std::unexpected(fromRdKafka(
+          m->err, rd_kafka_message_errstr(m.get()),
+          m->rkt != nullptr ? std::string("reading ") + rd_kafka_topic_name(m->rkt)
+                            : std::string("consumer")));
+    }
     std::uint64_t suppressed = 0;
     if (limiter.allow(&suppressed)) {
-      bool is_quiet = std::find(quiet.begin(), quiet.end(), m->err) != quiet.end();
       logger()->log(is_quiet ? spdlog::level::debug : spdlog::level::warn,
                     "{} consumer error{}{}: {} ({} similar suppressed)", rd_kafka_name(rk),
                     m->rkt != nullptr ? " on " : "",

@@ -54,8 +54,12 @@ using GroupMetadataPtr =
 // The librdkafka handle inside GroupConsumer::GroupMetadata (defined in group_consumer.cpp).
 rd_kafka_consumer_group_metadata_t* rawGroupMetadata(const GroupConsumer::GroupMetadata& m);
 
-// An error in the kafka category: context + ": " + rd_kafka_err2str(err).
+// An error in the kafka category: context + ": " + rd_kafka_err2str(err), and for an
+// access-denied error (kafka/error.h) Kafka's name of it, which ACL documentation and broker
+// logs use: "...: Broker: Topic authorization failed (TOPIC_AUTHORIZATION_FAILED)".
 td::Error fromRdKafka(rd_kafka_resp_err_t err, const std::string& context);
+// The same with librdkafka's own text of this occurrence instead of rd_kafka_err2str(err).
+td::Error fromRdKafka(rd_kafka_resp_err_t err, std::string text, const std::string& context);
 // Same for an rd_kafka_error_t (uses its code and its own message).
 td::Error fromRdKafka(const rd_kafka_error_t* error, const std::string& context);
 inline std::unexpected<td::Error> rdKafkaError(rd_kafka_resp_err_t err,
@@ -91,8 +95,9 @@ class PeriodicLog {
 };
 
 // Reads messages from a consumer handle: up to `max`, waiting up to `timeout` for the first.
-// PARTITION_EOF is skipped silently, other non-fatal errors are logged through `limiter`
-// (at `quiet_level` for the errors in `quiet`), a fatal error is returned.
+// PARTITION_EOF is skipped silently; a fatal error, and an access-denied one (isAccessDenied:
+// failed authentication, a refused read) not in `quiet`, is returned; other errors are logged
+// through `limiter` (at debug for those in `quiet`, else at warn).
 td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
                                          std::chrono::milliseconds timeout, PeriodicLog& limiter,
                                          const std::vector<rd_kafka_resp_err_t>& quiet = {});
@@ -100,8 +105,11 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
 // Asks the cluster for `topic`'s metadata now, waiting at most timeout_ms, so librdkafka knows
 // its partitions and leaders at once: librdkafka 2.0.2 otherwise learns of a topic first used
 // after connecting only at its next 1 s topic scan, and starts an assigned partition with no
-// known leader only after a 500 ms retry. Best effort: failures are ignored (logged at debug).
-void warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms);
+// known leader only after a 500 ms retry. Best effort: a failed request is ignored (logged at
+// debug). Returns the topic's own error in the answer (TOPIC_AUTHORIZATION_FAILED without
+// DESCRIBE on it, UNKNOWN_TOPIC_OR_PART, ...), else NO_ERROR: librdkafka 2.0.2 never reports
+// the former to a consumer that assign()ed the topic, which then waits for it silently.
+rd_kafka_resp_err_t warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms);
 
 // The "kafka" logger.
 std::shared_ptr<spdlog::logger> logger();

@@ -76,6 +76,17 @@ class ProgressAwareLog {
   std::vector<std::pair<std::shared_ptr<spdlog::logger>, std::vector<spdlog::sink_ptr>>> saved_;
 };
 
+// `error` as the worker reports it. An access-denied error (kafka/error.h) says what was
+// refused: "not authorized to write td.registrations: ... (TOPIC_AUTHORIZATION_FAILED)", or
+// "authentication failed: ..."; any other error is returned as it is.
+td::Error refused(const td::Error& error, const std::string& operation) {
+  if (!kafka::isAccessDenied(error.code())) return error;
+  if (kafka::isAuthenticationFailure(error.code())) {
+    return td::Error(error.code(), "authentication failed: " + error.message());
+  }
+  return td::Error(error.code(), "not authorized to " + operation + ": " + error.message());
+}
+
 std::int64_t wallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -142,6 +153,10 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
       while (!done) {
         auto flushed = producer_->flush(std::chrono::seconds(5));
         if (done) break;
+        // Credentials the broker refuses: the record will never be acknowledged.
+        if (auto refusal = producer_->refusal(); refusal && kafka::isAccessDenied(refusal->code())) {
+          return std::unexpected(refused(*refusal, "write " + topic));
+        }
         if (stopping_ && Clock::now() > give_up_at) {
           return makeError(td::Errc::kUnavailable, "broker unreachable while leaving");
         }
@@ -152,6 +167,14 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
       }
       if (delivered) return {};
       status = delivered;
+    }
+    // Refused by an ACL (the delivery failed, or the producer failed fatally because its
+    // principal may write nothing at all): retrying cannot help.
+    if (status.error().code() == kafka::Errc::kFatal && producer_->refusal()) {
+      status = std::unexpected(*producer_->refusal());
+    }
+    if (kafka::isAccessDenied(status.error().code())) {
+      return std::unexpected(refused(status.error(), "write " + topic));
     }
     log_->warn("publishing to {} failed (attempt {}): {}; retrying", topic, attempt,
                status.error().message());
@@ -182,12 +205,15 @@ void WorkerApp::heartbeat() {
 
 td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   const auto& topics = options_.topics;
+  // Errors name what was refused: describing a topic comes with WRITE and READ on it.
   auto count = producer_->partitionCount(topics.registrations(), std::chrono::seconds(30));
-  if (!count) return std::unexpected(count.error());
+  if (!count) return std::unexpected(refused(count.error(), "write " + topics.registrations()));
   partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
   auto marks = reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(30));
-  if (!marks) return std::unexpected(marks.error());
-  TD_RETURN_IF_ERROR(reader_->assign({{topics.joins(), partition_, marks->second}}));
+  if (!marks) return std::unexpected(refused(marks.error(), "read " + topics.joins()));
+  if (auto assigned = reader_->assign({{topics.joins(), partition_, marks->second}}); !assigned) {
+    return std::unexpected(refused(assigned.error(), "read " + topics.joins()));
+  }
 
   td::v1::RegistrationRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
@@ -201,7 +227,7 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   const auto deadline = Clock::now() + options_.join_timeout;
   while (Clock::now() < deadline && !stopping_) {
     auto batch = reader_->poll(100, std::chrono::milliseconds(100));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return std::unexpected(refused(batch.error(), "read " + topics.joins()));
     for (const auto& msg : *batch) {
       td::v1::JoinRecord reply;
       if (!reply.ParseFromString(msg.value)) {
@@ -225,6 +251,23 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
 }
 
 td::Result<int> WorkerApp::run() {
+  auto code = joinAndFollow();
+  if (code || !kafka::isAccessDenied(code.error().code())) return code;
+  // A configuration error of the deployment, not broker trouble (docs/operations.md).
+  const auto& topics = options_.topics;
+  log_->critical(
+      "{}. {} (docs/configuration.md, \"Secure clusters\")", code.error().message(),
+      kafka::isAuthenticationFailure(code.error().code())
+          ? std::string("Check the credentials (sasl.username and sasl.password, or the TLS "
+                        "key) and sasl.mechanism")
+          : fmt::format("td-worker's principal needs WRITE on {} and {}, and READ on {} and on "
+                        "the topics prefixed {}, as deploy/create-acls.sh grants",
+                        topics.registrations(), topics.completions(), topics.joins(),
+                        topics.assign("")));
+  return kExitUsage;
+}
+
+td::Result<int> WorkerApp::joinAndFollow() {
   auto joined = registerAndJoin();
   if (!joined) {
     if (stopping_) return kExitInterrupted;
@@ -336,7 +379,9 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   // From absolute offset 0 rather than kOffsetBeginning: a logical offset needs a lookup that
   // librdkafka retries only after 500 ms when the topic is new; auto.offset.reset=earliest
   // covers a log whose start was deleted.
-  TD_RETURN_IF_ERROR(reader_->assign({{joined.assign_topic(), 0, 0}}));
+  if (auto assigned = reader_->assign({{joined.assign_topic(), 0, 0}}); !assigned) {
+    return std::unexpected(refused(assigned.error(), "read " + joined.assign_topic()));
+  }
   ProgressAwareLog progress_aware_log(progress_);
   joined_at_ = Clock::now();
   next_draw_ = joined_at_;
@@ -393,7 +438,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     }
 
     auto batch = reader_->poll(100, std::chrono::milliseconds(0));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return std::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
     for (const auto& msg : *batch) {
       td::v1::AssignmentRecord record;
       if (!record.ParseFromString(msg.value) ||

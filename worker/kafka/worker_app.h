@@ -40,7 +40,8 @@ struct WorkerOptions {
 // Exit codes of td-worker.
 inline constexpr int kExitCompleted = 0;
 inline constexpr int kExitFailed = 1;
-inline constexpr int kExitUsage = 2;            // usage, configuration, schema, rejected
+inline constexpr int kExitUsage = 2;            // usage, configuration, schema, rejected;
+                                                // the broker refused the credentials or an ACL
 inline constexpr int kExitInterrupted = 130;
 
 class WorkerApp {
@@ -51,13 +52,16 @@ class WorkerApp {
   ~WorkerApp();
 
   // Registers and runs until the group completes (0) or fails (1); 2 when the coordinator
-  // rejected the registration; 130 after stop(). Errors are broker trouble past the timeouts.
+  // rejected the registration, or the broker refused this worker's credentials or an
+  // operation it needs (an ACL: logged naming the operation and topic, and what the worker's
+  // principal needs); 130 after stop(). Errors are broker trouble past the timeouts.
   td::Result<int> run();
   // Async-signal-safe: asks run() to abort the running step, leave and return.
   void stop();
 
  private:
   WorkerApp(WorkerOptions options, const schema::Schema& schema);
+  td::Result<int> joinAndFollow();
   td::Result<td::v1::GroupJoined> registerAndJoin();
   td::Result<int> follow(const td::v1::GroupJoined& joined);
   td::Status publish(const std::string& topic, const std::string& value);
