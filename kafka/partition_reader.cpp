@@ -166,6 +166,20 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   }
 }
 
+td::Result<std::int64_t> PartitionReader::position(const std::string& topic,
+                                                   std::int32_t partition) const {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  if (auto err = rd_kafka_position(impl_->rk.get(), list.get()); err) {
+    return rdKafkaError(err, "position of " + topic + "[" + std::to_string(partition) + "]");
+  }
+  const auto& e = list->elems[0];
+  if (e.err) {
+    return rdKafkaError(e.err, "position of " + topic + "[" + std::to_string(partition) + "]");
+  }
+  return e.offset < 0 ? -1 : e.offset;
+}
+
 int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }
 
 }  // namespace td::kafka

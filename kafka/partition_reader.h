@@ -50,6 +50,13 @@ class PartitionReader {
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);
 
+  // The offset this reader reads next in an assigned partition: past the last record poll()
+  // returned and past transaction markers and aborted records it skipped, so a partition
+  // written by transactions is read to its high watermark when this reaches it (its last
+  // record never does: the commit marker follows). -1 before anything was fetched.
+  // Errors: kUnknownPartition (not assigned).
+  td::Result<std::int64_t> position(const std::string& topic, std::int32_t partition) const;
+
   // A non-blocking fd (read end of a pipe) that becomes readable when messages or events are
   // ready, for a poll(2)/epoll loop that also waits on other fds. Clearing it: poll() drains it
   // on entry, and re-arms it itself when it returned `max` messages (more may be waiting), so

@@ -140,7 +140,8 @@ class Cluster {
   // A producer / a reader on this cluster's broker (extra properties applied last).
   std::unique_ptr<kafka::Producer> producer(const kafka::Properties& extra = {}) const;
   // Every record of `topic` (all partitions) from the beginning up to the high watermarks
-  // as they are now, in partition then offset order. Fails the test on trouble.
+  // as they are now (committed records only where transactions wrote), in partition then
+  // offset order. Fails the test on trouble.
   std::vector<kafka::Message> readTopic(const std::string& topic) const;
   // Every record of td.events decoded (undecodable ones are skipped), in readTopic's order:
   // per group in sequence order, since a group's events share one partition.
