@@ -589,6 +589,119 @@ def check_topics(check, src):
                            f"partitions exited {r.returncode}, expected {want}: {r.stderr.strip()}")
 
 
+def acls_dry_run(src, args):
+    """create-acls.sh --dry-run ARGS: (exit code, ACL set, kafka-acls.sh calls, stderr). An ACL
+    is (principal, pattern, operation, resource type, name)."""
+    r = subprocess.run(["bash", os.path.join(src, "deploy", "create-acls.sh"), "--dry-run",
+                        "--bootstrap-server", "k:9092"] + args,
+                       capture_output=True, text=True, timeout=30)
+    acls, calls = set(), 0
+    for line in r.stdout.splitlines():
+        words = shlex.split(line)
+        if "--add" not in words:
+            continue
+        calls += 1
+        principal = words[words.index("--allow-principal") + 1]
+        pattern = words[words.index("--resource-pattern-type") + 1]
+        ops = [words[i + 1] for i, w in enumerate(words) if w == "--operation"]
+        resources = [(w[2:], words[i + 1]) for i, w in enumerate(words)
+                     if w in ("--topic", "--group", "--transactional-id", "--cluster")]
+        for op in ops:
+            for kind, name in resources:
+                acls.add((principal, pattern, op, kind, name))
+    return r.returncode, acls, calls, r.stderr
+
+
+def documented_acls(path, heading, resource_column, pattern_column=None):
+    """The ACL table under `heading` in a doc: rows `| coordinator | ...` or `| worker | ...`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(heading)
+    acls = set()
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or cells[0] not in ("coordinator", "worker"):
+            continue
+        principal = f"User:td-{cells[0]}"
+        resources = cells[resource_column]
+        ops_cell = cells[resource_column - 1]
+        for segment in resources.split(";"):
+            segment = segment.strip()
+            kind = ("transactional-id" if segment.startswith("transactional")
+                    else "group" if segment.startswith("group") else "topic")
+            if pattern_column is not None:
+                pattern = cells[pattern_column]
+            else:
+                pattern = "prefixed" if "prefixed" in segment else "literal"
+            for name in re.findall(r"`([^`]+)`", segment):
+                for op in [o.strip() for o in ops_cell.split(",")]:
+                    acls.add((principal, pattern, op, kind, name))
+    return acls
+
+
+def check_acls(check, src):
+    names, _, _ = code_topics(src)
+    code, full, calls, err = acls_dry_run(src, ["--exactly-once"])
+    if code != 0:
+        check.fail(f"create-acls.sh --dry-run --exactly-once exited {code}: {err.strip()}")
+        return
+    # Both docs list exactly what the script grants (defaults, admin mode, --exactly-once).
+    for path, heading, columns in (
+            (os.path.join(src, "docs", "configuration.md"), "### ACLs", (2, None)),
+            (os.path.join(src, "deploy", "README.md"), "## ACLs: create-acls.sh", (3, 1))):
+        documented = documented_acls(path, heading, *columns)
+        rel = os.path.relpath(path, src)
+        for acl in sorted(full - documented):
+            check.fail(f"{rel} does not list {acl}, which create-acls.sh grants")
+        for acl in sorted(documented - full):
+            check.fail(f"{rel} lists {acl}, which create-acls.sh does not grant")
+    # What the code uses: the topics of protocol.h, the coordinator's default group and its
+    # transactional.id (<consumer-group>.<coordinator-id>).
+    with open(os.path.join(src, "coordinator", "kafka", "service.h"), encoding="utf-8") as f:
+        group = re.search(r'consumer_group = "([^"]+)"', f.read()).group(1)
+    with open(os.path.join(src, "coordinator", "kafka", "service.cpp"), encoding="utf-8") as f:
+        if not re.search(r'"transactional\.id", o\.consumer_group \+ "\." \+', f.read()):
+            check.fail("service.cpp's transactional.id is no longer <consumer-group>.<id>")
+    for principal, pattern, op, kind, name in full:
+        if kind == "topic" and not (name[len("td."):] in names or name == "td.assign."):
+            check.fail(f"create-acls.sh names topic {name}, which protocol.h does not have")
+        if kind in ("group", "transactional-id") and not name.startswith(group):
+            check.fail(f"create-acls.sh names {kind} {name}; the coordinator's group is {group}")
+    # Workers can forge nothing the coordinators write.
+    for principal, pattern, op, kind, name in full:
+        if principal == "User:td-worker" and op != "Read" and name in ("td.joins", "td.assign.",
+                                                                      "td.events", "td.state"):
+            check.fail(f"workers may {op} {name}")
+    if calls != 7:
+        check.fail(f"create-acls.sh --exactly-once makes {calls} kafka-acls.sh calls, not 7")
+    # Without --exactly-once no transactional id; with --assign-topics auto no Delete.
+    _, default, _, _ = acls_dry_run(src, [])
+    if default != {a for a in full if a[3] != "transactional-id"}:
+        check.fail("create-acls.sh without --exactly-once grants more than transactional ids less")
+    _, auto, _, _ = acls_dry_run(src, ["--assign-topics", "auto"])
+    if auto != {a for a in default if a[2] != "Delete"}:
+        check.fail("create-acls.sh --assign-topics auto differs from the default by more than Delete")
+    # Another prefix, group and principals: every name moves with them.
+    _, other, _, _ = acls_dry_run(src, ["--prefix", "ci.td.", "--consumer-group", "ci-coord",
+                                        "--coordinator-principal", "User:c",
+                                        "--worker-principal", "User:w", "--exactly-once"])
+    moved = {("User:c" if p == "User:td-coordinator" else "User:w", pat, op, kind,
+              ("ci.td." + n[len("td."):]) if kind == "topic"
+              else "ci-coord" + n[len(group):])
+             for p, pat, op, kind, n in full}
+    if other != moved:
+        check.fail(f"create-acls.sh --prefix ci.td. --consumer-group ci-coord: "
+                   f"{sorted(other ^ moved)} differ")
+    for bad in (["--assign-topics", "both"], ["--worker-principal", "td-worker"], ["--what"]):
+        code, _, _, _ = acls_dry_run(src, bad)
+        if code != 2:
+            check.fail(f"create-acls.sh {' '.join(bad)} exited {code}, expected 2 (usage)")
+    if not check.failures:
+        check.note(f"{len(full)} ACLs in {calls} kafka-acls.sh calls, as both docs list them")
+
+
 def shell_scripts(src):
     scripts = [os.path.join(src, "scripts", "td")]
     for root, _, files in os.walk(os.path.join(src, "deploy")):
@@ -785,8 +898,8 @@ def check_docs(check, src):
                 check.fail(f"{doc} does not link {link}")
 
 
-CHECKS = ["yaml", "k8s", "coordinators", "options", "topics", "shell", "systemd", "dockerfile",
-          "docs"]
+CHECKS = ["yaml", "k8s", "coordinators", "options", "topics", "acls", "shell", "systemd",
+          "dockerfile", "docs"]
 
 
 def main():
@@ -809,6 +922,7 @@ def main():
         "coordinators": lambda c: check_coordinators(c, src),
         "options": lambda c: check_options(c, src, binaries),
         "topics": lambda c: check_topics(c, src),
+        "acls": lambda c: check_acls(c, src),
         "shell": lambda c: check_shell(c, src),
         "systemd": lambda c: check_systemd(c, src, args.coordinator),
         "dockerfile": lambda c: check_dockerfile(c, src, bins),
