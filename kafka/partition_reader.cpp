@@ -149,6 +149,14 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   }
 }
 
+std::int64_t PartitionReader::position(const std::string& topic, std::int32_t partition) const {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+  const std::int64_t offset = list->elems[0].offset;
+  return offset >= 0 ? offset : -1;
+}
+
 int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }
 
 }  // namespace td::kafka

@@ -52,6 +52,12 @@ class PartitionReader {
   // on entry, and re-arms it itself when it returned `max` messages (more may be waiting), so
   // the rule is simply "when readable, call poll()". Spurious wake-ups are possible (poll()
   // then returns nothing). Do not read or close it. Valid for the reader's lifetime.
+  // The next offset this reader will hand out from a partition it reads: past the last
+  // record returned, and past what read_committed never returns (transaction markers, aborted
+  // records). -1 before anything was read from it. Reading a log "up to its high watermark"
+  // ends when this reaches it: a transactional log's last offset is a marker, never a record.
+  std::int64_t position(const std::string& topic, std::int32_t partition) const;
+
   int eventFd() const;
 
   struct Impl;

@@ -175,6 +175,21 @@ bool Cluster::restartDeadKafkaNodes() {
       std::chrono::seconds(30));
 }
 
+std::map<std::int32_t, int> Cluster::kafkaLeaders(const std::string& topic) const {
+  std::map<std::int32_t, int> out;
+  const auto [rc, text] = kafkaTool("topics", {"--describe", "--topic", topic});
+  EXPECT_EQ(rc, 0) << text;
+  // "\tTopic: td.state\tPartition: 0\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3,1..."
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto p = line.find("Partition: ");
+    const auto l = line.find("Leader: ");
+    if (p == std::string::npos || l == std::string::npos) continue;
+    out[std::stoi(line.substr(p + 11))] = std::stoi(line.substr(l + 8));
+  }
+  return out;
+}
+
 void Cluster::takeBrokerDown() {
   if (broker_kind_ == Broker::kKafka) {
     for (int node = 1; node <= kafka_nodes_; ++node) signalKafkaNode(node, SIGKILL);
@@ -370,10 +385,14 @@ std::vector<kafka::Message> Cluster::readTopic(const std::string& topic) const {
   if (assignment.empty()) return out;
   EXPECT_TRUE((*reader)->assign(assignment).has_value());
   std::map<std::int32_t, std::vector<kafka::Message>> by_partition;
+  // A partition is read once its last record is, or once the reader's position is past the
+  // high watermark: a transactional log (--exactly-once) ends with a marker, never handed out.
   auto done = [&] {
     for (const auto& [p, h] : high) {
       auto& msgs = by_partition[p];
-      if (msgs.empty() || msgs.back().offset + 1 < h) return false;
+      if (!msgs.empty() && msgs.back().offset + 1 >= h) continue;
+      if ((*reader)->position(topic, p) >= h) continue;
+      return false;
     }
     return true;
   };
