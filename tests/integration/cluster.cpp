@@ -175,6 +175,15 @@ bool Cluster::restartDeadKafkaNodes() {
       std::chrono::seconds(30));
 }
 
+std::filesystem::path Cluster::kafkaToolsDir() const {
+  Process fetch(Process::Options{.args = {TD_KAFKA_BROKER_SCRIPT, "fetch"},
+                                 .output = dir() / "kafka-fetch.log"});
+  EXPECT_EQ(fetch.wait(std::chrono::seconds(300)), 0) << fetch.output();
+  // The cache directory is the last line (a first fetch says more before it).
+  std::string out = trim(fetch.output());
+  return std::filesystem::path(out.substr(out.rfind('\n') + 1)) / "bin";
+}
+
 std::map<std::int32_t, int> Cluster::kafkaLeaders(const std::string& topic) const {
   std::map<std::int32_t, int> out;
   const auto [rc, text] = kafkaTool("topics", {"--describe", "--topic", topic});

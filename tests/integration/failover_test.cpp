@@ -542,6 +542,97 @@ std::map<std::string, int> claimsBy(const Cluster& cluster) {
   return out;
 }
 
+// A session timeout Apache Kafka refuses (under its group.min.session.timeout.ms, 6 s): the
+// coordinator stops at once saying why, instead of retrying its join forever.
+TEST(Failover, ApacheKafkaRefusedSessionTimeoutStopsTheCoordinatorWithItsReason) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (the embedded broker accepts it)";
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  Process& coordinator = cluster.startCoordinator({"-X", "session.timeout.ms=3000"});
+  const auto rc = coordinator.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(rc.has_value()) << "still running:\n" << coordinator.output();
+  EXPECT_NE(*rc, 0);
+  EXPECT_NE(coordinator.output().find("session.timeout.ms"), std::string::npos) << coordinator.output();
+  EXPECT_NE(coordinator.output().find("group.min.session.timeout.ms"), std::string::npos);
+}
+
+// td.state compacted with small segments (what deploy/create-topics.sh makes it, with
+// segments rolled every second here so the cleaner runs within the test), on one partition so
+// every group shares it: one group idles with its step held at the gate while other groups
+// run, finish and are forgotten, rewriting td.state. Once the cleaner has removed the idle
+// group's own superseded snapshots (one record of it left), the coordinator is SIGKILLed; a
+// new one restores exactly the groups that were open (the idle one) and they complete.
+TEST(Failover, ApacheKafkaCompactedChangelogRestoresExactlyTheOpenGroups) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (log compaction)";
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = 1});
+  const auto [rc, out] = cluster.kafkaTool(
+      "configs", {"--alter", "--entity-type", "topics", "--entity-name", "td.state",
+                  "--add-config",
+                  "segment.ms=1000,min.cleanable.dirty.ratio=0.01,delete.retention.ms=1000,"
+                  "min.compaction.lag.ms=0"});
+  ASSERT_EQ(rc, 0) << out;
+  auto args = coordinatorArgs();
+  args.insert(args.end(), {"--finished-group-retention", "1"});
+  Process* first = &cluster.startCoordinator("c1", args);
+
+  // The idle group: one worker whose steps wait at the gate.
+  Fleet idle = startGroups(cluster, "idle", 1, 1, 2);
+  ASSERT_TRUE(waitMarks(cluster, idle, 1, kStartTimeout)) << cluster.logs("coordinator");
+  std::string idle_group;
+  for (const auto& e : cluster.events()) {
+    if (e.has_group_created()) idle_group = e.group_id();
+  }
+  ASSERT_FALSE(idle_group.empty());
+  auto snapshots_of_idle = [&] {
+    int n = 0;
+    for (const auto& m : cluster.readTopic("td.state")) n += m.key == idle_group ? 1 : 0;
+    return n;
+  };
+  const int snapshots_before = snapshots_of_idle();
+  ASSERT_GE(snapshots_before, 2) << "the idle group wrote several snapshots";
+  // Churn: groups of quick steps, one after another, each finished and forgotten, until the
+  // cleaner has compacted the idle group's key.
+  int churned = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (snapshots_of_idle() > 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "td.state never compacted";
+    const std::string family = "churn" + std::to_string(churned++);
+    const auto schema = cluster.writeSchema(
+        family, "name: " + family + "\nsteps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'true'}\n");
+    ASSERT_EQ(cluster.startWorker(schema, {family + "w", "c1", {}, {"--quiet-steps"}})
+                  .wait(std::chrono::seconds(60)),
+              0);
+  }
+  // The groups open now, by td.events: created and neither completed nor failed.
+  std::set<std::string> open;
+  for (const auto& e : cluster.events()) {
+    if (e.has_group_created()) open.insert(e.group_id());
+    if (e.has_group_completed() || e.has_group_failed()) open.erase(e.group_id());
+  }
+  ASSERT_EQ(open, std::set<std::string>{idle_group}) << "only the idle group is open";
+
+  first->signal(SIGKILL);
+  ASSERT_EQ(first->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  cluster.startCoordinator("c2", args);
+  std::map<std::string, std::int64_t> restored;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        restored = restoredBy(cluster.events(), [](const std::string& id) { return id == "c2"; });
+        return !restored.empty();
+      },
+      kOwnershipTimeout))
+      << cluster.logs("coordinator");
+  std::set<std::string> restored_ids;
+  for (const auto& [g, at] : restored) restored_ids.insert(g);
+  EXPECT_EQ(restored_ids, open) << "a compacted td.state restores exactly the open groups";
+  openGate(cluster);
+  expectWorkersSucceed(cluster, idle);
+  expectEveryStepRanOnce(cluster, idle, cluster.events());
+  std::printf("[ measured ] compaction: the idle group's %d snapshots compacted to 1 after %d "
+              "groups churned through td.state; restored by the next owner: %zu group\n",
+              snapshots_before, churned, restored_ids.size());
+  expectAuditClean(cluster, "audit-compacted");
+}
+
 // Three brokers (replication 3, min.insync.replicas 2): the one leading the most partitions of
 // td.registrations and td.state is SIGKILLed while the groups run. Leadership moves to the
 // others; every group completes, every step ran once, td-audit verify is clean.
