@@ -125,8 +125,9 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   std::int64_t high = 0;
   // librdkafka 2.0.2 asks the leader it knows once and returns what it says. Apache Kafka
   // answers NOT_LEADER / LEADER_NOT_AVAILABLE for a while after a topic is created or its
-  // leader moves (a broker restarted or died): ask again, with fresh metadata, until the
-  // deadline. The embedded broker never says so.
+  // leader moves (a broker restarted or died), and a topic being auto-created has no
+  // partitions in the metadata yet: ask again, with fresh metadata, until the deadline. The
+  // embedded broker never says so.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto backoff = std::chrono::milliseconds(20);
   for (;;) {
@@ -136,12 +137,14 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
                                                 &high, static_cast<int>(std::max<std::int64_t>(
                                                            left.count(), 1)));
     if (!err) return std::pair{low, high};
-    const bool leader_moving = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+    const bool not_yet_known = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
                                err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
                                err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
                                err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH ||
-                               err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE;
-    if (!leader_moving || std::chrono::steady_clock::now() + backoff >= deadline) {
+                               err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE ||
+                               err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                               err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    if (!not_yet_known || std::chrono::steady_clock::now() + backoff >= deadline) {
       return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
     }
     std::this_thread::sleep_for(backoff);
