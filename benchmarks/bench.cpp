@@ -27,18 +27,50 @@ struct Broker {
   std::string description;
 };
 
+// The td.* topics a coordinator needs under `topics`' prefix, `partitions` each.
+std::vector<std::pair<std::string, int>> coordinatorTopics(const protocol::Topics& topics,
+                                                           int partitions) {
+  std::vector<std::pair<std::string, int>> out;
+  for (const auto& topic : {topics.registrations(), topics.completions(), topics.joins(),
+                            topics.events(), topics.dlq(), topics.state()}) {
+    out.emplace_back(topic, partitions);
+  }
+  return out;
+}
+
+// Creates `topics` on an outside broker through the Admin API (one that already exists counts
+// as created), as an operator would before a run: a consumer does not auto-create topics, so
+// td.joins would otherwise not exist when a worker first reads it.
+td::Status createOutsideTopics(const BenchOptions& options,
+                               const std::vector<std::pair<std::string, int>>& topics) {
+  kafka::Properties props{{"bootstrap.servers", options.bootstrap_servers}};
+  props.insert(props.end(), options.kafka.begin(), options.kafka.end());
+  auto admin = kafka::Admin::create(props);
+  if (!admin) return std::unexpected(admin.error());
+  std::vector<kafka::NewTopic> requests;
+  for (const auto& [name, partitions] : topics) {
+    requests.push_back({.name = name, .partitions = partitions});
+  }
+  for (const auto& outcome : (*admin)->createTopics(requests, std::chrono::seconds(30))) {
+    if (!outcome.status) {
+      return makeError(outcome.status.error().code(),
+                       "create topic " + outcome.topic + ": " + outcome.status.error().message());
+    }
+  }
+  return {};
+}
+
 td::Result<Broker> openBroker(const BenchOptions& options, const protocol::Topics& topics) {
+  auto needed = coordinatorTopics(topics, options.partitions);
+  needed.emplace_back(topics.prefix() + "bench.ping", 1);
+  needed.emplace_back(topics.prefix() + "bench.pong", 1);
+  needed.emplace_back(topics.prefix() + "bench.produce", options.partitions);
   if (!options.bootstrap_servers.empty()) {
+    TD_RETURN_IF_ERROR(createOutsideTopics(options, needed));
     return Broker{nullptr, options.bootstrap_servers, options.bootstrap_servers};
   }
   kafka::EmbeddedBroker::Options broker_options;
-  for (const auto& topic : {topics.registrations(), topics.completions(), topics.joins(),
-                            topics.events(), topics.dlq(), topics.state()}) {
-    broker_options.topics.emplace_back(topic, options.partitions);
-  }
-  broker_options.topics.emplace_back(topics.prefix() + "bench.ping", 1);
-  broker_options.topics.emplace_back(topics.prefix() + "bench.pong", 1);
-  broker_options.topics.emplace_back(topics.prefix() + "bench.produce", options.partitions);
+  broker_options.topics = std::move(needed);
   auto broker = kafka::EmbeddedBroker::start(broker_options);
   if (!broker) return std::unexpected(broker.error());
   std::string bootstrap = (*broker)->bootstrapServers();
@@ -189,11 +221,13 @@ class Run {
   td::Status scalingPhase(const Broker& broker, int groups) {
     const protocol::Topics topics(fmt::format("{}scale{}-{}.", options_.topic_prefix, groups,
                                               run_id_));
+    const auto needed = coordinatorTopics(topics, options_.partitions);
     if (broker.embedded) {
-      for (const auto& topic : {topics.registrations(), topics.completions(), topics.joins(),
-                                topics.events(), topics.dlq(), topics.state()}) {
-        TD_RETURN_IF_ERROR(broker.embedded->createTopic(topic, options_.partitions));
+      for (const auto& [topic, partitions] : needed) {
+        TD_RETURN_IF_ERROR(broker.embedded->createTopic(topic, partitions));
       }
+    } else {
+      TD_RETURN_IF_ERROR(createOutsideTopics(options_, needed));
     }
     log_->info("scaling {} groups: starting a td-coordinator on {}*", groups, topics.prefix());
     auto coordinator = startCoordinator(

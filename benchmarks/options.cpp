@@ -100,8 +100,8 @@ void addPhaseFlags(CLI::App& app, BenchOptions& o) {
 void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::string>& properties) {
   app.add_option("--bootstrap-server", o.bootstrap_servers,
                  "use this Kafka (HOST:PORT[,...]) instead of an embedded broker hosted in "
-                 "td-bench; it must have td.joins with as many partitions as td.registrations "
-                 "(use a fresh broker or a fresh --topic-prefix)");
+                 "td-bench; it creates its topics there through the Admin API (use a fresh "
+                 "broker or a fresh --topic-prefix)");
   app.add_option("-X", properties,
                  "librdkafka property key=value for every client of the run: td-bench's own, "
                  "td-coordinator's and td-workers' (repeatable; applied last; for experiments, "
@@ -109,7 +109,8 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
   app.add_option("--topic-prefix", o.topic_prefix, "prefix of every topic name")
       ->capture_default_str();
   app.add_option("--partitions", o.partitions,
-                 "partitions of each pre-created td.* topic (embedded broker only)")
+                 "partitions of each td.* topic it creates (on an outside broker through the "
+                 "Admin API; one that exists is kept as it is)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--round-trips", o.round_trips, "measured floor round trips")

@@ -221,6 +221,20 @@ std::vector<GroupConsumer::PartitionLag> GroupConsumer::lag() const {
   return out;
 }
 
+std::vector<TopicPartitionOffset> GroupConsumer::positions() const {
+  std::vector<TopicPartitionOffset> out;
+  if (impl_->closed) return out;
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(impl_->rk.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  PartitionListPtr list(raw);
+  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const auto& e = list->elems[i];
+    if (e.offset >= 0) out.push_back({e.topic, e.partition, e.offset});
+  }
+  return out;
+}
+
 void GroupConsumer::close() {
   if (impl_->closed) return;
   impl_->closed = true;

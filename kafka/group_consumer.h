@@ -83,6 +83,12 @@ class GroupConsumer {
   };
   std::vector<PartitionLag> lag() const;
 
+  // The next offset to consume of every assigned partition whose position is known (it has
+  // been consumed from since it was assigned). For a transaction's offsets: sending them with
+  // every transaction ties its commit to the consumer group's generation (KIP-447), so a
+  // member that lost its partitions cannot commit one.
+  std::vector<TopicPartitionOffset> positions() const;
+
   // Leaves the group (revoking the assignment through the callback). Idempotent; after it,
   // poll() returns nothing and commit() fails.
   void close();

@@ -136,8 +136,9 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   std::int64_t high = 0;
   // librdkafka 2.0.2 asks the leader it knows once and returns what it says. Apache Kafka
   // answers NOT_LEADER / LEADER_NOT_AVAILABLE for a while after a topic is created or its
-  // leader moves (a broker restarted or died): ask again, with fresh metadata, until the
-  // deadline. The embedded broker never says so.
+  // leader moves (a broker restarted or died), and a topic being auto-created has no
+  // partitions in the metadata yet: ask again, with fresh metadata, until the deadline. The
+  // embedded broker never says so.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto backoff = std::chrono::milliseconds(20);
   for (;;) {
@@ -147,18 +148,24 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
                                                 &high, static_cast<int>(std::max<std::int64_t>(
                                                            left.count(), 1)));
     if (!err) return std::pair{low, high};
-    const bool leader_moving = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+    const bool not_yet_known = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
                                err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
                                err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
                                err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH ||
-                               err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE;
-    if (!leader_moving || std::chrono::steady_clock::now() + backoff >= deadline) {
-      if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-        // librdkafka says "unknown partition" for a topic this principal may not describe:
-        // the topic's metadata tells which.
-        const auto topic_err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
-        if (isAccessDenied(make_error_code(static_cast<Errc>(topic_err)))) err = topic_err;
+                               err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE ||
+                               err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                               err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    if (err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+      // librdkafka says "unknown partition" for a topic this principal may not describe too:
+      // the topic's metadata tells which, and a refusal does not pass with time.
+      const auto topic_err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
+      if (isAccessDenied(make_error_code(static_cast<Errc>(topic_err)))) {
+        return rdKafkaError(topic_err,
+                            "watermarks of " + topic + "[" + std::to_string(partition) + "]");
       }
+    }
+    if (!not_yet_known || std::chrono::steady_clock::now() + backoff >= deadline) {
       return rdKafkaError(err, "watermarks of " + topic + "[" + std::to_string(partition) + "]");
     }
     std::this_thread::sleep_for(backoff);
@@ -166,18 +173,12 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   }
 }
 
-td::Result<std::int64_t> PartitionReader::position(const std::string& topic,
-                                                   std::int32_t partition) const {
+std::int64_t PartitionReader::position(const std::string& topic, std::int32_t partition) const {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
-  if (auto err = rd_kafka_position(impl_->rk.get(), list.get()); err) {
-    return rdKafkaError(err, "position of " + topic + "[" + std::to_string(partition) + "]");
-  }
-  const auto& e = list->elems[0];
-  if (e.err) {
-    return rdKafkaError(e.err, "position of " + topic + "[" + std::to_string(partition) + "]");
-  }
-  return e.offset < 0 ? -1 : e.offset;
+  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+  const std::int64_t offset = list->elems[0].offset;
+  return offset >= 0 ? offset : -1;
 }
 
 int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }

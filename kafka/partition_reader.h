@@ -50,12 +50,11 @@ class PartitionReader {
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);
 
-  // The offset this reader reads next in an assigned partition: past the last record poll()
-  // returned and past transaction markers and aborted records it skipped, so a partition
-  // written by transactions is read to its high watermark when this reaches it (its last
-  // record never does: the commit marker follows). -1 before anything was fetched.
-  // Errors: kUnknownPartition (not assigned).
-  td::Result<std::int64_t> position(const std::string& topic, std::int32_t partition) const;
+  // The next offset this reader will hand out from a partition it reads: past the last
+  // record returned, and past what read_committed never returns (transaction markers, aborted
+  // records). -1 before anything was read from it. Reading a log "up to its high watermark"
+  // ends when this reaches it: a transactional log's last offset is a marker, never a record.
+  std::int64_t position(const std::string& topic, std::int32_t partition) const;
 
   // A non-blocking fd (read end of a pipe) that becomes readable when messages or events are
   // ready, for a poll(2)/epoll loop that also waits on other fds. Clearing it: poll() drains it

@@ -43,6 +43,12 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   app.add_flag("--exactly-once", options.exactly_once,
                "one Kafka transaction per cycle (Apache Kafka only; the embedded broker does not "
                "isolate transactions)");
+  app.add_flag("--static-membership", options.static_membership,
+               "join the consumer group as a static member (group.instance.id = "
+               "--coordinator-id, which must then be given): a restart within the session "
+               "timeout takes its partitions back without a rebalance of the others, but a "
+               "stopped instance's partitions wait out the session timeout (Apache Kafka; the "
+               "embedded broker ignores it)");
   app.add_flag("!--no-step-stats", options.core.step_stats,
                "hand out steps in schema order, and neither read nor write the duration history "
                "on td.step-stats (default: longest expected step first)");
@@ -117,6 +123,14 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
                  "--lease-ms %d (%s)\n",
                  heartbeat_ms, td::config::describe(layers.origin("heartbeat-interval-ms")).c_str(),
                  lease_ms, td::config::describe(layers.origin("lease-ms")).c_str());
+    return std::unexpected(2);
+  }
+  if (options.static_membership &&
+      layers.origin("coordinator-id").source == td::config::Source::kDefault) {
+    std::fprintf(stderr,
+                 "td-coordinator: --static-membership needs a stable --coordinator-id (it is "
+                 "the consumer's group.instance.id; the default, coordinator-PID, changes with "
+                 "every start)\n");
     return std::unexpected(2);
   }
   options.core.lease = std::chrono::milliseconds(lease_ms);

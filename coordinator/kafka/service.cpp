@@ -93,13 +93,19 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
                                  {"partition.assignment.strategy", "cooperative-sticky"},
                                  {"enable.auto.commit", o.exactly_once ? "false" : "true"},
                                  {"auto.commit.interval.ms", "200"}};
+  if (o.static_membership) consumer_own.emplace_back("group.instance.id", o.core.coordinator_id);
   // Output is never dropped: through an outage it waits (and the batch's offsets stay
   // uncommitted) until the broker is back.
   kafka::Properties producer_own{{"message.timeout.ms", "0"}};
   if (o.exactly_once) {
     // Stable per instance: a restarted instance fences its predecessor's open transaction.
     producer_own.emplace_back("transactional.id", o.consumer_group + "." + o.core.coordinator_id);
-    producer_own.emplace_back("transaction.timeout.ms", "60000");
+    // A cycle's transaction lasts milliseconds; one open for 10 s belongs to a coordinator
+    // that stalled (SIGSTOP, a frozen VM) inside it. Until the broker aborts it, every
+    // read_committed reader of the partitions it wrote (workers, the next owner's restore of
+    // td.state, td-audit) waits behind it, so the broker should abort it soon: 10 s, plus up
+    // to the broker's transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
+    producer_own.emplace_back("transaction.timeout.ms", "10000");
   }
   consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
   producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
@@ -263,7 +269,10 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
       next = msg.offset + 1;
     }
     if (next < to && batch->empty()) {
-      // Compaction may have removed the records before `to`: the log end tells.
+      // The records before `to` may be gone (compaction) or never handed out (with
+      // --exactly-once the log ends in a transaction marker, and aborted records are skipped):
+      // the reader's position, or the log end, tells.
+      if (state_reader_->position(topic, partition) >= to) break;
       auto marks = state_reader_->watermarks(topic, partition, std::chrono::seconds(5));
       if (marks && marks->second <= next) break;
     }
@@ -339,12 +348,12 @@ td::Status Service::restorePartition(std::int32_t partition) {
   // Shared with the delivery callback, which may run after this returns (a stop cuts the wait
   // short and the producer's purge runs it later).
   auto claimed_at = std::make_shared<std::int64_t>(-1);
-  if (options_.exactly_once) TD_RETURN_IF_ERROR(producer_->beginTransaction());
   produce(topic, partition, std::string(kOwnerKey), claim.SerializeAsString(),
           [claimed_at](const td::Status& result, std::int32_t, std::int64_t offset) {
             if (result) *claimed_at = offset;
           });
-  if (options_.exactly_once) {
+  if (in_transaction_) {
+    in_transaction_ = false;
     TD_RETURN_IF_ERROR(producer_->commitTransaction(std::chrono::seconds(60)));
   }
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
@@ -515,12 +524,32 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
 
 td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets) {
   const auto timeout = std::chrono::seconds(60);
-  TD_RETURN_IF_ERROR(producer_->beginTransaction());
+  // The transaction begins with the cycle's first record (produce()); a cycle with neither
+  // output nor input (most ticks) costs nothing.
   writeSnapshots();
   ensureAssignTopics();
   produceOutput();
   produceStepStats();
-  auto status = producer_->sendOffsetsToTransaction(offsets, *consumer_, timeout);
+  if (!in_transaction_ && offsets.empty()) {
+    if (delivery_failures_.load() == 0) return {};
+    return makeError(td::Errc::kUnavailable, "a transaction could not begin");
+  }
+  if (!in_transaction_) TD_RETURN_IF_ERROR(producer_->beginTransaction());
+  in_transaction_ = false;
+  // Every transaction carries offsets, even a cycle with no input (a tick's retry or lease):
+  // the batch's, and the position of every other assigned partition. The group coordinator
+  // checks the consumer group's generation when it takes them, so a zombie (a coordinator
+  // that stalled past its session timeout and lost its partitions) cannot commit a cycle:
+  // its transaction aborts and read_committed readers (workers, td-audit, the next owner)
+  // never see its records.
+  auto fenced = offsets;
+  for (auto& position : consumer_->positions()) {
+    const bool in_batch = std::any_of(fenced.begin(), fenced.end(), [&](const auto& o) {
+      return o.topic == position.topic && o.partition == position.partition;
+    });
+    if (!in_batch) fenced.push_back(std::move(position));
+  }
+  auto status = producer_->sendOffsetsToTransaction(fenced, *consumer_, timeout);
   if (status) status = producer_->commitTransaction(timeout);
   if (!status) {
     // Nothing of this cycle is visible; the input is replayed by whoever owns it next.
@@ -622,6 +651,14 @@ void Service::produceFailed(const std::string& topic, const td::Error& error) {
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,
                       const std::string& value, kafka::Producer::DeliveryCallback on_delivery) {
+  if (options_.exactly_once && !in_transaction_) {
+    auto begun = producer_->beginTransaction();
+    if (!begun) {
+      produceFailed(topic, begun.error());
+      return;
+    }
+    in_transaction_ = true;
+  }
   probe_.records_out.fetch_add(1);
   auto status = producer_->produce(topic, partition, key, value,
                                    tracked(topic, std::move(on_delivery)), /*block_ms=*/10000);

@@ -67,6 +67,8 @@ struct ServiceOptions {
   // that implement transactions (Apache Kafka; the embedded broker accepts the calls but
   // isolates nothing and does not store offsets sent in a transaction).
   bool exactly_once = false;
+  // group.instance.id = core.coordinator_id on the input consumer (KIP-345).
+  bool static_membership = false;
   // Keep ServiceProbe's stats current (census, consumer lag, broker reachability, dispatch
   // latency) for a reader on another thread: td-coordinator's --metrics-listen. Off, the loop
   // spends nothing on them (no lag reads, no idle metadata requests).
@@ -241,6 +243,8 @@ class Service {
     std::string value;
   };
   std::vector<DeadLetterRecord> dead_letters_;
+  // exactly_once: a transaction is open (begun by the cycle's first produce()).
+  bool in_transaction_ = false;
   std::optional<td::Status> fatal_;            // an error inside a rebalance callback
   // Poll times of this cycle's StepFinished records that caused an assignment to their peer,
   // observed in ProbeStats::dispatch once the output is acknowledged.

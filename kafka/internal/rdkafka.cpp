@@ -182,6 +182,16 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
       auto cause = rd_kafka_fatal_error(rk, reason, sizeof reason);
       return rdKafkaError(cause, std::string("fatal consumer error: ") + reason);
     }
+    // A setting the broker refuses: librdkafka would retry the join forever (seen on Apache
+    // Kafka with session.timeout.ms below the broker's group.min.session.timeout.ms, 6 s by
+    // default), so the consumer never joins and nothing says why but a warning every 6 s.
+    if (m->err == RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT) {
+      return rdKafkaError(m->err, std::string("the broker refuses the consumer group's "
+                                              "session.timeout.ms (outside its "
+                                              "group.min.session.timeout.ms.."
+                                              "group.max.session.timeout.ms): ") +
+                                      rd_kafka_message_errstr(m.get()));
+    }
     const bool is_quiet = std::find(quiet.begin(), quiet.end(), m->err) != quiet.end();
     if (!is_quiet && isAccessDenied(make_error_code(static_cast<Errc>(m->err)))) {
       // Failed authentication, or an ACL refusing a read: no retry helps (see kafka/error.h).

@@ -175,6 +175,30 @@ bool Cluster::restartDeadKafkaNodes() {
       std::chrono::seconds(30));
 }
 
+std::filesystem::path Cluster::kafkaToolsDir() const {
+  Process fetch(Process::Options{.args = {TD_KAFKA_BROKER_SCRIPT, "fetch"},
+                                 .output = dir() / "kafka-fetch.log"});
+  EXPECT_EQ(fetch.wait(std::chrono::seconds(300)), 0) << fetch.output();
+  // The cache directory is the last line (a first fetch says more before it).
+  std::string out = trim(fetch.output());
+  return std::filesystem::path(out.substr(out.rfind('\n') + 1)) / "bin";
+}
+
+std::map<std::int32_t, int> Cluster::kafkaLeaders(const std::string& topic) const {
+  std::map<std::int32_t, int> out;
+  const auto [rc, text] = kafkaTool("topics", {"--describe", "--topic", topic});
+  EXPECT_EQ(rc, 0) << text;
+  // "\tTopic: td.state\tPartition: 0\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3,1..."
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto p = line.find("Partition: ");
+    const auto l = line.find("Leader: ");
+    if (p == std::string::npos || l == std::string::npos) continue;
+    out[std::stoi(line.substr(p + 11))] = std::stoi(line.substr(l + 8));
+  }
+  return out;
+}
+
 void Cluster::takeBrokerDown() {
   if (broker_kind_ == Broker::kKafka) {
     for (int node = 1; node <= kafka_nodes_; ++node) signalKafkaNode(node, SIGKILL);
@@ -194,8 +218,8 @@ void Cluster::bringBrokerUp() {
 
 kafka::Properties Cluster::clientProperties(const std::string& user) const {
   if (!sasl_) return {};
-  // PLAIN, not SCRAM: librdkafka before 2.6.1 (Debian 12 has 2.0.2) computes a SCRAM proof that
-  // Kafka 4.x refuses as "invalid credentials" (scripts/kafka-broker).
+  // PLAIN, not SCRAM: Kafka 4.x refuses librdkafka 2.0.2's SCRAM logins as "invalid
+  // credentials" (docs/configuration.md, "SCRAM and Kafka 4").
   return {{"security.protocol", "SASL_PLAINTEXT"},
           {"sasl.mechanism", "PLAIN"},
           {"sasl.username", user},
@@ -372,15 +396,14 @@ std::vector<kafka::Message> Cluster::readTopic(const std::string& topic) const {
   if (assignment.empty()) return out;
   EXPECT_TRUE((*reader)->assign(assignment).has_value());
   std::map<std::int32_t, std::vector<kafka::Message>> by_partition;
-  // A partition is read once its last record arrived, or the reader's position passed the
-  // high watermark: a topic written by transactions (--exactly-once) ends with a commit
-  // marker, which is never delivered as a record.
+  // A partition is read once its last record is, or once the reader's position is past the
+  // high watermark: a transactional log (--exactly-once) ends with a marker, never handed out.
   auto done = [&] {
     for (const auto& [p, h] : high) {
       auto& msgs = by_partition[p];
       if (!msgs.empty() && msgs.back().offset + 1 >= h) continue;
-      auto position = (*reader)->position(topic, p);
-      if (!position || *position < h) return false;
+      if ((*reader)->position(topic, p) >= h) continue;
+      return false;
     }
     return true;
   };

@@ -115,6 +115,11 @@ class Cluster {
   // Apache Kafka only: starts again every node that died (on its old ports and data) and
   // waits until each has a new pid; false on trouble.
   bool restartDeadKafkaNodes();
+  // Where Kafka's own tools are (the cache's bin/: kafka-topics.sh, kafka-acls.sh, ...), for
+  // scripts that take their path (deploy/create-topics.sh's KAFKA_TOPICS).
+  std::filesystem::path kafkaToolsDir() const;
+  // Apache Kafka only: partition -> node id of its leader now (kafka-topics --describe).
+  std::map<std::int32_t, int> kafkaLeaders(const std::string& topic) const;
   // The broker unreachable, then back, as each broker allows: the embedded broker's control
   // socket ("down"/"up" of broker 1; needs Options::broker_control); Apache Kafka's every
   // node SIGKILLed, then started again on its old ports and data (restartDeadKafkaNodes).

@@ -24,6 +24,7 @@
 #include <regex>
 #include <set>
 
+#include "td/v1/assignments.pb.h"
 #include "td/v1/state.pb.h"
 #include "tests/integration/cluster.h"
 
@@ -39,12 +40,14 @@ constexpr auto kFinishTimeout = std::chrono::seconds(120);
 // moves a SIGKILLed member's partitions after about 2 x session.timeout.ms - 1 s = 5 s.
 constexpr std::int64_t kFailoverBoundMs = 30000;
 
-// Coordinators leave the consumer group's view ~5 s after a SIGKILL (the lowest session
-// timeout the embedded broker accepts is about 2.5 s). TD_TEST_COORDINATOR_DEBUG=1 adds
-// librdkafka's consumer-group trace to their logs (keep them with TD_KEEP_TEST_DIRS=1).
+// Coordinators leave the consumer group's view ~5 s after a SIGKILL on the embedded broker
+// (the lowest session timeout it accepts is about 2.5 s). Apache Kafka refuses a session
+// timeout under its group.min.session.timeout.ms (6 s by default), so there the product's own
+// 6 s stays. TD_TEST_COORDINATOR_DEBUG=1 adds librdkafka's consumer-group trace to their logs
+// (keep them with TD_KEEP_TEST_DIRS=1).
 std::vector<std::string> coordinatorArgs() {
-  std::vector<std::string> args = {"-X", "session.timeout.ms=3000", "-X",
-                                   "heartbeat.interval.ms=1000"};
+  std::vector<std::string> args = {"-X", "heartbeat.interval.ms=1000"};
+  if (!Cluster::onApacheKafka()) args.insert(args.end(), {"-X", "session.timeout.ms=3000"});
   if (const char* debug = std::getenv("TD_TEST_COORDINATOR_DEBUG"); debug && *debug == '1') {
     args.insert(args.end(), {"-X", "debug=cgrp", "--log-level", "trace"});
   }
@@ -522,6 +525,328 @@ TEST(Failover, ZombieSnapshotsAfterANewerClaimAreSkipped) {
   EXPECT_EQ(restored->group_restored().previous_epoch(), 1u);
   EXPECT_NE(cluster.logs().find("1 stale snapshots of an earlier owner skipped"), std::string::npos)
       << cluster.logs();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apache Kafka only: what the embedded broker cannot show.
+
+// #owner claims in td.state per coordinator id.
+std::map<std::string, int> claimsBy(const Cluster& cluster) {
+  std::map<std::string, int> out;
+  for (const auto& m : cluster.readTopic("td.state")) {
+    td::v1::StateRecord record;
+    if (m.key == "#owner" && record.ParseFromString(m.value) && record.has_owner()) {
+      ++out[record.owner().coordinator_id()];
+    }
+  }
+  return out;
+}
+
+// A session timeout Apache Kafka refuses (under its group.min.session.timeout.ms, 6 s): the
+// coordinator stops at once saying why, instead of retrying its join forever.
+TEST(Failover, ApacheKafkaRefusedSessionTimeoutStopsTheCoordinatorWithItsReason) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (the embedded broker accepts it)";
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  Process& coordinator = cluster.startCoordinator({"-X", "session.timeout.ms=3000"});
+  const auto rc = coordinator.wait(std::chrono::seconds(60));
+  ASSERT_TRUE(rc.has_value()) << "still running:\n" << coordinator.output();
+  EXPECT_NE(*rc, 0);
+  EXPECT_NE(coordinator.output().find("session.timeout.ms"), std::string::npos) << coordinator.output();
+  EXPECT_NE(coordinator.output().find("group.min.session.timeout.ms"), std::string::npos);
+}
+
+// td.state compacted with small segments (what deploy/create-topics.sh makes it, with
+// segments rolled every second here so the cleaner runs within the test), on one partition so
+// every group shares it: one group idles with its step held at the gate while other groups
+// run, finish and are forgotten, rewriting td.state. Once the cleaner has removed the idle
+// group's own superseded snapshots (one record of it left), the coordinator is SIGKILLed; a
+// new one restores exactly the groups that were open (the idle one) and they complete.
+TEST(Failover, ApacheKafkaCompactedChangelogRestoresExactlyTheOpenGroups) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (log compaction)";
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = 1});
+  const auto [rc, out] = cluster.kafkaTool(
+      "configs", {"--alter", "--entity-type", "topics", "--entity-name", "td.state",
+                  "--add-config",
+                  "segment.ms=1000,min.cleanable.dirty.ratio=0.01,delete.retention.ms=1000,"
+                  "min.compaction.lag.ms=0"});
+  ASSERT_EQ(rc, 0) << out;
+  auto args = coordinatorArgs();
+  args.insert(args.end(), {"--finished-group-retention", "1"});
+  Process* first = &cluster.startCoordinator("c1", args);
+
+  // The idle group: one worker whose steps wait at the gate.
+  Fleet idle = startGroups(cluster, "idle", 1, 1, 2);
+  ASSERT_TRUE(waitMarks(cluster, idle, 1, kStartTimeout)) << cluster.logs("coordinator");
+  std::string idle_group;
+  for (const auto& e : cluster.events()) {
+    if (e.has_group_created()) idle_group = e.group_id();
+  }
+  ASSERT_FALSE(idle_group.empty());
+  auto snapshots_of_idle = [&] {
+    int n = 0;
+    for (const auto& m : cluster.readTopic("td.state")) n += m.key == idle_group ? 1 : 0;
+    return n;
+  };
+  const int snapshots_before = snapshots_of_idle();
+  ASSERT_GE(snapshots_before, 2) << "the idle group wrote several snapshots";
+  // Churn: groups of quick steps, one after another, each finished and forgotten, until the
+  // cleaner has compacted the idle group's key.
+  int churned = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (snapshots_of_idle() > 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "td.state never compacted";
+    const std::string family = "churn" + std::to_string(churned++);
+    const auto schema = cluster.writeSchema(
+        family, "name: " + family + "\nsteps:\n  - {id: a, run: 'true'}\n  - {id: b, run: 'true'}\n");
+    ASSERT_EQ(cluster.startWorker(schema, {family + "w", "c1", {}, {"--quiet-steps"}})
+                  .wait(std::chrono::seconds(60)),
+              0);
+  }
+  // The groups open now, by td.events: created and neither completed nor failed.
+  std::set<std::string> open;
+  for (const auto& e : cluster.events()) {
+    if (e.has_group_created()) open.insert(e.group_id());
+    if (e.has_group_completed() || e.has_group_failed()) open.erase(e.group_id());
+  }
+  ASSERT_EQ(open, std::set<std::string>{idle_group}) << "only the idle group is open";
+
+  first->signal(SIGKILL);
+  ASSERT_EQ(first->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  cluster.startCoordinator("c2", args);
+  std::map<std::string, std::int64_t> restored;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        restored = restoredBy(cluster.events(), [](const std::string& id) { return id == "c2"; });
+        return !restored.empty();
+      },
+      kOwnershipTimeout))
+      << cluster.logs("coordinator");
+  std::set<std::string> restored_ids;
+  for (const auto& [g, at] : restored) restored_ids.insert(g);
+  EXPECT_EQ(restored_ids, open) << "a compacted td.state restores exactly the open groups";
+  openGate(cluster);
+  expectWorkersSucceed(cluster, idle);
+  expectEveryStepRanOnce(cluster, idle, cluster.events());
+  std::printf("[ measured ] compaction: the idle group's %d snapshots compacted to 1 after %d "
+              "groups churned through td.state; restored by the next owner: %zu group\n",
+              snapshots_before, churned, restored_ids.size());
+  expectAuditClean(cluster, "audit-compacted");
+}
+
+// Three brokers (replication 3, min.insync.replicas 2): the one leading the most partitions of
+// td.registrations and td.state is SIGKILLed while the groups run. Leadership moves to the
+// others; every group completes, every step ran once, td-audit verify is clean.
+TEST(Failover, ApacheKafkaThreeBrokersLosingTheLeaderOfInputAndStateLosesNothing) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (three real brokers)";
+  constexpr int kGroups = 6, kWorkers = 3, kSteps = 6;
+  Cluster cluster(Cluster::Options{
+      .start_coordinator = false, .partitions = kPartitions, .kafka_nodes = 3});
+  const std::set<std::string> ids = {"c1", "c2"};
+  for (const auto& id : ids) cluster.startCoordinator(id, coordinatorArgs());
+  ASSERT_TRUE(waitBalanced(cluster, ids)) << cluster.logs("coordinator");
+  Fleet fleet = startGroups(cluster, "leader", kGroups, kWorkers, kSteps);
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
+
+  std::map<int, int> led;   // node -> partitions of td.registrations and td.state it leads
+  for (const char* topic : {"td.registrations", "td.state"}) {
+    for (const auto& [partition, node] : cluster.kafkaLeaders(topic)) ++led[node];
+  }
+  ASSERT_FALSE(led.empty());
+  int victim = led.begin()->first;
+  for (const auto& [node, count] : led) victim = count > led[victim] ? node : victim;
+  std::printf("[ leaders  ] node 1: %d, node 2: %d, node 3: %d partitions; killing node %d\n",
+              led[1], led[2], led[3], victim);
+
+  openGate(cluster);
+  // Steps flowing (a second round started somewhere), then the leader dies.
+  ASSERT_TRUE(waitUntil([&] { return cluster.marksWritten().size() > kGroups * kWorkers; },
+                        std::chrono::seconds(60)));
+  const std::int64_t killed_at = wallMs();
+  cluster.signalKafkaNode(victim, SIGKILL);
+
+  expectWorkersSucceed(cluster, fleet);
+  std::printf("[ measured ] three brokers, leader node %d killed -> last group completed: %lld ms\n",
+              victim, static_cast<long long>(wallMs() - killed_at));
+  const auto events = cluster.events();
+  expectEveryStepRanOnce(cluster, fleet, events);
+  for (const auto& [partition, node] : cluster.kafkaLeaders("td.state")) {
+    EXPECT_NE(node, victim) << "td.state[" << partition << "] still led by the dead node";
+  }
+  expectAuditClean(cluster, "audit-leader-killed");
+}
+
+// Static membership: a coordinator SIGKILLed and started again with the same --coordinator-id
+// (its group.instance.id) within the session timeout takes its own partitions back; the other
+// coordinators claim nothing (no rebalance of everyone).
+TEST(Failover, ApacheKafkaStaticMemberRestartedTakesBackItsPartitionsWithoutARebalance) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (static membership)";
+  constexpr int kGroups = 6, kWorkers = 2, kSteps = 6;
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = kPartitions});
+  auto args = coordinatorArgs();
+  args.push_back("--static-membership");
+  const std::set<std::string> ids = {"c1", "c2", "c3"};
+  std::map<std::string, Process*> coordinators;
+  for (const auto& id : ids) coordinators[id] = &cluster.startCoordinator(id, args);
+  ASSERT_TRUE(waitBalanced(cluster, ids)) << cluster.logs("coordinator");
+  Fleet fleet = startGroups(cluster, "static", kGroups, kWorkers, kSteps);
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
+
+  const auto owners_before = partitionOwners(cluster);
+  const auto claims_before = claimsBy(cluster);
+  coordinators["c2"]->signal(SIGKILL);
+  ASSERT_EQ(coordinators["c2"]->wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  const std::int64_t restarted_at = wallMs();
+  cluster.startCoordinator("c2", args);
+  // c2 claims each of its partitions again (a new epoch each).
+  const int c2_partitions = kPartitions / 3;
+  ASSERT_TRUE(waitUntil([&] { return claimsBy(cluster)["c2"] >= claims_before.at("c2") + c2_partitions; },
+                        kOwnershipTimeout))
+      << cluster.logs("coordinator");
+  const std::int64_t reclaimed_ms = wallMs() - restarted_at;
+  openGate(cluster);
+  expectWorkersSucceed(cluster, fleet);
+  const auto events = cluster.events();
+  expectEveryStepRanOnce(cluster, fleet, events);
+
+  const auto claims_after = claimsBy(cluster);
+  EXPECT_EQ(partitionOwners(cluster), owners_before) << "partitions moved";
+  EXPECT_EQ(claims_after.at("c1"), claims_before.at("c1")) << "c1 claimed partitions again";
+  EXPECT_EQ(claims_after.at("c3"), claims_before.at("c3")) << "c3 claimed partitions again";
+  std::printf("[ measured ] static membership: restart of c2 -> its %d partitions claimed again: "
+              "%lld ms (upper bound: polled); c1 and c3 claimed nothing\n",
+              c2_partitions, static_cast<long long>(reclaimed_ms));
+  expectAuditClean(cluster, "audit-static");
+}
+
+// --exactly-once on real transactions: the owner of most groups is SIGSTOPped until the other
+// coordinator has taken its groups over, then SIGCONTed just as a retry's backoff ends, so its
+// next tick assigns the retried step (a cycle with no input). Which comes first on waking is
+// librdkafka's: its session timer may revoke the partitions before that tick runs (the zombie
+// then writes nothing), or the tick runs first and its transaction must fail (its offsets carry
+// a generation the group has left). Either way no record it wrote after the new owner's
+// OwnerChanged may be readable (read_committed, librdkafka's default for every reader), and
+// the retried step runs once. A zombie stopped inside a transaction holds every
+// read_committed reader of what it wrote until the broker aborts it (transaction.timeout.ms,
+// 10 s, plus the broker's cleanup interval): the take-over wait allows for it.
+TEST(Failover, ApacheKafkaExactlyOnceZombieGetsNoRecordInFrontOfAWorker) {
+  if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only (transactions)";
+  constexpr int kGroups = 4, kBackoffS = 30;
+  Cluster cluster(Cluster::Options{.start_coordinator = false, .partitions = kPartitions});
+  auto args = coordinatorArgs();
+  args.push_back("--exactly-once");
+  const std::set<std::string> ids = {"c1", "c2"};
+  std::map<std::string, Process*> coordinators;
+  for (const auto& id : ids) coordinators[id] = &cluster.startCoordinator(id, args);
+  ASSERT_TRUE(waitBalanced(cluster, ids)) << cluster.logs("coordinator");
+  // One worker per group; s1 fails its first attempt, and only that worker may retry it, after
+  // the backoff.
+  Fleet fleet{.steps = 2};
+  for (int g = 0; g < kGroups; ++g) {
+    const std::string family = "zombie" + std::to_string(g);
+    fleet.families.push_back(family);
+    const auto schema = cluster.writeSchema(
+        family, "name: " + family +
+                    "\ndefaults: {timeout: 1m, max_attempts: 3, backoff: {initial: " +
+                    std::to_string(kBackoffS) + "s, jitter: 0}}\nsteps:\n"
+                    "  - id: s1\n    run: '" + kMarkCommand + "; [ \"$TD_ATTEMPT\" -gt 1 ]'\n"
+                    "  - id: s2\n    run: '" + kMarkCommand + "'\n");
+    fleet.workers.push_back(&cluster.startWorker(schema, {family + "w", "c1", {}, {"--quiet-steps"}}));
+  }
+  // Every group's s1 failed once (its failure is on td.events, committed).
+  std::int64_t failed_at = 0;
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        int failures = 0;
+        for (const auto& e : cluster.events()) {
+          if (e.has_step_finished() && e.step_finished().outcome() != td::v1::STEP_OUTCOME_SUCCEEDED) {
+            ++failures;
+            failed_at = std::max(failed_at, e.timestamp_ms());
+          }
+        }
+        return failures == kGroups;
+      },
+      kStartTimeout))
+      << cluster.logs("coordinator");
+  const auto owners = groupOwners(cluster.events());
+  std::map<std::string, std::set<std::string>> groups_of;
+  for (const auto& [group, owner] : owners) groups_of[owner].insert(group);
+  const std::string victim = groups_of["c1"].size() >= groups_of["c2"].size() ? "c1" : "c2";
+  const std::string survivor = victim == "c1" ? "c2" : "c1";
+  const std::set<std::string> victim_groups = groups_of[victim];
+  ASSERT_FALSE(victim_groups.empty());
+  coordinators[victim]->signal(SIGSTOP);
+  const std::int64_t stopped_at = wallMs();
+  // The survivor restores the victim's groups after the session timeout...
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        return restoredBy(cluster.events(), [&](const std::string& id) { return id == survivor; })
+                   .size() >= victim_groups.size();
+      },
+      kOwnershipTimeout))
+      << cluster.logs("coordinator");
+  const std::int64_t taken_over_ms = wallMs() - stopped_at;
+  ASSERT_LT(wallMs(), failed_at + kBackoffS * 1000) << "taken over after the backoff ended";
+  // ... and the zombie wakes as the backoff ends (the fault's chosen moment, not a wait for
+  // something to happen).
+  waitUntil([&] { return wallMs() >= failed_at + kBackoffS * 1000 + 200; },
+            std::chrono::seconds(kBackoffS + 5));
+  coordinators[victim]->signal(SIGCONT);
+
+  expectWorkersSucceed(cluster, fleet);
+  // The zombie either tried and was refused, or heard of its loss first.
+  std::string outcome;
+  EXPECT_TRUE(waitUntil(
+      [&] {
+        const std::string log = readFile(cluster.dir() / ("coordinator-" + victim + ".log"));
+        if (log.find("transaction failed") != std::string::npos) outcome = "its transaction was refused";
+        else if (log.find("lost 12 partitions") != std::string::npos ||
+                 log.find("revoked") != std::string::npos) outcome = "it heard of the loss first";
+        return !outcome.empty();
+      },
+      std::chrono::seconds(30)))
+      << cluster.logs("coordinator-" + victim);
+  // No record of the zombie's epoch after the new owner's fence on any of its groups' topics.
+  int zombie_records = 0, checked = 0;
+  for (const auto& group : victim_groups) {
+    std::uint64_t fence = 0;
+    for (const auto& m : cluster.readTopic("td.assign." + group)) {
+      td::v1::AssignmentRecord r;
+      if (!r.ParseFromString(m.value)) continue;
+      ++checked;
+      std::uint64_t epoch = 0;
+      if (r.has_owner()) {
+        fence = std::max(fence, r.owner().coordinator_epoch());
+        continue;
+      }
+      if (r.has_assigned()) epoch = r.assigned().coordinator_epoch();
+      if (r.has_abort()) epoch = r.abort().coordinator_epoch();
+      if (r.has_completed()) epoch = r.completed().coordinator_epoch();
+      if (r.has_failed()) epoch = r.failed().coordinator_epoch();
+      if (fence > 0 && epoch < fence) {
+        ++zombie_records;
+        ADD_FAILURE() << group << ": a record of epoch " << epoch << " after the fence " << fence
+                      << ": " << r.DebugString();
+      }
+    }
+  }
+  for (const auto& e : cluster.events()) {
+    EXPECT_FALSE(e.coordinator_id() == victim && victim_groups.contains(e.group_id()) &&
+                 e.timestamp_ms() > stopped_at)
+        << "the zombie's event is readable: " << e.DebugString();
+  }
+  // s1 ran twice (its failure, then the retry: once, by whichever owner), s2 once.
+  for (const auto& [family, marks] : marksByFamily(cluster)) {
+    std::multiset<std::pair<std::string, std::uint32_t>> runs;
+    for (const auto& m : marks) runs.insert({m.step, m.attempt});
+    const std::multiset<std::pair<std::string, std::uint32_t>> expected = {
+        {"s1", 1}, {"s1", 2}, {"s2", 1}};
+    EXPECT_EQ(runs, expected) << family;
+  }
+  std::printf("[ measured ] exactly-once: SIGSTOP of %s -> %s restored its %zu groups: %lld ms; "
+              "on waking %s; %d records checked, %d of the zombie after a fence\n",
+              victim.c_str(), survivor.c_str(), victim_groups.size(),
+              static_cast<long long>(taken_over_ms), outcome.c_str(), checked, zombie_records);
+  expectAuditClean(cluster, "audit-zombie");
 }
 
 }  // namespace

@@ -45,11 +45,6 @@ const std::string kSchema =
     "  - id: test\n    run: '" + kMarkCommand + "'\n"
     "  - id: lint\n    run: '" + kMarkCommand + "'\n";
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 double secondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -61,10 +56,7 @@ class KafkaSecurity : public ::testing::Test {
     const auto started = Clock::now();
     cluster_ = new Cluster(Cluster::Options{.start_coordinator = false, .sasl = true});
     // The cache's kafka-acls.sh, as an operator's PATH would have it.
-    Process fetch(Process::Options{.args = {TD_KAFKA_BROKER_SCRIPT, "fetch"},
-                                   .output = cluster_->dir() / "fetch.log"});
-    ASSERT_EQ(fetch.wait(std::chrono::seconds(600)), 0) << fetch.output();
-    kafka_acls_ = trim(fetch.output()) + "/bin/kafka-acls.sh";
+    kafka_acls_ = (cluster_->kafkaToolsDir() / "kafka-acls.sh").string();
     ASSERT_TRUE(std::filesystem::exists(kafka_acls_)) << kafka_acls_;
     ASSERT_EQ(createAcls({}), 0);
     std::cout << "[ setup    ] SASL cluster and deploy/create-acls.sh in "
