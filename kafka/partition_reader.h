@@ -42,22 +42,24 @@ class PartitionReader {
   td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
 
   // (low, high) watermarks of a partition from its leader: high is the offset the next
-  // record will get. Errors: kUnknownTopicOrPart, kTimedOut, kTransport.
+  // record will get. Asks again until `timeout` while the leader moves or the topic is still
+  // being created (Apache Kafka says so for a moment after either). Errors:
+  // kUnknownTopicOrPart, kTimedOut, kTransport.
   td::Result<std::pair<std::int64_t, std::int64_t>> watermarks(const std::string& topic,
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);
 
-  // A non-blocking fd (read end of a pipe) that becomes readable when messages or events are
-  // ready, for a poll(2)/epoll loop that also waits on other fds. Clearing it: poll() drains it
-  // on entry, and re-arms it itself when it returned `max` messages (more may be waiting), so
-  // the rule is simply "when readable, call poll()". Spurious wake-ups are possible (poll()
-  // then returns nothing). Do not read or close it. Valid for the reader's lifetime.
   // The next offset this reader will hand out from a partition it reads: past the last
   // record returned, and past what read_committed never returns (transaction markers, aborted
   // records). -1 before anything was read from it. Reading a log "up to its high watermark"
   // ends when this reaches it: a transactional log's last offset is a marker, never a record.
   std::int64_t position(const std::string& topic, std::int32_t partition) const;
 
+  // A non-blocking fd (read end of a pipe) that becomes readable when messages or events are
+  // ready, for a poll(2)/epoll loop that also waits on other fds. Clearing it: poll() drains it
+  // on entry, and re-arms it itself when it returned `max` messages (more may be waiting), so
+  // the rule is simply "when readable, call poll()". Spurious wake-ups are possible (poll()
+  // then returns nothing). Do not read or close it. Valid for the reader's lifetime.
   int eventFd() const;
 
   struct Impl;
