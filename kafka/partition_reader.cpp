@@ -1,8 +1,5 @@
 #include "kafka/partition_reader.h"
 
-#include <algorithm>
-#include <thread>
-
 #include <fcntl.h>
 #include <unistd.h>
 

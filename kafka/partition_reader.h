@@ -44,8 +44,10 @@ class PartitionReader {
   td::Result<std::vector<Message>> poll(std::size_t max, std::chrono::milliseconds timeout);
 
   // (low, high) watermarks of a partition from its leader: high is the offset the next
-  // record will get. Errors: kUnknownTopicOrPart, kTimedOut, kTransport,
-  // kTopicAuthorizationFailed (no DESCRIBE on the topic).
+  // record will get. Asks again until `timeout` while the leader moves or the topic is still
+  // being created (Apache Kafka says so for a moment after either). Errors:
+  // kUnknownTopicOrPart, kTimedOut, kTransport; at once, kTopicAuthorizationFailed (no
+  // DESCRIBE on the topic).
   td::Result<std::pair<std::int64_t, std::int64_t>> watermarks(const std::string& topic,
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);
