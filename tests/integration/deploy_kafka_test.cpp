@@ -1,13 +1,15 @@
 // deploy/ against Apache Kafka (issue 14): what deploy/README.md claims and can run without a
-// container engine runs here on a three-node KRaft cluster (replication 3, as deploy/ assumes):
+// container engine runs here on a three-node KRaft cluster (replication 3, as deploy/ assumes)
+// with SASL and an ACL authorizer that denies whatever no ACL allows:
 //   - deploy/create-topics.sh, with Kafka's own kafka-topics.sh, creates exactly the topics the
 //     coordinator needs with the counts, compaction and retention it documents, and is
 //     idempotent;
+//   - deploy/create-acls.sh grants the coordinator's and the workers' principals their ACLs;
 //   - td-coordinator runs as deploy/systemd/td-coordinator@.service starts it (TD_CONFIG =
 //     deploy/config/coordinator.yaml, the unit's EnvironmentFiles, `--coordinator-id %i`), and
 //     td-worker with deploy/config/worker.yaml, each with only what differs on this machine
-//     overridden by TD_* variables (the address, and PLAINTEXT instead of SASL_SSL: this
-//     cluster has no TLS; the SASL/ACL part is kafka_security_test's);
+//     overridden by TD_* variables: the address, SASL_PLAINTEXT instead of SASL_SSL (this
+//     cluster has no TLS) and the password (the env file's placeholder);
 //   - a group completes, and its td.assign topic was created by the coordinator with
 //     coordinator.yaml's assign-replication 3 and min.insync.replicas=2.
 #include <gmock/gmock.h>
@@ -34,23 +36,51 @@ std::vector<std::pair<std::string, std::string>> environmentFile(const std::file
   return out;
 }
 
-TEST(DeployOnApacheKafka, TopicScriptSystemdCommandLinesAndConfigsRunAGroup) {
+// The sasl.password scripts/kafka-broker gave `user`.
+std::string passwordOf(const Cluster& cluster, const std::string& user) {
+  for (const auto& [key, value] : cluster.clientProperties(user)) {
+    if (key == "sasl.password") return value;
+  }
+  return "";
+}
+
+// `base` with `overrides` applied (one entry per name, the override's value).
+std::vector<std::pair<std::string, std::string>> withOverrides(
+    std::vector<std::pair<std::string, std::string>> base,
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
+  for (const auto& [key, value] : overrides) {
+    std::erase_if(base, [&](const auto& kv) { return kv.first == key; });
+    base.emplace_back(key, value);
+  }
+  return base;
+}
+
+TEST(DeployOnApacheKafka, TopicAndAclScriptsSystemdCommandLinesAndConfigsRunAGroup) {
   if (!Cluster::onApacheKafka()) GTEST_SKIP() << "Apache Kafka only";
   Cluster cluster(Cluster::Options{
-      .start_coordinator = false, .kafka_nodes = 3, .kafka_args = {"--no-topics"}});
+      .start_coordinator = false, .kafka_nodes = 3, .sasl = true, .kafka_args = {"--no-topics"}});
   const std::filesystem::path deploy = std::filesystem::path(TD_SOURCE_DIR) / "deploy";
   const auto tools = cluster.kafkaToolsDir();
+  const std::string admin_config = (cluster.dir() / "kafka" / "admin.properties").string();
 
-  // The topic script, twice (idempotent), with Kafka's own kafka-topics.sh.
+  // The topic script, twice (idempotent), with Kafka's own kafka-topics.sh, as the admin.
   for (int run = 1; run <= 2; ++run) {
     Process script(Process::Options{
         .args = {"/bin/bash", (deploy / "create-topics.sh").string(), "--bootstrap-server",
-                 cluster.bootstrap(), "--partitions", "6", "--replication-factor", "3"},
+                 cluster.bootstrap(), "--partitions", "6", "--replication-factor", "3",
+                 "--command-config", admin_config},
         .env = {{"KAFKA_TOPICS", (tools / "kafka-topics.sh").string()}},
         .output = cluster.dir() / ("create-topics-" + std::to_string(run) + ".log")});
     ASSERT_EQ(script.wait(std::chrono::seconds(240)), 0) << script.output();
     EXPECT_THAT(script.output(), HasSubstr("topics under 'td.' ready (6 partitions)"));
   }
+  // The ACL script: everything the two principals may do.
+  Process acls(Process::Options{
+      .args = {"/bin/bash", (deploy / "create-acls.sh").string(), "--bootstrap-server",
+               cluster.bootstrap(), "--command-config", admin_config},
+      .env = {{"KAFKA_ACLS", (tools / "kafka-acls.sh").string()}},
+      .output = cluster.dir() / "create-acls.log"});
+  ASSERT_EQ(acls.wait(std::chrono::seconds(240)), 0) << acls.output();
   const auto [rc, described] = cluster.kafkaTool("topics", {"--describe"});
   ASSERT_EQ(rc, 0) << described;
   for (const char* topic : {"td.registrations", "td.completions", "td.joins", "td.state"}) {
@@ -77,12 +107,11 @@ TEST(DeployOnApacheKafka, TopicScriptSystemdCommandLinesAndConfigsRunAGroup) {
   for (auto& kv : environmentFile(deploy / "systemd" / "coordinator-instance.env.example")) {
     unit_env.push_back(kv);
   }
-  const std::vector<std::pair<std::string, std::string>> here = {
-      {"TD_BOOTSTRAP_SERVER", cluster.bootstrap()},
-      {"TD_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"},
-      {"TD_METRICS_LISTEN", "127.0.0.1:0"},
-      {"TD_LOG_LEVEL", "debug"}};
-  unit_env.insert(unit_env.end(), here.begin(), here.end());
+  unit_env = withOverrides(unit_env, {{"TD_BOOTSTRAP_SERVER", cluster.bootstrap()},
+                                      {"TD_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"},
+                                      {"TD_KAFKA_SASL_PASSWORD", passwordOf(cluster, "td-coordinator")},
+                                      {"TD_METRICS_LISTEN", "127.0.0.1:0"},
+                                      {"TD_LOG_LEVEL", "debug"}});
   Process coordinator(Process::Options{.args = {TD_COORDINATOR_BIN, "--coordinator-id", "c1"},
                                        .env = unit_env,
                                        .output = cluster.dir() / "coordinator-unit.log"});
@@ -99,7 +128,8 @@ TEST(DeployOnApacheKafka, TopicScriptSystemdCommandLinesAndConfigsRunAGroup) {
                  "https://example.com/app.git", "--base-ref", "main", "--change-ref", "c1"},
         .env = {{"TD_CONFIG", (deploy / "config" / "worker.yaml").string()},
                 {"TD_BOOTSTRAP_SERVER", cluster.bootstrap()},
-                {"TD_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"},
+                {"TD_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"},
+                {"TD_KAFKA_SASL_PASSWORD", passwordOf(cluster, "td-worker")},
                 {"TD_TEST_MARKS", cluster.marks().string()}},
         .cwd = cluster.dir() / peer,
         .output = cluster.dir() / (std::string("worker-") + peer + ".log")}));
