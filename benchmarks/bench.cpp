@@ -104,6 +104,7 @@ td::Result<std::unique_ptr<ChildProcess>> startCoordinator(const BenchOptions& o
       "--log-level", spec.log_level};
   // clang-format on
   args.insert(args.end(), spec.extra_args.begin(), spec.extra_args.end());
+  args.insert(args.end(), options.coordinator_args.begin(), options.coordinator_args.end());
   for (const auto& [key, value] : options.kafka) {
     args.push_back("-X");
     args.push_back(key + "=" + value);

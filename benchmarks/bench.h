@@ -59,6 +59,8 @@ struct BenchOptions {
   std::string coordinator_bin;                 // td-coordinator to start
   std::string worker_bin;                      // td-worker to start
   std::string coordinator_log_level = "info";  // as deployed: one line per event
+  // More flags for every td-coordinator of the run (--coordinator-arg), e.g. --exactly-once.
+  std::vector<std::string> coordinator_args;
   // td-coordinator's consumer group; empty means topic_prefix + "bench-coordinator", so a fresh
   // --topic-prefix also gets a fresh group.
   std::string consumer_group;

@@ -151,6 +151,9 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
                  "event; debug adds one per step-level event)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+  app.add_option("--coordinator-arg", o.coordinator_args,
+                 "a flag for every td-coordinator of the run, e.g. --coordinator-arg=--exactly-once "
+                 "(repeatable; one argument each)");
   app.add_option("--consumer-group", o.consumer_group,
                  "td-coordinator's consumer group (default: the topic prefix + "
                  "\"bench-coordinator\"). On the embedded broker a group that had a member "

@@ -63,6 +63,12 @@ std::string intList(const std::vector<int>& values) {
   return out;
 }
 
+std::string quotedList(const std::vector<std::string>& values) {
+  std::string out;
+  for (const auto& v : values) out += (out.empty() ? "" : ",") + quoted(v);
+  return out;
+}
+
 std::string scalingJson(const ScalingResult& r) {
   return fmt::format(
       "{{\"groups\":{},\"groups_joined\":{},\"steps_per_group\":{},\"reads\":{},\"schema_bytes\":{}"
@@ -103,6 +109,7 @@ std::string settingsJson(const BenchOptions& o) {
   return fmt::format(
       "{{\"topic_prefix\":{},\"partitions\":{},\"warmup\":{},\"workers\":{},\"steps\":{},"
       "\"real_steps\":{},\"report_started\":{},\"coordinator_log_level\":{},"
+      "\"coordinator_args\":[{}],"
       "\"time_limit_s\":{},\"producer\":\"linger.ms=1 enable.idempotence=true\","
       "\"reader\":\"fetch.wait.max.ms=5 fetch.error.backoff.ms=10\",\"overrides\":{},"
       "\"produce_records\":{},\"produce_bytes\":{},\"dispatch_steps\":{},"
@@ -112,7 +119,8 @@ std::string settingsJson(const BenchOptions& o) {
       "\"scaling_lease_ms\":{},\"scaling_heartbeat_ms\":{},\"scaling_log_level\":{},"
       "\"scaling_families\":{}}}",
       quoted(o.topic_prefix), o.partitions, o.warmup, o.workers, o.steps, o.real_steps,
-      o.report_started ? "true" : "false", quoted(o.coordinator_log_level), o.time_limit.count(),
+      o.report_started ? "true" : "false", quoted(o.coordinator_log_level),
+      quotedList(o.coordinator_args), o.time_limit.count(),
       quoted(overridesText(o)), o.produce_records, o.produce_bytes, o.dispatch_steps,
       intList(o.matrix_workers), intList(o.matrix_groups), o.matrix_max_peers, o.matrix_steps,
       quoted(o.fleet_source), o.auto_assign_max_groups, intList(o.scaling_groups), o.scaling_steps,
