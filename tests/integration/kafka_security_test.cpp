@@ -220,6 +220,27 @@ TEST_F(KafkaSecurity, PrincipalsWithTheGrantedAclsCompleteGroupsInBothAssignTopi
   stop(admin);
 }
 
+// --assign-topics admin whose admin client (--admin-property) logs in as a principal an ACL
+// does not allow to create topics: the refusal is logged with the topic and Kafka's reason,
+// and the group completes on the topic the broker auto-creates for the coordinator's own
+// principal (CREATE on the prefix, from create-acls.sh). Runs before td-other gets any ACL.
+TEST_F(KafkaSecurity, AnAclRefusedTopicCreationIsLoggedAndTheGroupCompletes) {
+  auto& cluster = *cluster_;
+  Process& coordinator = cluster.startCoordinator(
+      "refused", {"--log-level", "debug", "--assign-topics", "admin", "--assign-partitions", "1",
+                  "--assign-replication", "1", "--admin-property", "sasl.username=td-other",
+                  "--admin-property", "sasl.password=other-secret"});
+  Process& worker = cluster.startWorker(schema_, {"r1", "change-r"});
+  ASSERT_EQ(worker.wait(kRunTimeout), 0) << cluster.logs();
+  const std::string group = groupOf("r1");
+  ASSERT_FALSE(group.empty());
+  expectEveryStepOnce(group);
+  const std::string log = coordinator.output();
+  EXPECT_THAT(log, HasSubstr("create topic td.assign." + group + ": Authorization failed"));
+  EXPECT_THAT(log, HasSubstr("producing to it anyway"));
+  stop(coordinator);
+}
+
 TEST_F(KafkaSecurity, RefusedCredentialsAndAclsEndAWorkerAtOnceWithExit2SayingWhatWasRefused) {
   auto& cluster = *cluster_;
   const std::vector<std::string> as_other = {"-X", "sasl.username=td-other", "-X",
