@@ -196,13 +196,23 @@ void GroupConsumer::setCompanions(std::vector<std::string> topics) {
   impl_->companions = std::move(topics);
 }
 
+namespace {
+// The assigned partitions with their positions (RD_KAFKA_OFFSET_INVALID where none is known
+// yet), or null when the consumer cannot say.
+PartitionListPtr assignedPositions(rd_kafka_t* rk) {
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(rk, &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return nullptr;
+  PartitionListPtr list(raw);
+  if (rd_kafka_position(rk, list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return nullptr;
+  return list;
+}
+}  // namespace
+
 std::vector<GroupConsumer::PartitionLag> GroupConsumer::lag() const {
   std::vector<PartitionLag> out;
   if (impl_->closed) return out;
-  rd_kafka_topic_partition_list_t* raw = nullptr;
-  if (rd_kafka_assignment(impl_->rk.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
-  PartitionListPtr list(raw);
-  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  const PartitionListPtr list = assignedPositions(impl_->rk.get());
+  if (!list) return out;
   for (int i = 0; i < list->cnt; ++i) {
     const auto& e = list->elems[i];
     std::int64_t low = RD_KAFKA_OFFSET_INVALID;
@@ -224,10 +234,8 @@ std::vector<GroupConsumer::PartitionLag> GroupConsumer::lag() const {
 std::vector<TopicPartitionOffset> GroupConsumer::positions() const {
   std::vector<TopicPartitionOffset> out;
   if (impl_->closed) return out;
-  rd_kafka_topic_partition_list_t* raw = nullptr;
-  if (rd_kafka_assignment(impl_->rk.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
-  PartitionListPtr list(raw);
-  if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  const PartitionListPtr list = assignedPositions(impl_->rk.get());
+  if (!list) return out;
   for (int i = 0; i < list->cnt; ++i) {
     const auto& e = list->elems[i];
     if (e.offset >= 0) out.push_back({e.topic, e.partition, e.offset});

@@ -16,17 +16,6 @@
 namespace td::testing {
 
 namespace {
-// The passwords scripts/kafka-broker --sasl gives its users (loopback test clusters only).
-std::string kafkaPassword(const std::string& user) {
-  static const std::map<std::string, std::string> passwords = {
-      {"admin", "admin-secret"},
-      {"td-coordinator", "coordinator-secret"},
-      {"td-worker", "worker-secret"},
-      {"td-other", "other-secret"}};
-  const auto it = passwords.find(user);
-  return it == passwords.end() ? std::string() : it->second;
-}
-
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -224,6 +213,16 @@ kafka::Properties Cluster::clientProperties(const std::string& user) const {
           {"sasl.mechanism", "PLAIN"},
           {"sasl.username", user},
           {"sasl.password", kafkaPassword(user)}};
+}
+
+std::string Cluster::kafkaPassword(const std::string& user) const {
+  // USER=PASSWORD lines that scripts/kafka-broker --sasl writes beside its data.
+  std::istringstream lines(readFile(dir() / "kafka" / "passwords"));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(user + "=", 0) == 0) return line.substr(user.size() + 1);
+  }
+  ADD_FAILURE() << "scripts/kafka-broker gave no password to " << user;
+  return "";
 }
 
 std::vector<std::string> Cluster::clientArgs(const std::string& user) const {

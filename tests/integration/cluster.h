@@ -164,6 +164,8 @@ class Cluster {
   std::string logs(std::string_view prefix) const;
 
  private:
+  // The password scripts/kafka-broker --sasl gave `user`.
+  std::string kafkaPassword(const std::string& user) const;
   void startEmbeddedBroker(const Options& options);
   void startApacheKafka(const Options& options);
 
