@@ -28,6 +28,14 @@ std::int64_t wallMs() {
       .count();
 }
 
+bool processAlive(pid_t pid) {
+  // A killed child of another process is a zombie until its parent reaps it: read the state.
+  const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z' &&
+         stat[close + 2] != 'X';
+}
+
 bool processGroupAlive(pid_t pgid) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
@@ -144,20 +152,12 @@ void Cluster::signalKafkaNode(int node, int sig) const {
 
 bool Cluster::restartDeadKafkaNodes() {
   if (broker_kind_ != Broker::kKafka || !broker_) return false;
-  std::map<int, pid_t> before;
-  for (int node = 1; node <= kafka_nodes_; ++node) before[node] = kafkaNodePid(node);
-  auto alive = [](pid_t pid) {
-    // A killed node is the launcher's child: a zombie until it reaps it, so read the state.
-    const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
-    const auto close = stat.rfind(')');
-    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
-  };
   broker_->signal(SIGHUP);
   return waitUntil(
       [&] {
-        for (const auto& [node, pid] : before) {
+        for (int node = 1; node <= kafka_nodes_; ++node) {
           const pid_t now = kafkaNodePid(node);
-          if (now <= 0 || !alive(now)) return false;
+          if (now <= 0 || !processAlive(now)) return false;
         }
         return true;
       },
@@ -190,7 +190,14 @@ std::map<std::int32_t, int> Cluster::kafkaLeaders(const std::string& topic) cons
 
 void Cluster::takeBrokerDown() {
   if (broker_kind_ == Broker::kKafka) {
-    for (int node = 1; node <= kafka_nodes_; ++node) signalKafkaNode(node, SIGKILL);
+    for (int node = 1; node <= kafka_nodes_; ++node) {
+      const pid_t pid = kafkaNodePid(node);
+      signalKafkaNode(node, SIGKILL);
+      // Dead (a zombie until the launcher reaps it) before anyone asks for a restart: the
+      // launcher restarts only nodes it has seen exit.
+      ASSERT_TRUE(waitUntil([&] { return !processAlive(pid); }, std::chrono::seconds(10)))
+          << "Apache Kafka node " << node << " (pid " << pid << ") survived SIGKILL";
+    }
   } else {
     ASSERT_EQ(control("down 1"), "ok");
   }

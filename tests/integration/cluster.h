@@ -45,6 +45,9 @@ inline const std::string kMarkCommand =
 // Wall-clock milliseconds since the epoch (comparable with the marks' times).
 std::int64_t wallMs();
 
+// True if process `pid` exists and is not a zombie (any parent).
+bool processAlive(pid_t pid);
+
 // True if any process of process group `pgid` is alive (zombies waiting to be reaped do not
 // count: they run nothing).
 bool processGroupAlive(pid_t pgid);
