@@ -128,9 +128,13 @@ std::pair<std::string, std::int64_t> groupOf(const Cluster& cluster, const std::
   return {group, completed_ms};
 }
 
-// The group of two peers that started together (either may have founded it), with the wall
-// time its GroupCompleted was decided; fails the test when neither founded one.
-std::pair<std::string, std::int64_t> groupOfPair(const Cluster& cluster) {
+// Two peers p1 and p2 of `schema` started together; waits until both exit 0 and returns their
+// group (either may have founded it) and the wall time its GroupCompleted was decided.
+std::pair<std::string, std::int64_t> runPair(Cluster& cluster, const std::filesystem::path& schema) {
+  Process& w1 = cluster.startWorker(schema, {"p1", "c1"});
+  Process& w2 = cluster.startWorker(schema, {"p2", "c1"});
+  EXPECT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
+  EXPECT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
   auto found = groupOf(cluster, "p1");
   if (found.first.empty()) found = groupOf(cluster, "p2");
   EXPECT_FALSE(found.first.empty()) << cluster.logs("coordinator");
@@ -145,11 +149,7 @@ TEST(AssignTopics, AdminModeCreatesEachGroupsTopicBeforeItsOutputAndDeletesItOnc
   args.insert(args.end(), {"--metrics-listen", "127.0.0.1:0"});
   Process& coordinator = cluster.startCoordinator(args);
   auto schema = cluster.writeSchema("admin", kSchema);
-  Process& w1 = cluster.startWorker(schema, {"p1", "c1"});
-  Process& w2 = cluster.startWorker(schema, {"p2", "c1"});
-  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
-  ASSERT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
-  const auto [group, completed_ms] = groupOfPair(cluster);
+  const auto [group, completed_ms] = runPair(cluster, schema);
   ASSERT_FALSE(group.empty());
   ASSERT_GT(completed_ms, 0);
   const std::string topic = "td.assign." + group;
@@ -256,11 +256,7 @@ TEST(AssignTopics, ApacheKafkaCreatesOnePartitionTopicsBeforeTheirFirstRecordAnd
       "--metrics-listen", "127.0.0.1:0"};
   Process& coordinator = cluster.startCoordinator(args);
   auto schema = cluster.writeSchema("admin", kSchema);
-  Process& w1 = cluster.startWorker(schema, {"p1", "c1"});
-  Process& w2 = cluster.startWorker(schema, {"p2", "c1"});
-  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
-  ASSERT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
-  const auto [group, completed_ms] = groupOfPair(cluster);
+  const auto [group, completed_ms] = runPair(cluster, schema);
   ASSERT_FALSE(group.empty());
   const std::string topic = "td.assign." + group;
 
