@@ -88,7 +88,7 @@ td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& part
   for (const auto& tp : partitions) topics.insert(tp.topic);
   for (const auto& topic : topics) {
     const auto err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
-    if (isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
+    if (accessDenied(err)) {
       return rdKafkaError(err, "assign " + topic);   // else it would wait silently forever
     }
   }
@@ -101,7 +101,7 @@ td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& part
 
 td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
   const auto err = warmMetadata(impl_->rk.get(), partition.topic, kWarmupMs);
-  if (isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
+  if (accessDenied(err)) {
     return rdKafkaError(err, "add " + partition.topic);
   }
   auto list = toPartitionList({partition});
@@ -157,7 +157,7 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
       // librdkafka says "unknown partition" for a topic this principal may not describe too:
       // the topic's metadata tells which, and a refusal does not pass with time.
       const auto topic_err = warmMetadata(impl_->rk.get(), topic, kWarmupMs);
-      if (isAccessDenied(make_error_code(static_cast<Errc>(topic_err)))) {
+      if (accessDenied(topic_err)) {
         return rdKafkaError(topic_err,
                             "watermarks of " + topic + "[" + std::to_string(partition) + "]");
       }

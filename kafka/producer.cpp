@@ -47,9 +47,8 @@ struct Producer::Impl {
       if (!self->refusal) self->refusal = fromRdKafka(cause, fatal, "fatal producer error");
       return;
     }
-    if (!self->refusal && isAccessDenied(make_error_code(static_cast<Errc>(err)))) {
-      self->refusal = fromRdKafka(static_cast<rd_kafka_resp_err_t>(err), reason, "");
-    }
+    const auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (!self->refusal && accessDenied(code)) self->refusal = fromRdKafka(code, reason, "");
     std::uint64_t suppressed = 0;
     if (self->error_log.allow(&suppressed)) {
       logger()->warn("{} producer: {}: {} ({} similar suppressed)", rd_kafka_name(rk),
@@ -207,7 +206,7 @@ td::Result<int> Producer::partitionCount(const std::string& topic,
     }
     // No DESCRIBE on the topic (TOPIC_AUTHORIZATION_FAILED), or credentials the broker
     // refused: waiting changes nothing.
-    if (isAccessDenied(make_error_code(static_cast<Errc>(last)))) break;
+    if (accessDenied(last)) break;
     rd_kafka_poll(impl_->rk.get(), 0);
     if (impl_->refusal && isAccessDenied(impl_->refusal->code())) {
       return std::unexpected(td::Error(impl_->refusal->code(),

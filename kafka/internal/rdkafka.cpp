@@ -193,7 +193,7 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
                                       rd_kafka_message_errstr(m.get()));
     }
     const bool is_quiet = std::find(quiet.begin(), quiet.end(), m->err) != quiet.end();
-    if (!is_quiet && isAccessDenied(make_error_code(static_cast<Errc>(m->err)))) {
+    if (!is_quiet && accessDenied(m->err)) {
       // Failed authentication, or an ACL refusing a read: no retry helps (see kafka/error.h).
       return std::unexpected(fromRdKafka(
           m->err, rd_kafka_message_errstr(m.get()),

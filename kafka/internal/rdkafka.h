@@ -60,6 +60,11 @@ rd_kafka_consumer_group_metadata_t* rawGroupMetadata(const GroupConsumer::GroupM
 td::Error fromRdKafka(rd_kafka_resp_err_t err, const std::string& context);
 // The same with librdkafka's own text of this occurrence instead of rd_kafka_err2str(err).
 td::Error fromRdKafka(rd_kafka_resp_err_t err, std::string text, const std::string& context);
+
+// isAccessDenied (kafka/error.h) of a librdkafka error code.
+inline bool accessDenied(rd_kafka_resp_err_t err) {
+  return isAccessDenied(make_error_code(static_cast<Errc>(err)));
+}
 // Same for an rd_kafka_error_t (uses its code and its own message).
 td::Error fromRdKafka(const rd_kafka_error_t* error, const std::string& context);
 inline std::unexpected<td::Error> rdKafkaError(rd_kafka_resp_err_t err,
