@@ -23,6 +23,12 @@ class CodecCategory final : public std::error_category {
 // Parses `bytes` into `record` and checks size and version; the caller checks the body.
 template <typename Record>
 td::Status parseEnvelope(std::string_view bytes, Record& record, std::string_view what) {
+  // A null or empty value parses as a record with every field unset: say what it is rather
+  // than "protocol_version 0".
+  if (bytes.empty()) {
+    return makeError(Errc::kEmptyRecord, fmt::format("{}: empty record (a null or 0-byte value)",
+                                                     what));
+  }
   if (bytes.size() > protocol::kMaxRecordBytes) {
     return makeError(Errc::kTooLarge, fmt::format("{}: {} bytes, at most {}", what, bytes.size(),
                                                   protocol::kMaxRecordBytes));

@@ -43,7 +43,15 @@ TEST(Codec, RejectsEmptyAndHugeRecords) {
   td::v1::CompletionRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   EXPECT_EQ(decodeCompletionRecord(record.SerializeAsString()).error().code(), Errc::kEmptyRecord);
-  EXPECT_EQ(decodeCompletionRecord("").error().code(), Errc::kUnsupportedVersion);
+  // A null or 0-byte value is an empty record, not "protocol_version 0".
+  for (auto empty : {decodeCompletionRecord(""), decodeRegistrationRecord("", 0)}) {
+    ASSERT_FALSE(empty.has_value());
+    EXPECT_EQ(empty.error().code(), Errc::kEmptyRecord);
+    EXPECT_NE(empty.error().message().find("empty record"), std::string::npos)
+        << empty.error().message();
+    EXPECT_EQ(empty.error().message().find("protocol_version"), std::string::npos)
+        << empty.error().message();
+  }
   std::string huge(protocol::kMaxRecordBytes + 1, 'x');
   EXPECT_EQ(decodeCompletionRecord(huge).error().code(), Errc::kTooLarge);
 }

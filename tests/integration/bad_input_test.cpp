@@ -2,6 +2,7 @@
 // and a replay (twice) of everything workers wrote so far. The groups must complete exactly as
 // without it (each step one run per group, per the steps' own marks), and every garbage or
 // invalid record must reach td.dlq with its reason and original bytes.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -18,6 +19,9 @@
 
 namespace td::testing {
 namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kRunTimeout = std::chrono::seconds(60);
 const std::string kRegistrations = "td.registrations";
@@ -211,6 +215,10 @@ TEST(BadInput, GarbageAndReplayedInputChangeNothingAndGarbageIsDeadLettered) {
   for (const auto& l : letters) {
     EXPECT_FALSE(l.reason().empty());
     EXPECT_FALSE(l.coordinator_id().empty());
+    if (l.value_size() == 0) {
+      EXPECT_THAT(l.reason(), HasSubstr("empty record"));
+      EXPECT_THAT(l.reason(), Not(HasSubstr("protocol_version")));
+    }
     std::cout << "[ dlq ] " << l.source_topic() << "[" << l.source_partition() << "]@"
               << l.source_offset() << " (" << l.value().size() << " bytes of " << l.value_size()
               << (l.value_truncated() ? ", truncated" : "") << ", key " << l.key().size()
