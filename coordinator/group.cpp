@@ -36,6 +36,54 @@ bool retryable(const td::v1::RetryPolicy& retry, td::v1::StepOutcome outcome,
   }
 }
 
+// The end of a failed attempt's output for GroupFailed.failure: its last kFailureLines lines,
+// at most kFailureBytes (cut at a line start where one is in reach, else at a UTF-8 boundary).
+constexpr std::size_t kFailureLines = 10;
+constexpr std::size_t kFailureBytes = 2048;
+
+std::string lastLines(std::string_view text) {
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  std::size_t from = 0;   // where the kept lines begin
+  std::size_t pos = text.size();
+  for (std::size_t lines = 0; lines < kFailureLines && pos > 0; ++lines) {
+    const std::size_t nl = text.rfind('\n', pos - 1);
+    if (nl == std::string_view::npos) break;
+    pos = nl;
+    if (lines + 1 == kFailureLines) from = nl + 1;
+  }
+  std::string_view tail = text.substr(from);
+  if (tail.size() > kFailureBytes) {
+    tail.remove_prefix(tail.size() - kFailureBytes);
+    while (!tail.empty() && (static_cast<unsigned char>(tail.front()) & 0xC0) == 0x80) {
+      tail.remove_prefix(1);   // the rest of a character cut in two
+    }
+  }
+  return std::string(tail);
+}
+
+td::v1::StepFailure failureOf(const td::v1::StepFinished& finished) {
+  td::v1::StepFailure failure;
+  failure.set_step_id(finished.step_id());
+  failure.set_peer_id(finished.peer_id());
+  failure.set_attempt(finished.attempt());
+  failure.set_outcome(finished.outcome());
+  failure.set_exit_code(finished.exit_code());
+  failure.set_signal(finished.signal());
+  failure.set_output_tail(lastLines(finished.output_tail()));
+  return failure;
+}
+
+td::v1::StepFailure lostFailure(const std::string& step_id, const std::string& peer_id,
+                                std::uint32_t attempt) {
+  td::v1::StepFailure failure;
+  failure.set_step_id(step_id);
+  failure.set_peer_id(peer_id);
+  failure.set_attempt(attempt);
+  failure.set_outcome(td::v1::STEP_OUTCOME_LOST);
+  failure.set_exit_code(-1);
+  return failure;
+}
+
 }  // namespace
 
 std::string_view retryReasonName(RetryReason reason) {
@@ -477,7 +525,7 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
       lostAttempt(index, "aborted by its worker (leaving)", /*record=*/false, now, out);
       break;
     default:
-      failedAttempt(index, msg.peer_id(), msg.outcome(), msg.exit_code(), now, out);
+      failedAttempt(index, msg, now, out);
       break;
   }
   schedule(now, out);
@@ -498,33 +546,34 @@ Millis Group::backoffFor(const StepRun& step) const {
   return Millis(static_cast<std::int64_t>(wait));
 }
 
-void Group::failedAttempt(std::size_t index, const std::string& peer_id,
-                          td::v1::StepOutcome outcome, std::int32_t exit_code, Instant now,
+void Group::failedAttempt(std::size_t index, const td::v1::StepFinished& finished, Instant now,
                           Effects& out) {
   StepRun& step = steps_[index];
   ++step.version;
   step.failures += 1;
-  step.failed_on.insert(peer_id);
-  const auto outcome_name = protocol::outcomeName(outcome);
-  if (!retryable(step.spec->retry(), outcome, exit_code)) {
+  step.failed_on.insert(finished.peer_id());
+  const auto outcome_name = protocol::outcomeName(finished.outcome());
+  const std::string how = protocol::describeExit(finished.exit_code(), finished.signal());
+  if (!retryable(step.spec->retry(), finished.outcome(), finished.exit_code())) {
     fail(index,
-         fmt::format("step {} {} (exit {}) on {}; retry_on does not cover it", step.spec->id(),
-                     outcome_name, exit_code, peer_id),
-         now, out);
+         fmt::format("step {} {} ({}) on {}; retry_on does not cover it", step.spec->id(),
+                     outcome_name, how, finished.peer_id()),
+         failureOf(finished), now, out);
     return;
   }
   if (step.failures >= step.spec->max_attempts()) {
     fail(index,
-         fmt::format("step {} failed {} of {} attempts (last: {} exit {} on {})", step.spec->id(),
-                     step.failures, step.spec->max_attempts(), outcome_name, exit_code, peer_id),
-         now, out);
+         fmt::format("step {} failed {} of {} attempts (last: {}, {}, on {})", step.spec->id(),
+                     step.failures, step.spec->max_attempts(), outcome_name, how,
+                     finished.peer_id()),
+         failureOf(finished), now, out);
     return;
   }
-  countRetry(outcome == td::v1::STEP_OUTCOME_TIMED_OUT  ? RetryReason::kTimedOut
-             : outcome == td::v1::STEP_OUTCOME_REJECTED ? RetryReason::kRejected
-                                                        : RetryReason::kFailed);
-  queue(index, fmt::format("retry after {} (exit {})", outcome_name, exit_code),
-        backoffFor(step), now, out);
+  countRetry(finished.outcome() == td::v1::STEP_OUTCOME_TIMED_OUT ? RetryReason::kTimedOut
+             : finished.outcome() == td::v1::STEP_OUTCOME_REJECTED ? RetryReason::kRejected
+                                                                   : RetryReason::kFailed);
+  queue(index, fmt::format("retry after {} ({})", outcome_name, how), backoffFor(step), now,
+        out);
 }
 
 void Group::lostAttempt(std::size_t index, const std::string& reason, bool record, Instant now,
@@ -553,17 +602,17 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
   if (retry.count_lost_attempts()) step.failures += 1;
   if (!retry.retry_on_lost()) {
     fail(index, fmt::format("step {} lost ({}); retry_on does not cover lost", step.spec->id(), reason),
-         now, out);
+         lostFailure(step.spec->id(), step.peer_id, step.attempt), now, out);
   } else if (retry.max_lost_attempts() > 0 && step.lost >= retry.max_lost_attempts()) {
     fail(index,
          fmt::format("step {} lost {} times (max_lost_attempts {}); last: {}", step.spec->id(),
                      step.lost, retry.max_lost_attempts(), reason),
-         now, out);
+         lostFailure(step.spec->id(), step.peer_id, step.attempt), now, out);
   } else if (retry.count_lost_attempts() && step.failures >= step.spec->max_attempts()) {
     fail(index,
          fmt::format("step {} failed {} of {} attempts (last: lost, {})", step.spec->id(),
                      step.failures, step.spec->max_attempts(), reason),
-         now, out);
+         lostFailure(step.spec->id(), step.peer_id, step.attempt), now, out);
   } else {
     countRetry(RetryReason::kLost);
     queue(index, "retry after lost: " + reason, Millis(0), now, out);
@@ -594,7 +643,8 @@ void Group::complete(Instant now, Effects& out) {
   publish(std::move(record), out);
 }
 
-void Group::fail(std::size_t failed_step, const std::string& reason, Instant now, Effects& out) {
+void Group::fail(std::size_t failed_step, const std::string& reason, td::v1::StepFailure failure,
+                 Instant now, Effects& out) {
   setStatus(td::v1::GROUP_STATUS_FAILED);
   finished_at_ = now.mono;
   setState(steps_[failed_step], StepState::kFailed);
@@ -624,6 +674,7 @@ void Group::fail(std::size_t failed_step, const std::string& reason, Instant now
   failed.set_group_id(id_);
   failed.set_failed_step_id(steps_[failed_step].spec->id());
   failed.set_reason(reason);
+  *failed.mutable_failure() = std::move(failure);
   fillSummary(failed.mutable_steps());
   failed.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
   failed.set_coordinator_epoch(epoch_);

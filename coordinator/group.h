@@ -221,10 +221,12 @@ class Group {
   std::uint64_t expectedWorkLeft(const Member& member, Instant now) const;
   void assign(std::size_t step, Member& member, Instant now, Effects& out);
   void complete(Instant now, Effects& out);
-  void fail(std::size_t step, const std::string& reason, Instant now, Effects& out);
-  // A counted failure of `step` on `peer_id`: retry with backoff or fail the group.
-  void failedAttempt(std::size_t step, const std::string& peer_id, td::v1::StepOutcome outcome,
-                     std::int32_t exit_code, Instant now, Effects& out);
+  // Ends the group as failed by `step`; `failure` is its last attempt (GroupFailed.failure).
+  void fail(std::size_t step, const std::string& reason, td::v1::StepFailure failure, Instant now,
+            Effects& out);
+  // A counted failure of `step` (reported by `finished`): retry with backoff or fail the group.
+  void failedAttempt(std::size_t step, const td::v1::StepFinished& finished, Instant now,
+                     Effects& out);
   // The running attempt of `step` is lost (emits step_finished outcome lost if `record`).
   void lostAttempt(std::size_t step, const std::string& reason, bool record, Instant now,
                    Effects& out);

@@ -1,6 +1,7 @@
 #include "protocol/protocol.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fmt/format.h>
 #include <utility>
 #include <vector>
@@ -86,6 +87,16 @@ std::string_view outcomeName(td::v1::StepOutcome outcome) {
     case td::v1::STEP_OUTCOME_REJECTED: return "rejected";
     default: return "unspecified";
   }
+}
+
+std::string describeExit(std::int32_t exit_code, std::int32_t signal) {
+  if (signal > 0) {
+    const char* abbrev = ::sigabbrev_np(signal);
+    return abbrev != nullptr ? fmt::format("killed by SIG{}", abbrev)
+                             : fmt::format("killed by signal {}", signal);
+  }
+  if (exit_code >= 0) return fmt::format("exit {}", exit_code);
+  return "no exit status";
 }
 
 std::string_view statusName(td::v1::GroupStatus status) {

@@ -75,6 +75,9 @@ void routeProtobufLogs();
 // Readable names.
 std::string_view outcomeName(td::v1::StepOutcome outcome);
 std::string_view statusName(td::v1::GroupStatus status);
+// How a process ended, for people: "exit 3", "killed by SIGKILL"; "no exit status" for an
+// attempt that never produced one (exit_code -1 and no signal: lost, rejected, not started).
+std::string describeExit(std::int32_t exit_code, std::int32_t signal);
 // One line describing an event, e.g. "step_assigned step=ui attempt=1 peer=w2".
 std::string describe(const td::v1::Event& event);
 

@@ -20,6 +20,39 @@ std::string formatDuration(std::uint64_t ms) {
   return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
+namespace {
+
+// A step's outcome in the summary table: "not run" for a step the group ended before it ran.
+std::string_view summaryOutcome(td::v1::StepOutcome outcome) {
+  return outcome == td::v1::STEP_OUTCOME_UNSPECIFIED ? "not run" : protocol::outcomeName(outcome);
+}
+
+// "  failed: step bad, attempt 3 on w2 (this peer): exit 3; the last lines of its output:"
+// and those lines, each indented and prefixed "| ".
+std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_peer_id) {
+  std::string out = fmt::format("  failed: step {}, attempt {} on {}{}: ", f.step_id(),
+                                f.attempt(), f.peer_id().empty() ? "-" : f.peer_id(),
+                                f.peer_id() == own_peer_id ? " (this peer)" : "");
+  if (f.outcome() == td::v1::STEP_OUTCOME_LOST) {
+    out += "lost (its peer stopped heartbeating or left)\n";
+    return out;
+  }
+  out += fmt::format("{}, {}", protocol::outcomeName(f.outcome()),
+                     protocol::describeExit(f.exit_code(), f.signal()));
+  if (f.output_tail().empty()) return out + "; no output\n";
+  out += "; the last lines of its output:\n";
+  std::string_view rest = f.output_tail();
+  while (!rest.empty()) {
+    const std::size_t nl = rest.find('\n');
+    out += fmt::format("    | {}\n", rest.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string formatSummary(const td::v1::AssignmentRecord& record,
                           const std::string& own_peer_id) {
   if (!record.has_completed() && !record.has_failed()) return {};
@@ -49,9 +82,7 @@ std::string formatSummary(const td::v1::AssignmentRecord& record,
 
   std::string out = fmt::format("group {} {} in {}", group, completed ? "COMPLETED" : "FAILED",
                                 formatDuration(wall));
-  if (!completed) {
-    out += fmt::format(": step {} {}", record.failed().failed_step_id(), record.failed().reason());
-  }
+  if (!completed) out += ": " + record.failed().reason();   // the reason names the step
   out += '\n';
   out += fmt::format("  {:<{}}  {:<10}  {:<20}  {:>8}  {:>9}\n", "step", width, "outcome",
                      "peer (* = this one)", "attempts", "duration");
@@ -59,12 +90,15 @@ std::string formatSummary(const td::v1::AssignmentRecord& record,
     std::string peer = s.peer_id().empty() ? "-" : s.peer_id();
     if (!s.peer_id().empty() && s.peer_id() == own_peer_id) peer += " *";
     out += fmt::format("  {:<{}}  {:<10}  {:<20}  {:>8}  {:>9}\n", s.step_id(), width,
-                       protocol::outcomeName(s.outcome()), peer, s.attempts(),
+                       summaryOutcome(s.outcome()), peer, s.attempts(),
                        s.peer_id().empty() ? "-" : formatDuration(s.duration_ms()));
   }
   out += fmt::format("  this peer ({}): {} step{}, {}; other peers: {} step{}, {}\n", own_peer_id,
                      own.steps, own.steps == 1 ? "" : "s", formatDuration(own.ms), others.steps,
                      others.steps == 1 ? "" : "s", formatDuration(others.ms));
+  if (!completed && record.failed().has_failure()) {
+    out += formatFailure(record.failed().failure(), own_peer_id);
+  }
   if (by_peer.size() > 1) {
     out += "  by peer:";
     bool first = true;

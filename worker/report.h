@@ -18,8 +18,10 @@ std::string formatDuration(std::uint64_t ms);
 // The table printed when the group ends, for a GroupCompleted or GroupFailed `record` (any
 // other record gives ""): one line per step in the coordinator's order with outcome, the peer
 // of its last attempt (marked "*" when it is `own_peer_id`), attempts and the last attempt's
-// duration; then totals of steps and time by this peer and by the others. Plain text, no
-// escape sequences, lines end in '\n'.
+// duration ("not run" for a step the group ended before it ran); for a failed group, the
+// attempt that failed it (step, peer, how it ended, the last lines of its output, which the
+// coordinator puts in GroupFailed.failure), so every peer's log says it; then totals of steps
+// and time by this peer and by the others. Plain text, no escape sequences, lines end in '\n'.
 std::string formatSummary(const td::v1::AssignmentRecord& record, const std::string& own_peer_id);
 
 // What the progress line says at one moment.

@@ -154,9 +154,32 @@ TEST_F(Failure, RetryOnDecidesWhatIsFinal) {
   run(Tick{});
   f.set_attempt(2);
   f.set_exit_code(1);
+  std::string output;
+  for (int line = 1; line <= 15; ++line) output += "line " + std::to_string(line) + "\n";
+  f.set_output_tail(output);
   Effects e = run(f);
   EXPECT_EQ(core_.findGroupForTest(g)->status(), td::v1::GROUP_STATUS_FAILED);
   EXPECT_TRUE(has(e, AssignmentRecord::kFailed));
+  // Every peer's summary can say where and how it failed: the GroupFailed carries the attempt.
+  int group_failed = 0;
+  for (const auto& effect : e) {
+    const auto* p = std::get_if<PublishAssignment>(&effect);
+    if (p == nullptr || !p->record.has_failed()) continue;
+    ++group_failed;
+    const auto& failed = p->record.failed();
+    EXPECT_EQ(failed.reason(), "step compile failed (exit 1) on 1; retry_on does not cover it");
+    EXPECT_EQ(failed.failure().step_id(), "compile");
+    EXPECT_EQ(failed.failure().peer_id(), "1");
+    EXPECT_EQ(failed.failure().attempt(), 2u);
+    EXPECT_EQ(failed.failure().exit_code(), 1);
+    EXPECT_EQ(failed.failure().outcome(), td::v1::STEP_OUTCOME_FAILED);
+    std::string last_ten;
+    for (int line = 6; line <= 15; ++line) {
+      last_ten += "line " + std::to_string(line) + (line < 15 ? "\n" : "");
+    }
+    EXPECT_EQ(failed.failure().output_tail(), last_ten);
+  }
+  EXPECT_EQ(group_failed, 1);
 }
 
 TEST_F(Failure, BackoffGrowsAndIsCapped) {

@@ -1,5 +1,6 @@
 // End to end, with real processes: td-broker, td-coordinator and td-worker. Every check of
 // "ran exactly once" counts files the steps themselves wrote, not the coordinator's word.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +11,10 @@
 
 namespace td::testing {
 namespace {
+
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr auto kRunTimeout = std::chrono::seconds(90);
 const std::string kMark = "echo \"$TD_PEER_ID\" > \"$TD_TEST_MARKS/$TD_STEP_ID.$TD_ATTEMPT.$TD_GROUP_ID\"";
@@ -116,14 +121,25 @@ TEST(EndToEnd, StepFailingOnceSucceedsOnItsSecondAttempt) {
 TEST(EndToEnd, StepAlwaysFailingRunsMaxAttemptsThenEveryWorkerExitsOne) {
   Cluster cluster;
   std::string yaml = schemaOf("doomed", {"ok1", "ok2"});
-  yaml += markingStep("bad", "exit 3");
+  yaml += markingStep("bad", "echo attempt $TD_ATTEMPT says no; exit 3");
   auto schema = cluster.writeSchema("doomed", yaml);
   auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
   auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
   auto& w3 = cluster.startWorker(schema, {"w3", "c1"});
   for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 1) << cluster.logs();
   EXPECT_EQ(cluster.runsOf("bad"), 3) << cluster.logs();
-  EXPECT_NE(w1.output().find("FAILED"), std::string::npos) << w1.output();
+  // Every peer's summary says which step failed, where, how, and the end of its output,
+  // whichever peer ran it; the reason names the step once.
+  for (auto* w : {&w1, &w2, &w3}) {
+    const std::string out = w->output();
+    EXPECT_THAT(out, HasSubstr("FAILED in"));
+    EXPECT_THAT(out, HasSubstr(": step bad failed 3 of 3 attempts (last: failed, exit 3, on "));
+    EXPECT_THAT(out, ContainsRegex("failed: step bad, attempt 3 on w[123]"));
+    EXPECT_THAT(out, HasSubstr("failed, exit 3; the last lines of its output:\n    | attempt 3 "
+                               "says no\n"));
+    EXPECT_THAT(out, Not(HasSubstr("step bad step bad")));
+    EXPECT_THAT(out, Not(HasSubstr("unspecified")));
+  }
 }
 
 TEST(EndToEnd, TwoGroupsWithDifferentChangesRunInParallelWithoutMixing) {

@@ -59,17 +59,59 @@ TEST(FormatSummary, FailedGroupSaysWhichStepAndWhy) {
   auto& f = *r.mutable_failed();
   f.set_group_id("g-8");
   f.set_failed_step_id("compile");
-  f.set_reason("attempt limit reached");
+  f.set_reason("step compile failed 3 of 3 attempts (last: failed, exit 3, on w2)");
   f.set_wall_time_ms(125'000);
   *f.add_steps() = step("compile", td::v1::STEP_OUTCOME_FAILED, "w2", 3, 1200);
   *f.add_steps() = step("test", td::v1::STEP_OUTCOME_UNSPECIFIED, "", 0, 0);
   const std::string out = formatSummary(r, "w1");
-  EXPECT_EQ(out.rfind("group g-8 FAILED in 2m05s: step compile attempt limit reached\n", 0), 0u)
+  // The reason names the step once ("step compile step compile failed" before).
+  EXPECT_EQ(out.rfind("group g-8 FAILED in 2m05s: step compile failed 3 of 3 attempts (last: "
+                      "failed, exit 3, on w2)\n",
+                      0),
+            0u)
       << out;
+  // A step the group ended before it ran is "not run", not "unspecified".
+  EXPECT_NE(out.find("  test     not run"), std::string::npos) << out;
+  EXPECT_EQ(out.find("unspecified"), std::string::npos) << out;
   EXPECT_NE(out.find("this peer (w1): 0 steps, 0.0 s; other peers: 1 step, 1.2 s"),
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("by peer"), std::string::npos) << out;   // one peer: nothing to add
+}
+
+TEST(FormatSummary, EveryPeerSeesTheFailedAttemptAndTheEndOfItsOutput) {
+  td::v1::AssignmentRecord r;
+  auto& f = *r.mutable_failed();
+  f.set_group_id("g-9");
+  f.set_failed_step_id("link");
+  f.set_reason("step link failed 1 of 1 attempts (last: failed, exit 2, on w2)");
+  *f.add_steps() = step("link", td::v1::STEP_OUTCOME_FAILED, "w2", 1, 300);
+  auto& failure = *f.mutable_failure();
+  failure.set_step_id("link");
+  failure.set_peer_id("w2");
+  failure.set_attempt(1);
+  failure.set_outcome(td::v1::STEP_OUTCOME_FAILED);
+  failure.set_exit_code(2);
+  failure.set_output_tail("ld: cannot find -lfoo\ncollect2: error: ld returned 1 exit status\n");
+  const std::string other = formatSummary(r, "w1");
+  EXPECT_NE(other.find("  failed: step link, attempt 1 on w2: failed, exit 2; the last lines of "
+                       "its output:\n    | ld: cannot find -lfoo\n    | collect2: error: ld "
+                       "returned 1 exit status\n"),
+            std::string::npos)
+      << other;
+  EXPECT_NE(formatSummary(r, "w2").find("attempt 1 on w2 (this peer): failed, exit 2"),
+            std::string::npos);
+
+  failure.set_exit_code(-1);
+  failure.set_signal(9);
+  failure.clear_output_tail();
+  EXPECT_NE(formatSummary(r, "w1").find("failed, killed by SIGKILL; no output\n"),
+            std::string::npos)
+      << formatSummary(r, "w1");
+  failure.set_outcome(td::v1::STEP_OUTCOME_LOST);
+  EXPECT_NE(formatSummary(r, "w1").find("attempt 1 on w2: lost (its peer stopped heartbeating"),
+            std::string::npos)
+      << formatSummary(r, "w1");
 }
 
 TEST(FormatSummary, OtherRecordsGiveNothing) {

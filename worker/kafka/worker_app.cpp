@@ -352,9 +352,10 @@ td::Status WorkerApp::finishStep(const RunResult& result) {
   report.set_signal(result.signal);
   report.set_duration_ms(static_cast<std::uint64_t>(result.duration.count()));
   report.set_output_tail(result.output_tail);
-  log_->info("peer={} group={} step={} attempt={} {} (exit {}) in {} ms",
-             registration_.peer_id(), session_->groupId(), running_->step_id, running_->attempt,
-             protocol::outcomeName(report.outcome()), result.exit_code, result.duration.count());
+  log_->info("peer={} group={} step={} attempt={} {} ({}) in {} ms", registration_.peer_id(),
+             session_->groupId(), running_->step_id, running_->attempt,
+             protocol::outcomeName(report.outcome()),
+             protocol::describeExit(result.exit_code, result.signal), result.duration.count());
   running_.reset();
   ++own_done_;
   return publishFinished(std::move(report));
