@@ -20,6 +20,7 @@
 #include "audit/audit.h"
 #include "audit/render.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "kafka/kafka.h"
 #include "protocol/protocol.h"
 
@@ -33,7 +34,7 @@ std::atomic<bool> g_stop{false};
 void onSignal(int) { g_stop = true; }
 
 struct Common {
-  std::string bootstrap = "localhost:9092";
+  std::string bootstrap;
   std::vector<std::string> props;
   std::string prefix = "td.";
   bool json = false;
@@ -80,7 +81,12 @@ class EventSource {
         td::kafka::readerSettings(common_.bootstrap, "td-audit", props_));
     if (!reader) return std::unexpected(reader.error());
     reader_ = std::move(*reader);
-    auto producer = td::kafka::Producer::create({{"bootstrap.servers", common_.bootstrap}});
+    // For partition counts only; with the -X properties like every client (a secured
+    // cluster's credentials).
+    td::kafka::Properties producer_props{{"bootstrap.servers", common_.bootstrap},
+                                         {"client.id", "td-audit"}};
+    producer_props.insert(producer_props.end(), props_.begin(), props_.end());
+    auto producer = td::kafka::Producer::create(producer_props);
     if (!producer) return std::unexpected(producer.error());
     auto count = (*producer)->partitionCount(topic_, std::chrono::seconds(10));
     if (!count) return std::unexpected(count.error());
@@ -214,7 +220,10 @@ std::optional<Loaded> load(const Common& c, const std::string& group, std::int64
 }
 
 void addCommon(CLI::App* app, Common& c) {
-  app->add_option("--bootstrap-server", c.bootstrap, "Kafka bootstrap servers")->capture_default_str();
+  app->add_option("--bootstrap-server", c.bootstrap,
+                  "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...] (or TD_BOOTSTRAP_SERVER)")
+      ->envname("TD_BOOTSTRAP_SERVER")
+      ->required();
   app->add_option("-X", c.props, "librdkafka property key=value (repeatable)");
   app->add_option("--topic-prefix", c.prefix, "topic name prefix")->capture_default_str();
   app->add_flag("--json", c.json, "machine-readable output");
@@ -331,8 +340,8 @@ int runTail(const Common& c, const std::string& group, const std::string& peer,
     if (c.json) {
       std::cout << td::audit::eventJson(e) << std::endl;
     } else {
-      std::cout << fmt::format("{} {} #{} {}", e.timestamp_ms(), e.group_id(), e.sequence(),
-                               td::protocol::describe(e))
+      std::cout << fmt::format("{} {} #{} {}", td::isoUtc(td::Millis(e.timestamp_ms())),
+                               e.group_id(), e.sequence(), td::protocol::describe(e))
                 << std::endl;
     }
   });
@@ -363,7 +372,8 @@ int main(int argc, char** argv) {
   tail->add_option("--group", group);
   tail->add_option("--peer", peer);
   tail->add_option("--step", step);
-  tail->add_option("--outcome", outcome, "only step_finished with this outcome");
+  tail->add_option("--outcome", outcome, "only step_finished with this outcome")
+      ->check(CLI::IsMember({"succeeded", "failed", "timed_out", "aborted", "lost", "rejected"}));
   tail->add_option("--since", since, "start from this time instead of now");
 
   auto* report = app.add_subcommand("report", "write a self-contained HTML report");

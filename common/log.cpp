@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include "common/json.h"
+#include "common/time.h"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -62,17 +63,8 @@ class JsonFormatter final : public spdlog::formatter {
 
 std::string jsonLine(std::chrono::system_clock::time_point time, std::string_view level,
                      std::string_view logger, std::string_view message) {
-  using namespace std::chrono;
-  const auto since_epoch = time.time_since_epoch();
-  const auto secs = floor<seconds>(since_epoch);
-  const auto millis = duration_cast<milliseconds>(since_epoch - secs).count();
-  const time_t t = static_cast<time_t>(secs.count());
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char stamp[64];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(millis));
+  const std::string stamp = td::isoUtc(
+      std::chrono::duration_cast<Millis>(time.time_since_epoch()));
   std::string line = "{\"time\":\"";
   line += stamp;
   line += "\",\"level\":\"";

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace td {
 
@@ -19,6 +20,10 @@ struct Instant {
 // times. These convert through `now`, the instant both clocks were read together.
 inline Millis wallOf(Millis mono, Instant now) { return mono + (now.wall - now.mono); }
 inline Millis monoOf(Millis wall, Instant now) { return wall - (now.wall - now.mono); }
+
+// A wall time (milliseconds since the Unix epoch) as ISO-8601 UTC with milliseconds:
+// "2026-12-07T00:10:22.488Z", what logs and td-audit print.
+std::string isoUtc(Millis wall);
 
 // The clock port. SystemClock reads the real clocks; tests use ManualClock (tests/support).
 class Clock {

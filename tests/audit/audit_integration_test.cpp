@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <signal.h>
+#include <unistd.h>
 
 #include <regex>
 #include <set>
@@ -126,6 +127,11 @@ TEST(AuditCli, VerifyShowAndReportAGroupWithARetryAndALostPeer) {
   tail.signal(SIGINT);
   EXPECT_EQ(tail.wait(std::chrono::seconds(20)), 0) << tail.output();
   EXPECT_NE(tail.output().find("step_finished step=long"), std::string::npos) << tail.output();
+  // Times people can read: ISO-8601 UTC, not Unix milliseconds.
+  EXPECT_TRUE(std::regex_search(
+      tail.output(), std::regex("(^|\n)20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:"
+                                "[0-5][0-9]\\.[0-9]{3}Z " + group + " #[0-9]+ step_finished")))
+      << tail.output();
   EXPECT_EQ(tail.output().find("outcome=succeeded"), std::string::npos)
       << "the --outcome filter let another outcome through:\n" << tail.output();
   tail_none.signal(SIGINT);
@@ -139,6 +145,32 @@ TEST(AuditCli, VerifyShowAndReportAGroupWithARetryAndALostPeer) {
   Process render({.args = {"/usr/bin/python3", TD_RENDER_CHECK, html.string(), png.string()},
                   .output = cluster.dir() / "render.out"});
   ASSERT_EQ(render.wait(std::chrono::seconds(120)), 0) << render.output();
+}
+
+// Bad flags end td-audit with exit 2 and a line saying what, before it connects anywhere.
+TEST(AuditCli, BadFlagsExitTwoSayingWhat) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"verify"}, "--bootstrap-server is required"},
+      {{"tail", "--bootstrap-server", "127.0.0.1:1", "--outcome", "exploded"}, "exploded"},
+      {{"verify", "--bootstrap-server", "127.0.0.1:1", "--since", "yesterday"}, "yesterday"},
+      {{"verify", "--bootstrap-server", "127.0.0.1:1", "-X", "no.such.property=1"},
+       "no.such.property"},
+      {{"verify", "--bootstrap-server", "127.0.0.1:1", "-X", "socket.timeout.ms=banana"},
+       "socket.timeout.ms"},
+  };
+  const auto dir = std::filesystem::temp_directory_path();
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    std::vector<std::string> args = {TD_AUDIT_BIN};
+    args.insert(args.end(), cases[i].args.begin(), cases[i].args.end());
+    Process p({.args = args, .output = dir / ("td-audit-bad-flags-" + std::to_string(::getpid()) +
+                                              "-" + std::to_string(i) + ".out")});
+    EXPECT_EQ(p.wait(std::chrono::seconds(30)), 2) << p.output();
+    EXPECT_NE(p.output().find(cases[i].says), std::string::npos) << p.output();
+  }
 }
 
 }  // namespace
