@@ -41,13 +41,15 @@ sigset_t controlSignals() {
 }
 
 // Our children (alive or zombie). /proc/self/task/<tid>/children where the kernel has it
-// (CONFIG_PROC_CHILDREN); otherwise every /proc/<pid>/stat whose ppid is us. Either may miss a
-// child created or reparented while we read; callers loop until waitpid says ECHILD.
-std::vector<pid_t> children() {
+// (CONFIG_PROC_CHILDREN) unless `scan_proc`; otherwise every /proc/<pid>/stat whose ppid is us.
+// Either may miss a child created or reparented while we read; callers loop until waitpid
+// says ECHILD. (We are single-threaded, so our main thread's list is all of them.)
+std::vector<pid_t> children(bool scan_proc = false) {
   const pid_t self = ::getpid();
   std::vector<pid_t> out;
-  std::ifstream list("/proc/self/task/" + std::to_string(self) + "/children");
-  if (list) {
+  std::ifstream list;
+  if (!scan_proc) list.open("/proc/self/task/" + std::to_string(self) + "/children");
+  if (list.is_open()) {
     for (long pid = 0; list >> pid;) out.push_back(static_cast<pid_t>(pid));
     return out;
   }
@@ -127,8 +129,13 @@ void Supervisor::signalTree(int sig) const {
   for (pid_t child : children()) {
     // The program already had it through its group; don't send a trapped SIGTERM twice.
     if (child == program_ && !program_reaped_ && sig != SIGKILL) continue;
-    ::kill(child, sig);
-    if (child != program_ && ::getpgid(child) == child) ::kill(-child, sig);
+    // A child that leads a group (setsid'd, a job of a nested interactive shell): the signal
+    // reaches it through its group, together with the group's other members.
+    if (child != program_ && ::getpgid(child) == child) {
+      ::kill(-child, sig);
+    } else {
+      ::kill(child, sig);
+    }
   }
 }
 
@@ -215,6 +222,8 @@ int Supervisor::run() {
 }
 
 }  // namespace
+
+std::vector<pid_t> childrenOfSelfForTest(bool scan_proc) { return children(scan_proc); }
 
 bool isStepSupervisorInvocation(int argc, char** argv) {
   return argc > 0 && argv[0] != nullptr && std::string_view(argv[0]) == kStepSupervisorArgv0;

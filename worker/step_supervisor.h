@@ -42,8 +42,10 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include <string_view>
+#include <vector>
 
 namespace td::worker {
 
@@ -65,5 +67,10 @@ bool isStepSupervisorInvocation(int argc, char** argv);
 // Runs the supervisor (see above) on `argv` (argv[0] is not looked at). Returns an exit code
 // for main() to return, or ends the process with the step's terminating signal.
 int stepSupervisorMain(int argc, char** argv);
+
+// How the supervisor lists its children (alive or zombie), for tests: the calling process's
+// main thread's /proc/self/task/<pid>/children, or with `scan_proc` (the supervisor's fallback
+// where the kernel has no such file) every /proc/<pid>/stat that names it as the parent.
+std::vector<pid_t> childrenOfSelfForTest(bool scan_proc);
 
 }  // namespace td::worker

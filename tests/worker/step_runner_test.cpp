@@ -551,6 +551,27 @@ TEST_P(SupervisorTest, RunsNothingWhenItsParentIsAlreadyGone) {
   EXPECT_FALSE(fs::exists(ran));
 }
 
+TEST(SupervisorChildren, BothWaysOfListingFindTheSameChildren) {
+  auto first = StepProcess::start(baseSpec("sleep 30"));
+  auto second = StepProcess::start(baseSpec("sleep 30"));
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  for (bool scan_proc : {false, true}) {
+    const std::vector<pid_t> found = childrenOfSelfForTest(scan_proc);
+    for (pid_t pid : {(*first)->pid(), (*second)->pid()}) {
+      EXPECT_NE(std::find(found.begin(), found.end(), pid), found.end())
+          << pid << (scan_proc ? " (scan)" : " (children file)");
+    }
+    for (pid_t pid : found) {  // and nothing that is not our child
+      const std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+      std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+      char state = 0;
+      long ppid = 0;
+      rest >> state >> ppid;
+      EXPECT_EQ(ppid, ::getpid()) << pid << ": " << stat;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(, SupervisorTest, ::testing::Values(true),
                          [](const ::testing::TestParamInfo<bool>&) { return "Supervised"; });
 
