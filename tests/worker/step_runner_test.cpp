@@ -551,6 +551,16 @@ TEST_P(SupervisorTest, RunsNothingWhenItsParentIsAlreadyGone) {
   EXPECT_FALSE(fs::exists(ran));
 }
 
+TEST_P(SupervisorTest, AMissingSupervisorIsAnIoErrorOfStart) {
+  auto spec = makeSpec("true");
+  spec.supervisor = dir_ / "no-such-supervisor";
+  auto proc = StepProcess::start(spec);
+  ASSERT_FALSE(proc.has_value());
+  EXPECT_EQ(proc.error().code(), Errc::kIo);
+  EXPECT_NE(proc.error().message().find("no-such-supervisor"), std::string::npos)
+      << proc.error().message();
+}
+
 TEST(SupervisorChildren, BothWaysOfListingFindTheSameChildren) {
   auto first = StepProcess::start(baseSpec("sleep 30"));
   auto second = StepProcess::start(baseSpec("sleep 30"));
