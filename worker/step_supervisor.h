@@ -27,7 +27,8 @@
 //   6. kStepSupervisorKillSignal (the worker's abort, SIGKILL escalation and destructor, and
 //      the parent-death signal), SIGINT, SIGHUP, SIGQUIT: kills the whole tree as in 4, then
 //      exits the same way (normally with SIGKILL, the status of the killed <program>).
-//   If <program> cannot be spawned, it writes why to stderr and exits 127.
+//   If <program> cannot be spawned, or a prctl fails, it writes why to stderr (the step's
+//   output) and exits 127.
 //
 // What still escapes: processes that are not descendants (started through another daemon:
 // systemd-run, at, ssh localhost, a container engine); processes stuck in uninterruptible
@@ -59,7 +60,8 @@ inline constexpr int kStepSupervisorKillSignal = SIGUSR1;
 // Exit codes of the supervisor itself (the step's own codes pass through unchanged).
 inline constexpr int kSupervisorUsage = 2;         // bad command line (message on stderr)
 inline constexpr int kSupervisorParentGone = 125;  // parent died before PDEATHSIG was armed
-inline constexpr int kSupervisorSpawnFailed = 127;  // <program> could not be spawned
+// <program> could not be spawned, or the supervisor could not set itself up (prctl failed).
+inline constexpr int kSupervisorSpawnFailed = 127;
 
 // True when argv asks for the supervisor mode (argv[0] is exactly kStepSupervisorArgv0).
 bool isStepSupervisorInvocation(int argc, char** argv);
