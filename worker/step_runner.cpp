@@ -252,11 +252,7 @@ td::Result<std::unique_ptr<StepProcess>> StepProcess::startImpl(const StepSpecTo
   sigset_t child_mask, all_signals;
   sigemptyset(&child_mask);
   sigfillset(&all_signals);
-  if (supervised) {
-    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, kStepSupervisorKillSignal}) {
-      sigaddset(&child_mask, sig);
-    }
-  }
+  if (supervised) child_mask = stepSupervisorControlSignals();
   if (rc == 0) {
     rc = posix_spawnattr_setflags(
         attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);

@@ -31,15 +31,6 @@ void say(const std::string& what) {
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-sigset_t controlSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, kStepSupervisorKillSignal}) {
-    sigaddset(&set, sig);
-  }
-  return set;
-}
-
 // Our children (alive or zombie). /proc/self/task/<tid>/children where the kernel has it
 // (CONFIG_PROC_CHILDREN) unless `scan_proc`; otherwise every /proc/<pid>/stat whose ppid is us.
 // Either may miss a child created or reparented while we read; callers loop until waitpid
@@ -195,7 +186,7 @@ int Supervisor::exitLikeProgram() const {
 }
 
 int Supervisor::run() {
-  const sigset_t control = controlSignals();
+  const sigset_t control = stepSupervisorControlSignals();
   while (true) {
     siginfo_t info{};
     const int sig = ::sigwaitinfo(&control, &info);
@@ -223,6 +214,15 @@ int Supervisor::run() {
 
 }  // namespace
 
+sigset_t stepSupervisorControlSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, kStepSupervisorKillSignal}) {
+    sigaddset(&set, sig);
+  }
+  return set;
+}
+
 std::vector<pid_t> childrenOfSelfForTest(bool scan_proc) { return children(scan_proc); }
 
 bool isStepSupervisorInvocation(int argc, char** argv) {
@@ -232,7 +232,7 @@ bool isStepSupervisorInvocation(int argc, char** argv) {
 int stepSupervisorMain(int argc, char** argv) {
   // First, so a control signal sent early stays pending instead of ending us (the spawner
   // should already have blocked them; see the header).
-  const sigset_t control = controlSignals();
+  const sigset_t control = stepSupervisorControlSignals();
   ::sigprocmask(SIG_BLOCK, &control, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // our own messages to a closed pipe must not end us
 

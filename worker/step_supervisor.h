@@ -63,6 +63,11 @@ inline constexpr int kSupervisorParentGone = 125;  // parent died before PDEATHS
 // <program> could not be spawned, or the supervisor could not set itself up (prctl failed).
 inline constexpr int kSupervisorSpawnFailed = 127;
 
+// The signals the supervisor takes with sigwaitinfo (kept blocked): SIGCHLD, SIGTERM, SIGINT,
+// SIGHUP, SIGQUIT and kStepSupervisorKillSignal. The spawner blocks them in the supervisor's
+// initial mask.
+sigset_t stepSupervisorControlSignals();
+
 // True when argv asks for the supervisor mode (argv[0] is exactly kStepSupervisorArgv0).
 bool isStepSupervisorInvocation(int argc, char** argv);
 
