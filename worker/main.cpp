@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "worker/kafka/worker_app.h"
 #include "worker/options.h"
+#include "worker/step_supervisor.h"
 
 namespace {
 td::worker::WorkerApp* g_app = nullptr;
@@ -14,6 +15,10 @@ void onSignal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A step's supervisor: td-worker spawns itself (/proc/self/exe) as one per step.
+  if (td::worker::isStepSupervisorInvocation(argc, argv)) {
+    return td::worker::stepSupervisorMain(argc, argv);
+  }
   auto parsed = td::worker::parseCommandLine(argc, argv);
   if (!parsed) return parsed.error();   // --help (0) or a usage error (2), already printed
   auto& [options, schema] = *parsed;

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "worker/step_supervisor.h"
 
 extern char** environ;
 
@@ -243,16 +244,21 @@ td::Result<std::unique_ptr<StepProcess>> StepProcess::startImpl(const StepSpecTo
     rc = posix_spawn_file_actions_addchdir_np(actions.get(), spec.working_dir.c_str());
   }
   // New process group (so signals reach grandchildren); defaults for every signal and an empty
-  // mask, so dispositions we set (e.g. SIGPIPE ignored) don't leak into the step.
-  sigset_t empty_mask, all_signals;
-  sigemptyset(&empty_mask);
+  // mask, so dispositions we set (e.g. SIGPIPE ignored) don't leak into the step. The
+  // supervisor starts with its control signals blocked instead, so one we send before it has
+  // set itself up waits for it rather than ending it by the default action (it gives the shell
+  // an empty mask).
+  const bool supervised = !spec.supervisor.empty();
+  sigset_t child_mask, all_signals;
+  sigemptyset(&child_mask);
   sigfillset(&all_signals);
+  if (supervised) child_mask = stepSupervisorControlSignals();
   if (rc == 0) {
     rc = posix_spawnattr_setflags(
         attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   }
   if (rc == 0) rc = posix_spawnattr_setpgroup(attr.get(), 0);
-  if (rc == 0) rc = posix_spawnattr_setsigmask(attr.get(), &empty_mask);
+  if (rc == 0) rc = posix_spawnattr_setsigmask(attr.get(), &child_mask);
   if (rc == 0) rc = posix_spawnattr_setsigdefault(attr.get(), &all_signals);
   if (rc != 0) {
     return stepError(Errc::kIo, id, "cannot set up posix_spawn: " + errnoText(rc));
@@ -263,21 +269,30 @@ td::Result<std::unique_ptr<StepProcess>> StepProcess::startImpl(const StepSpecTo
   envp.reserve(env.size() + 1);
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string sh = "/bin/sh", dash_c = "-c", command = spec.command;
-  std::array<char*, 4> argv = {sh.data(), dash_c.data(), command.data(), nullptr};
+  std::vector<std::string> args;
+  if (supervised) {
+    args = {std::string(kStepSupervisorArgv0), "--parent-pid", std::to_string(::getpid()), "--"};
+  }
+  args.insert(args.end(), {"/bin/sh", "-c", spec.command});
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string executable = supervised ? spec.supervisor.string() : "/bin/sh";
 
   auto proc = std::unique_ptr<StepProcess>(new StepProcess());
   proc->started_ = Clock::now();
   pid_t pid = -1;
   // glibc's posix_spawn uses CLONE_VFORK and reports exec and file-action (chdir) failures as its
   // return value, having reaped the failed child itself.
-  rc = ::posix_spawn(&pid, sh.c_str(), actions.get(), attr.get(), argv.data(), envp.data());
+  rc = ::posix_spawn(&pid, executable.c_str(), actions.get(), attr.get(), argv.data(),
+                     envp.data());
   if (rc != 0) {
-    return stepError(Errc::kIo, id, "cannot spawn /bin/sh: " + errnoText(rc));
+    return stepError(Errc::kIo, id, "cannot spawn " + executable + ": " + errnoText(rc));
   }
   write_end.reset();
 
   proc->pid_ = pid;
+  proc->supervised_ = supervised;
   proc->pipe_fd_ = read_end.release();
   if (use_pidfd) {
     // Cannot race with pid reuse: the child is ours and not yet reaped. pidfds are O_CLOEXEC.
@@ -299,6 +314,7 @@ StepProcess& StepProcess::operator=(StepProcess&& other) noexcept {
   if (this == &other) return *this;
   killAndReap();
   pid_ = std::exchange(other.pid_, -1);
+  supervised_ = other.supervised_;
   reaped_ = std::exchange(other.reaped_, false);
   pipe_fd_ = std::exchange(other.pipe_fd_, -1);
   pidfd_ = std::exchange(other.pidfd_, -1);
@@ -323,7 +339,7 @@ StepProcess::~StepProcess() { killAndReap(); }
 
 void StepProcess::killAndReap() noexcept {
   if (pid_ > 0 && !reaped_) {
-    ::kill(-pid_, SIGKILL);
+    signalStep(SIGKILL);
     siginfo_t info{};
     while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED) != 0 && errno == EINTR) {
     }
@@ -359,15 +375,20 @@ Clock::time_point StepProcess::deadline() const {
   return next;
 }
 
-void StepProcess::killGroup(int sig) const {
-  // Safe while the leader is unreaped: its zombie keeps the pid (= pgid) from being reused.
-  if (pid_ > 0 && !reaped_) ::kill(-pid_, sig);
+void StepProcess::signalStep(int sig) const {
+  // Safe while the child is unreaped: its zombie keeps the pid (= pgid) from being reused.
+  if (pid_ <= 0 || reaped_) return;
+  if (supervised_) {
+    ::kill(pid_, sig == SIGKILL ? kStepSupervisorKillSignal : sig);
+  } else {
+    ::kill(-pid_, sig);
+  }
 }
 
 void StepProcess::abort() {
   if (result_ || pid_ < 0) return;
   aborted_ = true;
-  killGroup(SIGKILL);
+  signalStep(SIGKILL);
 }
 
 void StepProcess::drain(std::size_t max_bytes) {
@@ -457,11 +478,11 @@ std::optional<RunResult> StepProcess::service() {
   if (!exited) {
     if (!timed_out_ && !aborted_ && now >= timeout_at_) {
       timed_out_ = true;
-      killGroup(SIGTERM);
+      signalStep(SIGTERM);
       kill_at_ = saturatingAdd(now, kill_grace_);
     }
     if (timed_out_ && now >= kill_at_) {
-      killGroup(SIGKILL);
+      signalStep(SIGKILL);
       kill_at_ = Clock::time_point::max();
     }
     next_wait_check_ = now + kFallbackWaitTick;
@@ -469,8 +490,9 @@ std::optional<RunResult> StepProcess::service() {
   }
 
   // The main child is gone: anything left in its group is orphaned work (or holds our pipe).
-  // Kill it, take what is already in the pipe, and don't wait for EOF.
-  if (!lost) killGroup(SIGKILL);
+  // Kill it, take what is already in the pipe, and don't wait for EOF. (A supervisor exits only
+  // once its tree is gone, so there is nothing left to kill.)
+  if (!lost && !supervised_) signalStep(SIGKILL);
   drain(kMaxReadPerService);
   if (!lost) {
     siginfo_t reaped{};

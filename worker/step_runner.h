@@ -1,4 +1,5 @@
-// Runs one assigned step as a child process (`/bin/sh -c <command>`), without blocking.
+// Runs one assigned step as a child process (`/bin/sh -c <command>`), without blocking,
+// optionally under the per-step supervisor (worker/step_supervisor.h).
 //
 // Built for the worker's single-threaded poll(2) event loop: a StepProcess exposes the fds to
 // poll on and the time by which it must be serviced, and service() never blocks. Linux only
@@ -25,8 +26,17 @@ namespace td::worker {
 struct StepSpecToRun {
   std::string step_id;  // used only for the "[step_id] " echo prefix
   std::string command;  // run as: /bin/sh -c <command>
+  // The executable that holds the step supervisor (worker/step_supervisor.h): td-worker uses
+  // "/proc/self/exe", i.e. itself. When set, the child is the supervisor, run as
+  // `td-step-supervisor --parent-pid <our pid> -- /bin/sh -c <command>`, and no process of the
+  // step (not even one that left with setsid or a double fork) outlives the step or us, even
+  // when we are SIGKILLed. Empty (the default) = spawn /bin/sh directly, as unit tests and
+  // runToCompletion callers may: then processes that leave the shell's group, and the whole
+  // group if we die, escape.
+  std::filesystem::path supervisor;
   // Wall time allowed from start; must be > 0. On expiry the whole process group gets SIGTERM,
-  // then SIGKILL after `kill_grace`.
+  // then SIGKILL after `kill_grace` (supervised: the supervisor forwards the SIGTERM to the
+  // shell's group and every orphan it adopted, and the SIGKILL kills the whole tree).
   std::chrono::milliseconds timeout{0};
   // Time between the timeout's SIGTERM and the SIGKILL that follows (default 2 s; 0 = SIGKILL
   // right after SIGTERM).
@@ -65,8 +75,19 @@ struct RunResult {
 // Lifecycle: start() -> [poll on pollFds() until deadline()] -> service() ... until it returns
 // a result. When the main child exits, the runner SIGKILLs the rest of its process group (while
 // the zombie still pins the group id), drains what is already in the pipe and completes without
-// waiting for EOF, so a grandchild holding the pipe cannot hang it. Processes that leave the
-// group (setsid, setpgid) escape all of this.
+// waiting for EOF, so a grandchild holding the pipe cannot hang it. Unsupervised, processes
+// that leave the group (setsid, setpgid) escape all of this, and so does everything if we die.
+//
+// Supervised (StepSpecToRun::supervisor set), the child is the supervisor and the shell its
+// child, in a group of its own. The semantics above are kept, for the whole tree: the
+// supervisor kills every remaining descendant when the shell exits and only then exits itself,
+// with the shell's wait status (same exit code or signal), so "main child exited" means "the
+// step's tree is gone". Signals go to the supervisor instead of a group: SIGTERM for the
+// timeout, kStepSupervisorKillSignal for abort(), the SIGKILL escalation and destruction. The
+// supervisor is spawned with those signals blocked (it waits for them with sigwaitinfo), so
+// even an abort() right after start() ends in a killed shell and signal SIGKILL.
+// If we die by any signal, the kernel sends the supervisor its parent-death signal and it
+// kills the tree within milliseconds.
 //
 // Exit detection uses a pidfd (pidfd_open, Linux >= 5.3). If that fails, it falls back to
 // waitid(WNOHANG) on every service(), and deadline() is then at most 20 ms away, so a loop that
@@ -74,16 +95,21 @@ struct RunResult {
 //
 // REQUIRES: SIGCHLD is not ignored (SIG_IGN auto-reaps children; the step would then report
 // kFailed with exit_code -1), and nobody else reaps our child (waitpid(-1), other libraries).
+// Supervised: start() is called on a thread that outlives the step (the parent-death signal
+// fires when the spawning thread exits; td-worker runs steps from its main thread).
 //
 // Thread safety: none; owned and used by one thread (the worker's event loop). Move-only.
-// Destruction while the step runs SIGKILLs its process group and reaps the child (blocking only
-// for as long as the kernel takes to kill it); all fds it opened are closed.
+// Destruction while the step runs SIGKILLs its process group (supervised: the whole tree, through
+// the supervisor) and reaps the child (blocking only for as long as the kernel takes to kill
+// it); all fds it opened are closed.
 class StepProcess {
  public:
   // Validates `spec`, then spawns the child with posix_spawn (safe in a multithreaded process).
   // Errors: Errc::kInvalidArgument (timeout <= 0, bad env name, working_dir not a directory),
   // Errc::kNotFound (working_dir does not exist), Errc::kIo (pipe, /dev/null, spawn or chdir
-  // failure; the message carries strerror). Keeps no reference to `spec`.
+  // failure, also of the supervisor executable; the message carries strerror). A supervisor
+  // that cannot spawn /bin/sh is a step that exits 127 with the reason in its output. Keeps
+  // no reference to `spec`.
   static td::Result<std::unique_ptr<StepProcess>> start(const StepSpecToRun& spec);
 
   // As start(), but never uses a pidfd: exercises the waitid fallback in tests.
@@ -112,11 +138,13 @@ class StepProcess {
   // same result on every call.
   std::optional<RunResult> service();
 
-  // SIGKILLs the whole process group now. The result, once service() produces it, has outcome
-  // kAborted. No-op once the result has been produced.
+  // SIGKILLs the whole process group now (supervised: the whole tree, through the
+  // supervisor). The result, once service() produces it, has outcome kAborted. No-op once the
+  // result has been produced.
   void abort();
 
-  // The child's pid (also its process group id); -1 for a moved-from object.
+  // The child's pid (also its process group id; supervised, the supervisor's); -1 for a
+  // moved-from object.
   pid_t pid() const { return pid_; }
 
  private:
@@ -128,12 +156,16 @@ class StepProcess {
   void consume(const char* data, std::size_t size);
   void echoLines(const char* data, std::size_t size);
   void flushEchoLine();
-  void killGroup(int sig) const;
+  // Sends `sig` (SIGTERM or SIGKILL) to the step while the child is unreaped: unsupervised to
+  // its process group; supervised to the supervisor (SIGKILL becomes
+  // kStepSupervisorKillSignal, so the supervisor can kill the tree before it exits).
+  void signalStep(int sig) const;
   // SIGKILLs the group and reaps the child if it has not been reaped; closes the fds.
   void killAndReap() noexcept;
   void closeFds() noexcept;
 
   pid_t pid_ = -1;
+  bool supervised_ = false;
   bool reaped_ = false;
   int pipe_fd_ = -1;  // read end, O_NONBLOCK | O_CLOEXEC
   int pidfd_ = -1;    // -1 in the waitid fallback

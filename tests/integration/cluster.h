@@ -71,8 +71,9 @@ class Cluster {
   // Starts the broker and (unless told not to) a coordinator; fails the test on trouble.
   explicit Cluster(bool start_coordinator = true);
   explicit Cluster(Options options);
-  // Stops every process, then kills step processes the test's workers left behind (a
-  // SIGKILLed worker's step keeps running in its own process group).
+  // Stops every process, then kills step processes the test's workers left behind (a safety
+  // net: a td-worker's step supervisor kills its step's tree when the worker dies, but a test
+  // that fails half-way must not leak a step either).
   ~Cluster();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;

@@ -1,12 +1,14 @@
-// Failure handling with real processes: a worker killed with SIGKILL or SIGTERM in the middle
-// of a step, and a step that fails on every peer while another step is still running.
+// Failure handling with real processes: a worker killed with SIGKILL, SIGTERM or SIGINT in the
+// middle of a step, and a step that fails on every peer while another step is still running.
 // Every "ran" / "ran once" check counts the marks the steps themselves wrote (kMarkCommand);
 // every wait polls a predicate with a deadline.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <iostream>
 #include <set>
+#include <sstream>
 
 #include "tests/integration/cluster.h"
 
@@ -23,12 +25,62 @@ std::string markingStep(const std::string& id, const std::string& then,
          "'\n" + extra_fields;
 }
 
-// Steps "long" (30 s on its first attempt, quick on later ones) and three quick ones.
-std::string longPlusQuickSchema(const std::string& name) {
+// The step "long" of treePlusQuickSchema, run as `sh tree.sh <dir>` (issue 15). Attempt 1 starts
+// a process tree and records its pids in <dir>/tree.pids (one line, written last):
+//   the script's shell and its parent (the step's shell), a background job (`sleep 300 &`), a
+//   sleeper that left with setsid and a double fork, and a second such one that waits for
+//   <dir>/done to have a line and then appends "escaped" to it;
+// then it waits the same way and appends "<peer> 1". Any other attempt appends
+// "<peer> <attempt>" at once. So <dir>/done ends with exactly one line only if nothing of a
+// killed attempt 1 survived to see the re-run's line.
+constexpr const char* kTreeScript = R"(d="$1"
+if [ "$TD_ATTEMPT" = 1 ]; then
+  sleep 300 & echo $! > "$d/bg.pid"
+  setsid sh -c 'sleep 300 & echo $! > "$0/setsid.pid"' "$d" &
+  setsid sh -c '( until [ -s "$0/done" ]; do sleep 0.05; done; echo escaped >> "$0/done" ) &
+    echo $! > "$0/writer.pid"' "$d" &
+  until [ -s "$d/bg.pid" ] && [ -s "$d/setsid.pid" ] && [ -s "$d/writer.pid" ]; do sleep 0.01; done
+  echo $$ $PPID $(cat "$d/bg.pid" "$d/setsid.pid" "$d/writer.pid") > "$d/tree.tmp"
+  mv "$d/tree.tmp" "$d/tree.pids"
+  until [ -s "$d/done" ]; do sleep 0.05; done
+fi
+echo "$TD_PEER_ID $TD_ATTEMPT" >> "$d/done"
+)";
+
+// Steps "long" (kTreeScript in `dir`: on its first attempt it runs until a re-run has
+// finished, later attempts are quick) and three quick ones.
+std::string treePlusQuickSchema(const std::string& name, const std::filesystem::path& dir) {
+  std::ofstream(dir / "tree.sh") << kTreeScript;
   return "name: " + name + "\ndefaults: {timeout: 1m, max_attempts: 3}\nsteps:\n" +
-         markingStep("long", "if [ \"$TD_ATTEMPT\" = 1 ]; then sleep 30; fi") +
+         markingStep("long", "sh " + (dir / "tree.sh").string() + " " + dir.string()) +
          markingStep("a", "sleep 0.2") + markingStep("b", "sleep 0.2") +
          markingStep("c", "sleep 0.2");
+}
+
+// The pids kTreeScript recorded in `dir`, once it has (empty if not within the deadline).
+std::vector<pid_t> treePids(const std::filesystem::path& dir) {
+  std::vector<pid_t> pids;
+  waitUntil([&] { return std::filesystem::exists(dir / "tree.pids"); }, kRunTimeout);
+  std::istringstream in(readFile(dir / "tree.pids"));
+  for (long pid = 0; in >> pid;) pids.push_back(static_cast<pid_t>(pid));
+  return pids;
+}
+
+// The recorded pids that are still alive, for messages ("" once all are gone).
+std::string aliveOf(const std::vector<pid_t>& pids) {
+  std::string out;
+  for (pid_t pid : pids) {
+    if (processAlive(pid)) out += std::to_string(pid) + " ";
+  }
+  return out;
+}
+
+// The lines of <dir>/done.
+std::vector<std::string> doneLines(const std::filesystem::path& dir) {
+  std::vector<std::string> lines;
+  std::istringstream in(readFile(dir / "done"));
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 // Starts w1 alone so it takes "long" (the first step, the only member), then w2 and w3, and
@@ -72,22 +124,31 @@ void expectLongRanTwiceOthersOnce(const Cluster& cluster) {
   EXPECT_NE(peer_of_attempt[2], "w1") << "the re-run went to another peer";
 }
 
-TEST(Faults, KillNineMidStepReRunsItOnAnotherPeerWithinTheLease) {
+// The worker's step ran under its supervisor (issue 15): when the worker is SIGKILLed, the
+// kernel's parent-death signal makes the supervisor kill the step's whole tree, setsid and
+// double-forked descendants too, so the killed attempt's side effect never happens.
+TEST(Faults, KillNineMidStepReRunsItOnAnotherPeerWithinTheLeaseAndNothingOfTheStepSurvives) {
   constexpr std::int64_t kLeaseMs = 3000, kHeartbeatMs = 500;
   Cluster cluster(Cluster::Options{
       .coordinator_args = {"--lease-ms", std::to_string(kLeaseMs), "--heartbeat-interval-ms",
                            std::to_string(kHeartbeatMs)}});
-  auto schema = cluster.writeSchema("kill9", longPlusQuickSchema("kill9"));
+  auto schema = cluster.writeSchema("kill9", treePlusQuickSchema("kill9", cluster.dir()));
   std::vector<Process*> others;
   Process& w1 = startLongOnW1(cluster, schema, others);
   ASSERT_FALSE(HasFailure());
   const auto first = cluster.findMark("long", 1);
   ASSERT_TRUE(first && first->pgid > 0);
-  ASSERT_TRUE(processGroupAlive(first->pgid)) << "attempt 1 should still be sleeping";
+  std::vector<pid_t> tree = treePids(cluster.dir());
+  ASSERT_EQ(tree.size(), 5u) << cluster.logs();
+  tree.push_back(first->pgid);  // the step's shell (the script's parent, unless sh exec'd it)
+  for (pid_t pid : tree) ASSERT_TRUE(processAlive(pid)) << pid << " should still be running";
 
   const std::int64_t killed_at = wallMs();
   w1.signal(SIGKILL);
   ASSERT_EQ(w1.wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  EXPECT_TRUE(waitUntil([&] { return aliveOf(tree).empty(); }, std::chrono::seconds(1)))
+      << "still alive 1 s after the worker died: " << aliveOf(tree);
+  std::cout << "[ measured ] kill -9 -> step tree gone: " << (wallMs() - killed_at) << " ms\n";
 
   ASSERT_TRUE(waitUntil([&] { return cluster.findMark("long", 2).has_value(); },
                         std::chrono::milliseconds(kLeaseMs) + std::chrono::seconds(20)))
@@ -103,42 +164,64 @@ TEST(Faults, KillNineMidStepReRunsItOnAnotherPeerWithinTheLease) {
 
   for (Process* w : others) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
   expectLongRanTwiceOthersOnce(cluster);
-
-  // The killed worker's step (sh + sleep 30, in their own process group) outlived it; the
-  // harness must not leak it.
-  EXPECT_TRUE(processGroupAlive(first->pgid));
-  EXPECT_GE(cluster.killStrayStepProcesses(), 1);
-  EXPECT_TRUE(waitUntil([&] { return !processGroupAlive(first->pgid); }, std::chrono::seconds(5)));
+  // The side effect happened once, by the re-run; attempt 1 and its escaped writer never saw
+  // the re-run's line.
+  const auto done = doneLines(cluster.dir());
+  ASSERT_EQ(done.size(), 1u) << readFile(cluster.dir() / "done");
+  EXPECT_EQ(done[0], cluster.findMark("long", 2)->peer + " 2");
+  EXPECT_EQ(cluster.killStrayStepProcesses(), 0) << "nothing of any step is left";
 }
 
-TEST(Faults, SigtermMidStepExits130AndTheStepIsRequeuedAtOnce) {
+// SIGTERM or SIGINT: the running step is aborted at once (its whole tree, setsid and
+// double-forked descendants too), reported aborted, PeerLeft published, exit 130; the step is
+// re-queued at once, not at the lease.
+void signalMidStepExits130AndTheStepIsRequeuedAtOnce(int sig) {
   constexpr std::int64_t kLeaseMs = 10000, kBoundMs = 3000;
   Cluster cluster(Cluster::Options{.coordinator_args = {"--lease-ms", std::to_string(kLeaseMs)}});
-  auto schema = cluster.writeSchema("term", longPlusQuickSchema("term"));
+  auto schema = cluster.writeSchema("term", treePlusQuickSchema("term", cluster.dir()));
   std::vector<Process*> others;
   Process& w1 = startLongOnW1(cluster, schema, others);
-  ASSERT_FALSE(HasFailure());
+  ASSERT_FALSE(::testing::Test::HasFailure());
   const auto first = cluster.findMark("long", 1);
   ASSERT_TRUE(first && first->pgid > 0);
+  std::vector<pid_t> tree = treePids(cluster.dir());
+  ASSERT_EQ(tree.size(), 5u) << cluster.logs();
+  tree.push_back(first->pgid);
+  for (pid_t pid : tree) ASSERT_TRUE(processAlive(pid)) << pid << " should still be running";
 
   const std::int64_t signalled_at = wallMs();
-  w1.signal(SIGTERM);
+  w1.signal(sig);
   ASSERT_EQ(w1.wait(std::chrono::seconds(15)), 130) << w1.output();
-  // It killed its step's whole process group before leaving.
-  EXPECT_TRUE(waitUntil([&] { return !processGroupAlive(first->pgid); }, std::chrono::seconds(5)));
+  // It killed its step's whole tree before leaving.
+  EXPECT_TRUE(waitUntil([&] { return aliveOf(tree).empty(); }, std::chrono::seconds(1)))
+      << "still alive 1 s after the worker exited: " << aliveOf(tree);
+  EXPECT_FALSE(processGroupAlive(first->pgid));
+  EXPECT_NE(w1.output().find("on a signal"), std::string::npos) << w1.output();
 
   ASSERT_TRUE(waitUntil([&] { return cluster.findMark("long", 2).has_value(); },
                         std::chrono::seconds(20)))
       << cluster.logs();
   const std::int64_t reassign_ms = cluster.findMark("long", 2)->at_ms - signalled_at;
-  std::cout << "[ measured ] SIGTERM -> attempt 2 started: " << reassign_ms << " ms (lease "
-            << kLeaseMs << " ms)\n";
-  RecordProperty("sigterm_to_rerun_ms", std::to_string(reassign_ms));
+  std::cout << "[ measured ] signal " << sig << " -> attempt 2 started: " << reassign_ms
+            << " ms (lease " << kLeaseMs << " ms)\n";
+  ::testing::Test::RecordProperty("signal_to_rerun_ms", std::to_string(reassign_ms));
   EXPECT_LE(reassign_ms, kBoundMs) << "re-queued on PeerLeft, not at the lease\n"
                                    << cluster.logs();
 
   for (Process* w : others) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
   expectLongRanTwiceOthersOnce(cluster);
+  const auto done = doneLines(cluster.dir());
+  ASSERT_EQ(done.size(), 1u) << readFile(cluster.dir() / "done");
+  EXPECT_EQ(done[0], cluster.findMark("long", 2)->peer + " 2");
+  EXPECT_EQ(cluster.killStrayStepProcesses(), 0) << "nothing of any step is left";
+}
+
+TEST(Faults, SigtermMidStepExits130KillsTheWholeStepTreeAndTheStepIsRequeuedAtOnce) {
+  signalMidStepExits130AndTheStepIsRequeuedAtOnce(SIGTERM);
+}
+
+TEST(Faults, SigintMidStepExits130KillsTheWholeStepTreeAndTheStepIsRequeuedAtOnce) {
+  signalMidStepExits130AndTheStepIsRequeuedAtOnce(SIGINT);
 }
 
 TEST(Faults, AlwaysFailingStepRunsOnThreeDistinctPeersThenTheGroupFailsAndAbortsTheLongStep) {

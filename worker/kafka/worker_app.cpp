@@ -288,6 +288,8 @@ td::Status WorkerApp::startStep(const RunStep& run) {
   StepSpecToRun spec{
       .step_id = step.id,
       .command = step.run,
+      // Ourselves, in step-supervisor mode: nothing of the step survives us (issue 15).
+      .supervisor = "/proc/self/exe",
       .timeout = step.timeout,
       .working_dir = options_.working_dir,
       .extra_env = {{"TD_GROUP_ID", session_->groupId()},
