@@ -341,7 +341,14 @@ void Group::checkLease(const std::string& peer_id, Instant now, Effects& out) {
       // Once per spell (heard() ends it); only a member running a step keeps anyone waiting.
       member->silent_noticed = true;
       if (!member->running.empty()) {
-        const StepRun& step = steps_[*member->running.begin()];
+        // The step its heartbeats name, if it still holds it (with slots > 1 it also holds
+        // steps taken ahead); else the first it holds in schema order.
+        std::size_t index = *member->running.begin();
+        if (const auto named = table_->find(member->heartbeat_step);
+            named && member->running.contains(*named)) {
+          index = *named;
+        }
+        const StepRun& step = steps_[index];
         const Millis silent_for = now.mono - member->last_seen;
         td::v1::AssignmentRecord record;
         auto& notice = *record.mutable_peer_silent();
@@ -530,6 +537,7 @@ void Group::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& 
     return;
   }
   heard(*member, now);
+  member->heartbeat_step = msg.running_step_id();
 }
 
 void Group::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {

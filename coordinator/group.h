@@ -190,6 +190,7 @@ class Group {
     bool leaving = false;             // aborted its step to leave: gets no more work
     Millis last_seen{0};              // mono time of its last message
     bool silent_noticed = false;      // PeerSilent published for this silent spell
+    std::string heartbeat_step;       // the step its last heartbeat said it runs (PeerSilent)
     std::int64_t sent_at_ms = 0;      // of its registration
   };
   Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations);  // restore()

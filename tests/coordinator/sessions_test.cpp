@@ -204,6 +204,21 @@ TEST_F(Sessions, ASilentMemberRunningAStepIsAnnouncedOncePerSilentSpell) {
   EXPECT_EQ(records(lost, AssignmentRecord::kSessionEnded).size(), 1u);
 }
 
+TEST_F(Sessions, TheSilentNoticeNamesTheStepItsHeartbeatsSaidItRuns) {
+  // With two slots, 1 holds a (taken ahead) and b; its heartbeats say it runs b.
+  auto g = join(PeerBuilder("1").change("c1").steps(2).slots(2));
+  join(PeerBuilder("2").change("c1").steps(2));
+  passTime(core_.config().lease * 2, g, {"1", "2"});
+  auto hb = heartbeat(g, "1");
+  hb.set_running_step_id("b");
+  hb.set_running_attempt(1);
+  run(hb);
+  Effects e = passTime(core_.config().lease - Millis(600), g, {"2"});
+  auto notices = records(e, AssignmentRecord::kPeerSilent);
+  ASSERT_EQ(notices.size(), 1u);
+  EXPECT_EQ(notices[0].peer_silent().step_id(), "b");
+}
+
 TEST_F(Sessions, AnIdleSilentMemberIsNotAnnounced) {
   auto g = join(PeerBuilder("1").change("c1").steps(1));   // 1 runs a
   join(PeerBuilder("2").change("c1").steps(1));            // 2 is idle
