@@ -486,8 +486,13 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       return done->exit_code;
     }
 
-    auto batch = reader_->poll(100, std::chrono::milliseconds(0));
+    constexpr std::size_t kBatch = 100;
+    auto batch = reader_->poll(kBatch, std::chrono::milliseconds(0));
     if (!batch) return std::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
+    // A full batch may have more behind it, such as a SessionEnded for this session (a worker
+    // that was frozen catches up on everything written meanwhile): start nothing until the
+    // topic is read to its end.
+    const bool caught_up = batch->size() < kBatch;
     for (const auto& msg : *batch) {
       td::v1::AssignmentRecord record;
       if (!record.ParseFromString(msg.value) ||
@@ -545,7 +550,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         if (running_ && running_->process) running_->process->abort();
       }
     }
-    if (!running_ && !pending_.empty() && !done && !ended && !stopping_) {
+    if (!running_ && !pending_.empty() && !done && !ended && !stopping_ && caught_up) {
       RunStep next = pending_.front();
       pending_.erase(pending_.begin());
       TD_RETURN_IF_ERROR(startStep(next));
