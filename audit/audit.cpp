@@ -98,6 +98,15 @@ std::string canonicalBytes(const td::v1::Event& e) {
   return out;
 }
 
+// `a`'s worker reported it ended (`m`, in event `e`).
+void workerEnded(Attempt& a, const td::v1::StepFinished& m, const td::v1::Event& e) {
+  a.ran = true;
+  a.ended_seq = e.sequence();
+  a.worker_ended_ms = a.worker_started_ms >= 0
+                          ? a.worker_started_ms + static_cast<std::int64_t>(m.duration_ms())
+                          : e.timestamp_ms();
+}
+
 PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
   for (auto it = t.peers.rbegin(); it != t.peers.rend(); ++it) {
     if (it->peer_id == peer_id) return &*it;
@@ -187,6 +196,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         a.peer_id = m.peer_id();
         a.session_id = m.session_id();
         a.assigned_ms = at;
+        a.assigned_seq = e.sequence();
         break;
       }
       case E::kStepStarted: {
@@ -194,6 +204,8 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         auto& a = attemptOf(stepOf(t, m.step_id()), m.attempt());
         if (a.peer_id.empty()) a.peer_id = m.peer_id();
         a.started_ms = at;
+        a.ran = true;
+        if (m.started_at_ms() > 0) a.worker_started_ms = m.started_at_ms();
         break;
       }
       case E::kStepFinished: {
@@ -207,6 +219,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         a.signal = m.signal();
         a.duration_ms = m.duration_ms();
         a.finish_detail = m.output_tail();
+        if (m.outcome() != td::v1::STEP_OUTCOME_LOST) workerEnded(a, m, e);
         const bool running = t.status == td::v1::GROUP_STATUS_RUNNING;
         const auto retry = protocol::retryPolicyOf(s.spec);
         switch (m.outcome()) {
@@ -243,6 +256,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         a.aborted = true;
         a.abort_reason = m.reason();
         a.aborted_ms = at;
+        a.aborted_seq = e.sequence();
         break;
       }
       case E::kInputIgnored: {
@@ -253,6 +267,38 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
                                          .peer_id = m.peer_id(),
                                          .step_id = m.step_id(),
                                          .attempt = m.attempt()});
+        // A report the coordinator refused: when the attempt its worker ran started or ended.
+        if (m.has_started() || m.has_finished()) {
+          const auto& step_id = m.has_finished() ? m.finished().step_id() : m.started().step_id();
+          const auto attempt = m.has_finished() ? m.finished().attempt() : m.started().attempt();
+          const auto& peer = m.has_finished() ? m.finished().peer_id() : m.started().peer_id();
+          const auto& session =
+              m.has_finished() ? m.finished().session_id() : m.started().session_id();
+          StepTimeline* s = nullptr;
+          for (auto& candidate : t.steps) {
+            if (candidate.id == step_id) s = &candidate;
+          }
+          Attempt* a = nullptr;
+          if (s != nullptr) {
+            for (auto& candidate : s->attempts) {
+              if (candidate.number == attempt) a = &candidate;
+            }
+          }
+          // Only the attempt's own (peer, session): a report of an attempt it was never
+          // handed says nothing about the attempt.
+          if (a == nullptr || a->peer_id != peer ||
+              (!a->session_id.empty() && a->session_id != session)) {
+            break;
+          }
+          a->ran = true;
+          if (m.has_started() && a->worker_started_ms < 0 && m.started().started_at_ms() > 0) {
+            a->worker_started_ms = m.started().started_at_ms();
+          }
+          if (m.has_finished() && a->ended_seq == 0) {
+            workerEnded(*a, m.finished(), e);
+            a->late_report = true;
+          }
+        }
         break;
       }
       case E::kGroupCompleted:
@@ -300,6 +346,7 @@ std::string_view kindName(ViolationKind kind) {
     case ViolationKind::kTooManyLost: return "too_many_lost";
     case ViolationKind::kCompletedWithoutSuccess: return "completed_without_success";
     case ViolationKind::kUnansweredAssignment: return "unanswered_assignment";
+    case ViolationKind::kOverlappingAttempts: return "overlapping_attempts";
   }
   return "unknown";
 }
@@ -317,6 +364,38 @@ std::string ranges(const std::vector<std::uint64_t>& ns) {
     i = j + 1;
   }
   return out;
+}
+
+}  // namespace
+
+namespace {
+
+// When attempt `b` started: by its worker's clock when known, else the coordinator's.
+std::int64_t startOf(const Attempt& b) {
+  if (b.worker_started_ms >= 0) return b.worker_started_ms;
+  return b.started_ms >= 0 ? b.started_ms : b.assigned_ms;
+}
+
+// Why `a` (earlier) and `b` (later) may have run at the same time, or empty (see verify()).
+std::string overlap(const Timeline& t, const Attempt& a, const Attempt& b) {
+  if (b.assigned_seq == 0 || !b.ran || !a.ran) return {};
+  if (a.ended_seq != 0 && a.ended_seq < b.assigned_seq) return {};   // ended, then handed out
+  if (a.ended_seq != 0 && a.aborted_seq != 0 && a.aborted_seq < b.assigned_seq) return {};
+  if (a.ended_seq == 0) {
+    return fmt::format(
+        "attempt {} on {} (session {}) was never reported ended (outcome {}), yet attempt {} "
+        "on {} started at +{} ms: it may still have been running",
+        a.number, a.peer_id, a.session_id.substr(0, 8),
+        a.outcome ? std::string(protocol::outcomeName(*a.outcome)) : std::string("none"), b.number,
+        b.peer_id, t.relative(startOf(b)));
+  }
+  if (a.worker_ended_ms <= startOf(b)) return {};
+  return fmt::format(
+      "attempt {} on {} (session {}) ended at +{} ms by its worker's account{}, after attempt "
+      "{} on {} started at +{} ms",
+      a.number, a.peer_id, a.session_id.substr(0, 8), t.relative(a.worker_ended_ms),
+      a.late_report ? " (reported late: its session had been lost or replaced)" : "", b.number,
+      b.peer_id, t.relative(startOf(b)));
 }
 
 }  // namespace
@@ -357,6 +436,15 @@ std::vector<Violation> verify(const Timeline& t) {
     if (t.status == td::v1::GROUP_STATUS_COMPLETED && s.successes == 0) {
       add(ViolationKind::kCompletedWithoutSuccess, s.id,
           fmt::format("group {}: group_completed but step {} never succeeded", t.group_id, s.id));
+    }
+    for (std::size_t i = 0; i < s.attempts.size(); ++i) {
+      for (std::size_t j = i + 1; j < s.attempts.size(); ++j) {
+        std::string why = overlap(t, s.attempts[i], s.attempts[j]);
+        if (why.empty()) continue;
+        add(ViolationKind::kOverlappingAttempts, s.id,
+            fmt::format("group {} step {}: attempts {} and {} overlap: {}", t.group_id, s.id,
+                        s.attempts[i].number, s.attempts[j].number, why));
+      }
     }
     if (t.status != td::v1::GROUP_STATUS_RUNNING) {
       for (const auto& a : s.attempts) {

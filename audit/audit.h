@@ -37,6 +37,17 @@ struct Attempt {
   bool aborted = false;             // a step_aborted was sent for it
   std::string abort_reason;
   std::int64_t aborted_ms = -1;
+  // For overlapping_attempts (docs/audit.md). Sequences are 0 when the event is absent.
+  std::uint64_t assigned_seq = 0;   // its step_assigned
+  std::uint64_t aborted_seq = 0;    // its step_aborted
+  // Its worker's own account, accepted (step_started / step_finished) or late (a report the
+  // coordinator refused, carried by input_ignored): whether it ran at all, when it started by
+  // the worker's clock, and when and in which event its worker reported it ended.
+  bool ran = false;
+  std::int64_t worker_started_ms = -1;  // StepStarted.started_at_ms
+  std::uint64_t ended_seq = 0;          // the event with its worker's finish; 0: never reported
+  std::int64_t worker_ended_ms = -1;    // worker_started_ms + duration_ms, else that event's time
+  bool late_report = false;             // the finish came after it was lost/replaced
 };
 
 struct StepTimeline {
@@ -146,6 +157,7 @@ enum class ViolationKind {
   kTooManyLost,             // lost attempts above max_lost_attempts
   kCompletedWithoutSuccess, // group_completed while a step has no success
   kUnansweredAssignment,    // step_assigned with no step_finished/step_aborted in an ended group
+  kOverlappingAttempts,     // a later attempt of a step ran while an earlier one may still have
 };
 std::string_view kindName(ViolationKind kind);
 
@@ -167,7 +179,16 @@ struct Violation {
 //    when that is > 0. A spec without retry gets protocol::defaultRetryPolicy();
 //  - no group_completed while a step of its group_created has no success;
 //  - every step_assigned is answered by a step_finished (any outcome) or a step_aborted,
-//    unless the group is still running at the end of the input.
+//    unless the group is still running at the end of the input;
+//  - no two attempts of a step ran at the same time: a later attempt B that ran (started, or
+//    reported by its worker) overlaps an earlier attempt A that ran unless A's worker
+//    reported A ended (step_finished of another outcome than LOST, or a late report in
+//    input_ignored) in an event before B's step_assigned; or A was aborted (step_aborted)
+//    before B's step_assigned and its worker reported it ended at any time; or A's worker
+//    reported it ended, by its own clock (started_at_ms + duration_ms), no later than B
+//    started (B's started_at_ms; else the coordinator's time of B's step_started or
+//    step_assigned). A lost attempt its worker never reported ended overlaps every later
+//    attempt that ran. See docs/audit.md.
 std::vector<Violation> verify(const std::vector<td::v1::Event>& events);
 std::vector<Violation> verify(const Replay& replay);
 std::vector<Violation> verify(const Timeline& timeline);

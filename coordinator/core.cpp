@@ -149,10 +149,11 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
       reject(peer, input.partition, "a newer session of this peer id is registered", out);
       return;
     }
-    // A new session of a known peer replaces the old one, whose running step is re-queued.
+    // A new session of a known peer replaces the old one, whose running step is aborted (the
+    // old process may still run: a CI job retried while its first run is alive) and re-queued.
     tombstone(sessionKey(peer.peer_id(), it->second.session_id), now.mono + refusalPeriod());
     const bool was_running = !current.finishedAt().has_value();
-    current.removeMember(peer.peer_id(), "replaced by a new session", now, out);
+    current.replaceMember(peer.peer_id(), peer.session_id(), now, out);
     if (was_running && current.finishedAt()) scheduleExpiry(current);
     peers_.erase(it);
   }

@@ -284,12 +284,29 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
   joined.set_complex(peer.complex());
   joined.set_shared_refs(shared_refs);
   if (status_ != td::v1::GROUP_STATUS_RUNNING) return;
-  timers_.at(now.mono + config_.lease, id_, peer.peer_id());
+  timers_.at(nextCheck(members_[it->second]), id_, peer.peer_id());
   schedule(now, out);
 }
 
-void Group::dropMember(Member& member, bool lost, const std::string& reason, Instant now,
-                       Effects& out) {
+void Group::publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out) {
+  step.abort_requested = true;
+  ++step.version;
+  td::v1::AssignmentRecord record;
+  auto& abort = *record.mutable_abort();
+  abort.set_group_id(id_);
+  abort.set_step_id(step.spec->id());
+  abort.set_attempt(step.attempt);
+  abort.set_peer_id(step.peer_id);
+  abort.set_session_id(step.session_id);
+  abort.set_reason(reason);
+  abort.set_coordinator_epoch(epoch_);
+  *emit(now, out).mutable_step_aborted() = abort;
+  publish(std::move(record), out);
+}
+
+void Group::dropMember(Member& member, Gone how, const std::string& reason,
+                       const std::string& replaced_by, Instant now, Effects& out) {
+  const bool lost = how == Gone::kLost;
   member.present = false;
   if (lost && census_ != nullptr) ++census_->peers_lost_total;
   auto& gone = lost ? *emit(now, out).mutable_peer_lost() : *emit(now, out).mutable_peer_left();
@@ -298,13 +315,68 @@ void Group::dropMember(Member& member, bool lost, const std::string& reason, Ins
   gone.set_reason(reason);
   auto running = std::move(member.running);
   member.running.clear();
+  if (how != Gone::kLeft && status_ == td::v1::GROUP_STATUS_RUNNING) {
+    // The session's process may still run its steps, which are handed to others below: tell
+    // it (docs/protocol.md, "Sessions that end"). A replaced session is alive as far as we
+    // know, so its steps are aborted first: old workers know AbortStep, and the auditor sees
+    // the abort before the step's next attempt (docs/audit.md, overlapping_attempts).
+    td::v1::AssignmentRecord record;
+    auto& ended = *record.mutable_session_ended();
+    ended.set_group_id(id_);
+    ended.set_peer_id(member.peer_id);
+    ended.set_session_id(member.session_id);
+    if (how == Gone::kReplaced) {
+      const std::string why = fmt::format("replaced by a new session of peer {} (session {})",
+                                          member.peer_id, replaced_by);
+      for (std::size_t index : running) {
+        StepRun& step = steps_[index];
+        if (step.state == StepState::kRunning && !step.abort_requested) {
+          publishAbort(step, why, now, out);
+        }
+      }
+      ended.set_cause(td::v1::SessionEnded::CAUSE_REPLACED);
+      ended.set_reason(why);
+      ended.set_replaced_by_session_id(replaced_by);
+    } else {
+      ended.set_cause(td::v1::SessionEnded::CAUSE_LOST);
+      ended.set_reason(reason);
+    }
+    for (std::size_t index : running) {
+      auto& requeued = *ended.add_requeued();
+      requeued.set_step_id(steps_[index].spec->id());
+      requeued.set_attempt(steps_[index].attempt);
+    }
+    ended.set_coordinator_epoch(epoch_);
+    publish(std::move(record), out);
+  }
   for (std::size_t step : running) lostAttempt(step, reason, /*record=*/true, now, out);
   schedule(now, out);
 }
 
 void Group::removeMember(const std::string& peer_id, const std::string& reason, Instant now,
                          Effects& out) {
-  if (Member* member = findMember(peer_id)) dropMember(*member, /*lost=*/false, reason, now, out);
+  if (Member* member = findMember(peer_id)) {
+    dropMember(*member, Gone::kLeft, reason, "", now, out);
+  }
+}
+
+void Group::replaceMember(const std::string& peer_id, const std::string& new_session_id,
+                          Instant now, Effects& out) {
+  if (Member* member = findMember(peer_id)) {
+    dropMember(*member, Gone::kReplaced, "replaced by a new session", new_session_id, now, out);
+  }
+}
+
+std::optional<Millis> Group::silentAfter(const CoreConfig& config) {
+  const Millis after = std::max(config.lease / 2, config.heartbeat_interval * 2);
+  if (after >= config.lease) return std::nullopt;
+  return after;
+}
+
+Millis Group::nextCheck(const Member& member) const {
+  const auto silent = silentAfter(config_);
+  if (silent && !member.silent_noticed) return member.last_seen + *silent;
+  return member.last_seen + config_.lease;
 }
 
 void Group::checkLease(const std::string& peer_id, Instant now, Effects& out) {
@@ -312,12 +384,41 @@ void Group::checkLease(const std::string& peer_id, Instant now, Effects& out) {
   if (member == nullptr || status_ != td::v1::GROUP_STATUS_RUNNING) return;
   const Millis expires = member->last_seen + config_.lease;
   if (expires > now.mono) {
-    timers_.at(expires, id_, peer_id);   // renewed since it was armed
+    const auto silent = silentAfter(config_);
+    if (silent && !member->silent_noticed && now.mono >= member->last_seen + *silent) {
+      // Once per spell (heard() ends it); only a member running a step keeps anyone waiting.
+      member->silent_noticed = true;
+      if (!member->running.empty()) {
+        // The step its heartbeats name, if it still holds it (with slots > 1 it also holds
+        // steps taken ahead); else the first it holds in schema order.
+        std::size_t index = *member->running.begin();
+        if (const auto named = table_->find(member->heartbeat_step);
+            named && member->running.contains(*named)) {
+          index = *named;
+        }
+        const StepRun& step = steps_[index];
+        const Millis silent_for = now.mono - member->last_seen;
+        td::v1::AssignmentRecord record;
+        auto& notice = *record.mutable_peer_silent();
+        notice.set_group_id(id_);
+        notice.set_peer_id(member->peer_id);
+        notice.set_session_id(member->session_id);
+        notice.set_step_id(step.spec->id());
+        notice.set_attempt(step.attempt);
+        notice.set_silent_for_ms(static_cast<std::uint64_t>(silent_for.count()));
+        notice.set_lease_ms(static_cast<std::uint64_t>(config_.lease.count()));
+        notice.set_heard_at_ms((now.wall - silent_for).count());
+        notice.set_coordinator_epoch(epoch_);
+        publish(std::move(record), out);
+      }
+    }
+    // One entry per check, at the earliest thing still to look at (so entries never multiply).
+    timers_.at(std::max(nextCheck(*member), now.mono + Millis(1)), id_, peer_id);
     return;
   }
-  dropMember(*member, /*lost=*/true,
+  dropMember(*member, Gone::kLost,
              fmt::format("missed its lease: silent for {} ms", (now.mono - member->last_seen).count()),
-             now, out);
+             "", now, out);
 }
 
 void Group::wake(Instant now, Effects& out) { schedule(now, out); }
@@ -458,6 +559,23 @@ Group::StepRun* Group::matchRunning(const std::string& peer_id, const std::strin
   return nullptr;
 }
 
+namespace {
+// matchRunning() refused a worker's report and recorded input_ignored as the last effect: the
+// report goes into it, so an auditor learns when that attempt really ran (docs/events.md).
+void attachLateReport(Effects& out, const td::v1::StepStarted* started,
+                      const td::v1::StepFinished* finished) {
+  TD_CHECK(!out.empty() && std::holds_alternative<PublishEvent>(out.back()));
+  auto& event = std::get<PublishEvent>(out.back()).event;
+  TD_CHECK(event.has_input_ignored());
+  auto& ignored = *event.mutable_input_ignored();
+  if (started != nullptr) *ignored.mutable_started() = *started;
+  if (finished != nullptr) {
+    *ignored.mutable_finished() = *finished;
+    ignored.mutable_finished()->clear_output_tail();
+  }
+}
+}  // namespace
+
 void Group::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
   Member* member = findMember(msg.peer_id());
   if (member == nullptr || member->session_id != msg.session_id()) {
@@ -466,15 +584,19 @@ void Group::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& 
            msg.peer_id(), msg.running_step_id(), msg.running_attempt(), now, out);
     return;
   }
-  member->last_seen = now.mono;
+  heard(*member, now);
+  member->heartbeat_step = msg.running_step_id();
 }
 
 void Group::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {
   std::size_t index = 0;
   StepRun* step = matchRunning(msg.peer_id(), msg.session_id(), msg.step_id(), msg.attempt(),
                                &index, now, out);
-  if (step == nullptr) return;
-  if (Member* member = findMember(msg.peer_id())) member->last_seen = now.mono;
+  if (step == nullptr) {
+    attachLateReport(out, &msg, nullptr);
+    return;
+  }
+  if (Member* member = findMember(msg.peer_id())) heard(*member, now);
   *emit(now, out).mutable_step_started() = msg;
 }
 
@@ -482,11 +604,14 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
   std::size_t index = 0;
   StepRun* step = matchRunning(msg.peer_id(), msg.session_id(), msg.step_id(), msg.attempt(),
                                &index, now, out);
-  if (step == nullptr) return;
+  if (step == nullptr) {
+    attachLateReport(out, nullptr, &msg);
+    return;
+  }
   *emit(now, out).mutable_step_finished() = msg;
   if (Member* member = findMember(msg.peer_id())) {
     member->running.erase(index);
-    member->last_seen = now.mono;
+    heard(*member, now);
   }
   ++step->version;
   step->last_outcome = msg.outcome();
@@ -654,19 +779,7 @@ void Group::fail(std::size_t failed_step, const std::string& reason, td::v1::Ste
       setState(step, StepState::kFailed);
     }
     if (step.state != StepState::kRunning || step.abort_requested) continue;
-    step.abort_requested = true;
-    ++step.version;
-    td::v1::AssignmentRecord record;
-    auto& abort = *record.mutable_abort();
-    abort.set_group_id(id_);
-    abort.set_step_id(step.spec->id());
-    abort.set_attempt(step.attempt);
-    abort.set_peer_id(step.peer_id);
-    abort.set_session_id(step.session_id);
-    abort.set_reason("group failed");
-    abort.set_coordinator_epoch(epoch_);
-    *emit(now, out).mutable_step_aborted() = abort;
-    publish(std::move(record), out);
+    publishAbort(step, "group failed", now, out);
   }
   queued_.clear();
   td::v1::AssignmentRecord record;

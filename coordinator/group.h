@@ -112,12 +112,25 @@ class Group {
   // qualified change refs, `shared_refs` how many of them the group had. Arms its lease.
   void addMember(const td::v1::PeerRegistered& peer, const std::vector<std::string>& refs,
                  std::uint32_t shared_refs, Instant now, Effects& out);
-  // The peer's session is gone: it left, or a newer session replaced it. Its running step is
-  // re-queued as lost (see the policy above).
+  // The peer's session is gone: it left. Its running step is re-queued as lost (see the
+  // policy above).
   void removeMember(const std::string& peer_id, const std::string& reason, Instant now,
                     Effects& out);
-  // Checks the peer's lease (armed for `now`); declares it lost if it lapsed, re-arms it if not.
+  // A newer session (`new_session_id`) of the peer replaced its present session, whose process
+  // may still run: while the group runs, each step it runs gets an AbortStep addressed to the
+  // old session (and a step_aborted event), then the old session gets SessionEnded{REPLACED};
+  // then, as for removeMember, peer_left and the steps re-queued as lost. No-op if the peer has
+  // no present session.
+  void replaceMember(const std::string& peer_id, const std::string& new_session_id, Instant now,
+                     Effects& out);
+  // Checks the peer's lease (armed for `now`): declares it lost if it lapsed (peer_lost, its
+  // steps re-queued, SessionEnded{LOST} to its session); otherwise, if it runs a step and has
+  // been silent for silentAfter(), publishes PeerSilent once for this silent spell; re-arms
+  // itself for the next check.
   void checkLease(const std::string& peer_id, Instant now, Effects& out);
+  // How long a member may be silent before PeerSilent is published: half the lease, and at
+  // least two heartbeat intervals; nullopt when that is not below the lease (no notice).
+  static std::optional<Millis> silentAfter(const CoreConfig& config);
   // Runs the scheduler (a backoff may have passed).
   void wake(Instant now, Effects& out);
 
@@ -176,6 +189,8 @@ class Group {
     bool present = true;
     bool leaving = false;             // aborted its step to leave: gets no more work
     Millis last_seen{0};              // mono time of its last message
+    bool silent_noticed = false;      // PeerSilent published for this silent spell
+    std::string heartbeat_step;       // the step its last heartbeat said it runs (PeerSilent)
     std::int64_t sent_at_ms = 0;      // of its registration
   };
   Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations);  // restore()
@@ -230,8 +245,18 @@ class Group {
   // The running attempt of `step` is lost (emits step_finished outcome lost if `record`).
   void lostAttempt(std::size_t step, const std::string& reason, bool record, Instant now,
                    Effects& out);
-  void dropMember(Member& member, bool lost, const std::string& reason, Instant now,
-                  Effects& out);
+  enum class Gone { kLeft, kReplaced, kLost };
+  // `replaced_by`: the new session, for kReplaced.
+  void dropMember(Member& member, Gone how, const std::string& reason,
+                  const std::string& replaced_by, Instant now, Effects& out);
+  // The member was heard from: renews its lease and ends a silent spell.
+  void heard(Member& member, Instant now) {
+    member.last_seen = now.mono;
+    member.silent_noticed = false;
+  }
+  // When checkLease() must next look at `member`: its silent notice or its lease expiry.
+  Millis nextCheck(const Member& member) const;
+  void publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out);
   Millis backoffFor(const StepRun& step) const;
   void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;
   Member* findMember(const std::string& peer_id);

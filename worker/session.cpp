@@ -15,6 +15,13 @@ bool Session::fenced(std::uint64_t epoch) {
 }
 
 Action Session::onRecord(const td::v1::AssignmentRecord& record) {
+  if (ended_) {
+    // The session is over; only the owner epoch is still followed.
+    if (record.has_owner() && record.owner().group_id() == group_id_) {
+      (void)fenced(record.owner().coordinator_epoch());
+    }
+    return NothingToDo{};
+  }
   switch (record.body_case()) {
     case td::v1::AssignmentRecord::kAssigned: {
       const auto& a = record.assigned();
@@ -64,6 +71,39 @@ Action Session::onRecord(const td::v1::AssignmentRecord& record) {
         return IgnoredStale{f.coordinator_epoch(), owner_epoch_, "group_failed"};
       }
       return GroupDone{1, record};
+    }
+    case td::v1::AssignmentRecord::kSessionEnded: {
+      const auto& e = record.session_ended();
+      if (e.group_id() != group_id_) return NothingToDo{};
+      const bool stale = fenced(e.coordinator_epoch());
+      if (!isMine(e.group_id(), e.peer_id(), e.session_id())) return NothingToDo{};
+      if (stale) {
+        return IgnoredStale{e.coordinator_epoch(), owner_epoch_,
+                            fmt::format("session_ended cause={}",
+                                        td::v1::SessionEnded::Cause_Name(e.cause()))};
+      }
+      if (e.cause() != td::v1::SessionEnded::CAUSE_REPLACED &&
+          e.cause() != td::v1::SessionEnded::CAUSE_LOST) {
+        return NothingToDo{};   // a cause this worker does not know: it cannot act safely
+      }
+      ended_ = true;
+      const auto cause = e.cause() == td::v1::SessionEnded::CAUSE_REPLACED
+                             ? EndSession::Cause::kReplaced
+                             : EndSession::Cause::kLost;
+      return EndSession{cause, e.reason(), e.replaced_by_session_id()};
+    }
+    case td::v1::AssignmentRecord::kPeerSilent: {
+      const auto& p = record.peer_silent();
+      if (p.group_id() != group_id_) return NothingToDo{};
+      if (fenced(p.coordinator_epoch())) return NothingToDo{};
+      // An earlier session of this very peer (before it was declared lost): history.
+      if (p.peer_id() == peer_id_ && p.session_id() != session_id_) return NothingToDo{};
+      if (!silent_seen_.emplace(p.peer_id(), p.session_id(), p.heard_at_ms()).second) {
+        return NothingToDo{};
+      }
+      return WarnSilentPeer{p.peer_id(),      p.step_id(),     p.attempt(),
+                            p.silent_for_ms(), p.lease_ms(),    p.heard_at_ms(),
+                            p.peer_id() == peer_id_};
     }
     case td::v1::AssignmentRecord::kOwner:
       if (record.owner().group_id() == group_id_) (void)fenced(record.owner().coordinator_epoch());

@@ -9,9 +9,10 @@
 // keeps the *owner epoch*: the highest epoch it has read on the topic so far for its group.
 //   - OwnerChanged of its group raises the owner epoch to its epoch (never lowers it);
 //   - any record of its group with a higher epoch raises it too (whoever it is addressed to);
-//   - StepAssigned, AbortStep, GroupCompleted, GroupFailed with a non-zero epoch below the
-//     owner epoch come from a coordinator that no longer owns the group: IgnoredStale when the
-//     record is addressed to this session (or is a group result), NothingToDo otherwise;
+//   - StepAssigned, AbortStep, SessionEnded, GroupCompleted, GroupFailed with a non-zero epoch
+//     below the owner epoch come from a coordinator that no longer owns the group: IgnoredStale
+//     when the record is addressed to this session (or is a group result), NothingToDo
+//     otherwise; PeerSilent of a stale epoch is NothingToDo (it is only informative);
 //   - epoch 0 (unset: a coordinator from before fail-over existed) is never fenced;
 //   - a repeat of an assignment already acted on is NothingToDo whatever its epoch, so a new
 //     owner re-publishing its predecessor's assignment never runs a step twice; a fenced
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <variant>
 
@@ -59,10 +61,35 @@ struct IgnoredStale {
   std::uint64_t owner_epoch;
   std::string what;           // e.g. "step_assigned step=a attempt=2", for the log
 };
+// The coordinator ended this session (docs/protocol.md, "Sessions that end"): its steps were
+// handed to others. The shell kills what it runs, drops what it was to run, and then stops
+// (kReplaced: another process is this peer now) or registers again with a new session (kLost).
+// From here on every record is NothingToDo: the session is over.
+struct EndSession {
+  enum class Cause { kReplaced, kLost };
+  Cause cause;
+  std::string reason;
+  std::string replaced_by;    // kReplaced: the new session id
+};
+// Another member of the group, running `step_id`, has been silent for `silent_for_ms`: it is
+// declared lost after `lease_ms` and its step handed to another peer. Once per silent spell
+// (a re-published copy is NothingToDo). `about_me`: the silent member is this session (its
+// heartbeats are not getting through); a notice about an earlier session of this peer is
+// NothingToDo. `heard_at_ms` (coordinator wall clock) lets the shell skip notices of spells
+// long over (a late joiner reads the topic's history).
+struct WarnSilentPeer {
+  std::string peer_id;
+  std::string step_id;
+  std::uint32_t attempt;
+  std::uint64_t silent_for_ms;
+  std::uint64_t lease_ms;
+  std::int64_t heard_at_ms;
+  bool about_me;
+};
 struct NothingToDo {};
 
-using Action =
-    std::variant<NothingToDo, RunStep, RejectStep, AbortRunning, GroupDone, IgnoredStale>;
+using Action = std::variant<NothingToDo, RunStep, RejectStep, AbortRunning, GroupDone,
+                            IgnoredStale, EndSession, WarnSilentPeer>;
 
 // One worker session's view of td.assign.<group>. Not thread-safe; keeps a reference to
 // `schema`, which must outlive it.
@@ -85,6 +112,8 @@ class Session {
   const std::string& groupId() const { return group_id_; }
   // The highest coordinator epoch read for the group so far (0: none yet).
   std::uint64_t ownerEpoch() const { return owner_epoch_; }
+  // True once a SessionEnded for this session was acted on.
+  bool ended() const { return ended_; }
 
  private:
   bool isMine(const std::string& group, const std::string& peer,
@@ -98,6 +127,9 @@ class Session {
   const schema::Schema& schema_;
   std::uint64_t owner_epoch_ = 0;
   std::set<std::pair<std::string, std::uint32_t>> seen_;   // (step, attempt) already acted on
+  bool ended_ = false;
+  // PeerSilent spells already reported: (peer, session, heard_at_ms).
+  std::set<std::tuple<std::string, std::string, std::int64_t>> silent_seen_;
 };
 
 }  // namespace td::worker

@@ -79,20 +79,48 @@ class Stream {
     q.set_backoff_ms(backoff);
     return *this;
   }
-  Stream& assigned(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+  Stream& assigned(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                   const std::string& session = "") {
     auto& a = *next().mutable_step_assigned();
     a.set_group_id(group_);
     a.set_step_id(step);
     a.set_attempt(attempt);
     a.set_peer_id(peer);
+    a.set_session_id(session);
     return *this;
   }
-  Stream& started(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+  // `worker_ms`: StepStarted.started_at_ms, the worker's clock (0: unset).
+  Stream& started(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                  std::int64_t worker_ms = 0, const std::string& session = "") {
     auto& a = *next().mutable_step_started();
     a.set_step_id(step);
     a.set_attempt(attempt);
     a.set_peer_id(peer);
+    a.set_session_id(session);
+    a.set_started_at_ms(worker_ms);
     return *this;
+  }
+  // The coordinator refused a worker's late StepFinished (its attempt was re-queued since).
+  Stream& lateFinish(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                     td::v1::StepOutcome outcome, std::uint64_t duration_ms,
+                     const std::string& session = "") {
+    auto& i = *next().mutable_input_ignored();
+    i.set_reason("stale_attempt");
+    i.set_peer_id(peer);
+    i.set_step_id(step);
+    i.set_attempt(attempt);
+    auto& f = *i.mutable_finished();
+    f.set_peer_id(peer);
+    f.set_session_id(session);
+    f.set_step_id(step);
+    f.set_attempt(attempt);
+    f.set_outcome(outcome);
+    f.set_duration_ms(duration_ms);
+    return *this;
+  }
+  // Assigned, then lost with its peer before it started.
+  Stream& lostUnstarted(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+    return assigned(step, attempt, peer).finished(step, attempt, peer, td::v1::STEP_OUTCOME_LOST);
   }
   Stream& finished(const std::string& step, std::uint32_t attempt, const std::string& peer,
                    td::v1::StepOutcome outcome, int exit_code = 0) {
@@ -110,12 +138,19 @@ class Stream {
               td::v1::StepOutcome outcome, int exit_code = 0) {
     return assigned(step, attempt, peer).started(step, attempt, peer).finished(step, attempt, peer, outcome, exit_code);
   }
-  Stream& aborted(const std::string& step, std::uint32_t attempt, const std::string& peer) {
+  Stream& aborted(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                  const std::string& reason = "group failed") {
     auto& a = *next().mutable_step_aborted();
     a.set_step_id(step);
     a.set_attempt(attempt);
     a.set_peer_id(peer);
-    a.set_reason("group failed");
+    a.set_reason(reason);
+    return *this;
+  }
+  Stream& leftPeer(const std::string& peer, const std::string& reason) {
+    auto& g = *next().mutable_peer_left();
+    g.set_peer_id(peer);
+    g.set_reason(reason);
     return *this;
   }
   Stream& completed() {
@@ -154,12 +189,17 @@ Stream validStream() {
       .ran("build", 1, "w1", kFailed, 1)
       .queued("build", 2, "retry after failed (exit 1)", 1000)
       .assigned("test", 1, "w1")
-      .started("test", 1, "w1")
+      .started("test", 1, "w1", 1100)
       .ran("build", 2, "w2", kOk)
       .lostPeer("w1")
       .finished("test", 1, "w1", kLost)
       .queued("test", 2, "retry after lost: lease expired")
-      .ran("test", 2, "w2", kOk)
+      .assigned("test", 2, "w2")
+      .started("test", 2, "w2", 1300)
+      // w1 was frozen, not dead: its late report says test 1 ended (1100 + 150) before
+      // attempt 2 started (1300), so the two never ran at once.
+      .lateFinish("test", 1, "w1", td::v1::STEP_OUTCOME_SUCCEEDED, 150)
+      .finished("test", 2, "w2", kOk)
       .completed();
   return s;
 }
@@ -404,7 +444,7 @@ TEST(Audit, LostAttemptsCountTowardMaxAttemptsOnlyWhenTheRetryPolicySaysSo) {
   retry.set_count_lost_attempts(true);
   Stream s("g");
   s.created({{"x", 2}}, &retry).joined("w1").queued("x", 1, "initial")
-      .ran("x", 1, "w1", kLost).ran("x", 2, "w1", kLost).ran("x", 3, "w1", kLost)
+      .lostUnstarted("x", 1, "w1").lostUnstarted("x", 2, "w1").lostUnstarted("x", 3, "w1")
       .ran("x", 4, "w1", kOk).completed();
   auto v = verify(s.events());
   ASSERT_EQ(v.size(), 1u);
@@ -413,7 +453,7 @@ TEST(Audit, LostAttemptsCountTowardMaxAttemptsOnlyWhenTheRetryPolicySaysSo) {
   // The same stream with the default policy (lost not counted, at most 3) is fine.
   Stream d("g");
   d.created({{"x", 2}}).joined("w1").queued("x", 1, "initial")
-      .ran("x", 1, "w1", kLost).ran("x", 2, "w1", kLost).ran("x", 3, "w1", kLost)
+      .lostUnstarted("x", 1, "w1").lostUnstarted("x", 2, "w1").lostUnstarted("x", 3, "w1")
       .ran("x", 4, "w1", kOk).completed();
   EXPECT_TRUE(verify(d.events()).empty());
 }
@@ -421,7 +461,7 @@ TEST(Audit, LostAttemptsCountTowardMaxAttemptsOnlyWhenTheRetryPolicySaysSo) {
 TEST(Audit, MoreLostThanMaxLostAttemptsOfTheDefaultPolicy) {
   Stream s("g");
   s.created({{"x", 5}}).joined("w1").queued("x", 1, "initial");
-  for (std::uint32_t a = 1; a <= 4; ++a) s.ran("x", a, "w1", kLost);
+  for (std::uint32_t a = 1; a <= 4; ++a) s.lostUnstarted("x", a, "w1");
   s.failed("x");
   auto v = verify(s.events());
   ASSERT_EQ(v.size(), 1u);
@@ -457,6 +497,123 @@ TEST(Audit, UnansweredAssignmentInAnEndedGroup) {
 TEST(Audit, UnansweredAssignmentIsFineWhileTheGroupRuns) {
   Stream s("g");
   s.created({{"x", 1}}).joined("w1").queued("x", 1, "initial").assigned("x", 1, "w1");
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+// overlapping_attempts (docs/audit.md): two attempts of one step that may have run at once.
+
+// w1 runs x (attempt 1, its clock says it started at 1100) and is lost; attempt 2 goes to w2,
+// whose clock says it started at 1300. What happens to attempt 1 afterwards is up to the test.
+Stream lostThenRerun() {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .assigned("x", 1, "w1", "s1").started("x", 1, "w1", 1100, "s1")
+      .lostPeer("w1").finished("x", 1, "w1", kLost).queued("x", 2, "retry after lost")
+      .assigned("x", 2, "w2", "t1").started("x", 2, "w2", 1300, "t1");
+  return s;
+}
+
+TEST(AuditOverlap, ALostAttemptNeverReportedEndedOverlapsTheNextOne) {
+  auto s = lostThenRerun();
+  s.finished("x", 2, "w2", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u) << v[0].message;
+  EXPECT_EQ(v[0].kind, ViolationKind::kOverlappingAttempts);
+  EXPECT_EQ(kindName(v[0].kind), "overlapping_attempts");
+  EXPECT_EQ(v[0].step, "x");
+  EXPECT_THAT(v[0].message, HasSubstr("step x: attempts 1 and 2 overlap"));
+  EXPECT_THAT(v[0].message, HasSubstr("attempt 1 on w1 (session s1) was never reported ended"));
+  EXPECT_THAT(v[0].message, HasSubstr("attempt 2 on w2 started"));
+}
+
+TEST(AuditOverlap, ALateReportThatItEndedBeforeTheNextStartedClearsIt) {
+  auto s = lostThenRerun();
+  s.lateFinish("x", 1, "w1", kOk, 199, "s1")   // 1100 + 199 < 1300
+      .finished("x", 2, "w2", kOk).completed();
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+TEST(AuditOverlap, ALateReportThatItEndedAfterTheNextStartedIsAnOverlap) {
+  auto s = lostThenRerun();
+  s.lateFinish("x", 1, "w1", kOk, 201, "s1")   // 1100 + 201 > 1300
+      .finished("x", 2, "w2", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kOverlappingAttempts);
+  EXPECT_THAT(v[0].message, HasSubstr("ended at +"));
+  EXPECT_THAT(v[0].message, HasSubstr("reported late"));
+}
+
+TEST(AuditOverlap, AReportFromAnotherSessionOrPeerConfirmsNothing) {
+  auto s = lostThenRerun();
+  s.lateFinish("x", 1, "w1", kOk, 10, "s0").lateFinish("x", 1, "w3", kOk, 10)
+      .finished("x", 2, "w2", kOk).completed();
+  EXPECT_EQ(only(verify(s.events()), ViolationKind::kOverlappingAttempts).size(), 1u);
+}
+
+TEST(AuditOverlap, AnAttemptLostBeforeItStartedNeverRan) {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .lostUnstarted("x", 1, "w1").queued("x", 2, "retry after lost").ran("x", 2, "w2", kOk)
+      .completed();
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+TEST(AuditOverlap, AFinishReportedBeforeTheNextAttemptWasAssignedSettlesItWhateverTheClocks) {
+  // w1's clock runs far ahead of w2's: causality (its finish came before attempt 2 was
+  // handed out) decides, not the clocks.
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .assigned("x", 1, "w1").started("x", 1, "w1", 900000).finished("x", 1, "w1", kFailed, 1)
+      .queued("x", 2, "retry").assigned("x", 2, "w2").started("x", 2, "w2", 1000)
+      .finished("x", 2, "w2", kOk).completed();
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+// The same peer id registered again while its first process ran x (a CI job retried).
+Stream replacedWhileRunning(bool abort_sent) {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").queued("x", 1, "initial")
+      .assigned("x", 1, "w1", "s1").started("x", 1, "w1", 1100, "s1")
+      .leftPeer("w1", "replaced by a new session");
+  if (abort_sent) s.aborted("x", 1, "w1", "replaced by a new session of peer w1 (session s2)");
+  s.finished("x", 1, "w1", kLost).queued("x", 2, "retry after lost").joined("w1")
+      .assigned("x", 2, "w1", "s2").started("x", 2, "w1", 1300, "s2");
+  return s;
+}
+
+TEST(AuditOverlap, AReplacedSessionsAttemptAbortedBeforeTheNextOneAndConfirmedIsFine) {
+  // The old process read the abort and killed x a little after attempt 2 started: an abort
+  // sent before attempt 2 was handed out, and answered, bounds the overlap to its delivery.
+  auto s = replacedWhileRunning(/*abort_sent=*/true);
+  s.lateFinish("x", 1, "w1", td::v1::STEP_OUTCOME_ABORTED, 250, "s1")
+      .finished("x", 2, "w1", kOk).completed();
+  EXPECT_TRUE(verify(s.events()).empty());
+}
+
+TEST(AuditOverlap, AReplacedSessionNeverToldRunsItsStepToTheEndAlongsideTheNextAttempt) {
+  // Before the fix: no abort, and the old process finished x long after attempt 2 started.
+  auto s = replacedWhileRunning(/*abort_sent=*/false);
+  s.lateFinish("x", 1, "w1", kOk, 30000, "s1").finished("x", 2, "w1", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kOverlappingAttempts);
+}
+
+TEST(AuditOverlap, AnAbortNeverAnsweredDoesNotClearIt) {
+  auto s = replacedWhileRunning(/*abort_sent=*/true);
+  s.finished("x", 2, "w1", kOk).completed();
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_THAT(v[0].message, HasSubstr("never reported ended"));
+}
+
+TEST(AuditOverlap, AttemptsOfOtherStepsNeverOverlapEachOther) {
+  Stream s("g");
+  s.created({{"x", 3}, {"y", 3}}).joined("w1").joined("w2")
+      .assigned("x", 1, "w1").started("x", 1, "w1", 1000)
+      .assigned("y", 1, "w2").started("y", 1, "w2", 1001)
+      .finished("x", 1, "w1", kOk).finished("y", 1, "w2", kOk).completed();
   EXPECT_TRUE(verify(s.events()).empty());
 }
 

@@ -303,11 +303,16 @@ Process& Cluster::startWorker(const std::filesystem::path& schema, const WorkerS
   args.insert(args.end(), spec.extra_args.begin(), spec.extra_args.end());
   auto workdir = dir() / ("work-" + spec.peer_id);
   std::filesystem::create_directories(workdir);
+  // The same peer id again (a replaced session) writes to worker-<peer>.2.log, ...
+  auto log = dir() / ("worker-" + spec.peer_id + ".log");
+  for (int n = 2; std::filesystem::exists(log); ++n) {
+    log = dir() / ("worker-" + spec.peer_id + "." + std::to_string(n) + ".log");
+  }
   processes_.push_back(std::make_unique<Process>(
       Process::Options{.args = args,
                        .env = {{"TD_TEST_MARKS", marks().string()}},
                        .cwd = workdir,
-                       .output = dir() / ("worker-" + spec.peer_id + ".log")}));
+                       .output = log}));
   return *processes_.back();
 }
 

@@ -1,5 +1,6 @@
 // Failure handling with real processes: a worker killed with SIGKILL, SIGTERM or SIGINT in the
-// middle of a step, and a step that fails on every peer while another step is still running.
+// middle of a step, a step that fails on every peer while another step is still running, a
+// worker replaced by a second run of its peer id, and a worker frozen (SIGSTOP) past its lease.
 // Every "ran" / "ran once" check counts the marks the steps themselves wrote (kMarkCommand);
 // every wait polls a predicate with a deadline.
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -268,6 +270,163 @@ TEST(Faults, AlwaysFailingStepRunsOnThreeDistinctPeersThenTheGroupFailsAndAborts
   EXPECT_FALSE(std::filesystem::exists(finished));
   EXPECT_NE(w1.output().find("step=long attempt=1 aborting"), std::string::npos) << w1.output();
   EXPECT_NE(w1.output().find("FAILED"), std::string::npos) << w1.output();
+}
+
+// ---- Sessions that end while their process may still run (issue 15) -------------------------
+
+// `td-audit verify --json` over the whole of td.events: exit 0, no violation.
+void expectAuditClean(const Cluster& cluster, const std::string& name) {
+  Process audit(
+      {.args = {TD_AUDIT_BIN, "verify", "--json", "--bootstrap-server", cluster.bootstrap()},
+       .output = cluster.dir() / (name + ".out")});
+  const auto rc = audit.wait(std::chrono::seconds(60));
+  EXPECT_EQ(rc, std::optional<int>(0)) << audit.output();
+  EXPECT_NE(audit.output().find("\"violation_count\":0"), std::string::npos) << audit.output();
+}
+
+std::size_t countOf(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// The first line of `text` containing `needle` (empty if none).
+std::string lineWith(const std::string& text, const std::string& needle) {
+  const auto at = text.find(needle);
+  if (at == std::string::npos) return {};
+  const auto begin = text.rfind('\n', at);
+  const auto end = text.find('\n', at);
+  return text.substr(begin == std::string::npos ? 0 : begin + 1,
+                     end == std::string::npos ? std::string::npos : end - begin - 1);
+}
+
+std::string readFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(Faults, SamePeerIdTwiceTheFirstRunIsReplacedItsStepKilledAndItExits4) {
+  // A CI job retried while its first run is still alive: the same --peer-id twice.
+  Cluster cluster;
+  const std::string yaml =
+      "name: twice\ndefaults: {timeout: 1m}\nsteps:\n" +
+      markingStep("long",
+                  "if [ \"$TD_ATTEMPT\" = 1 ]; then sleep 20; fi; "
+                  "echo \"$TD_PEER_ID $TD_ATTEMPT\" >> \"$TD_TEST_MARKS/../lines\"");
+  auto schema = cluster.writeSchema("twice", yaml);
+  auto& first = cluster.startWorker(schema, {"w1", "c1"});
+  ASSERT_TRUE(waitUntil([&] { return cluster.findMark("long", 1).has_value(); }, kRunTimeout))
+      << cluster.logs();
+  const auto attempt1 = cluster.findMark("long", 1);
+  ASSERT_TRUE(attempt1->pgid > 0);
+
+  auto& second = cluster.startWorker(schema, {"w1", "c1"});
+  constexpr int kExitReplaced = 4;   // worker/kafka/worker_app.h
+  ASSERT_EQ(first.wait(std::chrono::seconds(30)), kExitReplaced) << cluster.logs();
+  EXPECT_NE(first.output().find("replaced by a new session of peer w1 (session "),
+            std::string::npos)
+      << first.output();
+  EXPECT_NE(first.output().find("this one stops without running more steps (exit 4)"),
+            std::string::npos)
+      << first.output();
+  std::cout << "[ replaced ] " << lineWith(first.output(), "(exit 4)") << "\n";
+  // It killed its step's process group before leaving: attempt 1 can never write its line.
+  EXPECT_TRUE(
+      waitUntil([&] { return !processGroupAlive(attempt1->pgid); }, std::chrono::seconds(5)));
+
+  ASSERT_EQ(second.wait(kRunTimeout), 0) << cluster.logs();
+  const auto attempt2 = cluster.findMark("long", 2);
+  ASSERT_TRUE(attempt2.has_value());
+  EXPECT_EQ(attempt2->peer, "w1");
+  EXPECT_EQ(readFile(cluster.dir() / "lines"), "w1 2\n") << cluster.logs();
+  expectAuditClean(cluster, "audit-replaced");
+}
+
+TEST(Faults, AWorkerFrozenPastItsLeaseIsToldItWasLostRejoinsAndTakesNewWork) {
+  constexpr std::int64_t kLeaseMs = 3000, kHeartbeatMs = 500;
+  Cluster cluster(Cluster::Options{
+      .coordinator_args = {"--lease-ms", std::to_string(kLeaseMs), "--heartbeat-interval-ms",
+                           std::to_string(kHeartbeatMs)}});
+  // "frozen" (attempt 1) waits for the test's go, so it ends while its worker is stopped,
+  // before the lease hands it to another peer; twelve two-second steps leave work for later.
+  std::string yaml =
+      "name: frozen\ndefaults: {timeout: 1m}\nsteps:\n" +
+      markingStep("frozen",
+                  "if [ \"$TD_ATTEMPT\" = 1 ]; then while [ ! -e \"$TD_TEST_MARKS/../go\" ]; "
+                  "do sleep 0.05; done; sleep 0.3; fi");
+  for (int i = 1; i <= 12; ++i) yaml += markingStep("q" + std::to_string(i), "sleep 2");
+  auto schema = cluster.writeSchema("frozen", yaml);
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1"});
+  ASSERT_TRUE(waitUntil([&] { return cluster.findMark("frozen", 1).has_value(); }, kRunTimeout))
+      << cluster.logs();
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1"});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c1"});
+  // w2 and w3 each finished a step: input has flowed for longer than a lease, so silence now
+  // counts (a coordinator gives everyone a lease of grace when input starts to flow).
+  ASSERT_TRUE(waitUntil([&] { return cluster.runsOf("q3") == 1 && cluster.runsOf("q4") == 1; },
+                        kRunTimeout))
+      << cluster.logs();
+
+  w1.signal(SIGSTOP);   // a frozen VM; its step, in its own process group, runs on
+  std::ofstream(cluster.dir() / "go") << "go\n";
+  auto lost = [&] {
+    for (const auto& e : cluster.events()) {
+      if (e.has_peer_lost() && e.peer_lost().peer_id() == "w1") return true;
+    }
+    return false;
+  };
+  const bool declared_lost = waitUntil(lost, std::chrono::seconds(30));
+  w1.signal(SIGCONT);
+  ASSERT_TRUE(declared_lost) << cluster.logs();
+
+  ASSERT_EQ(w1.wait(kRunTimeout), 0) << cluster.logs();
+  ASSERT_EQ(w2.wait(kRunTimeout), 0) << cluster.logs();
+  ASSERT_EQ(w3.wait(kRunTimeout), 0) << cluster.logs();
+  EXPECT_NE(w1.output().find("declared lost by the coordinator"), std::string::npos)
+      << w1.output();
+  std::cout << "[ lost     ] " << lineWith(w1.output(), "declared lost by the coordinator")
+            << "\n[ silent   ] " << lineWith(w2.output(), "waiting for peer w1") << "\n";
+  EXPECT_EQ(countOf(w1.output(), "joined group="), 2u) << "joined again with a new session\n"
+                                                        << w1.output();
+
+  // "frozen" ran twice (attempt 2 on whoever was free first, w1's new session included),
+  // every other step once; w1, busy with "frozen" attempt 1 until it was stopped, ran at least
+  // one step after it came back.
+  EXPECT_TRUE(cluster.findMark("frozen", 2).has_value()) << cluster.logs();
+  EXPECT_EQ(cluster.runsOf("frozen"), 2);
+  std::set<std::string> groups;
+  int w1_after_resume = 0;
+  for (const auto& m : cluster.marksWritten()) {
+    groups.insert(m.group);
+    if (m.peer == "w1" && !(m.step == "frozen" && m.attempt == 1)) ++w1_after_resume;
+  }
+  EXPECT_EQ(groups.size(), 1u);
+  EXPECT_GE(w1_after_resume, 1) << cluster.logs();
+  for (int i = 1; i <= 12; ++i) EXPECT_EQ(cluster.runsOf("q" + std::to_string(i)), 1);
+
+  // The late result of the frozen attempt was refused (and is on record with its times); the
+  // step counted one success.
+  int successes = 0, late = 0;
+  for (const auto& e : cluster.events()) {
+    if (e.has_step_finished() && e.step_finished().step_id() == "frozen" &&
+        e.step_finished().outcome() == td::v1::STEP_OUTCOME_SUCCEEDED) {
+      ++successes;
+    }
+    if (e.has_input_ignored() && e.input_ignored().has_finished() &&
+        e.input_ignored().finished().step_id() == "frozen" &&
+        e.input_ignored().finished().attempt() == 1) {
+      ++late;
+    }
+  }
+  EXPECT_EQ(successes, 1);
+  EXPECT_EQ(late, 1);
+
+  // While w1 was silent, the others said once why the group waited.
+  for (auto* w : {&w2, &w3}) {
+    EXPECT_EQ(countOf(w->output(), "waiting for peer w1 (running frozen), silent for"), 1u)
+        << w->output();
+  }
+  expectAuditClean(cluster, "audit-frozen");
 }
 
 }  // namespace

@@ -236,5 +236,130 @@ TEST(SessionFencing, EarlierEpochsBeforeTheNewOwnersOwnerChangedAreHistoryAndCou
   EXPECT_TRUE(is<RunStep>(joined.onRecord(assignedAt(2, "a", 1))));
 }
 
+
+// Sessions the coordinator ended (docs/protocol.md, "Sessions that end").
+
+td::v1::AssignmentRecord sessionEnded(std::uint64_t epoch, td::v1::SessionEnded::Cause cause,
+                                      const std::string& peer = "w1",
+                                      const std::string& session = "s1") {
+  td::v1::AssignmentRecord r;
+  r.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& e = *r.mutable_session_ended();
+  e.set_group_id("g");
+  e.set_peer_id(peer);
+  e.set_session_id(session);
+  e.set_cause(cause);
+  e.set_reason(cause == td::v1::SessionEnded::CAUSE_REPLACED
+                   ? "replaced by a new session of peer w1 (session s2)"
+                   : "missed its lease: silent for 5012 ms");
+  e.set_replaced_by_session_id(cause == td::v1::SessionEnded::CAUSE_REPLACED ? "s2" : "");
+  auto& requeued = *e.add_requeued();
+  requeued.set_step_id("a");
+  requeued.set_attempt(1);
+  e.set_coordinator_epoch(epoch);
+  return r;
+}
+
+td::v1::AssignmentRecord peerSilent(std::uint64_t epoch, const std::string& peer,
+                                    std::int64_t heard_at_ms, const std::string& session = "x1") {
+  td::v1::AssignmentRecord r;
+  r.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  auto& p = *r.mutable_peer_silent();
+  p.set_group_id("g");
+  p.set_peer_id(peer);
+  p.set_session_id(session);
+  p.set_step_id("compile");
+  p.set_attempt(1);
+  p.set_silent_for_ms(3100);
+  p.set_lease_ms(5000);
+  p.set_heard_at_ms(heard_at_ms);
+  p.set_coordinator_epoch(epoch);
+  return r;
+}
+
+TEST(SessionEnd, ReplacedEndsTheSessionAndNothingAfterItIsActedOn) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  ASSERT_TRUE(is<RunStep>(session.onRecord(assignedAt(1, "a", 1))));
+  auto action = session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_REPLACED));
+  ASSERT_TRUE(is<EndSession>(action));
+  const auto& end = std::get<EndSession>(action);
+  EXPECT_EQ(end.cause, EndSession::Cause::kReplaced);
+  EXPECT_EQ(end.replaced_by, "s2");
+  EXPECT_EQ(end.reason, "replaced by a new session of peer w1 (session s2)");
+  EXPECT_TRUE(session.ended());
+  // Over: a later assignment, abort or group result for this session changes nothing.
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(assignedAt(1, "b", 1))));
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(abortAt(1, "a", 1))));
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(completedAt(1))));
+  EXPECT_TRUE(is<NothingToDo>(
+      session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_REPLACED))));
+}
+
+TEST(SessionEnd, LostEndsTheSession) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  auto action = session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_LOST));
+  ASSERT_TRUE(is<EndSession>(action));
+  EXPECT_EQ(std::get<EndSession>(action).cause, EndSession::Cause::kLost);
+  EXPECT_NE(std::get<EndSession>(action).reason.find("missed its lease"), std::string::npos);
+}
+
+TEST(SessionEnd, OnlyForItsOwnSessionAndAKnownCause) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  EXPECT_TRUE(is<NothingToDo>(
+      session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_LOST, "w2", "x"))));
+  // The same peer's newer session being told is not this one's business either.
+  EXPECT_TRUE(is<NothingToDo>(
+      session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_LOST, "w1", "s0"))));
+  EXPECT_TRUE(is<NothingToDo>(
+      session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_UNSPECIFIED))));
+  EXPECT_FALSE(session.ended());
+  EXPECT_TRUE(is<RunStep>(session.onRecord(assignedAt(1, "a", 1))));
+}
+
+TEST(SessionFencing, ASessionEndedOfAnOlderOwnerIsIgnoredAsStale) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  (void)session.onRecord(ownerChanged(2));
+  auto action = session.onRecord(sessionEnded(1, td::v1::SessionEnded::CAUSE_LOST));
+  ASSERT_TRUE(is<IgnoredStale>(action));
+  EXPECT_EQ(std::get<IgnoredStale>(action).record_epoch, 1u);
+  EXPECT_FALSE(session.ended());
+  // The owner's own notice counts; epoch 0 is never fenced.
+  Session other("w1", "s1", "g", schema);
+  (void)other.onRecord(ownerChanged(2));
+  EXPECT_TRUE(is<EndSession>(other.onRecord(sessionEnded(0, td::v1::SessionEnded::CAUSE_LOST))));
+  Session third("w1", "s1", "g", schema);
+  EXPECT_TRUE(is<EndSession>(third.onRecord(sessionEnded(3, td::v1::SessionEnded::CAUSE_LOST))));
+  EXPECT_EQ(third.ownerEpoch(), 3u);
+}
+
+TEST(SessionSilentPeer, WarnsOncePerSpellAndSaysWhenItIsAboutItself) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  auto action = session.onRecord(peerSilent(1, "a2", 1000));
+  ASSERT_TRUE(is<WarnSilentPeer>(action));
+  const auto& warn = std::get<WarnSilentPeer>(action);
+  EXPECT_EQ(warn.peer_id, "a2");
+  EXPECT_EQ(warn.step_id, "compile");
+  EXPECT_EQ(warn.silent_for_ms, 3100u);
+  EXPECT_EQ(warn.lease_ms, 5000u);
+  EXPECT_FALSE(warn.about_me);
+  // A re-published copy is the same spell; a new spell (heard since) warns again.
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(peerSilent(1, "a2", 1000))));
+  EXPECT_TRUE(is<WarnSilentPeer>(session.onRecord(peerSilent(1, "a2", 9000))));
+  EXPECT_TRUE(std::get<WarnSilentPeer>(session.onRecord(peerSilent(1, "w1", 1000, "s1"))).about_me);
+  // An earlier session of this peer (it was frozen, declared lost, and is back): history.
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(peerSilent(1, "w1", 2000, "s0"))));
+  // Another group's, or a stale owner's, says nothing.
+  auto other_group = peerSilent(1, "a3", 1000);
+  other_group.mutable_peer_silent()->set_group_id("h");
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(other_group)));
+  (void)session.onRecord(ownerChanged(2));
+  EXPECT_TRUE(is<NothingToDo>(session.onRecord(peerSilent(1, "a4", 1000))));
+}
+
 }  // namespace
 }  // namespace td::worker

@@ -268,19 +268,66 @@ td::Result<int> WorkerApp::run() {
 }
 
 td::Result<int> WorkerApp::joinAndFollow() {
-  auto joined = registerAndJoin();
-  if (!joined) {
-    if (stopping_) return kExitInterrupted;
-    if (joined.error().code() == td::Errc::kInvalidArgument) {
-      log_->error("{}", joined.error().message());
-      return kExitUsage;
+  while (true) {
+    auto joined = registerAndJoin();
+    if (!joined) {
+      if (stopping_) return kExitInterrupted;
+      if (joined.error().code() == td::Errc::kInvalidArgument) {
+        log_->error("{}", joined.error().message());
+        return kExitUsage;
+      }
+      return std::unexpected(joined.error());
     }
-    return std::unexpected(joined.error());
+    log_->info("peer={} joined group={} ({}, members: {})", registration_.peer_id(),
+               joined->group_id(), protocol::statusName(joined->status()),
+               fmt::join(joined->member_peer_ids(), ","));
+    auto code = follow(*joined);
+    if (!code || *code != kRejoin) return code;
+    newSession();
   }
-  log_->info("peer={} joined group={} ({}, members: {})", registration_.peer_id(),
-             joined->group_id(), protocol::statusName(joined->status()),
-             fmt::join(joined->member_peer_ids(), ","));
-  return follow(*joined);
+}
+
+void WorkerApp::newSession() {
+  session_id_ = newSessionId();
+  registration_ = buildRegistration(options_.peer, session_id_, schema_);
+  session_.reset();
+  pending_.clear();
+}
+
+int WorkerApp::sessionEnded(const EndSession& ended) {
+  progress_.clear();
+  if (ended.cause == EndSession::Cause::kReplaced) {
+    log_->error("peer={} session={} group={}: {}. Another td-worker process registered with "
+                "this --peer-id (a retried CI job?) and takes this one's place; this one stops "
+                "without running more steps (exit {})",
+                registration_.peer_id(), session_id_.substr(0, 8), session_->groupId(),
+                ended.reason, kExitReplaced);
+    return kExitReplaced;
+  }
+  log_->warn("peer={} session={} group={}: declared lost by the coordinator ({}); its steps "
+             "went to other peers. Registering again with a new session to take new work",
+             registration_.peer_id(), session_id_.substr(0, 8), session_->groupId(),
+             ended.reason);
+  return kRejoin;
+}
+
+void WorkerApp::logSilentPeer(const WarnSilentPeer& silent) {
+  // A spell that must be over by now (the member was heard, or lost, since): a late joiner
+  // reading the topic's history, not a wait. Generous, for clock differences between hosts.
+  if (wallMs() > silent.heard_at_ms + 2 * static_cast<std::int64_t>(silent.lease_ms)) return;
+  const double silent_s = static_cast<double>(silent.silent_for_ms) / 1000.0;
+  const double lease_s = static_cast<double>(silent.lease_ms) / 1000.0;
+  if (silent.about_me) {
+    log_->warn("peer={} group={}: the coordinator has not heard from this worker for {:.1f} s "
+               "(are its heartbeats getting through?); it is declared lost after the {:g} s "
+               "lease",
+               registration_.peer_id(), session_->groupId(), silent_s, lease_s);
+    return;
+  }
+  log_->info("peer={} group={} waiting for peer {} (running {}), silent for {:.1f} s; it is "
+             "declared lost after the {:g} s lease and its step handed to another peer",
+             registration_.peer_id(), session_->groupId(), silent.peer_id, silent.step_id,
+             silent_s, lease_s);
 }
 
 td::Status WorkerApp::startStep(const RunStep& run) {
@@ -392,8 +439,9 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       joined.heartbeat_interval_ms() > 0 ? joined.heartbeat_interval_ms() : 1000);
   auto next_heartbeat = Clock::now();
   std::optional<GroupDone> done;
+  std::optional<EndSession> ended;   // the coordinator ended this session
   while (true) {
-    if (Clock::now() >= next_heartbeat && !done) {
+    if (Clock::now() >= next_heartbeat && !done && !ended) {
       heartbeat();
       next_heartbeat = Clock::now() + heartbeat_every;
     }
@@ -435,13 +483,19 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       progress_.clear();
       return kExitInterrupted;
     }
+    if (ended && !running_) return sessionEnded(*ended);
     if (done && !running_) {
       printSummary(done->record);
       return done->exit_code;
     }
 
-    auto batch = reader_->poll(100, std::chrono::milliseconds(0));
+    constexpr std::size_t kBatch = 100;
+    auto batch = reader_->poll(kBatch, std::chrono::milliseconds(0));
     if (!batch) return std::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
+    // A full batch may have more behind it, such as a SessionEnded for this session (a worker
+    // that was frozen catches up on everything written meanwhile): start nothing until the
+    // topic is read to its end.
+    const bool caught_up = batch->size() < kBatch;
     for (const auto& msg : *batch) {
       td::v1::AssignmentRecord record;
       if (!record.ParseFromString(msg.value) ||
@@ -480,13 +534,26 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         std::erase_if(pending_, [&](const RunStep& p) {
           return p.step->id == abort->step_id && p.attempt == abort->attempt;
         });
+      } else if (auto* end = std::get_if<EndSession>(&action)) {
+        // Its steps were handed to others: what it still runs must not go on (its result would
+        // not count anyway), and what it was to run is someone else's now. The killed step's
+        // aborted result is still reported: it tells the auditor when that attempt ended.
+        ended = *end;
+        pending_.clear();
+        if (running_ && running_->process) {
+          log_->warn("peer={} step={} attempt={} killing it, this session ended: {}",
+                     registration_.peer_id(), running_->step_id, running_->attempt, end->reason);
+          running_->process->abort();
+        }
+      } else if (auto* silent = std::get_if<WarnSilentPeer>(&action)) {
+        logSilentPeer(*silent);
       } else if (auto* group_done = std::get_if<GroupDone>(&action)) {
         done = *group_done;
         pending_.clear();
         if (running_ && running_->process) running_->process->abort();
       }
     }
-    if (!running_ && !pending_.empty() && !done && !stopping_) {
+    if (!running_ && !pending_.empty() && !done && !ended && !stopping_ && caught_up) {
       RunStep next = pending_.front();
       pending_.erase(pending_.begin());
       TD_RETURN_IF_ERROR(startStep(next));

@@ -42,6 +42,8 @@ inline constexpr int kExitCompleted = 0;
 inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;            // usage, configuration, schema, rejected;
                                                 // the broker refused the credentials or an ACL
+inline constexpr int kExitReplaced = 4;         // a newer process registered with this peer id
+                                                // and replaced this session (docs/operations.md)
 inline constexpr int kExitInterrupted = 130;
 
 class WorkerApp {
@@ -51,8 +53,11 @@ class WorkerApp {
                                                        const schema::Schema& schema);
   ~WorkerApp();
 
-  // Registers and runs until the group completes (0) or fails (1); 2 when the coordinator
-  // rejected the registration, or the broker refused this worker's credentials or an
+  // Registers and runs until the group completes (0) or fails (1); 4 when a newer session of
+  // this peer id replaced this one (its running step is killed first); a session the
+  // coordinator declared lost (it was silent for the lease, e.g. frozen) kills its step and
+  // registers again with a new session, which joins the group like a late joiner; 2 when the
+  // coordinator rejected the registration, or the broker refused this worker's credentials or an
   // operation it needs (an ACL: logged naming the operation and topic, and what the worker's
   // principal needs); 130 after stop(). Errors are broker trouble past the timeouts.
   td::Result<int> run();
@@ -64,6 +69,14 @@ class WorkerApp {
   td::Result<int> joinAndFollow();
   td::Result<td::v1::GroupJoined> registerAndJoin();
   td::Result<int> follow(const td::v1::GroupJoined& joined);
+  // follow()'s result when the session was declared lost: joinAndFollow() registers again.
+  static constexpr int kRejoin = -1;
+  // What follow() does once the coordinator ended this session and nothing runs any more:
+  // kExitReplaced or kRejoin.
+  int sessionEnded(const EndSession& ended);
+  // A fresh session id and registration, for registering again after being declared lost.
+  void newSession();
+  void logSilentPeer(const WarnSilentPeer& silent);
   td::Status publish(const std::string& topic, const std::string& value);
   void heartbeat();
   td::Status startStep(const RunStep& run);
