@@ -370,6 +370,19 @@ std::string ranges(const std::vector<std::uint64_t>& ns) {
 
 namespace {
 
+// Lost because its worker went silent past its lease (peer_lost, not a replaced or leaving
+// session, whose process is alive and must answer), and never reported ended by that worker:
+// td-worker's step supervisor ends a step with its worker, and a worker that was only frozen
+// reports the real end when it comes back, so it is taken to have ended with its worker
+// (docs/audit.md, "overlapping_attempts").
+bool neverReportedLost(const Timeline& t, const Attempt& a) {
+  if (!a.ran || a.ended_seq != 0 || a.outcome != td::v1::STEP_OUTCOME_LOST) return false;
+  return std::any_of(t.peers.begin(), t.peers.end(), [&](const PeerTimeline& p) {
+    return p.lost && p.peer_id == a.peer_id &&
+           (p.session_id.empty() || a.session_id.empty() || p.session_id == a.session_id);
+  });
+}
+
 // When attempt `b` started: by its worker's clock when known, else the coordinator's.
 std::int64_t startOf(const Attempt& b) {
   if (b.worker_started_ms >= 0) return b.worker_started_ms;
@@ -381,6 +394,7 @@ std::string overlap(const Timeline& t, const Attempt& a, const Attempt& b) {
   if (b.assigned_seq == 0 || !b.ran || !a.ran) return {};
   if (a.ended_seq != 0 && a.ended_seq < b.assigned_seq) return {};   // ended, then handed out
   if (a.ended_seq != 0 && a.aborted_seq != 0 && a.aborted_seq < b.assigned_seq) return {};
+  if (neverReportedLost(t, a)) return {};   // ended with its worker
   if (a.ended_seq == 0) {
     return fmt::format(
         "attempt {} on {} (session {}) was never reported ended (outcome {}), yet attempt {} "
@@ -399,6 +413,16 @@ std::string overlap(const Timeline& t, const Attempt& a, const Attempt& b) {
 }
 
 }  // namespace
+
+std::size_t unconfirmedEnds(const Timeline& t) {
+  std::size_t n = 0;
+  for (const auto& s : t.steps) {
+    n += static_cast<std::size_t>(std::count_if(
+        s.attempts.begin(), s.attempts.end(),
+        [&](const Attempt& a) { return neverReportedLost(t, a); }));
+  }
+  return n;
+}
 
 std::vector<Violation> verify(const Timeline& t) {
   std::vector<Violation> out;

@@ -187,10 +187,19 @@ struct Violation {
 //    before B's step_assigned and its worker reported it ended at any time; or A's worker
 //    reported it ended, by its own clock (started_at_ms + duration_ms), no later than B
 //    started (B's started_at_ms; else the coordinator's time of B's step_started or
-//    step_assigned). A lost attempt its worker never reported ended overlaps every later
-//    attempt that ran. See docs/audit.md.
+//    step_assigned). An attempt its worker never reported ended overlaps every later attempt
+//    that ran, unless the coordinator declared its peer lost (peer_lost: silent past its
+//    lease; not a replaced or leaving session): then it is taken to have ended with its
+//    worker (td-worker's step supervisor kills a step when its worker dies; a worker that was
+//    only frozen reports the attempt's real end when it comes back, and that report is
+//    checked as above) and is counted by unconfirmedEnds(). See docs/audit.md.
 std::vector<Violation> verify(const std::vector<td::v1::Event>& events);
 std::vector<Violation> verify(const Replay& replay);
 std::vector<Violation> verify(const Timeline& timeline);
+
+// Attempts that ran, whose peer was declared lost, and whose end their worker never reported:
+// verify()
+// assumes they ended with their worker; nothing in the stream confirms it.
+std::size_t unconfirmedEnds(const Timeline& timeline);
 
 }  // namespace td::audit
