@@ -20,6 +20,7 @@
 #include "audit/audit.h"
 #include "audit/render.h"
 #include "common/log.h"
+#include "config/version.h"
 #include "kafka/kafka.h"
 #include "protocol/protocol.h"
 
@@ -345,6 +346,7 @@ int runTail(const Common& c, const std::string& group, const std::string& peer,
 int main(int argc, char** argv) {
   CLI::App app{"td-audit: check and show Task Director's audit stream (td.events)"};
   app.require_subcommand(1);
+  td::config::addVersionFlag(app, "td-audit");
   Common c;
   std::string group, peer, step, outcome, since, until, out;
 
