@@ -144,6 +144,25 @@ TEST(BrokerLoss, AWorkerWithNoBrokerAtAllExitsThreeNamingTheAddress) {
       << worker.output();
 }
 
+TEST(BrokerLoss, AWorkerNoCoordinatorAnswersExitsThreeAfterTheJoinTimeout) {
+  if (Cluster::requestedBroker() != Cluster::Broker::kEmbedded) {
+    GTEST_SKIP() << "the broker only has to answer: runs once, in the embedded variant";
+  }
+  Cluster cluster(Cluster::Options{.start_coordinator = false});
+  auto schema = cluster.writeSchema("alone", holdingSchema("alone", 1));
+  // Cluster::startWorker sets --join-timeout 60 itself.
+  Process worker({.args = {TD_WORKER_BIN, "--bootstrap-server", cluster.bootstrap(), "--schema",
+                           schema.string(), "--peer-id", "w1", "--repository", "r", "--base-ref",
+                           "main", "--change-ref", "c1", "--remote-cache-id", "c",
+                           "--join-timeout", "2"},
+                  .output = cluster.dir() / "worker-alone.log"});
+  const auto code = worker.wait(seconds(2) + kSlack);
+  ASSERT_TRUE(code.has_value()) << worker.output();
+  EXPECT_EQ(*code, kExitInfrastructure) << worker.output();
+  EXPECT_TRUE(contains(worker.output(), "no reply from a coordinator within the join timeout"))
+      << worker.output();
+}
+
 // The port the coordinator logged ("metrics on http://127.0.0.1:N/metrics ..."), or 0.
 int metricsPort(const Process& coordinator) {
   std::smatch m;
