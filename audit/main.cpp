@@ -21,6 +21,7 @@
 #include "audit/render.h"
 #include "common/log.h"
 #include "common/time.h"
+#include "config/version.h"
 #include "kafka/kafka.h"
 #include "protocol/protocol.h"
 
@@ -361,6 +362,7 @@ int runTail(const Common& c, const std::string& group, const std::string& peer,
 int main(int argc, char** argv) {
   CLI::App app{"td-audit: check and show Task Director's audit stream (td.events)"};
   app.require_subcommand(1);
+  td::config::addVersionFlag(app, "td-audit");
   Common c;
   std::string group, peer, step, outcome, since, until, out;
 
@@ -402,8 +404,14 @@ int main(int argc, char** argv) {
     std::cerr << "td-audit: unknown --log-level " << c.log_level << "\n";
     return 2;
   }
-  if (auto p = td::kafka::parseProperties(c.props); !p) {
-    std::cerr << "td-audit: " << p.error().message() << "\n";   // secrets redacted
+  // Each -X set on a real librdkafka configuration, as the clients will be: an unknown
+  // property or a bad value is a bad flag (exit 2), not a failure to connect.
+  auto p = td::kafka::parseProperties(c.props);
+  if (p) {
+    if (auto checked = td::kafka::checkProperties(*p); !checked) p = std::unexpected(checked.error());
+  }
+  if (!p) {
+    std::cerr << "td-audit: -X: " << p.error().message() << "\n";   // secrets redacted
     return 2;
   }
   td::protocol::routeProtobufLogs();

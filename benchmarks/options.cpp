@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "config/version.h"
 #include "kafka/types.h"
 #include "protocol/protocol.h"
 
@@ -181,6 +182,7 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   std::string level = "info";
   std::vector<std::string> properties;
   addFlags(app, line.options, seconds, properties);
+  td::config::addVersionFlag(app, "td-bench");
   app.add_flag("--json", line.json, "print one JSON object on stdout instead of the table");
   app.add_flag("--smoke", smoke,
                "a tiny run (a few round trips and records, small groups, a 2-cell matrix, two "

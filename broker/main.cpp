@@ -10,6 +10,8 @@
 
 #include "broker/server.h"
 #include "common/log.h"
+#include "config/bounds.h"
+#include "config/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -23,10 +25,10 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--partitions", options.partitions,
                  "partitions of each td.* topic (td.joins always matches td.registrations)")
-      ->check(CLI::Range(1, 1000))
+      ->check(td::config::between(1, 1000))
       ->capture_default_str();
   app.add_option("--brokers", options.brokers, "brokers in the cluster (ids 1..N)")
-      ->check(CLI::Range(1, 16))
+      ->check(td::config::between(1, 16))
       ->capture_default_str();
   app.add_option("--control,--control-file", options.control_path,
                  "Unix socket path for fault-control commands (down/up/rtt/errors/leader/topic; "
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text (human-readable) or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  td::config::addVersionFlag(app, "td-broker");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

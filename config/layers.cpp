@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "common/redact.h"
+#include "config/bounds.h"
 
 extern char** environ;
 
@@ -172,6 +173,16 @@ std::optional<int> Layers::parse(int argc, const char* const* argv, const Enviro
   }
   try {
     app_.parse(argc, argv);
+  } catch (const CLI::ValidationError& e) {
+    // One line: "--join-timeout -5: must be between 1 and 86400 (1 s to 24 h)".
+    std::string what = e.what();
+    if (const auto colon = what.find(": "); what.starts_with("--") &&
+                                            what.find(kBoundsError) != std::string::npos &&
+                                            colon != std::string::npos) {
+      what.replace(colon, 2, " ");
+    }
+    err << program_ << ": " << what << "\n";
+    return 2;
   } catch (const CLI::ParseError& e) {
     return app_.exit(e, out, err) == 0 ? 0 : 2;
   }
@@ -224,6 +235,12 @@ std::optional<int> Layers::parse(int argc, const char* const* argv, const Enviro
     err << missing;
     return 2;
   }
+  for (const auto& check : checks_) {
+    if (auto status = check(); !status) {
+      err << program_ << ": " << status.error().message() << "\n";
+      return 2;
+    }
+  }
   if (print_config_) return 0;
   return std::nullopt;
 }
@@ -252,9 +269,17 @@ void Layers::apply(CLI::Option* option, const std::string& name, const Value& va
     }
     option->run_callback();
   } catch (const CLI::Error& e) {
-    // CLI11's messages name the flag ("--lease-ms: Value 10 not in range ..."); a secret's
-    // value must not be echoed.
+    // CLI11's messages name the flag ("--lease-ms: ..."); a secret's value must not be echoed.
     std::string what = isSecretName(name) ? "invalid value" : e.what();
+    if (const auto bounds = what.find(kBoundsError); bounds != std::string::npos &&
+                                                     !isSecretName(name)) {
+      // "TD_LEASE_MS=10: must be between ..." or "FILE:3:11: lease-ms 10: must be between ...".
+      const auto colon = what.find(": ");
+      const std::string rest = colon == std::string::npos ? what : what.substr(colon + 2);
+      throw LayerError(value.origin.source == Source::kEnvironment
+                           ? value.error_at + "=" + rest
+                           : value.error_at + ": " + name + " " + rest);
+    }
     if (!what.starts_with("--")) what = name + ": " + what;
     throw LayerError(value.error_at + ": " + what);
   }

@@ -22,6 +22,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <optional>
@@ -29,6 +31,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "common/result.h"
 
 namespace td::config {
 
@@ -59,11 +63,22 @@ class Layers {
  public:
   Layers(CLI::App& app, std::string program);
 
+  // A check a start runs once every layer is in (two options that must agree, librdkafka
+  // properties, a file to load): it runs inside parse(), in the order added, after the
+  // required options are found, for a start and for --print-config alike, so --print-config
+  // exits 2 wherever a start would. An error's message is printed as "<program>: <message>".
+  // Checks may keep what they compute (a loaded file) in variables they captured.
+  using Check = std::function<td::Status()>;
+  void addCheck(Check check) { checks_.push_back(std::move(check)); }
+
   // Parses flags, then fills every option the flags left unset from `env`, then from the
-  // config file (--config, else TD_CONFIG), then checks required options. Returns nullopt
-  // when the program should go on; otherwise the exit code: 0 after --help or
-  // --print-config (the configuration written to `out`), 2 after any error (written to `err`
-  // as "<program>: <where>: <what>", where is FILE:LINE:COLUMN, the variable or the flag).
+  // config file (--config, else TD_CONFIG), then checks required options, then runs the
+  // checks (addCheck). Returns nullopt when the program should go on; otherwise the exit
+  // code: 0 after --help, --version or --print-config (the configuration written to `out`,
+  // before the checks run), 2 after any error (written to `err` as "<program>: <where>:
+  // <what>", where is FILE:LINE:COLUMN, the variable or the flag; an out-of-range number as
+  // "--flag V: must be between ...", "TD_NAME=V: must be between ..." or
+  // "FILE:LINE:COL: name V: must be between ..." (config/bounds.h)).
   std::optional<int> parse(int argc, const char* const* argv, const Environment& env,
                            std::ostream& out, std::ostream& err);
 
@@ -110,6 +125,7 @@ class Layers {
   std::optional<Origin> config_origin_;
   std::vector<std::string> secret_env_;
   std::vector<std::string> file_secrets_;  // secret keys found in the config file
+  std::vector<Check> checks_;
 };
 
 }  // namespace td::config

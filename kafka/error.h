@@ -41,6 +41,7 @@ enum class Errc : int {
   kNotEnoughReplicas = 19,
   kIllegalGeneration = 22,
   kUnknownMemberId = 25,
+  kInvalidSessionTimeout = 26,  // session.timeout.ms outside what the broker allows
   kRebalanceInProgress = 27,
   kTopicAuthorizationFailed = 29,
   kGroupAuthorizationFailed = 30,

@@ -24,6 +24,8 @@ struct Producer::Impl {
   std::unordered_map<std::string, TopicPtr> topics;
   // The first refusal heard of (see Producer::refusal()); written and read on the app thread.
   std::optional<td::Error> refusal;
+  // The latest non-fatal client-level error (Producer::lastError()); same thread.
+  std::optional<td::Error> last_error;
 
   // Delivery report: the message's opaque is the heap DeliveryCallback produce() released.
   static void onDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
@@ -49,6 +51,7 @@ struct Producer::Impl {
     }
     const auto code = static_cast<rd_kafka_resp_err_t>(err);
     if (!self->refusal && accessDenied(code)) self->refusal = fromRdKafka(code, reason, "");
+    self->last_error = fromRdKafka(code, reason, "");
     std::uint64_t suppressed = 0;
     if (self->error_log.allow(&suppressed)) {
       logger()->warn("{} producer: {}: {} ({} similar suppressed)", rd_kafka_name(rk),
@@ -164,6 +167,8 @@ td::Status Producer::abortTransaction(std::chrono::milliseconds timeout) {
   return transactionStatus(rd_kafka_abort_transaction(impl_->rk.get(), asMs(timeout)),
                            "abort_transaction");
 }
+
+std::optional<td::Error> Producer::lastError() const { return impl_->last_error; }
 
 int Producer::outstanding() const { return rd_kafka_outq_len(impl_->rk.get()); }
 

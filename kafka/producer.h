@@ -71,6 +71,11 @@ class Producer {
   // error the producer delivers nothing.
   std::optional<td::Error> refusal() const;
 
+  // The latest client-level error librdkafka reported (connection refused or lost, all
+  // brokers down, ...), served in poll(), flush() or produce(); nullopt if none yet. For
+  // saying why the broker does not answer; it is not cleared when the broker answers again.
+  std::optional<td::Error> lastError() const;
+
   // The number of partitions of `topic`, from cluster metadata. Asks the broker to auto-create
   // the topic where it allows that, and retries until `timeout` while the topic has no leader.
   // Serves error events (and delivery callbacks) between requests. Errors: kTimedOut,

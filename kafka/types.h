@@ -19,6 +19,15 @@ using Properties = std::vector<std::pair<std::string, std::string>>;
 // '='. Returns td::Errc::kInvalidArgument naming the first entry with no '=' or an empty key.
 td::Result<Properties> parseProperties(const std::vector<std::string>& key_values);
 
+// Sets every property on a fresh librdkafka configuration object, as creating a client does,
+// without creating one (nothing connects). For checks before a start (--print-config).
+// Errors: Errc::kInvalidArg naming the first unknown property or invalid value, with
+// librdkafka's reason (a secret's value redacted).
+td::Status checkProperties(const Properties& props);
+
+// librdkafka's version string (rd_kafka_version_str(), e.g. "2.0.2").
+std::string librdkafkaVersion();
+
 // One consumed record. A null key or value arrives as an empty string.
 struct Message {
   std::string topic;

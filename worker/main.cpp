@@ -1,8 +1,8 @@
-// td-worker: one CI peer. Registers, runs the steps its group hands it, exits 0/1/2.
+// td-worker: one CI peer. Registers, runs the steps its group hands it, exits 0/1/2/3/130
+// (worker/kafka/worker_app.h).
 #include <csignal>
 #include <cstdio>
 
-#include "common/log.h"
 #include "worker/kafka/worker_app.h"
 #include "worker/options.h"
 #include "worker/step_supervisor.h"
@@ -31,11 +31,7 @@ int main(int argc, char** argv) {
   g_app = app->get();
   std::signal(SIGINT, onSignal);
   std::signal(SIGTERM, onSignal);
-  auto code = (*app)->run();
+  const int code = (*app)->run();
   g_app = nullptr;
-  if (!code) {
-    td::log::get("worker")->critical("{}", code.error().message());
-    return td::worker::kExitFailed;
-  }
-  return *code;
+  return code;
 }

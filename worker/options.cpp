@@ -8,19 +8,14 @@
 #include <iostream>
 
 #include "common/log.h"
+#include "config/bounds.h"
 #include "config/layers.h"
+#include "config/version.h"
 #include "schema/repo_state.h"
 #include "worker/ci_options.h"
 #include "worker/git_facts.h"
 
 namespace td::worker {
-
-namespace {
-int usageError(const std::string& message) {
-  std::fprintf(stderr, "td-worker: %s\n", message.c_str());
-  return 2;
-}
-}  // namespace
 
 std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
                                                                             char** argv) {
@@ -31,6 +26,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   std::vector<std::string> builds_on, properties;
   std::string task_command, prefix = "td.", level = "info", log_format = "text";
   int join_timeout_s = 300;
+  int broker_timeout_s = 120;
   bool quiet_steps = false;
   bool print_registration = false;
 
@@ -63,15 +59,20 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   app.add_option("--prefetch", options.peer.prefetch,
                  "steps to take ahead: the coordinator may assign this many more while one runs, "
                  "so the next starts without waiting for a dispatch (they run one at a time)")
-      ->check(CLI::Range(0, 16))
+      ->check(config::between(0, 16))
       ->capture_default_str();
   app.add_flag("--complex", options.peer.complex,
                "never join an existing group (later peers may join this one's)");
   app.add_option("--task-command", task_command,
                  "command template for a task-sharding schema ({task} is replaced)");
   app.add_option("--workdir", options.working_dir, "directory steps run in (default: here)");
-  app.add_option("--join-timeout", join_timeout_s, "seconds to wait for a coordinator's reply")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--join-timeout", join_timeout_s,
+                 "seconds to wait for a coordinator's reply (then exit 3)")
+      ->check(config::between(1, 86400, config::Unit::kSeconds))->capture_default_str();
+  app.add_option("--broker-timeout", broker_timeout_s,
+                 "seconds without any answer from the broker (registering, acknowledging a "
+                 "record, following the group) after which the worker gives up with exit 3")
+      ->check(config::between(1, 86400, config::Unit::kSeconds))->capture_default_str();
   app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
   app.add_flag("--quiet-steps", quiet_steps, "do not copy steps' output to stderr");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")
@@ -83,53 +84,84 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
                "print the registration and where each value came from, then exit 0 "
                "(no broker needed)");
 
+  app.footer(
+      "Exit codes:\n"
+      "  0    the group completed (also after --help, --version, --print-config)\n"
+      "  1    the group failed\n"
+      "  2    usage, configuration or schema error; the coordinator rejected the "
+      "registration; the broker refused the credentials or an ACL\n"
+      "  3    infrastructure: the broker unreachable for --broker-timeout, or no coordinator "
+      "reply within --join-timeout (a CI system may retry the job)\n"
+      "  4    replaced: another td-worker registered with this --peer-id while this one ran\n"
+      "  130  interrupted by SIGINT/SIGTERM\n");
+  config::addVersionFlag(app, "td-worker");
+
+  // Everything a start checks before it connects, run by the layers for a start and for
+  // --print-config alike (so --print-config exits 2 wherever a start would).
+  RegistrationSources sources;
+  std::optional<schema::Schema> loaded;
   config::Layers layers(app, "td-worker");   // --config, TD_* variables, --print-config
+  layers.addCheck([&]() -> td::Status {
+    if (options.bootstrap_servers.empty() && !print_registration) {
+      return makeError(td::Errc::kInvalidArgument, "--bootstrap-server is required");
+    }
+    auto props = kafka::parseProperties(properties);
+    if (!props) return makeError(td::Errc::kInvalidArgument, "-X: " + props.error().message());
+    options.kafka = std::move(*props);
+    // Each property as the clients will set it, on a real librdkafka configuration.
+    const std::string client_id = "td-worker-" + options.peer.peer_id;
+    for (const auto& settings :
+         {kafka::producerSettings(options.bootstrap_servers, client_id, options.kafka),
+          kafka::readerSettings(options.bootstrap_servers, client_id, options.kafka)}) {
+      TD_RETURN_IF_ERROR(kafka::checkProperties(settings));
+    }
+    return {};
+  });
+  layers.addCheck([&]() -> td::Status {
+    if (!repo_state.empty()) {
+      auto repos = schema::loadRepoState(repo_state);
+      if (!repos) return std::unexpected(repos.error());
+      for (const auto& r : *repos) {
+        td::v1::RepoState state;
+        state.set_repository(redactCredentials(r.repository));   // never send a token
+        state.set_base_ref(r.base_ref);
+        state.set_change_ref(r.change_ref);
+        for (const auto& ref : r.builds_on) state.add_builds_on(ref);
+        options.peer.repos.push_back(std::move(state));
+        const std::string from = "--repo-state " + repo_state;
+        sources.repos.push_back(
+            {{state.repository(), from}, {r.base_ref, from}, {r.change_ref, from}});
+        sources.ci_line = "not used (--repo-state gives every value)";
+      }
+    } else {
+      // Missing repo flags come from the CI's variables and the checkout (docs/ci.md).
+      auto resolved = resolveRepoState({repository, base_ref, change_ref, builds_on},
+                                       processEnvironment(), options.working_dir);
+      if (!resolved) return makeError(td::Errc::kInvalidArgument, resolved.error().context());
+      sources = registrationSources(*resolved);
+      options.peer.repos.push_back(std::move(resolved->state));
+    }
+    // The schema, loaded and validated (file:line:column on error).
+    schema::ParseOptions parse_options;
+    if (!task_command.empty()) parse_options.task_command = task_command;
+    auto schema = schema::loadFile(schema_path, parse_options);
+    if (!schema) return std::unexpected(schema.error());
+    loaded = std::move(*schema);
+    return {};
+  });
   if (auto exit = layers.parse(argc, argv, config::processEnvironment(), std::cout, std::cerr)) {
     return std::unexpected(*exit);
   }
   // Steps inherit this environment; a secret meant for librdkafka is not theirs to read.
   for (const auto& name : layers.secretEnvironmentNames()) ::unsetenv(name.c_str());
   td::log::setFormat(log_format);
-  if (!td::log::setLevel(level)) return std::unexpected(usageError("--log-level: unknown level"));
-  if (options.bootstrap_servers.empty() && !print_registration) {
-    return std::unexpected(usageError("--bootstrap-server is required"));
-  }
-  auto props = kafka::parseProperties(properties);
-  if (!props) return std::unexpected(usageError("-X: " + props.error().message()));
-  options.kafka = std::move(*props);
+  (void)td::log::setLevel(level);   // one of --log-level's IsMember values
   options.topics = protocol::Topics(prefix);
   options.join_timeout = std::chrono::seconds(join_timeout_s);
+  options.broker_timeout = std::chrono::seconds(broker_timeout_s);
   options.echo_output = !quiet_steps;
   options.peer.pipeline_type = pipeline_type == "dependent" ? td::v1::PIPELINE_TYPE_DEPENDENT
                                                             : td::v1::PIPELINE_TYPE_INDEPENDENT;
-  RegistrationSources sources;
-  if (!repo_state.empty()) {
-    auto repos = schema::loadRepoState(repo_state);
-    if (!repos) return std::unexpected(usageError(repos.error().message()));
-    for (const auto& r : *repos) {
-      td::v1::RepoState state;
-      state.set_repository(redactCredentials(r.repository));   // never send a token
-      state.set_base_ref(r.base_ref);
-      state.set_change_ref(r.change_ref);
-      for (const auto& ref : r.builds_on) state.add_builds_on(ref);
-      options.peer.repos.push_back(std::move(state));
-      const std::string from = "--repo-state " + repo_state;
-      sources.repos.push_back(
-          {{state.repository(), from}, {r.base_ref, from}, {r.change_ref, from}});
-      sources.ci_line = "not used (--repo-state gives every value)";
-    }
-  } else {
-    // Missing repo flags come from the CI's variables and the checkout (docs/ci.md).
-    auto resolved = resolveRepoState({repository, base_ref, change_ref, builds_on},
-                                     processEnvironment(), options.working_dir);
-    if (!resolved) return std::unexpected(usageError(resolved.error().context()));
-    sources = registrationSources(*resolved);
-    options.peer.repos.push_back(std::move(resolved->state));
-  }
-  schema::ParseOptions parse_options;
-  if (!task_command.empty()) parse_options.task_command = task_command;
-  auto loaded = schema::loadFile(schema_path, parse_options);
-  if (!loaded) return std::unexpected(usageError(loaded.error().message()));
   if (print_registration) {
     sources.schema_path = schema_path;
     auto reg = buildRegistration(options.peer, "(new each run)", *loaded);

@@ -1,4 +1,7 @@
 // td-coordinator: consumes peers' registrations and completions, publishes assignments.
+// Exit codes: 0 after SIGINT/SIGTERM; 2 for a configuration error (bad flags, refused
+// credentials or ACLs, partition counts that differ, settings the broker refuses), which a
+// restart would repeat; 1 for any other error. An unreachable broker is waited for.
 #include <csignal>
 #include <cstdio>
 
@@ -57,12 +60,11 @@ int main(int argc, char** argv) {
   metrics.reset();
   if (!status) {
     td::log::get("coordinator")->critical("stopped: {}", status.error().message());
-    // Credentials or ACLs: a configuration error, which a restart would only repeat.
+    // Configuration errors (credentials, ACLs, partition counts): a restart would repeat them.
     if (td::kafka::isAccessDenied(status.error().code())) {
       td::log::get("coordinator")->critical("{}", kAccessHint);
-      return 2;
     }
-    return 1;
+    return td::coordinator::isConfigurationError(status.error().code()) ? 2 : 1;
   }
   return 0;
 }

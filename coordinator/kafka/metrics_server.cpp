@@ -263,6 +263,12 @@ td::Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::strin
   return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(impl)));
 }
 
+td::Status MetricsServer::checkAddress(const std::string& listen) {
+  auto ports = civetPort(listen);
+  if (!ports) return std::unexpected(ports.error());
+  return {};
+}
+
 int MetricsServer::port() const {
   auto ports = impl_->server->getListeningPorts();
   return ports.empty() ? -1 : ports.front();

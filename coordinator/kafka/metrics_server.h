@@ -28,6 +28,9 @@ class MetricsServer {
                                                          const ServiceProbe& probe,
                                                          const Clock& clock,
                                                          Millis stall_after = Millis(30000));
+  // The checks start() makes of `listen` before it listens (kInvalidArgument), for
+  // --print-config.
+  static td::Status checkAddress(const std::string& listen);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

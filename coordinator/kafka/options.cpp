@@ -3,11 +3,16 @@
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <iostream>
 
 #include "common/log.h"
+#include "config/bounds.h"
 #include "config/layers.h"
+#include "config/version.h"
+#include "coordinator/kafka/metrics_server.h"
 
 namespace td::coordinator {
 
@@ -33,13 +38,13 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
   app.add_option("--finished-group-retention", retention_s,
                  "seconds a completed group stays joinable before it is forgotten")
-      ->check(CLI::Range(1, 7 * 24 * 3600))->capture_default_str();
+      ->check(td::config::between(1, 7 * 24 * 3600, td::config::Unit::kSeconds))->capture_default_str();
   app.add_option("--lease-ms", lease_ms,
                  "a peer silent this long is declared lost and its step re-queued")
-      ->check(CLI::Range(500, 3600 * 1000))->capture_default_str();
+      ->check(td::config::between(500, 3600 * 1000, td::config::Unit::kMilliseconds))->capture_default_str();
   app.add_option("--heartbeat-interval-ms", heartbeat_ms,
                  "how often workers heartbeat (told in their join reply); under half the lease")
-      ->check(CLI::Range(50, 600 * 1000))->capture_default_str();
+      ->check(td::config::between(50, 600 * 1000, td::config::Unit::kMilliseconds))->capture_default_str();
   app.add_flag("--exactly-once", options.exactly_once,
                "one Kafka transaction per cycle (Apache Kafka only; the embedded broker does not "
                "isolate transactions)");
@@ -69,11 +74,11 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "admin"}))->capture_default_str();
   app.add_option("--assign-partitions", options.assign_topics.partitions,
                  "partitions of each td.assign topic created (admin; only partition 0 is used)")
-      ->check(CLI::Range(1, 1000))->capture_default_str();
+      ->check(td::config::between(1, 1000))->capture_default_str();
   app.add_option("--assign-replication", options.assign_topics.replication,
                  "replication factor of each td.assign topic created (admin; -1: the broker's "
                  "default.replication.factor, Kafka 2.4 and later)")
-      ->check(CLI::Range(-1, 32))->capture_default_str();
+      ->check(td::config::between(-1, 32))->capture_default_str();
   app.add_option("--assign-topic-config", assign_config,
                  "topic configuration KEY=VALUE of each td.assign topic created (admin; "
                  "repeatable), e.g. min.insync.replicas=2");
@@ -82,57 +87,69 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
                  "(repeatable): e.g. a principal allowed to create and delete topics");
   app.add_option("--admin-timeout-ms", admin_timeout_ms,
                  "how long an Admin API request may take (admin)")
-      ->check(CLI::Range(100, 600 * 1000))->capture_default_str();
+      ->check(td::config::between(100, 600 * 1000, td::config::Unit::kMilliseconds))->capture_default_str();
   // Metrics and health (docs/operations.md, "Metrics and health").
   app.add_option("--metrics-listen", line.metrics_listen,
                  "serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT (IP address; "
                  "port 0 picks one, logged); default: off");
+  app.footer(
+      "Exit codes:\n"
+      "  0    stopped by SIGINT/SIGTERM (also after --help, --version, --print-config)\n"
+      "  1    stopped on a runtime error (a record it could not deliver, ...)\n"
+      "  2    configuration error: bad flags or config, input topics whose partition counts "
+      "differ, credentials, ACLs or settings the broker refuses\n"
+      "An unreachable broker is not an error: it retries, and /readyz answers 503 meanwhile.\n");
+  td::config::addVersionFlag(app, "td-coordinator");
+  // Everything a start checks before it connects; --print-config runs the same (config/layers.h).
   td::config::Layers layers(app, "td-coordinator");   // --config, TD_* variables, --print-config
+  layers.addCheck([&]() -> td::Status {
+    auto parsed = td::kafka::parseProperties(properties);
+    if (!parsed) return makeError(td::Errc::kInvalidArgument, "-X: " + parsed.error().message());
+    options.kafka = std::move(*parsed);
+    auto topic_config = td::kafka::parseProperties(assign_config);
+    if (!topic_config) {
+      return makeError(td::Errc::kInvalidArgument,
+                       "--assign-topic-config: " + topic_config.error().message());
+    }
+    auto admin_kafka = td::kafka::parseProperties(admin_properties);
+    if (!admin_kafka) {
+      return makeError(td::Errc::kInvalidArgument,
+                       "--admin-property: " + admin_kafka.error().message());
+    }
+    options.assign_topics.create = assign_mode == "admin";
+    options.assign_topics.config = std::move(*topic_config);
+    options.assign_topics.admin_kafka = std::move(*admin_kafka);
+    options.assign_topics.timeout = std::chrono::milliseconds(admin_timeout_ms);
+    if (heartbeat_ms * 2 > lease_ms) {
+      return makeError(td::Errc::kInvalidArgument,
+                       fmt::format("--heartbeat-interval-ms {} ({}) must be at most half of "
+                                   "--lease-ms {} ({})",
+                                   heartbeat_ms,
+                                   td::config::describe(layers.origin("heartbeat-interval-ms")),
+                                   lease_ms, td::config::describe(layers.origin("lease-ms"))));
+    }
+    if (options.static_membership &&
+        layers.origin("coordinator-id").source == td::config::Source::kDefault) {
+      return makeError(td::Errc::kInvalidArgument,
+                       "--static-membership needs a stable --coordinator-id (it is the "
+                       "consumer's group.instance.id; the default, coordinator-PID, changes "
+                       "with every start)");
+    }
+    options.core.topics = td::protocol::Topics(prefix);
+    // Every librdkafka property of every client, on a real configuration object.
+    TD_RETURN_IF_ERROR(Service::checkOptions(options));
+    if (!line.metrics_listen.empty()) {
+      TD_RETURN_IF_ERROR(MetricsServer::checkAddress(line.metrics_listen));
+    }
+    return {};
+  });
   const auto env = td::config::processEnvironment();
   if (auto exit = layers.parse(argc, argv, env, std::cout, std::cerr)) {
-    return std::unexpected(*exit);   // --help, --print-config: 0; errors: 2
+    return std::unexpected(*exit);   // --help, --version, --print-config: 0; errors: 2
   }
   td::log::setFormat(log_format);
-  if (!td::log::setLevel(level)) {
-    std::fprintf(stderr, "td-coordinator: --log-level: unknown level '%s'\n", level.c_str());
-    return std::unexpected(2);
-  }
-  auto parsed = td::kafka::parseProperties(properties);
-  if (!parsed) {
-    std::fprintf(stderr, "td-coordinator: -X: %s\n", parsed.error().message().c_str());
-    return std::unexpected(2);
-  }
-  options.kafka = std::move(*parsed);
-  auto topic_config = td::kafka::parseProperties(assign_config);
-  auto admin_kafka = td::kafka::parseProperties(admin_properties);
-  if (!topic_config || !admin_kafka) {
-    std::fprintf(stderr, "td-coordinator: %s: %s\n",
-                 topic_config ? "--admin-property" : "--assign-topic-config",
-                 (topic_config ? admin_kafka : topic_config).error().message().c_str());
-    return std::unexpected(2);
-  }
-  options.assign_topics.create = assign_mode == "admin";
-  options.assign_topics.config = std::move(*topic_config);
-  options.assign_topics.admin_kafka = std::move(*admin_kafka);
-  options.assign_topics.timeout = std::chrono::milliseconds(admin_timeout_ms);
-  options.core.topics = td::protocol::Topics(prefix);
+  (void)td::log::setLevel(level);   // one of --log-level's IsMember values
   options.core.finished_group_retention = std::chrono::seconds(retention_s);
-  if (heartbeat_ms * 2 > lease_ms) {
-    std::fprintf(stderr,
-                 "td-coordinator: --heartbeat-interval-ms %d (%s) must be at most half of "
-                 "--lease-ms %d (%s)\n",
-                 heartbeat_ms, td::config::describe(layers.origin("heartbeat-interval-ms")).c_str(),
-                 lease_ms, td::config::describe(layers.origin("lease-ms")).c_str());
-    return std::unexpected(2);
-  }
-  if (options.static_membership &&
-      layers.origin("coordinator-id").source == td::config::Source::kDefault) {
-    std::fprintf(stderr,
-                 "td-coordinator: --static-membership needs a stable --coordinator-id (it is "
-                 "the consumer's group.instance.id; the default, coordinator-PID, changes with "
-                 "every start)\n");
-    return std::unexpected(2);
-  }
   options.core.lease = std::chrono::milliseconds(lease_ms);
   options.core.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <thread>
 
 #include "common/log.h"
 #include "coordinator/codec.h"
@@ -72,12 +73,16 @@ Service::Service(ServiceOptions options, const Clock& clock)
       core_(options_.core),
       log_(td::log::get("coordinator")) {}
 
-td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock) {
-  std::unique_ptr<Service> service(new Service(std::move(options), clock));
-  const auto& o = service->options_;
-  if (o.assign_groups_per_producer < 1) {
-    return makeError(td::Errc::kInvalidArgument, "assign_groups_per_producer must be >= 1");
-  }
+namespace {
+
+// The librdkafka properties of each client the service makes, in one place for create() and
+// checkOptions().
+struct ClientProperties {
+  kafka::Properties consumer, producer, state_reader, stats_reader, admin;
+  kafka::Properties producer_own;   // the producer's own settings (the td.assign shards')
+};
+
+ClientProperties clientProperties(const ServiceOptions& o) {
   // session.timeout.ms 6 s (librdkafka's default is 45 s; 6 s is Apache Kafka's lowest accepted
   // by default): a dead coordinator's partitions move sooner, and a join the embedded broker
   // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
@@ -109,16 +114,53 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   }
   consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
   producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
-  const auto consumer_props =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, consumer_own);
-  const auto producer_props =
-      kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id, producer_own);
+  ClientProperties out;
+  out.consumer = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, consumer_own);
+  out.producer = kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id, producer_own);
+  out.state_reader =
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", o.kafka);
+  // History is not latency-sensitive: the broker may hold an idle fetch for 500 ms, so
+  // following the topic costs the broker a few requests a second, not 200 per partition.
+  kafka::Properties stats_props = o.kafka;
+  stats_props.emplace_back("fetch.wait.max.ms", "500");
+  out.stats_reader =
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats", stats_props);
+  out.admin =
+      kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka);
+  out.producer_own = std::move(producer_own);
+  return out;
+}
+
+}  // namespace
+
+td::Status Service::checkOptions(const ServiceOptions& options) {
+  if (options.assign_groups_per_producer < 1) {
+    return makeError(td::Errc::kInvalidArgument, "assign_groups_per_producer must be >= 1");
+  }
+  const ClientProperties props = clientProperties(options);
+  kafka::Properties admin = props.admin;
+  admin.insert(admin.end(), options.assign_topics.admin_kafka.begin(),
+               options.assign_topics.admin_kafka.end());
+  for (const kafka::Properties* list : {&props.consumer, &props.producer, &props.state_reader,
+                                        &props.stats_reader,
+                                        static_cast<const kafka::Properties*>(&admin)}) {
+    TD_RETURN_IF_ERROR(kafka::checkProperties(*list));
+  }
+  return {};
+}
+
+td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock) {
+  std::unique_ptr<Service> service(new Service(std::move(options), clock));
+  const auto& o = service->options_;
+  TD_RETURN_IF_ERROR(checkOptions(o));
+  const ClientProperties props = clientProperties(o);
+  const auto& consumer_props = props.consumer;
+  const auto& producer_props = props.producer;
   auto consumer = kafka::GroupConsumer::create(consumer_props);
   if (!consumer) return std::unexpected(consumer.error());
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
-  auto reader = kafka::PartitionReader::create(
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", o.kafka));
+  auto reader = kafka::PartitionReader::create(props.state_reader);
   if (!reader) return std::unexpected(reader.error());
   service->consumer_ = std::move(*consumer);
   service->producer_ = std::move(*producer);
@@ -126,7 +168,7 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
     // Shards write td.assign only, with the main producer's settings. (With exactly_once one
     // transactional producer writes everything: a transaction belongs to one producer.)
     service->assign_ = std::make_unique<AssignProducers>(
-        o.assign_groups_per_producer, [&o, producer_own](std::uint64_t index) {
+        o.assign_groups_per_producer, [&o, producer_own = props.producer_own](std::uint64_t index) {
           return kafka::Producer::create(kafka::producerSettings(
               o.bootstrap_servers, fmt::format("{}-assign-{}", o.core.coordinator_id, index),
               producer_own));
@@ -134,26 +176,15 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   }
   service->state_reader_ = std::move(*reader);
   if (o.core.step_stats) {
-    // History is not latency-sensitive: the broker may hold an idle fetch for 500 ms, so
-    // following the topic costs the broker a few requests a second, not 200 per partition.
-    kafka::Properties stats_props = o.kafka;
-    stats_props.emplace_back("fetch.wait.max.ms", "500");
-    auto stats_reader = kafka::PartitionReader::create(
-        kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats", stats_props));
+    auto stats_reader = kafka::PartitionReader::create(props.stats_reader);
     if (!stats_reader) return std::unexpected(stats_reader.error());
     service->stats_reader_ = std::move(*stats_reader);
   }
   if (o.assign_topics.create) {
-    auto assign = AssignTopics::create(
-        o.assign_topics,
-        kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka),
-        o.core.topics, service->probe_.assign_topics);
+    auto assign = AssignTopics::create(o.assign_topics, props.admin, o.core.topics,
+                                       service->probe_.assign_topics);
     if (!assign) return std::unexpected(assign.error());
     service->assign_topics_ = std::move(*assign);
-  }
-  TD_RETURN_IF_ERROR(service->checkPartitionCounts());
-  if (o.exactly_once) {
-    TD_RETURN_IF_ERROR(service->producer_->initTransactions(std::chrono::seconds(30)));
   }
   Service* self = service.get();
   service->consumer_->onRebalance(
@@ -161,15 +192,65 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
         self->onRebalance(assigned, partitions);
       });
   service->consumer_->setCompanions({o.core.topics.completions()});
-  TD_RETURN_IF_ERROR(service->consumer_->subscribe({o.core.topics.registrations()}));
   return service;
 }
 
-td::Status Service::checkPartitionCounts() {
+bool isConfigurationError(const std::error_code& code) {
+  return kafka::isAccessDenied(code) || code == td::Errc::kInvalidArgument ||
+         code == kafka::Errc::kInvalidSessionTimeout;
+}
+
+td::Status Service::connect() {
+  const auto started = clock_.now().mono;
+  Millis backoff(250);
+  Millis next_log(0);
+  bool transactions_ready = !options_.exactly_once;
+  while (!stopping_.load()) {
+    turned();
+    // Short requests, so a stop() is heard within a few seconds.
+    auto status = checkPartitionCounts(std::chrono::seconds(2));
+    if (status && !transactions_ready) {
+      status = producer_->initTransactions(std::chrono::seconds(5));
+      transactions_ready = status.has_value();
+    }
+    if (status) {
+      if (next_log.count() != 0) {
+        log_->info("the Kafka broker at {} answers again after {} s", options_.bootstrap_servers,
+                   (clock_.now().mono - started).count() / 1000);
+      }
+      return consumer_->subscribe({options_.core.topics.registrations()});
+    }
+    // Refused credentials or ACLs, partition counts that differ: a restart would only repeat
+    // them. A fatal client error cannot pass either.
+    if (isConfigurationError(status.error().code()) ||
+        status.error().code() == kafka::Errc::kFatal) {
+      return status;
+    }
+    probe_.broker_reachable.store(false);
+    const Millis now = clock_.now().mono;
+    if (now >= next_log) {
+      // Once, then every 30 s: an outage of hours costs a line per half minute, not per try.
+      log_->warn("cannot start: the Kafka broker at {} does not answer ({}) for {} s; retrying "
+                 "(every {} ms at most), /readyz answers 503 meanwhile",
+                 options_.bootstrap_servers, status.error().message(),
+                 (now - started).count() / 1000, Millis(10000).count());
+      next_log = now + Millis(30000);
+    }
+    const Millis until = clock_.now().mono + backoff;
+    while (!stopping_.load() && clock_.now().mono < until) {
+      turned();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    backoff = std::min(backoff * 2, Millis(10000));
+  }
+  return {};
+}
+
+td::Status Service::checkPartitionCounts(Millis timeout) {
   const auto& topics = options_.core.topics;
   std::vector<std::pair<std::string, int>> counts;
   for (const auto& topic : {topics.registrations(), topics.completions(), topics.state()}) {
-    auto count = producer_->partitionCount(topic, std::chrono::seconds(30));
+    auto count = producer_->partitionCount(topic, timeout);
     if (!count) return std::unexpected(count.error());
     counts.emplace_back(topic, *count);
   }
@@ -192,6 +273,12 @@ td::Status Service::run() {
              options_.exactly_once ? "exactly-once: one transaction per cycle"
                                    : "at-least-once: state, then output, then offsets");
   turned();
+  // The broker may not be there yet: wait for it (a deployment's start order is free).
+  TD_RETURN_IF_ERROR(connect());
+  if (stopping_.load()) {
+    log_->info("coordinator stopping before it reached the broker");
+    return {};
+  }
   TD_RETURN_IF_ERROR(loadStepStats());
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
@@ -711,8 +798,14 @@ td::Status Service::awaitAcknowledgements() {
       break;
     }
     if (stopping_.load()) return flushed;
-    log_->warn("waiting for the broker to acknowledge output: {}", flushed.error().message());
+    // Once, then every 30 s while the outage lasts.
+    if (const Millis now = clock_.now().mono; now >= next_wait_log_) {
+      log_->warn("waiting for the broker at {} to acknowledge output: {}",
+                 options_.bootstrap_servers, flushed.error().message());
+      next_wait_log_ = now + Millis(30000);
+    }
   }
+  next_wait_log_ = Millis(0);
   if (auto failures = delivery_failures_.load(); failures != 0) {
     // Something this cycle decided was not written: stop without committing, so the input is
     // replayed by whoever owns the partition next.

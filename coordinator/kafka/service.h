@@ -161,18 +161,34 @@ struct ServiceProbe {
   ProbeStats stats_;
 };
 
+// True for errors a restart would only repeat, which td-coordinator exits 2 on: refused
+// credentials or ACLs (kafka::isAccessDenied), td::Errc::kInvalidArgument (input topics whose
+// partition counts differ, bad options), a session.timeout.ms the broker refuses.
+bool isConfigurationError(const std::error_code& code);
+
 class Service {
  public:
+  // Makes the clients; contacts no broker. Errors: checkOptions()'s.
   static td::Result<std::unique_ptr<Service>> create(ServiceOptions options, const Clock& clock);
+  // What create() checks before it makes anything: every librdkafka property of every client
+  // set on a real configuration (Errc::kInvalidArg naming the property), the option values.
+  // For --print-config.
+  static td::Status checkOptions(const ServiceOptions& options);
 
-  // Runs until stop() is called or a fatal error occurs.
+  // Waits for the broker (connect(): an unreachable broker is retried with backoff, logged
+  // once and then every 30 s, and the probe stays not ready), then runs until stop() is called
+  // or a fatal error occurs: isConfigurationError() for those a restart would repeat.
   td::Status run();
   void stop() { stopping_.store(true); }
   const ServiceProbe& probe() const { return probe_; }
 
  private:
   Service(ServiceOptions options, const Clock& clock);
-  td::Status checkPartitionCounts();
+  // Until the broker answers: the partition counts of the input topics and the changelog
+  // (equal, or kInvalidArgument), the transactional producer's init (exactly_once), then the
+  // subscription. Returns early (OK) on stop(); errors: configuration errors, kFatal.
+  td::Status connect();
+  td::Status checkPartitionCounts(Millis timeout);
   void onRebalance(bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions);
   td::Status restorePartition(std::int32_t partition);
   // Reads td.state[partition] over [from, to), calling `visit` for each record.
@@ -251,6 +267,7 @@ class Service {
   std::vector<Millis> dispatch_started_;
   Millis next_slow_stats_{0};   // when publishStats() next refreshes lag and reachability
   Millis acknowledged_at_{-1000000};   // when the broker last acknowledged output (mono)
+  Millis next_wait_log_{0};   // awaitAcknowledgements(): when an outage is next logged
 };
 
 }  // namespace td::coordinator

@@ -79,6 +79,22 @@ td::Result<ConfPtr> makeConf(const Properties& defaults, const Properties& props
   return conf;
 }
 
+}  // namespace td::kafka::internal
+
+namespace td::kafka {
+
+td::Status checkProperties(const Properties& props) {
+  auto conf = internal::makeConf({}, props, nullptr);
+  if (!conf) return std::unexpected(conf.error());
+  return {};
+}
+
+std::string librdkafkaVersion() { return rd_kafka_version_str(); }
+
+}  // namespace td::kafka
+
+namespace td::kafka::internal {
+
 std::optional<std::string> confGet(const rd_kafka_conf_t* conf, const char* name) {
   size_t size = 0;
   if (rd_kafka_conf_get(conf, name, nullptr, &size) != RD_KAFKA_CONF_OK) return std::nullopt;

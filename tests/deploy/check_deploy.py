@@ -144,7 +144,7 @@ def check_invocation(check, binaries, where, argv, env, config_text, path_map, s
     program = os.path.basename(argv[0])
     if program not in binaries.paths:
         return
-    # Files the image provides (--print-config does not open the schema).
+    # Files the image provides (--print-config loads the schema as a start would).
     for value in list(argv[1:]) + list(env.values()):
         if value.startswith(IMAGE_SHARE) and not os.path.exists(path_map(value)):
             check.fail(f"{where}: {value} is not in the image ({path_map(value)} does not exist)")
@@ -495,7 +495,7 @@ def code_topics(src):
     broker = {t[len("td."):] for t in re.findall(r'"([a-z.-]+)"', block)}
     with open(os.path.join(src, "coordinator", "kafka", "service.cpp"), encoding="utf-8") as f:
         text = f.read()
-    body = re.search(r"Service::checkPartitionCounts\(\) \{(.*?)\n\}", text, re.S).group(1)
+    body = re.search(r"Service::checkPartitionCounts\([^)]*\) \{(.*?)\n\}", text, re.S).group(1)
     same = set(re.findall(r"topics\.(\w+)\(\)", body))
     camel = {"stepStats": "step-stats"}
     same = {camel.get(t, t) for t in same}

@@ -59,8 +59,11 @@ TEST(Config, CoordinatorPrintsFlagOverEnvironmentOverFileAndRedactsSecrets) {
 TEST(Config, WorkerTakesEveryRequiredOptionFromFileAndEnvironment) {
   TempDir dir;
   const auto file = (dir.path() / "worker.yaml").string();
+  // --print-config loads the schema as a start would (exit 2 if it could not).
+  const auto schema = (dir.path() / "schema.yaml").string();
+  std::ofstream(schema) << "name: s\nsteps:\n  - id: a\n    run: 'true'\n";
   std::ofstream(file) << "bootstrap-server: broker-1:9093\n"
-                         "schema: /nonexistent/schema.yaml\n"
+                         "schema: " << schema << "\n"
                          "peer-id: from-file\n"
                          "repository: repo\n"
                          "base-ref: main\n"
@@ -115,7 +118,8 @@ TEST(Config, DeployExamplesLoad) {
   EXPECT_FALSE(contains(coordinator.output(), "env-secret-1")) << coordinator.output();
   Process worker(
       {.args = {TD_WORKER_BIN, "--print-config", "--config",
-                TD_SOURCE_DIR "/deploy/config/worker.yaml", "--schema", "s.yaml", "--peer-id", "w1",
+                TD_SOURCE_DIR "/deploy/config/worker.yaml", "--schema",
+                TD_SOURCE_DIR "/examples/demo.yaml", "--peer-id", "w1",
                 "--repository", "r", "--base-ref", "main", "--change-ref", "c1"},
        .output = dir.path() / "w"});
   ASSERT_EQ(worker.wait(kTimeout), 0) << worker.output();

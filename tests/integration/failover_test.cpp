@@ -550,7 +550,7 @@ TEST(Failover, ApacheKafkaRefusedSessionTimeoutStopsTheCoordinatorWithItsReason)
   Process& coordinator = cluster.startCoordinator({"-X", "session.timeout.ms=3000"});
   const auto rc = coordinator.wait(std::chrono::seconds(60));
   ASSERT_TRUE(rc.has_value()) << "still running:\n" << coordinator.output();
-  EXPECT_NE(*rc, 0);
+  EXPECT_EQ(*rc, 2) << "a setting the broker refuses is a configuration error";
   EXPECT_NE(coordinator.output().find("session.timeout.ms"), std::string::npos) << coordinator.output();
   EXPECT_NE(coordinator.output().find("group.min.session.timeout.ms"), std::string::npos);
 }

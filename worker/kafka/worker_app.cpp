@@ -98,6 +98,7 @@ WorkerApp::WorkerApp(WorkerOptions options, const schema::Schema& schema)
     : options_(std::move(options)),
       schema_(schema),
       session_id_(newSessionId()),
+      broker_watch_(options_.broker_timeout, Clock::now()),
       log_(td::log::get("worker")) {}
 
 WorkerApp::~WorkerApp() {
@@ -132,12 +133,75 @@ void WorkerApp::stop() {
   [[maybe_unused]] auto n = ::write(signal_pipe_[1], &byte, 1);
 }
 
+Clock::time_point WorkerApp::leaveDeadline() {
+  // Leaving is best effort: with the broker up the last reports are acknowledged in
+  // milliseconds; without it nobody would read them anyway.
+  if (!leave_deadline_) leave_deadline_ = Clock::now() + std::chrono::seconds(2);
+  return *leave_deadline_;
+}
+
+void WorkerApp::brokerAnswered() { broker_watch_.contact(Clock::now()); }
+
+td::Status WorkerApp::brokerSilent(std::string_view waiting,
+                                   const std::optional<td::Error>& error) {
+  const auto now = Clock::now();
+  // What the waiting operation saw, and what librdkafka last said about the connection.
+  std::string why = error ? error->message() : std::string();
+  if (const auto last = producer_->lastError()) {
+    why += (why.empty() ? "" : "; ") + last->message();
+  }
+  if (why.empty()) why = "no answer yet";
+  const auto silent = std::chrono::duration_cast<std::chrono::seconds>(
+      broker_watch_.silentFor(now));
+  const auto bound = std::chrono::duration_cast<std::chrono::seconds>(broker_watch_.bound());
+  if (broker_watch_.expired(now)) {
+    return makeError(td::Errc::kUnavailable,
+                     fmt::format("the Kafka broker at {} did not answer for {} s while {} "
+                                 "(--broker-timeout {}): {}",
+                                 options_.bootstrap_servers, silent.count(), waiting,
+                                 bound.count(), why));
+  }
+  if (broker_watch_.shouldReport(now)) {
+    log_->warn("no answer from the Kafka broker at {} for {} s while {}: {}; giving up after {} s "
+               "(--broker-timeout)",
+               options_.bootstrap_servers, silent.count(), waiting, why, bound.count());
+  }
+  return {};
+}
+
+void WorkerApp::probeBroker() {
+  constexpr auto kEvery = std::chrono::seconds(3);
+  const auto now = Clock::now();
+  if (broker_watch_.silentFor(now) < kEvery || now - last_probe_ < kEvery) return;
+  last_probe_ = now;
+  if (producer_->partitionCount(options_.topics.registrations(), std::chrono::seconds(1))) {
+    brokerAnswered();
+  }
+}
+
+template <typename F>
+auto WorkerApp::untilAnswered(std::string_view waiting, F request) -> decltype(request()) {
+  while (true) {
+    auto answer = request();
+    if (answer) {
+      brokerAnswered();
+      return answer;
+    }
+    if (kafka::isAccessDenied(answer.error().code())) return answer;
+    if (stopping_) return makeError(td::Errc::kUnavailable, "interrupted while registering");
+    if (auto silent = brokerSilent(waiting, answer.error()); !silent) {
+      return std::unexpected(silent.error());
+    }
+  }
+}
+
 td::Status WorkerApp::publish(const std::string& topic, const std::string& value) {
   // A result is kept until the broker acknowledges it. The record is produced once and the
   // producer retries it (idempotently) for message.timeout.ms; only a final delivery failure
-  // makes us produce it again, so an outage never duplicates it.
+  // makes us produce it again, so an outage never duplicates it. The wait ends when the
+  // broker stays silent past --broker-timeout, or soon after stop().
   const std::string& key = registration_.compatibility_key();
-  const auto give_up_at = Clock::now() + std::chrono::seconds(10);   // only once stopping
+  const std::string waiting = "waiting for it to acknowledge a record on " + topic;
   for (int attempt = 1;; ++attempt) {
     td::Status delivered;
     bool done = false;
@@ -147,25 +211,27 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
           delivered = result;
           done = true;
         },
-        10000);
+        1000);
     if (status) {
-      int waits = 0;
       while (!done) {
-        auto flushed = producer_->flush(std::chrono::seconds(5));
+        auto flushed = producer_->flush(std::chrono::milliseconds(250));
         if (done) break;
         // Credentials the broker refuses: the record will never be acknowledged.
         if (auto refusal = producer_->refusal(); refusal && kafka::isAccessDenied(refusal->code())) {
           return std::unexpected(refused(*refusal, "write " + topic));
         }
-        if (stopping_ && Clock::now() > give_up_at) {
-          return makeError(td::Errc::kUnavailable, "broker unreachable while leaving");
+        if (stopping_) {
+          if (Clock::now() >= leaveDeadline()) {
+            return makeError(td::Errc::kUnavailable, "broker unreachable while leaving");
+          }
+          continue;
         }
-        if (++waits == 1 || waits % 6 == 0) {
-          log_->warn("waiting for the broker to acknowledge a record on {}: {}", topic,
-                     flushed ? "still in flight" : flushed.error().message());
-        }
+        TD_RETURN_IF_ERROR(brokerSilent(waiting));
       }
-      if (delivered) return {};
+      if (delivered) {
+        brokerAnswered();
+        return {};
+      }
       status = delivered;
     }
     // Refused by an ACL (the delivery failed, or the producer failed fatally because its
@@ -176,10 +242,11 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
     if (kafka::isAccessDenied(status.error().code())) {
       return std::unexpected(refused(status.error(), "write " + topic));
     }
+    if (stopping_) return status;
+    TD_RETURN_IF_ERROR(brokerSilent(waiting, status.error()));
     log_->warn("publishing to {} failed (attempt {}): {}; retrying", topic, attempt,
                status.error().message());
-    if (stopping_ && Clock::now() > give_up_at) return status;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * attempt)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 200 * attempt)));
   }
 }
 
@@ -195,21 +262,31 @@ void WorkerApp::heartbeat() {
     hb.set_running_attempt(running_->attempt);
   }
   hb.set_sent_at_ms(wallMs());
-  // Fire and forget: a lost heartbeat is covered by the next one, well within the lease.
-  auto status = producer_->produce(options_.topics.registrations(), partition_,
-                                   registration_.compatibility_key(), record.SerializeAsString(),
-                                   {}, /*block_ms=*/0);
+  // Fire and forget: a lost heartbeat is covered by the next one, well within the lease. Its
+  // acknowledgement shows the broker answers (the callback runs on this thread, in poll()).
+  auto status = producer_->produce(
+      options_.topics.registrations(), partition_, registration_.compatibility_key(),
+      record.SerializeAsString(),
+      [this](const td::Status& result, std::int32_t, std::int64_t) {
+        if (result) brokerAnswered();
+      },
+      /*block_ms=*/0);
   if (!status) log_->debug("heartbeat not queued: {}", status.error().message());
   producer_->poll(0);
 }
 
 td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   const auto& topics = options_.topics;
-  // Errors name what was refused: describing a topic comes with WRITE and READ on it.
-  auto count = producer_->partitionCount(topics.registrations(), std::chrono::seconds(30));
+  // Errors name what was refused: describing a topic comes with WRITE and READ on it. Each
+  // request is asked again until the broker answers or stays silent past --broker-timeout.
+  auto count = untilAnswered("registering (metadata of " + topics.registrations() + ")", [&] {
+    return producer_->partitionCount(topics.registrations(), std::chrono::seconds(2));
+  });
   if (!count) return std::unexpected(refused(count.error(), "write " + topics.registrations()));
   partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
-  auto marks = reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(30));
+  auto marks = untilAnswered("registering (watermarks of " + topics.joins() + ")", [&] {
+    return reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(2));
+  });
   if (!marks) return std::unexpected(refused(marks.error(), "read " + topics.joins()));
   if (auto assigned = reader_->assign({{topics.joins(), partition_, marks->second}}); !assigned) {
     return std::unexpected(refused(assigned.error(), "read " + topics.joins()));
@@ -228,6 +305,9 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   while (Clock::now() < deadline && !stopping_) {
     auto batch = reader_->poll(100, std::chrono::milliseconds(100));
     if (!batch) return std::unexpected(refused(batch.error(), "read " + topics.joins()));
+    if (!batch->empty()) brokerAnswered();
+    probeBroker();
+    TD_RETURN_IF_ERROR(brokerSilent("waiting for a coordinator's reply on " + topics.joins()));
     for (const auto& msg : *batch) {
       td::v1::JoinRecord reply;
       if (!reply.ParseFromString(msg.value)) {
@@ -247,12 +327,26 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
     }
   }
   if (stopping_) return makeError(td::Errc::kUnavailable, "interrupted while joining");
-  return makeError(td::Errc::kTimeout, "no reply from a coordinator within the join timeout");
+  return makeError(td::Errc::kTimeout,
+                   fmt::format("no reply from a coordinator within the join timeout ({} s, "
+                               "--join-timeout); the broker at {} answers, so is a coordinator "
+                               "running on it with the same --topic-prefix?",
+                               std::chrono::duration_cast<std::chrono::seconds>(
+                                   options_.join_timeout).count(),
+                               options_.bootstrap_servers));
 }
 
-td::Result<int> WorkerApp::run() {
+int WorkerApp::run() {
   auto code = joinAndFollow();
-  if (code || !kafka::isAccessDenied(code.error().code())) return code;
+  if (code) return *code;
+  // Leaving on a signal: whatever failed on the way out (the broker gone) does not matter.
+  if (stopping_) return kExitInterrupted;
+  if (!kafka::isAccessDenied(code.error().code())) {
+    // Infrastructure, not the build: a CI system may retry the job (docs/operations.md).
+    log_->critical("{}; exiting {} (infrastructure)", code.error().message(),
+                   kExitInfrastructure);
+    return kExitInfrastructure;
+  }
   // A configuration error of the deployment, not broker trouble (docs/operations.md).
   const auto& topics = options_.topics;
   log_->critical(
@@ -445,6 +539,10 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       heartbeat();
       next_heartbeat = Clock::now() + heartbeat_every;
     }
+    if (!stopping_ && !done) {
+      probeBroker();
+      TD_RETURN_IF_ERROR(brokerSilent("following group " + session_->groupId()));
+    }
     // Wait for Kafka, the running step or a signal; at most 100 ms so nothing is missed.
     std::vector<pollfd> fds;
     fds.push_back({signal_pipe_[0], POLLIN, 0});
@@ -492,6 +590,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     constexpr std::size_t kBatch = 100;
     auto batch = reader_->poll(kBatch, std::chrono::milliseconds(0));
     if (!batch) return std::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
+    if (!batch->empty()) brokerAnswered();
     // A full batch may have more behind it, such as a SessionEnded for this session (a worker
     // that was frozen catches up on everything written meanwhile): start nothing until the
     // topic is read to its end.

@@ -20,6 +20,7 @@
 #include "schema/schema.h"
 #include "td/v1/completions.pb.h"
 #include "td/v1/joins.pb.h"
+#include "worker/broker_watch.h"
 #include "worker/identity.h"
 #include "worker/report.h"
 #include "worker/session.h"
@@ -34,14 +35,20 @@ struct WorkerOptions {
   PeerInfo peer;
   std::filesystem::path working_dir;            // where steps run (default: current directory)
   std::chrono::milliseconds join_timeout{std::chrono::minutes(5)};
+  // Give up (kExitInfrastructure) once the broker has not answered for this long
+  // (--broker-timeout; worker/broker_watch.h).
+  std::chrono::milliseconds broker_timeout{std::chrono::minutes(2)};
   bool echo_output = true;                      // copy steps' output to stderr, prefixed
 };
 
-// Exit codes of td-worker.
+// Exit codes of td-worker (docs/operations.md, "Exit codes of td-worker"). A CI system may
+// retry a job on kExitInfrastructure; every other code is the build's own answer.
 inline constexpr int kExitCompleted = 0;
-inline constexpr int kExitFailed = 1;
+inline constexpr int kExitFailed = 1;           // the group failed
 inline constexpr int kExitUsage = 2;            // usage, configuration, schema, rejected;
                                                 // the broker refused the credentials or an ACL
+inline constexpr int kExitInfrastructure = 3;   // the broker unreachable past --broker-timeout,
+                                                // no coordinator reply within --join-timeout
 inline constexpr int kExitReplaced = 4;         // a newer process registered with this peer id
                                                 // and replaced this session (docs/operations.md)
 inline constexpr int kExitInterrupted = 130;
@@ -59,8 +66,11 @@ class WorkerApp {
   // registers again with a new session, which joins the group like a late joiner; 2 when the
   // coordinator rejected the registration, or the broker refused this worker's credentials or an
   // operation it needs (an ACL: logged naming the operation and topic, and what the worker's
-  // principal needs); 130 after stop(). Errors are broker trouble past the timeouts.
-  td::Result<int> run();
+  // principal needs); 3 (logged, naming the bootstrap address and how long it waited) when
+  // the broker did not answer for options.broker_timeout, no coordinator replied within
+  // options.join_timeout, or the client failed for good; 130 after stop(), within a few
+  // seconds even when the broker is gone (the final reports are then best effort).
+  int run();
   // Async-signal-safe: asks run() to abort the running step, leave and return.
   void stop();
 
@@ -78,6 +88,22 @@ class WorkerApp {
   void newSession();
   void logSilentPeer(const WarnSilentPeer& silent);
   td::Status publish(const std::string& topic, const std::string& value);
+  // The broker answered (BrokerWatch::contact).
+  void brokerAnswered();
+  // Nothing usable came from the broker while `waiting` ("registering", ...): logs why, rarely
+  // (`error`, else the producer's latest client error); the error that ends the run once the
+  // silence reaches options.broker_timeout.
+  td::Status brokerSilent(std::string_view waiting, const std::optional<td::Error>& error = {});
+  // While the broker has been silent for a while, asks it for metadata (at most every few
+  // seconds, waiting up to 1 s): an answer is contact. Heartbeat acknowledgements keep a
+  // following worker in contact; this covers the join wait and long heartbeat intervals.
+  void probeBroker();
+  // A metadata or watermark request retried until it succeeds, the broker stays silent past
+  // the bound, the broker refuses it (returned at once) or stop().
+  template <typename F>
+  auto untilAnswered(std::string_view waiting, F request) -> decltype(request());
+  // When a stopping worker stops waiting for the broker: a few seconds after it noticed.
+  std::chrono::steady_clock::time_point leaveDeadline();
   void heartbeat();
   td::Status startStep(const RunStep& run);
   // A StepFinished for this worker's group, peer and session.
@@ -95,6 +121,10 @@ class WorkerApp {
   std::string session_id_;
   td::v1::PeerRegistered registration_;
   std::int32_t partition_ = 0;
+  // Before the clients: their destructors may run delivery callbacks that touch it.
+  BrokerWatch broker_watch_;
+  std::chrono::steady_clock::time_point last_probe_{};
+  std::optional<std::chrono::steady_clock::time_point> leave_deadline_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::PartitionReader> reader_;
   std::unique_ptr<Session> session_;
