@@ -152,16 +152,23 @@ void Cluster::signalKafkaNode(int node, int sig) const {
 
 bool Cluster::restartDeadKafkaNodes() {
   if (broker_kind_ != Broker::kKafka || !broker_) return false;
-  broker_->signal(SIGHUP);
+  // SIGHUP again every 5 s until every node runs: restarting is idempotent (the launcher
+  // starts only nodes it saw exit), and on a loaded machine one SIGHUP was seen to go
+  // unanswered (the launcher printed no "restarting node" line within 30 s).
+  auto next_hup = std::chrono::steady_clock::now();
   return waitUntil(
       [&] {
+        if (std::chrono::steady_clock::now() >= next_hup) {
+          broker_->signal(SIGHUP);
+          next_hup = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        }
         for (int node = 1; node <= kafka_nodes_; ++node) {
           const pid_t now = kafkaNodePid(node);
           if (now <= 0 || !processAlive(now)) return false;
         }
         return true;
       },
-      std::chrono::seconds(30));
+      std::chrono::seconds(60));
 }
 
 std::filesystem::path Cluster::kafkaToolsDir() const {
