@@ -129,9 +129,19 @@ td::Status Producer::flush(std::chrono::milliseconds timeout) {
 }
 
 namespace {
+// A fatal error (the producer was fenced: recreate it) comes back as Errc::kFatal, naming the
+// broker's error, unless the broker refused this principal (an access-denied code, kept so the
+// caller can say so); any other can be aborted or retried.
 td::Status transactionStatus(rd_kafka_error_t* raw, const char* what) {
   ErrorPtr error(raw);
   if (!error) return {};
+  if (rd_kafka_error_is_fatal(error.get()) &&
+      !isAccessDenied(make_error_code(static_cast<Errc>(rd_kafka_error_code(error.get()))))) {
+    return std::unexpected(fromRdKafka(RD_KAFKA_RESP_ERR__FATAL,
+                                       std::string(rd_kafka_error_name(error.get())) + ": " +
+                                           rd_kafka_error_string(error.get()),
+                                       what));
+  }
   return std::unexpected(fromRdKafka(error.get(), what));
 }
 int asMs(std::chrono::milliseconds timeout) { return static_cast<int>(timeout.count()); }

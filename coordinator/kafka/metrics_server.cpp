@@ -122,6 +122,10 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
          {{"kind", "assigned"}});
   sample(rebalances, static_cast<double>(probe.rebalances_revoked.load()),
          {{"kind", "revoked"}});
+  sample(family(out, "td_coordinator_rejoins_total",
+                "Consumer-group rejoins after an aborted transaction (--exactly-once)",
+                MetricType::Counter),
+         static_cast<double>(probe.rejoins.load()));
   sample(family(out, "td_coordinator_partitions_owned",
                 "td.registrations partitions this coordinator owns now", MetricType::Gauge),
          static_cast<double>(probe.partitions_owned.load()));

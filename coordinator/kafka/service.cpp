@@ -156,7 +156,7 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   const ClientProperties props = clientProperties(o);
   const auto& consumer_props = props.consumer;
   const auto& producer_props = props.producer;
-  auto consumer = kafka::GroupConsumer::create(consumer_props);
+  auto consumer = service->makeConsumer();
   if (!consumer) return std::unexpected(consumer.error());
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
@@ -186,13 +186,52 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
     if (!assign) return std::unexpected(assign.error());
     service->assign_topics_ = std::move(*assign);
   }
-  Service* self = service.get();
-  service->consumer_->onRebalance(
-      [self](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
-        self->onRebalance(assigned, partitions);
-      });
-  service->consumer_->setCompanions({o.core.topics.completions()});
   return service;
+}
+
+td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
+  auto consumer = kafka::GroupConsumer::create(clientProperties(options_).consumer);
+  if (!consumer) return std::unexpected(consumer.error());
+  (*consumer)->onRebalance(
+      [this](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
+        onRebalance(assigned, partitions);
+      });
+  (*consumer)->setCompanions({options_.core.topics.completions()});
+  return consumer;
+}
+
+td::Status Service::rejoin() {
+  log_->warn("a transaction failed ({}): leaving the consumer group and joining it again, so "
+             "every partition's groups are restored from what was committed",
+             rejoin_reason_);
+  pending_.clear();
+  dead_letters_.clear();
+  stats_out_.clear();
+  dispatch_started_.clear();
+  delivery_failures_.store(0);
+  in_transaction_ = false;
+  probe_.rejoins.fetch_add(1);
+  // Revokes every partition through onRebalance: the core drops their groups.
+  consumer_->close();
+  rejoin_needed_ = false;
+  auto consumer = makeConsumer();
+  if (!consumer) return std::unexpected(consumer.error());
+  consumer_ = std::move(*consumer);
+  return consumer_->subscribe({options_.core.topics.registrations()});
+}
+
+bool Service::failedTransaction(const td::Error& error) {
+  const auto& code = error.code();
+  if (code == kafka::Errc::kFatal || kafka::isAccessDenied(code)) return false;
+  auto aborted = producer_->abortTransaction(std::chrono::seconds(60));
+  in_transaction_ = false;
+  if (!aborted) {
+    log_->error("abort_transaction: {}", aborted.error().message());
+    return false;
+  }
+  rejoin_needed_ = true;
+  rejoin_reason_ = error.message();
+  return true;
 }
 
 bool isConfigurationError(const std::error_code& code) {
@@ -283,6 +322,7 @@ td::Status Service::run() {
   Millis next_tick = clock_.now().mono;
   while (!stopping_.load()) {
     turned();
+    if (rejoin_needed_) TD_RETURN_IF_ERROR(rejoin());
     const Instant now = clock_.now();
     const auto wait = std::max(Millis(0), std::min(options_.tick_interval, next_tick - now.mono));
     auto batch = consumer_->poll(options_.batch_max, wait);
@@ -324,7 +364,7 @@ void Service::onRebalance(bool assigned,
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
     }
-    if (fatal_) continue;
+    if (fatal_ || rejoin_needed_) continue;   // a rejoin restores every partition anew
     if (auto status = restorePartition(tp.partition); !status) {
       fatal_ = std::unexpected(status.error());
     }
@@ -441,8 +481,13 @@ td::Status Service::restorePartition(std::int32_t partition) {
           });
   if (in_transaction_) {
     in_transaction_ = false;
-    TD_RETURN_IF_ERROR(producer_->commitTransaction(std::chrono::seconds(60)));
+    if (auto committed = producer_->commitTransaction(std::chrono::seconds(60)); !committed) {
+      log_->error("transaction failed: {}; aborting", committed.error().message());
+      if (failedTransaction(committed.error())) return {};
+      return committed;
+    }
   }
+  if (rejoin_needed_) return {};   // the claim was not written: the rejoin restores it again
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
   const std::int64_t claim_offset = *claimed_at;
   TD_RETURN_IF_ERROR(readState(partition, marks->second, claim_offset, visit));
@@ -611,6 +656,13 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
 
 td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets) {
   const auto timeout = std::chrono::seconds(60);
+  if (rejoin_needed_) {   // this state is dropped at the rejoin: write nothing of it
+    pending_.clear();
+    dead_letters_.clear();
+    stats_out_.clear();
+    dispatch_started_.clear();
+    return {};
+  }
   // The transaction begins with the cycle's first record (produce()); a cycle with neither
   // output nor input (most ticks) costs nothing.
   writeSnapshots();
@@ -639,9 +691,12 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   auto status = producer_->sendOffsetsToTransaction(fenced, *consumer_, timeout);
   if (status) status = producer_->commitTransaction(timeout);
   if (!status) {
-    // Nothing of this cycle is visible; the input is replayed by whoever owns it next.
+    // Nothing of this cycle is visible, but the core applied its input. A transaction that
+    // can be aborted (a rebalance changed the group's generation under it, a timeout) is
+    // aborted and the coordinator joins the group again (run(): rejoin()); a fatal error
+    // (fenced) stops it. Either way the input is replayed from the committed offsets.
     log_->error("transaction failed: {}; aborting", status.error().message());
-    (void)producer_->abortTransaction(timeout);
+    if (failedTransaction(status.error())) return {};
     return status;
   }
   if (delivery_failures_.load() != 0) {
@@ -738,6 +793,7 @@ void Service::produceFailed(const std::string& topic, const td::Error& error) {
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,
                       const std::string& value, kafka::Producer::DeliveryCallback on_delivery) {
+  if (rejoin_needed_) return;   // the state it comes from is dropped at the rejoin
   if (options_.exactly_once && !in_transaction_) {
     auto begun = producer_->beginTransaction();
     if (!begun) {

@@ -128,6 +128,7 @@ struct ServiceProbe {
                                                        // those run by input)
   std::atomic<std::uint64_t> rebalances_assigned{0};   // rebalance callbacks that assigned
   std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
+  std::atomic<std::uint64_t> rejoins{0};   // exactly_once: rejoins after an aborted transaction
   std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
   AssignTopicCounters assign_topics;                   // with ServiceOptions::assign_topics
   std::atomic<std::int64_t> assign_producers_open{0};     // AssignProducers shards open now
@@ -232,6 +233,16 @@ class Service {
   void publishAssignProbe();
   td::Status awaitAcknowledgements();
   td::Status writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets);
+  // exactly_once: after a transaction failed with `error`. True when it could be aborted (the
+  // coordinator then drops this state and rejoins: rejoin_needed_); false for a fatal error
+  // (fenced), a refused ACL, or a failed abort, which stop it.
+  bool failedTransaction(const td::Error& error);
+  // Leaves the consumer group (every partition revoked: the core forgets their groups) and
+  // joins it again with a new consumer, so each partition it gets is claimed and restored
+  // from td.state as committed, and its input read again from the committed offsets.
+  td::Status rejoin();
+  // A consumer with this service's settings, rebalance callback and companions.
+  td::Result<std::unique_ptr<kafka::GroupConsumer>> makeConsumer();
   void produceOutput();
 
   ServiceOptions options_;
@@ -261,6 +272,9 @@ class Service {
   std::vector<DeadLetterRecord> dead_letters_;
   // exactly_once: a transaction is open (begun by the cycle's first produce()).
   bool in_transaction_ = false;
+  // exactly_once: a transaction was aborted; nothing is written until run() has rejoined.
+  bool rejoin_needed_ = false;
+  std::string rejoin_reason_;
   std::optional<td::Status> fatal_;            // an error inside a rebalance callback
   // Poll times of this cycle's StepFinished records that caused an assignment to their peer,
   // observed in ProbeStats::dispatch once the output is acknowledged.
