@@ -468,17 +468,61 @@ class Parser {
     return {};
   }
 
+  // The targets form with nothing else: the top level maps step ids to targets, every value
+  // a string and no key one of the other forms' ("1": "//app/common/...").
+  static bool isBareTargetMap(const YAML::Node& root) {
+    if (!root.IsMap() || root.size() == 0) return false;
+    for (const auto& entry : root) {
+      if (!entry.first.IsScalar() || !entry.second.IsScalar()) return false;
+      const std::string& key = entry.first.Scalar();
+      if (std::find(std::begin(kTopKeys), std::end(kTopKeys), key) != std::end(kTopKeys)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The schema's name: its 'name', else (targets form only) ParseOptions::default_name.
+  Result<std::string> schemaName(const Field* name, bool targets, const YAML::Node& root) const {
+    if (name != nullptr) return readIdentifier(*name);
+    if (!targets) return fail(Errc::kMissingField, root.Mark(), "missing required key 'name'");
+    const std::string& fallback = options_.default_name;
+    if (fallback.empty()) {
+      return fail(Errc::kMissingField, root.Mark(),
+                  "missing 'name': a targets schema not read from a file needs one");
+    }
+    if (fallback.size() > kMaxIdLength || !std::all_of(fallback.begin(), fallback.end(), isIdChar)) {
+      return fail(Errc::kBadValue, root.Mark(),
+                  "the file name " + quote(fallback) +
+                      " cannot be the schema's name (at most 128 of [A-Za-z0-9._:/@+-]); add "
+                      "'name:'");
+    }
+    return fallback;
+  }
+
   Result<Schema> parseRoot(const YAML::Node& root) const {
+    Schema schema;
+    schema.source = source_;
+    if (isBareTargetMap(root)) {
+      auto name = schemaName(nullptr, /*targets=*/true, root);
+      if (!name) return std::unexpected(name.error());
+      schema.name = std::move(*name);
+      const Field all{"the top level", YAML::Node(), root};
+      TD_RETURN_IF_ERROR(parseTargets(all, nullptr, Defaults{}, schema));
+      schema.rebuildIndex();
+      schema.digest = td::sha256Hex(canonicalForm(schema));
+      return schema;
+    }
     auto fields = readMap(root, "the top level", kTopKeys);
     if (!fields) return std::unexpected(fields.error());
 
-    Schema schema;
-    schema.source = source_;
     const Field* name = fields->get("name");
-    if (name == nullptr) {
-      return fail(Errc::kMissingField, root.Mark(), "missing required key 'name'");
-    }
-    auto name_value = readIdentifier(*name);
+    const Field* steps_field = fields->get("steps");
+    // A map under 'steps:' is a targets form, unless it is one native step written without
+    // its list ("steps: {id: a, run: x}"), which gets the native form's error.
+    const bool targets = steps_field != nullptr && steps_field->value.IsMap() &&
+                         !steps_field->value["id"] && !steps_field->value["run"];
+    auto name_value = schemaName(name, targets, root);
     if (!name_value) return std::unexpected(name_value.error());
     schema.name = std::move(*name_value);
 
@@ -501,8 +545,9 @@ class Parser {
     if (steps == nullptr && tasks == nullptr) {
       return fail(Errc::kEmpty, root.Mark(), "schema has no steps; add a non-empty 'steps:' list");
     }
-    Status body = steps != nullptr ? parseSteps(*steps, command, *defaults, schema)
-                                   : parseTasks(*tasks, command, *defaults, schema);
+    Status body = targets            ? parseTargets(*steps, command, *defaults, schema)
+                  : steps != nullptr ? parseSteps(*steps, command, *defaults, schema)
+                                     : parseTasks(*tasks, command, *defaults, schema);
     if (!body) return std::unexpected(body.error());
 
     schema.rebuildIndex();
@@ -705,8 +750,9 @@ class Parser {
     }
     if (!from_file.has_value()) {
       return fail(Errc::kMissingField, root_list.Mark(),
-                  "the 'tasks' form needs a command template: add 'command: <template with "
-                  "{task}>' or pass a task command");
+                  "the 'tasks' and targets forms need a command template: add 'command: "
+                  "<template with {task}>' (with the targets under 'steps:') or pass a task "
+                  "command (td-worker --task-command)");
     }
     if (from_file->find(kTaskPlaceholder) == std::string::npos) {
       return fail(Errc::kBadValue, valueMark(*command),
@@ -747,6 +793,61 @@ class Parser {
       schema.steps.push_back(std::move(step));
       ++index;
     }
+    return {};
+  }
+
+  // The targets form (the seeds' own schemas): `list` maps step ids to targets, each run as
+  // the command template with the target in place of {task}. Ids that are numbers come first,
+  // in numeric order; the others follow in file order.
+  Status parseTargets(const Field& map, const Field* command, const Defaults& defaults,
+                      Schema& schema) const {
+    if (map.value.size() == 0) {
+      return fail(Errc::kEmpty, map.value.Mark(), "schema has no steps");
+    }
+    auto command_template = taskTemplate(command, map.value);
+    if (!command_template) return std::unexpected(command_template.error());
+    struct Entry {
+      std::optional<std::uint64_t> number;
+      std::size_t order;
+      Step step;
+    };
+    std::vector<Entry> entries;
+    std::map<std::string, int, std::less<>> first_line;
+    for (const auto& item : map.value) {
+      if (!item.first.IsScalar()) {
+        return fail(Errc::kBadValue, item.first.Mark(),
+                    "step ids must be strings, got " + typeName(item.first));
+      }
+      const Field entry{item.first.Scalar(), item.first, item.second};
+      const Field id_field{"step id", item.first, item.first};
+      auto id = readIdentifier(id_field);
+      if (!id) return std::unexpected(id.error());
+      auto [at, fresh] = first_line.try_emplace(*id, item.first.Mark().line + 1);
+      if (!fresh) {
+        return fail(Errc::kDuplicateId, item.first.Mark(),
+                    "step id " + quote(*id) + " repeated (first at line " +
+                        std::to_string(at->second) + ")");
+      }
+      auto target = readString(entry);
+      if (!target) return std::unexpected(target.error());
+      Entry e{.number = std::nullopt, .order = entries.size(), .step = {}};
+      if (std::all_of(id->begin(), id->end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+          id->size() <= 18) {
+        e.number = std::stoull(*id);
+      }
+      e.step.id = std::move(*id);
+      e.step.run = substitute(*command_template, *target);
+      e.step.timeout = defaults.timeout;
+      e.step.max_attempts = defaults.max_attempts;
+      e.step.retry = defaults.retry;
+      entries.push_back(std::move(e));
+    }
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+      if (a.number.has_value() != b.number.has_value()) return a.number.has_value();
+      if (a.number && b.number && *a.number != *b.number) return *a.number < *b.number;
+      return a.order < b.order;
+    });
+    for (auto& e : entries) schema.steps.push_back(std::move(e.step));
     return {};
   }
 
@@ -900,7 +1001,9 @@ td::Result<Schema> loadFile(const std::filesystem::path& path, const ParseOption
     if (n < sizeof buffer) break;
   }
   if (std::ferror(file.get())) return io_error(errno != 0 ? errno : EIO);
-  return parse(text, name, options);
+  ParseOptions with_name = options;
+  if (with_name.default_name.empty()) with_name.default_name = path.stem().string();
+  return parse(text, name, with_name);
 }
 
 }  // namespace td::schema

@@ -27,6 +27,17 @@
 // Each task becomes a step whose id is its 0-based index in decimal and whose run is the
 // template with every "{task}" replaced by the task value. The template must contain "{task}".
 //
+// Targets form (the Task Director README's schema, JSON or YAML): step ids mapped to targets,
+// either the whole file
+//   {"1": "//application/adp/common/...", "2": "//application/adp/planning/..."}
+// or under `steps:`, with the native form's `name`, `command` and `defaults` beside it
+//   {"name": "adp", "command": "bazel build {task}", "steps": {"1": "//app/common/..."}}
+// Each entry is a step with that id whose run is the template with the target in place of
+// "{task}" (the template as in the task-sharding form: ParseOptions::task_command or the
+// file's `command:`). Ids that are numbers come first in numeric order, the others after them
+// in file order. The name is `name:`, else ParseOptions::default_name (loadFile: the file
+// name without its extension, e.g. adp_fastbuild for adp_fastbuild.json).
+//
 // Thread safety: all functions are pure (loadFile reads the file) and safe to call concurrently.
 #pragma once
 
@@ -105,6 +116,9 @@ struct ParseOptions {
   // Template for the task-sharding form; when set it replaces the file's `command:` (which may
   // then be absent). Must be non-empty and contain "{task}". Ignored for the native form.
   std::optional<std::string> task_command;
+  // The name of a targets-form schema without `name:` (loadFile sets it to the file name
+  // without its extension when empty). Ignored by the other forms, which require `name:`.
+  std::string default_name;
 };
 
 enum class Errc {

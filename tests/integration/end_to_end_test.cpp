@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -140,6 +141,32 @@ TEST(EndToEnd, StepAlwaysFailingRunsMaxAttemptsThenEveryWorkerExitsOne) {
     EXPECT_THAT(out, Not(HasSubstr("step bad step bad")));
     EXPECT_THAT(out, Not(HasSubstr("unspecified")));
   }
+}
+
+// The Task Director README's own schema, as the seed wrote it: a JSON map from step id to a
+// Bazel target, named by its file (adp_fastbuild.json), run through --task-command. Three
+// workers build every target once between them (the command's own files).
+TEST(EndToEnd, TheSeedsJsonTargetsSchemaBuildsEveryTargetOnce) {
+  Cluster cluster;
+  const auto schema = cluster.dir() / "adp_fastbuild.json";
+  std::ofstream(schema) << R"({"1": "//application/adp/common/...", )"
+                        << R"("2": "//application/adp/planning/...", )"
+                        << R"("3": "//application/adp/perception/...", )"
+                        << R"("4": "//application/adp/control/..."})";
+  const std::vector<std::string> template_args = {
+      "--task-command", kMark + "; echo {task} >> \"$TD_TEST_MARKS/../targets\"; sleep 0.2"};
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1", {}, template_args});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1", {}, template_args});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c1", {}, template_args});
+  for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  for (const char* step : {"1", "2", "3", "4"}) EXPECT_EQ(cluster.runsOf(step), 1) << step;
+  std::ifstream built(cluster.dir() / "targets");
+  std::multiset<std::string> targets;
+  for (std::string line; std::getline(built, line);) targets.insert(line);
+  EXPECT_EQ(targets, (std::multiset<std::string>{
+                         "//application/adp/common/...", "//application/adp/planning/...",
+                         "//application/adp/perception/...", "//application/adp/control/..."}));
+  EXPECT_THAT(w1.output(), HasSubstr("schema adp_fastbuild"));
 }
 
 TEST(EndToEnd, TwoGroupsWithDifferentChangesRunInParallelWithoutMixing) {

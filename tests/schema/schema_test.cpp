@@ -128,6 +128,87 @@ TEST(SchemaLoad, TasksForm) {
   EXPECT_EQ(schema->find("2"), &schema->steps[2]);
 }
 
+// The Task Director README's schema: a JSON map from step id to target, named by its file.
+TEST(SchemaLoad, TargetsFormAsTheSeedWroteItIsNamedByItsFile) {
+  ParseOptions options;
+  options.task_command = "bazel build {task}";
+  auto schema = loadFile(kTestData + "/adp_fastbuild.json", options);
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  EXPECT_EQ(schema->name, "adp_fastbuild");
+  ASSERT_EQ(schema->steps.size(), 4u);
+  // Ids that are numbers in numeric order ("10" after "3"), the target in place of {task}.
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"1", "bazel build //application/adp/common/..."},
+      {"2", "bazel build //application/adp/planning/..."},
+      {"3", "bazel build //application/adp/perception/..."},
+      {"10", "bazel build //application/adp/control/..."}};
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(schema->steps[i].id, expected[i].first);
+    EXPECT_EQ(schema->steps[i].run, expected[i].second);
+    EXPECT_EQ(schema->steps[i].timeout, kDefaultTimeout);
+  }
+  EXPECT_EQ(schema->find("10"), &schema->steps[3]);
+  // The template is required: from the option or the file.
+  EXPECT_TRUE(failsWith(loadFile(kTestData + "/adp_fastbuild.json"), Errc::kMissingField,
+                        kTestData + "/adp_fastbuild.json:1:1", "command template"));
+}
+
+TEST(SchemaLoad, TargetsUnderStepsTakeTheFilesNameCommandAndDefaults) {
+  auto schema = loadFile(kTestData + "/targets_steps.json");
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  EXPECT_EQ(schema->name, "universe_steps");
+  ASSERT_EQ(schema->steps.size(), 3u);
+  EXPECT_EQ(schema->steps[0].id, "1");
+  EXPECT_EQ(schema->steps[0].run, "bazel build //my_universe/common/...");
+  EXPECT_EQ(schema->steps[1].id, "2");
+  EXPECT_EQ(schema->steps[2].id, "lint");   // not a number: after the numbers, in file order
+  EXPECT_EQ(schema->steps[2].run, "bazel build //my_universe:lint");
+
+  // The same shapes in YAML; defaults apply; the name defaults to ParseOptions::default_name.
+  ParseOptions named;
+  named.default_name = "from_file";
+  auto yaml = parseText(
+      "command: make {task}\ndefaults: {timeout: 5m}\nsteps:\n  b: one\n  a: two\n", named);
+  ASSERT_TRUE(yaml.has_value()) << yaml.error().message();
+  EXPECT_EQ(yaml->name, "from_file");
+  ASSERT_EQ(yaml->steps.size(), 2u);
+  EXPECT_EQ(yaml->steps[0].id, "b");   // file order
+  EXPECT_EQ(yaml->steps[0].run, "make one");
+  EXPECT_EQ(yaml->steps[0].timeout, minutes(5));
+  ParseOptions bare_options;
+  bare_options.task_command = "echo {task}";
+  bare_options.default_name = "bare";
+  auto bare = parseText("\"2\": //b\n\"1\": //a\n", bare_options);
+  ASSERT_TRUE(bare.has_value()) << bare.error().message();
+  EXPECT_EQ(bare->steps[0].run, "echo //a");
+  // A different target is a different schema.
+  auto other = parseText("\"2\": //b\n\"1\": //c\n", bare_options);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_NE(bare->digest, other->digest);
+}
+
+TEST(SchemaReject, BadTargetsForms) {
+  ParseOptions options;
+  options.task_command = "make {task}";
+  // No file, no name.
+  EXPECT_TRUE(failsWith(parseText("\"1\": //a\n", options), Errc::kMissingField, "s.yaml:1:1",
+                        "needs one"));
+  options.default_name = "t";
+  EXPECT_TRUE(failsWith(parseText("\"1\": //a\n\"1\": //b\n", options), Errc::kDuplicateId,
+                        "s.yaml:2:1", "first at line 1"));
+  EXPECT_TRUE(failsWith(parseText("\"a b\": //a\n", options), Errc::kBadValue, "s.yaml:1:1",
+                        "outside [A-Za-z0-9._:/@+-]"));
+  EXPECT_TRUE(failsWith(parseText("steps: {\"1\": \"\"}\n", options), Errc::kBadValue,
+                        "s.yaml:1:14", "must not be empty"));
+  EXPECT_TRUE(failsWith(parseText("steps: {\"1\": [x]}\n", options), Errc::kBadValue,
+                        "s.yaml:1:14", "must be a non-empty string"));
+  EXPECT_TRUE(failsWith(parseText("steps: {}\n", options), Errc::kEmpty, "s.yaml:1:8"));
+  // A file name that cannot be a name.
+  options.default_name = "has space";
+  EXPECT_TRUE(failsWith(parseText("\"1\": //a\n", options), Errc::kBadValue, "s.yaml:1:1",
+                        "add 'name:'"));
+}
+
 TEST(SchemaLoad, TasksFormAcceptsDefaults) {
   auto schema = parseText(
       "name: t\ncommand: run {task}\ndefaults: {timeout: 5m, max_attempts: 4}\n"
@@ -334,7 +415,7 @@ TEST(SchemaReject, MissingFields) {
                         "tasks[0] is missing required key 'task'"));
   EXPECT_TRUE(failsWith(parseText("name: a\ntasks:\n  - task: x\n"), Errc::kMissingField,
                         "s.yaml:2:1",
-                        "add 'command: <template with {task}>' or pass a task command"));
+                        "add 'command: <template with {task}>'"));
 }
 
 TEST(SchemaReject, WrongTypes) {
