@@ -49,8 +49,8 @@ class SchemaCategory final : public std::error_category {
 constexpr std::size_t kMaxFileBytes = 16u << 20;
 constexpr std::string_view kTaskPlaceholder = "{task}";
 
-constexpr std::string_view kTopKeys[] = {"name",  "description", "defaults",
-                                         "steps", "tasks",       "command"};
+constexpr std::string_view kTopKeys[] = {"name",  "description", "defaults", "steps",
+                                         "tasks", "command",     "universe"};
 constexpr std::string_view kDefaultsKeys[] = {"timeout",  "max_attempts",        "backoff",
                                               "retry_on", "count_lost_attempts", "max_lost_attempts"};
 constexpr std::string_view kStepKeys[] = {"id",         "run",         "timeout",
@@ -549,6 +549,19 @@ class Parser {
                   : steps != nullptr ? parseSteps(*steps, command, *defaults, schema)
                                      : parseTasks(*tasks, command, *defaults, schema);
     if (!body) return std::unexpected(body.error());
+    if (const Field* universe = fields->get("universe")) {
+      auto value = readString(*universe);
+      if (!value) return std::unexpected(value.error());
+      if (steps != nullptr && !targets) {
+        schema.universe = std::move(*value);   // native form: a command
+      } else {
+        // The tasks and targets forms: a target, through the same template as the steps.
+        auto command_template = taskTemplate(command, root);
+        if (!command_template) return std::unexpected(command_template.error());
+        schema.universe = substitute(*command_template, *value);
+      }
+      schema.universe_timeout = defaults->timeout;
+    }
 
     schema.rebuildIndex();
     schema.digest = td::sha256Hex(canonicalForm(schema));
@@ -946,6 +959,11 @@ std::string canonicalForm(const Schema& schema) {
   std::string out = "td.schema.v1\nname ";
   appendString(out, schema.name);
   out += '\n';
+  if (schema.universe) {   // only when there is one: schemas without keep their digests
+    out += "universe ";
+    appendString(out, *schema.universe);
+    out += "\nuniverse_timeout_ms " + std::to_string(schema.universe_timeout.count()) + '\n';
+  }
   for (const Step& step : schema.steps) {
     out += "step ";
     appendString(out, step.id);

@@ -38,6 +38,8 @@
 // in file order. The name is `name:`, else ParseOptions::default_name (loadFile: the file
 // name without its extension, e.g. adp_fastbuild for adp_fastbuild.json).
 //
+// Any form may add `universe:` (see Schema::universe).
+//
 // Thread safety: all functions are pure (loadFile reads the file) and safe to call concurrently.
 #pragma once
 
@@ -97,6 +99,12 @@ struct Step {
 struct Schema {
   std::string name;
   std::vector<Step> steps;  // in file order
+  // The universe: a command every peer runs itself once its group has completed (the steps
+  // built the slow targets into the shared cache; the universe is then mostly cache hits).
+  // `universe:` in the file: a command in the native form, a target through the command
+  // template in the tasks and targets forms. Bounded by `defaults: {timeout}`.
+  std::optional<std::string> universe;
+  std::chrono::milliseconds universe_timeout{kDefaultTimeout};
   std::string digest;       // sha256 hex (td::sha256Hex) of canonicalForm(*this)
   std::string source;       // file path or name given to parse()
 

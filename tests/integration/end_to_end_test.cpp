@@ -169,6 +169,48 @@ TEST(EndToEnd, TheSeedsJsonTargetsSchemaBuildsEveryTargetOnce) {
   EXPECT_THAT(w1.output(), HasSubstr("schema adp_fastbuild"));
 }
 
+// The task-director listing's schema: the steps are the slow targets, built once by the
+// group; then every peer builds the universe itself (mostly cache hits). A peer that joins
+// after the group completed runs only the universe. A failing universe makes its peer exit 1.
+TEST(EndToEnd, EveryPeerRunsTheUniverseOnceAfterItsGroupCompleted) {
+  Cluster cluster;
+  const auto schema = cluster.dir() / "my_universe.json";
+  std::ofstream(schema) << R"({"universe": "//my_universe/...", )"
+                        << R"("steps": {"1": "//my_universe/common/...", )"
+                        << R"("2": "//my_universe/planning/...", "3": "//my_universe/ui/..."}})";
+  // The universe appends its peer to a file; a step marks and records its target.
+  const std::string command =
+      "if [ \"$TD_UNIVERSE\" = 1 ]; then echo \"$TD_PEER_ID {task}\" >> "
+      "\"$TD_TEST_MARKS/../universe\"; else " + kMark + "; sleep 0.2; fi";
+  const std::vector<std::string> args = {"--task-command", command};
+  auto& w1 = cluster.startWorker(schema, {"w1", "c1", {}, args});
+  auto& w2 = cluster.startWorker(schema, {"w2", "c1", {}, args});
+  auto& w3 = cluster.startWorker(schema, {"w3", "c1", {}, args});
+  for (auto* w : {&w1, &w2, &w3}) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  auto& late = cluster.startWorker(schema, {"w4", "c1", {}, args});
+  ASSERT_EQ(late.wait(kRunTimeout), 0) << cluster.logs();
+  for (const char* step : {"1", "2", "3"}) EXPECT_EQ(cluster.runsOf(step), 1) << step;
+  std::ifstream file(cluster.dir() / "universe");
+  std::multiset<std::string> universes;
+  for (std::string line; std::getline(file, line);) universes.insert(line);
+  EXPECT_EQ(universes, (std::multiset<std::string>{"w1 //my_universe/...", "w2 //my_universe/...",
+                                                    "w3 //my_universe/...", "w4 //my_universe/..."}));
+  for (auto* w : {&w1, &w2, &w3, &late}) {
+    EXPECT_THAT(w->output(), HasSubstr("  universe: succeeded (exit 0) in ")) << w->output();
+  }
+  EXPECT_THAT(late.output(), Not(HasSubstr("attempt=1 started"))) << "the late joiner ran a step";
+
+  // A universe that fails: the group completed, this peer's build did not.
+  auto failing = cluster.writeSchema(
+      "broken_universe", "name: broken_universe\nuniverse: echo nope; exit 3\nsteps:\n"
+                         "  - id: only\n    run: true\n");
+  auto& w5 = cluster.startWorker(failing, {"w5", "c2"});
+  ASSERT_EQ(w5.wait(kRunTimeout), 1) << cluster.logs();
+  EXPECT_THAT(w5.output(), HasSubstr("COMPLETED"));
+  EXPECT_THAT(w5.output(), HasSubstr("  universe: failed (exit 3) in "));
+  EXPECT_THAT(w5.output(), HasSubstr("[universe] nope"));
+}
+
 TEST(EndToEnd, TwoGroupsWithDifferentChangesRunInParallelWithoutMixing) {
   Cluster cluster;
   auto schema = cluster.writeSchema("pair", schemaOf("pair", {"x", "y", "z", "w"}));

@@ -187,6 +187,37 @@ TEST(SchemaLoad, TargetsUnderStepsTakeTheFilesNameCommandAndDefaults) {
   EXPECT_NE(bare->digest, other->digest);
 }
 
+// The seeds' universe: a target through the template (targets and tasks forms), a command in
+// the native form; part of the digest only when present.
+TEST(SchemaLoad, UniverseIsATargetThroughTheTemplateOrANativeCommand) {
+  ParseOptions named;
+  named.default_name = "u";
+  auto targets = parseText(
+      "universe: //my_universe/...\ncommand: bazel build {task}\ndefaults: {timeout: 20m}\n"
+      "steps: {\"1\": //my_universe/common/...}\n",
+      named);
+  ASSERT_TRUE(targets.has_value()) << targets.error().message();
+  ASSERT_TRUE(targets->universe.has_value());
+  EXPECT_EQ(*targets->universe, "bazel build //my_universe/...");
+  EXPECT_EQ(targets->universe_timeout, minutes(20));
+  auto without = parseText("command: bazel build {task}\ndefaults: {timeout: 20m}\n"
+                           "steps: {\"1\": //my_universe/common/...}\n",
+                           named);
+  ASSERT_TRUE(without.has_value());
+  EXPECT_FALSE(without->universe.has_value());
+  EXPECT_NE(targets->digest, without->digest);
+
+  auto native = parseText("name: n\nuniverse: make all\nsteps:\n  - id: a\n    run: make a\n");
+  ASSERT_TRUE(native.has_value()) << native.error().message();
+  EXPECT_EQ(native->universe, "make all");
+  EXPECT_EQ(native->universe_timeout, kDefaultTimeout);
+  auto tasks = parseText("name: t\ncommand: run {task}\nuniverse: all\ntasks:\n  - task: x\n");
+  ASSERT_TRUE(tasks.has_value()) << tasks.error().message();
+  EXPECT_EQ(tasks->universe, "run all");
+  EXPECT_TRUE(failsWith(parseText("name: n\nuniverse: ''\nsteps:\n  - id: a\n    run: x\n"),
+                        Errc::kBadValue, "s.yaml:2:11", "must not be empty"));
+}
+
 TEST(SchemaReject, BadTargetsForms) {
   ParseOptions options;
   options.task_command = "make {task}";

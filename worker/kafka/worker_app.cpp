@@ -584,6 +584,8 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     if (ended && !running_) return sessionEnded(*ended);
     if (done && !running_) {
       printSummary(done->record);
+      // The universe runs only after a completed group (its steps filled the cache).
+      if (done->exit_code == kExitCompleted && schema_.universe) return runUniverse();
       return done->exit_code;
     }
 
@@ -662,6 +664,52 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
       next_draw_ = Clock::now() + std::chrono::milliseconds(250);
     }
   }
+}
+
+int WorkerApp::runUniverse() {
+  StepSpecToRun spec{
+      .step_id = "universe",
+      .command = *schema_.universe,
+      .supervisor = "/proc/self/exe",
+      .timeout = schema_.universe_timeout,
+      .working_dir = options_.working_dir,
+      .extra_env = {{"TD_GROUP_ID", session_->groupId()},
+                    {"TD_STEP_ID", "universe"},
+                    {"TD_ATTEMPT", "1"},
+                    {"TD_PEER_ID", registration_.peer_id()},
+                    {"TD_SCHEMA", schema_.name},
+                    {"TD_UNIVERSE", "1"}},
+      .echo_output = options_.echo_output,
+  };
+  log_->info("peer={} group={} universe started", registration_.peer_id(), session_->groupId());
+  auto started = StepProcess::start(spec);
+  if (!started) {
+    log_->error("peer={} universe could not start: {}", registration_.peer_id(),
+                started.error().message());
+    std::fprintf(stdout, "  universe: could not start: %s\n", started.error().message().c_str());
+    std::fflush(stdout);
+    return kExitFailed;
+  }
+  StepProcess& process = **started;
+  std::optional<RunResult> result;
+  while (!(result = process.service())) {
+    if (stopping_) process.abort();
+    std::vector<pollfd> fds{{signal_pipe_[0], POLLIN, 0}};
+    for (int fd : process.pollFds()) fds.push_back({fd, POLLIN, 0});
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          process.deadline() - Clock::now())
+                          .count();
+    ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<std::int64_t>(left, 0, 100)));
+  }
+  const std::string how = fmt::format(
+      "{} ({}) in {}", protocol::outcomeName(toOutcome(result->outcome)),
+      protocol::describeExit(result->exit_code, result->signal),
+      formatDuration(static_cast<std::uint64_t>(result->duration.count())));
+  log_->info("peer={} group={} universe {}", registration_.peer_id(), session_->groupId(), how);
+  std::fprintf(stdout, "  universe: %s\n", how.c_str());
+  std::fflush(stdout);
+  if (stopping_) return kExitInterrupted;
+  return result->outcome == RunOutcome::kSucceeded ? kExitCompleted : kExitFailed;
 }
 
 void WorkerApp::drawProgress(Clock::time_point now) {

@@ -113,6 +113,10 @@ class WorkerApp {
   td::Status finishStep(const RunResult& result);
   td::Status reportRejected(const RejectStep& reject);
   void printSummary(const td::v1::AssignmentRecord& record);
+  // Runs the schema's universe after its group completed (supervised, like a step, output
+  // echoed as "[universe] ..."), says how it ended under the summary; 0 if it succeeded, 1 if
+  // not, 130 after stop().
+  int runUniverse();
   // Redraws the terminal's progress line (a no-op when stderr is not a terminal).
   void drawProgress(std::chrono::steady_clock::time_point now);
 
