@@ -544,13 +544,20 @@ std::optional<RunResult> StepProcess::service() {
 }
 
 td::Result<RunResult> runToCompletion(const StepSpecToRun& spec) {
+  return runToCompletion(spec, -1, {});
+}
+
+td::Result<RunResult> runToCompletion(const StepSpecToRun& spec, int wake_fd,
+                                      const std::function<bool()>& interrupted) {
   auto started = StepProcess::start(spec);
   if (!started) return std::unexpected(started.error());
   StepProcess& proc = **started;
   std::vector<pollfd> pfds;
   while (true) {
+    if (interrupted && interrupted()) proc.abort();
     if (auto result = proc.service()) return *result;
     pfds.clear();
+    if (wake_fd >= 0) pfds.push_back(pollfd{wake_fd, POLLIN, 0});
     for (int fd : proc.pollFds()) pfds.push_back(pollfd{fd, POLLIN, 0});
     int timeout_ms = -1;
     const auto deadline = proc.deadline();

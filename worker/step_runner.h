@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -193,5 +194,10 @@ std::string sanitizeUtf8(std::string_view bytes);
 // tests and simple callers. Errors: those of start(), or Errc::kIo if poll(2) fails (the step is
 // then killed).
 td::Result<RunResult> runToCompletion(const StepSpecToRun& spec);
+// The same, also waking when `wake_fd` (if >= 0) is readable, and aborting the step (outcome
+// kAborted) as soon as `interrupted` (if set) returns true: for a caller that must stay
+// responsive to signals, e.g. through a self-pipe. The loop never reads `wake_fd`.
+td::Result<RunResult> runToCompletion(const StepSpecToRun& spec, int wake_fd,
+                                      const std::function<bool()>& interrupted);
 
 }  // namespace td::worker

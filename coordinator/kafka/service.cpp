@@ -204,10 +204,7 @@ td::Status Service::rejoin() {
   log_->warn("a transaction failed ({}): leaving the consumer group and joining it again, so "
              "every partition's groups are restored from what was committed",
              rejoin_reason_);
-  pending_.clear();
-  dead_letters_.clear();
-  stats_out_.clear();
-  dispatch_started_.clear();
+  dropCycle();
   delivery_failures_.store(0);
   in_transaction_ = false;
   probe_.rejoins.fetch_add(1);
@@ -218,6 +215,13 @@ td::Status Service::rejoin() {
   if (!consumer) return std::unexpected(consumer.error());
   consumer_ = std::move(*consumer);
   return consumer_->subscribe({options_.core.topics.registrations()});
+}
+
+void Service::dropCycle() {
+  pending_.clear();
+  dead_letters_.clear();
+  stats_out_.clear();
+  dispatch_started_.clear();
 }
 
 bool Service::failedTransaction(const td::Error& error) {
@@ -657,10 +661,7 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
 td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffset>& offsets) {
   const auto timeout = std::chrono::seconds(60);
   if (rejoin_needed_) {   // this state is dropped at the rejoin: write nothing of it
-    pending_.clear();
-    dead_letters_.clear();
-    stats_out_.clear();
-    dispatch_started_.clear();
+    dropCycle();
     return {};
   }
   // The transaction begins with the cycle's first record (produce()); a cycle with neither

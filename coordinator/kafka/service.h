@@ -241,6 +241,9 @@ class Service {
   // joins it again with a new consumer, so each partition it gets is claimed and restored
   // from td.state as committed, and its input read again from the committed offsets.
   td::Status rejoin();
+  // Forgets what this cycle collected (output, dead letters, step stats, dispatch times)
+  // without writing it.
+  void dropCycle();
   // A consumer with this service's settings, rebalance callback and companions.
   td::Result<std::unique_ptr<kafka::GroupConsumer>> makeConsumer();
   void produceOutput();

@@ -426,20 +426,7 @@ void WorkerApp::logSilentPeer(const WarnSilentPeer& silent) {
 
 td::Status WorkerApp::startStep(const RunStep& run) {
   const schema::Step& step = *run.step;
-  StepSpecToRun spec{
-      .step_id = step.id,
-      .command = step.run,
-      // Ourselves, in step-supervisor mode: nothing of the step survives us (issue 15).
-      .supervisor = "/proc/self/exe",
-      .timeout = step.timeout,
-      .working_dir = options_.working_dir,
-      .extra_env = {{"TD_GROUP_ID", session_->groupId()},
-                    {"TD_STEP_ID", step.id},
-                    {"TD_ATTEMPT", std::to_string(run.attempt)},
-                    {"TD_PEER_ID", registration_.peer_id()},
-                    {"TD_SCHEMA", schema_.name}},
-      .echo_output = options_.echo_output,
-  };
+  const StepSpecToRun spec = specToRun(step.id, step.run, step.timeout, run.attempt);
   td::v1::CompletionRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   auto& started = *record.mutable_started();
@@ -666,40 +653,37 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   }
 }
 
-int WorkerApp::runUniverse() {
-  StepSpecToRun spec{
-      .step_id = "universe",
-      .command = *schema_.universe,
+StepSpecToRun WorkerApp::specToRun(const std::string& id, const std::string& command,
+                                   std::chrono::milliseconds timeout,
+                                   std::uint32_t attempt) const {
+  return StepSpecToRun{
+      .step_id = id,
+      .command = command,
+      // Ourselves, in step-supervisor mode: nothing of the step survives us (issue 15).
       .supervisor = "/proc/self/exe",
-      .timeout = schema_.universe_timeout,
+      .timeout = timeout,
       .working_dir = options_.working_dir,
       .extra_env = {{"TD_GROUP_ID", session_->groupId()},
-                    {"TD_STEP_ID", "universe"},
-                    {"TD_ATTEMPT", "1"},
+                    {"TD_STEP_ID", id},
+                    {"TD_ATTEMPT", std::to_string(attempt)},
                     {"TD_PEER_ID", registration_.peer_id()},
-                    {"TD_SCHEMA", schema_.name},
-                    {"TD_UNIVERSE", "1"}},
+                    {"TD_SCHEMA", schema_.name}},
       .echo_output = options_.echo_output,
   };
+}
+
+int WorkerApp::runUniverse() {
+  StepSpecToRun spec = specToRun("universe", *schema_.universe, schema_.universe_timeout, 1);
+  spec.extra_env.emplace_back("TD_UNIVERSE", "1");
   log_->info("peer={} group={} universe started", registration_.peer_id(), session_->groupId());
-  auto started = StepProcess::start(spec);
-  if (!started) {
-    log_->error("peer={} universe could not start: {}", registration_.peer_id(),
-                started.error().message());
-    std::fprintf(stdout, "  universe: could not start: %s\n", started.error().message().c_str());
+  // Wakes on the signal pipe; stop() aborts it.
+  auto result = runToCompletion(spec, signal_pipe_[0], [this] { return stopping_ != 0; });
+  if (!result) {
+    log_->error("peer={} universe could not run: {}", registration_.peer_id(),
+                result.error().message());
+    std::fprintf(stdout, "  universe: could not run: %s\n", result.error().message().c_str());
     std::fflush(stdout);
     return kExitFailed;
-  }
-  StepProcess& process = **started;
-  std::optional<RunResult> result;
-  while (!(result = process.service())) {
-    if (stopping_) process.abort();
-    std::vector<pollfd> fds{{signal_pipe_[0], POLLIN, 0}};
-    for (int fd : process.pollFds()) fds.push_back({fd, POLLIN, 0});
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          process.deadline() - Clock::now())
-                          .count();
-    ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<std::int64_t>(left, 0, 100)));
   }
   const std::string how = fmt::format(
       "{} ({}) in {}", protocol::outcomeName(toOutcome(result->outcome)),

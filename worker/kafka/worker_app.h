@@ -117,6 +117,10 @@ class WorkerApp {
   // echoed as "[universe] ..."), says how it ended under the summary; 0 if it succeeded, 1 if
   // not, 130 after stop().
   int runUniverse();
+  // How a step (or the universe) runs here: supervised, in options_.working_dir, with the
+  // TD_GROUP_ID, TD_STEP_ID, TD_ATTEMPT, TD_PEER_ID and TD_SCHEMA variables.
+  StepSpecToRun specToRun(const std::string& id, const std::string& command,
+                          std::chrono::milliseconds timeout, std::uint32_t attempt) const;
   // Redraws the terminal's progress line (a no-op when stderr is not a terminal).
   void drawProgress(std::chrono::steady_clock::time_point now);
 
