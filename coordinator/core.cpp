@@ -193,6 +193,14 @@ Group* Core::chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<s
     if (it == family_it->second.groups_by_ref.end()) continue;
     for (const auto& group_id : it->second) ++overlap[group_id];
   }
+  // A completed group built its members' changes and nothing else: joining it (and running
+  // no step) is right only for a peer of one of those changes, such as a late job of the same
+  // pipeline. A change built on top of them gets a group of its own.
+  auto builtByGroup = [&](const Group& group) {
+    return std::all_of(peer.repos().begin(), peer.repos().end(), [&](const auto& repo) {
+      return group.refs().contains(protocol::qualifiedRef(repo.repository(), repo.change_ref()));
+    });
+  };
   Group* best = nullptr;
   std::uint32_t best_overlap = 0;
   for (const auto& [group_id, count] : overlap) {
@@ -200,7 +208,8 @@ Group* Core::chooseGroup(const td::v1::PeerRegistered& peer, const std::vector<s
     const bool joinable =
         candidate.status() == td::v1::GROUP_STATUS_RUNNING ||
         (candidate.status() == td::v1::GROUP_STATUS_COMPLETED &&
-         now.mono < *candidate.finishedAt() + config_.finished_group_retention);
+         now.mono < *candidate.finishedAt() + config_.finished_group_retention &&
+         builtByGroup(candidate));
     if (!joinable) continue;
     if (count > best_overlap ||
         (count == best_overlap && best != nullptr && candidate.ordinal() < best->ordinal())) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace td::worker {
 
@@ -53,6 +55,18 @@ std::string jenkinsBranch(const std::string& branch) {
   return branch;
 }
 
+// "refs/heads/gh-readonly-queue/release/1.x/pr-12-<sha>" -> {"release/1.x", "12"}.
+std::optional<std::pair<std::string, std::string>> mergeQueueRef(const std::string& ref) {
+  const std::string prefix = "refs/heads/gh-readonly-queue/";
+  if (!startsWith(ref, prefix)) return std::nullopt;
+  const std::string rest = ref.substr(prefix.size());
+  const auto pr = rest.rfind("/pr-");
+  if (pr == std::string::npos || pr == 0) return std::nullopt;
+  const auto digits_end = rest.find_first_not_of("0123456789", pr + 4);
+  if (digits_end == pr + 4) return std::nullopt;
+  return std::make_pair(rest.substr(0, pr), rest.substr(pr + 4, digits_end - (pr + 4)));
+}
+
 bool isCommitSha(const std::string& s) {
   return (s.size() == 40 || s.size() == 64) &&
          std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
@@ -102,6 +116,19 @@ void detectGitHub(const EnvMap& env, DetectedRepo& out) {
     } else {
       out.change_ref = fromEnv(env, "GITHUB_SHA");
     }
+  } else if (auto queue = mergeQueueRef(ref); event == "merge_group" || queue) {
+    // A merge queue entry: GITHUB_REF is refs/heads/gh-readonly-queue/<base>/pr-<n>-<sha>,
+    // a branch of its own for each entry; the base is the branch the queue merges into.
+    out.merge_queue = true;
+    if (queue) {
+      out.base_ref = {queue->first, "env GITHUB_REF (merge queue branch)"};
+      out.build_kind = "merge queue, pull request " + queue->second;
+    } else {
+      out.build_kind = "merge queue";
+      out.notes.push_back("merge_group event with GITHUB_REF '" + ref +
+                          "': not a gh-readonly-queue branch, pass --base-ref");
+    }
+    out.change_ref = fromEnv(env, "GITHUB_SHA");
   } else {
     if (!ref.empty()) {
       out.base_ref = {shortRef(ref), "env GITHUB_REF"};
@@ -123,6 +150,15 @@ void detectGitLab(const EnvMap& env, DetectedRepo& out) {
     auto source = get(env, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME");
     if (!source.empty()) out.build_kind += " from " + source;
     out.base_ref = fromEnv(env, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME");
+    // Merged results pipelines and merge trains name the target branch's commit the merge
+    // result was made on: the exact base of the changes ahead, fetched or not.
+    if (auto sha = get(env, "CI_MERGE_REQUEST_TARGET_BRANCH_SHA"); isCommitSha(sha)) {
+      out.base_commit = {sha, "env CI_MERGE_REQUEST_TARGET_BRANCH_SHA"};
+    }
+    if (get(env, "CI_MERGE_REQUEST_EVENT_TYPE") == "merge_train") {
+      out.merge_queue = true;
+      out.build_kind = "merge train, " + out.build_kind;
+    }
   } else {
     out.base_ref = fromEnv(env, "CI_COMMIT_REF_NAME");
     if (out.base_ref.known()) out.build_kind = "ref " + out.base_ref.value;
@@ -248,7 +284,8 @@ DetectedRepo detectRepo(const EnvMap& env, const GitFacts& git) {
     out.notes.push_back("the checkout's HEAD is " + *git.head + "; " + out.change_ref.source +
                         " wins, so every job of the pipeline agrees");
   }
-  if (!out.base_ref.known()) {
+  if (!out.base_ref.known() && !out.ci.empty()) {
+    // A CI that does not name the base builds a branch: the branch is the base.
     if (git.upstream_branch) {
       out.base_ref = {*git.upstream_branch,
                       "git upstream of branch " + git.branch.value_or("HEAD")};
@@ -257,6 +294,73 @@ DetectedRepo detectRepo(const EnvMap& env, const GitFacts& git) {
     } else if (git.default_branch) {
       out.base_ref = {*git.default_branch, "git origin/HEAD (detached HEAD)"};
     }
+  } else if (!out.base_ref.known()) {
+    // Outside CI the base is the branch the change will merge into: the remote's default
+    // branch, not the name of the branch the change is on.
+    if (git.default_branch && git.default_branch_guessed) {
+      out.base_ref = {*git.default_branch,
+                      "git origin/" + *git.default_branch + " (origin/HEAD is not set)"};
+    } else if (git.default_branch) {
+      out.base_ref = {*git.default_branch, "git origin/HEAD (the remote's default branch)"};
+    } else if (git.upstream_branch) {
+      out.base_ref = {*git.upstream_branch,
+                      "git upstream of branch " + git.branch.value_or("HEAD")};
+      out.notes.push_back("origin/HEAD is not set, so the base is the branch's upstream; "
+                          "`git remote set-head origin --auto` or --base-ref name the branch "
+                          "changes merge into");
+    } else if (git.branch) {
+      out.base_ref = {*git.branch, "git branch"};
+      out.notes.push_back("origin/HEAD is not set, so the base is the current branch; "
+                          "`git remote set-head origin --auto` or --base-ref name the branch "
+                          "changes merge into");
+    }
+  }
+  return out;
+}
+
+ChangesAhead changesAhead(const std::vector<CommitInfo>& range, const std::string& tip,
+                          std::size_t max) {
+  std::unordered_map<std::string, const CommitInfo*> by_sha;
+  for (const auto& commit : range) by_sha.emplace(commit.sha, &commit);
+  // Every commit of the range reachable from `starts` (the range's own boundary stops it).
+  auto reachable = [&](const std::vector<std::string>& starts) {
+    std::unordered_set<std::string> seen;
+    std::vector<std::string> todo(starts.begin(), starts.end());
+    while (!todo.empty()) {
+      std::string sha = std::move(todo.back());
+      todo.pop_back();
+      auto it = by_sha.find(sha);
+      if (it == by_sha.end() || !seen.insert(sha).second) continue;
+      todo.insert(todo.end(), it->second->parents.begin(), it->second->parents.end());
+    }
+    return seen;
+  };
+  std::unordered_set<std::string> own = {tip};
+  std::unordered_set<std::string> own_ids;
+  if (auto it = by_sha.find(tip); it != by_sha.end()) {
+    const CommitInfo& head = *it->second;
+    own_ids.insert(head.change_ids.begin(), head.change_ids.end());
+    if (head.parents.size() > 1) {
+      // A merge: what its other parents bring in, minus what the first already has.
+      const auto mainline = reachable({head.parents.front()});
+      for (const auto& sha : reachable({head.parents.begin() + 1, head.parents.end()})) {
+        if (!mainline.contains(sha)) own.insert(sha);
+      }
+    }
+  }
+  ChangesAhead out;
+  for (const auto& commit : range) {
+    const bool same_change = std::any_of(commit.change_ids.begin(), commit.change_ids.end(),
+                                         [&](const auto& id) { return own_ids.contains(id); });
+    if (own.contains(commit.sha) || same_change) {
+      ++out.own;
+      continue;
+    }
+    if (out.refs.size() == max) {
+      out.truncated = true;
+      continue;
+    }
+    out.refs.push_back(commit.sha);
   }
   return out;
 }

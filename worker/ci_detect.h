@@ -29,7 +29,9 @@ struct GitFacts {
   std::optional<std::string> head;            // git rev-parse HEAD
   std::optional<std::string> branch;          // git symbolic-ref --short HEAD (none if detached)
   std::optional<std::string> upstream_branch; // branch.<branch>.merge without refs/heads/
-  std::optional<std::string> default_branch;  // refs/remotes/origin/HEAD without origin/
+  std::optional<std::string> default_branch;  // refs/remotes/origin/HEAD without origin/,
+                                              // else main or master if origin has it
+  bool default_branch_guessed = false;        // origin/HEAD not set: from origin/main|master
 };
 
 // One value and where it came from ("flag --base-ref", "env GITHUB_BASE_REF", "git HEAD").
@@ -46,6 +48,12 @@ struct DetectedRepo {
   Sourced repository;      // normalised (normalizeRepositoryUrl)
   Sourced base_ref;
   Sourced change_ref;
+  // The commit the changes ahead are counted from, when the CI names one exactly (GitLab's
+  // CI_MERGE_REQUEST_TARGET_BRANCH_SHA); empty: the base ref's commit in the checkout.
+  Sourced base_commit;
+  // The CI runs this job in a queue of changes tested on top of each other (a GitHub merge
+  // queue, a GitLab merge train): the commits below HEAD are the queue's entries ahead.
+  bool merge_queue = false;
   std::vector<std::string> notes;   // things worth telling the user (--print-registration)
 };
 
@@ -65,9 +73,33 @@ std::string normalizeRepositoryUrl(std::string_view url);
 // "https://h/x"); everything else unchanged. For values passed explicitly by flag.
 std::string redactCredentials(std::string_view url);
 
+// One commit between the base and the change under test, as `git log` tells it.
+struct CommitInfo {
+  std::string sha;
+  std::vector<std::string> parents;
+  std::vector<std::string> change_ids;   // the values of its Gerrit `Change-Id:` trailers
+};
+
+// The changes a change under test builds on, read from the commits between its base and it.
+struct ChangesAhead {
+  std::vector<std::string> refs;   // commit ids, in `range` order (newest first)
+  std::size_t own = 0;             // commits of `range` that are the tip's own change
+  bool truncated = false;          // more than `max` changes ahead: the nearest `max` kept
+};
+
+// The commits of `range` (every commit reachable from `tip` and not from the base, newest
+// first, as `git log --topo-order base..tip` lists them) that are not the tip's own change:
+// each is a change the tip builds on, named by its commit id (the form a change ref has).
+// The tip's own change is the tip itself, the commits a merge tip brings in through its
+// other parents (a CI's merge of a pull request into the base), and every commit carrying
+// one of the tip's Change-Ids (Gerrit: a change's copies, e.g. a cherry-pick). Pure.
+ChangesAhead changesAhead(const std::vector<CommitInfo>& range, const std::string& tip,
+                          std::size_t max);
+
 // The values a worker registers with: explicit flags (empty = not given) over `detected`.
 struct ResolvedRepo {
   Sourced repository, base_ref, change_ref;
+  std::string builds_on_source;   // where builds_on came from ("" = nowhere: none)
 };
 // Errc::kInvalidArgument naming the flags to pass when a value is still unknown.
 td::Result<ResolvedRepo> resolveRepo(const std::string& repository_flag,

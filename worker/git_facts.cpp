@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <sstream>
 
 extern char** environ;
 
@@ -116,8 +118,86 @@ GitFacts readGitFacts(const std::filesystem::path& dir, std::chrono::millisecond
   }
   if (auto head = git({"symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"})) {
     facts.default_branch = withoutPrefix(*head, "origin/");
+  } else if (facts.origin_url) {
+    // A clone of an empty repository, or a remote added by hand: no origin/HEAD.
+    for (const char* name : {"main", "master"}) {
+      if (git({"rev-parse", "--verify", "--quiet", std::string("refs/remotes/origin/") + name})) {
+        facts.default_branch = name;
+        facts.default_branch_guessed = true;
+        break;
+      }
+    }
   }
   return facts;
+}
+
+std::vector<CommitInfo> parseCommitLog(const std::string& text) {
+  std::vector<CommitInfo> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\x1e', start);
+    if (end == std::string::npos) end = text.size();
+    std::string record = text.substr(start, end - start);
+    start = end + 1;
+    while (!record.empty() && (record.front() == '\n' || record.front() == '\r')) {
+      record.erase(0, 1);
+    }
+    if (record.empty()) continue;
+    const auto sep = record.find('\x1f');
+    std::istringstream shas(record.substr(0, sep));
+    CommitInfo commit;
+    if (!(shas >> commit.sha)) continue;
+    for (std::string parent; shas >> parent;) commit.parents.push_back(parent);
+    if (sep != std::string::npos) {
+      std::istringstream ids(record.substr(sep + 1));
+      for (std::string id; std::getline(ids, id, ',');) {
+        while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
+        while (!id.empty() && std::isspace(static_cast<unsigned char>(id.front()))) id.erase(0, 1);
+        if (!id.empty()) commit.change_ids.push_back(id);
+      }
+    }
+    out.push_back(std::move(commit));
+  }
+  return out;
+}
+
+std::optional<CommitRange> readCommitRange(const std::filesystem::path& dir,
+                                           const std::vector<std::string>& tip_candidates,
+                                           const std::vector<std::string>& base_candidates,
+                                           std::size_t max_commits,
+                                           std::chrono::milliseconds timeout) {
+  // The commit id of the first candidate that names one, and that candidate.
+  auto firstCommit = [&](const std::vector<std::string>& candidates)
+      -> std::optional<std::pair<std::string, std::string>> {
+    for (const auto& candidate : candidates) {
+      if (candidate.empty() || candidate.front() == '-') continue;   // never an option to git
+      auto sha =
+          runGit(dir, {"rev-parse", "--verify", "--quiet", candidate + "^{commit}"}, timeout);
+      if (sha && !sha->empty()) return std::make_pair(*sha, candidate);
+    }
+    return std::nullopt;
+  };
+  auto tip = firstCommit(tip_candidates);
+  if (!tip) return std::nullopt;
+  auto base = firstCommit(base_candidates);
+  if (!base) return std::nullopt;
+  CommitRange range;
+  range.tip = tip->first;
+  range.base = base->second;
+  const std::string base_commit = base->first;
+  auto log = runGit(dir,
+                    {"log", "--topo-order", "--no-color",
+                     "--max-count=" + std::to_string(max_commits + 1),
+                     "--format=%H %P%x1f%(trailers:key=Change-Id,valueonly,separator=%x2C)%x1e",
+                     base_commit + ".." + range.tip, "--"},
+                    timeout);
+  if (!log) return std::nullopt;
+  range.commits = parseCommitLog(*log);
+  if (range.commits.size() > max_commits) {
+    range.commits.resize(max_commits);
+    range.complete = false;
+  }
+  return range;
 }
 
 EnvMap processEnvironment() {

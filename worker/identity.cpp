@@ -22,7 +22,6 @@ td::v1::PeerRegistered buildRegistration(const PeerInfo& peer, const std::string
   reg.set_session_id(session_id);
   for (const auto& repo : peer.repos) *reg.add_repos() = repo;
   reg.set_pipeline(peer.pipeline);
-  reg.set_pipeline_type(peer.pipeline_type);
   reg.set_remote_cache_id(peer.remote_cache_id);
   reg.set_schema_name(schema.name);
   reg.set_schema_digest(schema.digest);

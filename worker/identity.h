@@ -15,7 +15,6 @@ struct PeerInfo {
   std::vector<td::v1::RepoState> repos;
   std::string remote_cache_id;
   std::string pipeline;
-  td::v1::PipelineType pipeline_type = td::v1::PIPELINE_TYPE_INDEPENDENT;
   bool complex = false;
   // Steps taken ahead: the coordinator may assign this many more while one runs (registered
   // as slots = 1 + prefetch); td-worker runs them one after another.

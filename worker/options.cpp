@@ -22,7 +22,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   CLI::App app{"td-worker: a CI peer that runs its share of a schema's steps"};
   WorkerOptions options;
   std::string schema_path;
-  std::string repository, base_ref, change_ref, repo_state, pipeline_type = "independent";
+  std::string repository, base_ref, change_ref, repo_state, pipeline_type;
   std::vector<std::string> builds_on, properties;
   std::string task_command, prefix = "td.", level = "info", log_format = "text";
   int join_timeout_s = 300;
@@ -54,8 +54,11 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   app.add_option("--remote-cache-id", options.peer.remote_cache_id,
                  "the remote cache this peer reads and writes")->required();
   app.add_option("--pipeline", options.peer.pipeline, "CI pipeline name (informational)");
-  app.add_option("--pipeline-type", pipeline_type, "independent or dependent")
-      ->check(CLI::IsMember({"independent", "dependent"}))->capture_default_str();
+  // Deprecated: accepted so that existing jobs keep working, ignored, and not sent (what it
+  // stood for is detected now: docs/ci.md, "Changes ahead").
+  app.add_option("--pipeline-type", pipeline_type, "deprecated and ignored")
+      ->check(CLI::IsMember({"independent", "dependent"}))
+      ->group("");
   app.add_option("--prefetch", options.peer.prefetch,
                  "steps to take ahead: the coordinator may assign this many more while one runs, "
                  "so the next starts without waiting for a dispatch (they run one at a time)")
@@ -129,8 +132,10 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
         for (const auto& ref : r.builds_on) state.add_builds_on(ref);
         options.peer.repos.push_back(std::move(state));
         const std::string from = "--repo-state " + repo_state;
-        sources.repos.push_back(
-            {{state.repository(), from}, {r.base_ref, from}, {r.change_ref, from}});
+        sources.repos.push_back({{state.repository(), from},
+                                 {r.base_ref, from},
+                                 {r.change_ref, from},
+                                 r.builds_on.empty() ? std::string() : from});
         sources.ci_line = "not used (--repo-state gives every value)";
       }
     } else {
@@ -160,8 +165,12 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   options.join_timeout = std::chrono::seconds(join_timeout_s);
   options.broker_timeout = std::chrono::seconds(broker_timeout_s);
   options.echo_output = !quiet_steps;
-  options.peer.pipeline_type = pipeline_type == "dependent" ? td::v1::PIPELINE_TYPE_DEPENDENT
-                                                            : td::v1::PIPELINE_TYPE_INDEPENDENT;
+  if (!pipeline_type.empty()) {
+    std::fputs("td-worker: warning: --pipeline-type is deprecated and ignored: changes ahead "
+               "(a gate, a merge queue or train, a stack) are detected from the checkout "
+               "(docs/ci.md, \"Changes ahead\")\n",
+               stderr);
+  }
   if (print_registration) {
     sources.schema_path = schema_path;
     auto reg = buildRegistration(options.peer, "(new each run)", *loaded);

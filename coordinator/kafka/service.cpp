@@ -154,7 +154,6 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   const auto& o = service->options_;
   TD_RETURN_IF_ERROR(checkOptions(o));
   const ClientProperties props = clientProperties(o);
-  const auto& consumer_props = props.consumer;
   const auto& producer_props = props.producer;
   auto consumer = service->makeConsumer();
   if (!consumer) return std::unexpected(consumer.error());

@@ -136,6 +136,28 @@ TEST_F(Grouping, CompletedGroupIsJoinableWithinRetentionAndLateJoinerRunsNothing
   EXPECT_TRUE(assignments(effects).empty());
 }
 
+// A completed group built its members' changes only: a change built on top of them (a new
+// push of a stack, a later entry of a merge queue) must build, so it starts its own group.
+TEST_F(Grouping, CompletedGroupIsNotJoinedByAChangeBuiltOnIt) {
+  auto g = join(PeerBuilder("1").change("c1").steps(1));
+  finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_SUCCEEDED);
+  clock_.advance(std::chrono::minutes(1));
+  auto g2 = join(PeerBuilder("2").change("c2").on({"c1"}).steps(1));
+  EXPECT_NE(g2, g);
+  // While it runs, the next change of the stack joins it, as changes on top always do.
+  EXPECT_EQ(join(PeerBuilder("3").change("c3").on({"c1", "c2"}).steps(1)), g2);
+}
+
+// A late job of a change the completed group built joins it, whatever it builds on.
+TEST_F(Grouping, CompletedGroupIsJoinedByAPeerOfOneOfItsChanges) {
+  auto g = join(PeerBuilder("1").change("c1").steps(1));
+  join(PeerBuilder("2").change("c2").on({"c1"}).steps(1));
+  finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_SUCCEEDED);
+  clock_.advance(std::chrono::minutes(1));
+  EXPECT_EQ(join(PeerBuilder("3").change("c2").on({"c1"}).steps(1)), g);
+  EXPECT_EQ(join(PeerBuilder("4").change("c1").steps(1)), g);
+}
+
 TEST_F(Grouping, CompletedGroupIsForgottenAfterRetention) {
   auto g = join(PeerBuilder("1").change("c1").steps(1));
   finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_SUCCEEDED);

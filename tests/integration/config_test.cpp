@@ -82,7 +82,7 @@ TEST(Config, WorkerTakesEveryRequiredOptionFromFileAndEnvironment) {
   EXPECT_TRUE(contains(out, "join-timeout: 7  # flag")) << out;
   EXPECT_TRUE(contains(out, "builds-on: [c0, c00]  # file")) << out;
   EXPECT_TRUE(contains(out, "log-format: json  # file")) << out;
-  EXPECT_TRUE(contains(out, "pipeline-type: independent  # default")) << out;
+  EXPECT_TRUE(contains(out, "topic-prefix: td.  # default")) << out;
   EXPECT_FALSE(contains(out, "file-secret-1")) << out;
 }
 

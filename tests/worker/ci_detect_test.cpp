@@ -1,6 +1,7 @@
 // Detection of repository, base ref and change ref from CI variables and git facts
 // (worker/ci_detect.h): one fixture per CI and build kind, URL normalisation, precedence.
 #include "worker/ci_detect.h"
+#include "worker/git_facts.h"
 
 #include <gtest/gtest.h>
 
@@ -169,13 +170,49 @@ std::vector<Case> cases() {
        .repository = "github.com/org/app", .repository_source = "env BUILDKITE_REPO",
        .base_ref = "main", .base_ref_source = "env BUILDKITE_BRANCH",
        .change_ref = kGitHead, .change_ref_source = "git HEAD"},
-      {.name = "NoCiUsesTheCheckout",
+      // Outside CI the base is the branch changes merge into, not the branch one is on.
+      {.name = "NoCiUsesTheCheckoutAndTheRemotesDefaultBranch",
        .env = {{"HOME", "/root"}},
        .git = checkout(),
        .ci = "",
        .repository = "github.com/org/app", .repository_source = "git remote origin",
-       .base_ref = "feature", .base_ref_source = "git upstream of branch feature",
+       .base_ref = "main", .base_ref_source = "git origin/HEAD (the remote's default branch)",
        .change_ref = kGitHead, .change_ref_source = "git HEAD"},
+      {.name = "NoCiWithoutOriginHeadTakesOriginsMain",
+       .git = {.origin_url = "https://github.com/org/app", .head = kGitHead,
+               .branch = "feature", .upstream_branch = "feature", .default_branch = "main",
+               .default_branch_guessed = true},
+       .ci = "",
+       .repository = "github.com/org/app", .repository_source = "git remote origin",
+       .base_ref = "main", .base_ref_source = "git origin/main (origin/HEAD is not set)",
+       .change_ref = kGitHead, .change_ref_source = "git HEAD"},
+      {.name = "NoCiWithoutOriginHeadFallsBackToTheUpstream",
+       .git = {.origin_url = "https://github.com/org/app", .head = kGitHead,
+               .branch = "feature", .upstream_branch = "develop"},
+       .ci = "",
+       .repository = "github.com/org/app", .repository_source = "git remote origin",
+       .base_ref = "develop", .base_ref_source = "git upstream of branch feature",
+       .change_ref = kGitHead, .change_ref_source = "git HEAD"},
+      {.name = "GitHubMergeQueueEntryMergesIntoItsBaseBranch",
+       .env = {{"GITHUB_ACTIONS", "true"}, {"GITHUB_REPOSITORY", "org/app"},
+               {"GITHUB_SHA", kSha1}, {"GITHUB_EVENT_NAME", "merge_group"},
+               {"GITHUB_REF", "refs/heads/gh-readonly-queue/release/1.x/pr-123-" + kSha2}},
+       .git = checkout(),
+       .ci = "GitHub Actions",
+       .repository = "github.com/org/app", .repository_source = "env GITHUB_REPOSITORY",
+       .base_ref = "release/1.x", .base_ref_source = "env GITHUB_REF (merge queue branch)",
+       .change_ref = kSha1, .change_ref_source = "env GITHUB_SHA",
+       .build_kind_has = "merge queue, pull request 123"},
+      {.name = "GitLabMergeTrain",
+       .env = {{"GITLAB_CI", "true"}, {"CI_PROJECT_URL", "https://gitlab.com/g/app"},
+               {"CI_MERGE_REQUEST_IID", "7"}, {"CI_MERGE_REQUEST_EVENT_TYPE", "merge_train"},
+               {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main"},
+               {"CI_MERGE_REQUEST_TARGET_BRANCH_SHA", kSha2}, {"CI_COMMIT_SHA", kSha1}},
+       .ci = "GitLab CI",
+       .repository = "gitlab.com/g/app", .repository_source = "env CI_PROJECT_URL",
+       .base_ref = "main", .base_ref_source = "env CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+       .change_ref = kSha1, .change_ref_source = "env CI_COMMIT_SHA",
+       .build_kind_has = "merge train, merge request !7"},
       {.name = "NoCiLocalBranchWithoutUpstream",
        .git = {.origin_url = "https://github.com/org/app", .head = kGitHead, .branch = "wip"},
        .ci = "",
@@ -187,7 +224,7 @@ std::vector<Case> cases() {
                .default_branch = "main"},
        .ci = "",
        .repository = "github.com/org/app", .repository_source = "git remote origin",
-       .base_ref = "main", .base_ref_source = "git origin/HEAD (detached HEAD)",
+       .base_ref = "main", .base_ref_source = "git origin/HEAD (the remote's default branch)",
        .change_ref = kGitHead, .change_ref_source = "git HEAD"},
       {.name = "NothingKnown", .ci = ""},
       {.name = "GitHubActionsFalseIsNotGitHub",
@@ -254,6 +291,108 @@ TEST(DetectAgreement, NewCommitOfSamePullRequestIsANewChange) {
   second["CI_COMMIT_SHA"] = kSha2;
   EXPECT_NE(detectRepo(first, {}).change_ref.value, detectRepo(second, {}).change_ref.value);
   EXPECT_EQ(detectRepo(first, {}).base_ref.value, detectRepo(second, {}).base_ref.value);
+}
+
+TEST(DetectQueues, MergeQueueAndTrainSayTheCommitsBelowAreEntriesAhead) {
+  auto queue = detectRepo({{"GITHUB_ACTIONS", "true"}, {"GITHUB_EVENT_NAME", "merge_group"},
+                           {"GITHUB_REF", "refs/heads/gh-readonly-queue/main/pr-5-" + kSha2}},
+                          {});
+  EXPECT_TRUE(queue.merge_queue);
+  auto train = detectRepo({{"GITLAB_CI", "true"}, {"CI_MERGE_REQUEST_IID", "7"},
+                           {"CI_MERGE_REQUEST_EVENT_TYPE", "merge_train"},
+                           {"CI_MERGE_REQUEST_TARGET_BRANCH_SHA", kSha2}},
+                          {});
+  EXPECT_TRUE(train.merge_queue);
+  EXPECT_EQ(train.base_commit.value, kSha2);
+  EXPECT_EQ(train.base_commit.source, "env CI_MERGE_REQUEST_TARGET_BRANCH_SHA");
+  auto pr = detectRepo({{"GITHUB_ACTIONS", "true"}, {"GITHUB_EVENT_NAME", "pull_request"},
+                        {"GITHUB_BASE_REF", "main"}, {"GITHUB_REF", "refs/pull/3/merge"}},
+                       {});
+  EXPECT_FALSE(pr.merge_queue);
+  EXPECT_FALSE(pr.base_commit.known());
+}
+
+// A merge_group event whose ref is not a queue branch cannot name the base: it says so.
+TEST(DetectQueues, UnknownQueueRefIsANote) {
+  auto d = detectRepo({{"GITHUB_ACTIONS", "true"}, {"GITHUB_EVENT_NAME", "merge_group"},
+                       {"GITHUB_REF", "refs/heads/something"}},
+                      {});
+  EXPECT_FALSE(d.base_ref.known());
+  ASSERT_FALSE(d.notes.empty());
+  EXPECT_NE(d.notes[0].find("--base-ref"), std::string::npos) << d.notes[0];
+}
+
+CommitInfo commit(std::string sha, std::vector<std::string> parents,
+                  std::vector<std::string> change_ids = {}) {
+  return {std::move(sha), std::move(parents), std::move(change_ids)};
+}
+
+// A stack A <- B <- C on the base: C builds on B and A, B on A, A on nothing.
+TEST(ChangesAhead, AStackBuildsOnTheCommitsBelowIt) {
+  const std::vector<CommitInfo> range = {commit("c", {"b"}), commit("b", {"a"}),
+                                         commit("a", {"base"})};
+  auto c = changesAhead(range, "c", 64);
+  EXPECT_EQ(c.refs, (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(c.own, 1u);
+  EXPECT_FALSE(c.truncated);
+  EXPECT_EQ(changesAhead({range.begin() + 1, range.end()}, "b", 64).refs,
+            (std::vector<std::string>{"a"}));
+  EXPECT_TRUE(changesAhead({range.back()}, "a", 64).refs.empty());
+  EXPECT_TRUE(changesAhead({}, "base", 64).refs.empty());   // HEAD is the base itself
+}
+
+// A CI's merge of a pull request into the base (GitHub's refs/pull/N/merge): the merge and
+// every commit it brings in are the pull request's own change.
+TEST(ChangesAhead, AMergeTipOwnsWhatItMergesIn) {
+  const std::vector<CommitInfo> range = {commit("m", {"base", "p3"}), commit("p3", {"p2"}),
+                                         commit("p2", {"p1"}), commit("p1", {"base"})};
+  auto ahead = changesAhead(range, "m", 64);
+  EXPECT_TRUE(ahead.refs.empty());
+  EXPECT_EQ(ahead.own, 4u);
+}
+
+// A merge queue (or train) entry: a merge on top of the entry ahead of it, itself a merge.
+// The entry ahead and what it merged are changes ahead; this entry's own commits are not.
+TEST(ChangesAhead, AQueueEntryBuildsOnTheEntriesAhead) {
+  const std::vector<CommitInfo> range = {commit("q2", {"q1", "y1"}), commit("y1", {"base"}),
+                                         commit("q1", {"base", "x1"}), commit("x1", {"base"})};
+  auto ahead = changesAhead(range, "q2", 64);
+  EXPECT_EQ(ahead.refs, (std::vector<std::string>{"q1", "x1"}));
+  EXPECT_EQ(ahead.own, 2u);
+}
+
+// Gerrit: every copy of HEAD's change (same Change-Id) is its own change, not one ahead.
+TEST(ChangesAhead, CommitsWithTheTipsChangeIdAreItsOwnChange) {
+  const std::vector<CommitInfo> range = {commit("b2", {"b1"}, {"Ib"}),
+                                         commit("b1", {"a"}, {"Ib"}),
+                                         commit("a", {"base"}, {"Ia"})};
+  auto ahead = changesAhead(range, "b2", 64);
+  EXPECT_EQ(ahead.refs, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(ahead.own, 2u);
+}
+
+TEST(ChangesAhead, KeepsTheNearestWhenThereAreTooMany) {
+  std::vector<CommitInfo> range;
+  for (int i = 10; i > 0; --i) {
+    range.push_back(commit("c" + std::to_string(i), {"c" + std::to_string(i - 1)}));
+  }
+  auto ahead = changesAhead(range, "c10", 3);
+  EXPECT_EQ(ahead.refs, (std::vector<std::string>{"c9", "c8", "c7"}));
+  EXPECT_TRUE(ahead.truncated);
+}
+
+// What `git log --format=%H %P%x1f%(trailers:...)%x1e` prints, as git prints it.
+TEST(ParseCommitLog, ReadsShasParentsAndChangeIds) {
+  const std::string text = "c3 c2 x9\x1f\x1e\nc2 c1\x1fIabc, Idef\x1e\nc1\x1fIroot\x1e";
+  auto commits = parseCommitLog(text);
+  ASSERT_EQ(commits.size(), 3u);
+  EXPECT_EQ(commits[0].sha, "c3");
+  EXPECT_EQ(commits[0].parents, (std::vector<std::string>{"c2", "x9"}));
+  EXPECT_TRUE(commits[0].change_ids.empty());
+  EXPECT_EQ(commits[1].change_ids, (std::vector<std::string>{"Iabc", "Idef"}));
+  EXPECT_TRUE(commits[2].parents.empty());   // a root commit
+  EXPECT_EQ(commits[2].change_ids, (std::vector<std::string>{"Iroot"}));
+  EXPECT_TRUE(parseCommitLog("").empty());
 }
 
 TEST(NormalizeRepositoryUrl, EveryFormOfOneRepositoryIsOneString) {
