@@ -169,6 +169,54 @@ TEST_F(StackedChanges, FlagsWinAndAMissingBaseIsANote) {
             std::string::npos) << missing.output();
 }
 
+// A GitHub merge queue: entry 1 merges change a into main, entry 2 merges change d on top of
+// entry 1. Entry 2 builds on entry 1 (whose jobs register its merge commit as their change
+// ref) and what it merged, not on its own pull request's commit; entry 1 builds on nothing.
+TEST_F(StackedChanges, AMergeQueueEntryBuildsOnTheEntriesAhead) {
+  auto queue = clone("queue");
+  git(queue, {"checkout", "-q", "-b", "gh-readonly-queue/main/pr-1", "origin/main"});
+  git(queue, {"merge", "-q", "--no-ff", "-m", "Merge pull request #1", "origin/change-a"});
+  const std::string entry1 = git(queue, {"rev-parse", "HEAD"});
+  git(queue, {"merge", "-q", "--no-ff", "-m", "Merge pull request #2", "origin/change-d"});
+  const std::string entry2 = git(queue, {"rev-parse", "HEAD"});
+  auto print = [&](const std::string& sha, int pr) {
+    auto env = workerEnv();
+    std::erase_if(env, [](const auto& kv) { return kv.first == "GITHUB_ACTIONS"; });
+    for (auto kv : std::vector<std::pair<std::string, std::string>>{
+             {"GITHUB_ACTIONS", "true"}, {"GITHUB_REPOSITORY", "org/app"},
+             {"GITHUB_EVENT_NAME", "merge_group"}, {"GITHUB_SHA", sha},
+             {"GITHUB_REF", "refs/heads/gh-readonly-queue/main/pr-" + std::to_string(pr) + "-" +
+                                sha_.at(pr == 1 ? "a" : "d")}}) {
+      env.push_back(kv);
+    }
+    Process p({.args = {TD_WORKER_BIN, "--print-registration", "--schema", schema_.string(),
+                        "--peer-id", "w", "--remote-cache-id", "cache-1"},
+               .env = env,
+               .cwd = queue,
+               .output = dir_.path() / ("queue-" + std::to_string(pr) + ".out")});
+    EXPECT_EQ(p.wait(kTimeout), 0) << p.output();
+    return p.output();
+  };
+  const std::string second = print(entry2, 2);
+  EXPECT_NE(second.find("ci: GitHub Actions (merge queue, pull request 2"), std::string::npos)
+      << second;
+  EXPECT_NE(row(second, "base_ref").find("env GITHUB_REF (merge queue branch)"),
+            std::string::npos) << second;
+  EXPECT_NE(row(second, "change_ref").find(entry2), std::string::npos) << second;
+  EXPECT_NE(row(second, "builds_on").find(entry1 + "," + sha_["a"] + " "), std::string::npos)
+      << second;
+  EXPECT_NE(row(second, "builds_on").find("4 commits between refs/remotes/origin/main and the "
+                                          "change, 2 of them its own change (merge queue"),
+            std::string::npos) << second;
+  // The first entry's jobs run on its merge commit even where HEAD is the second's.
+  const std::string first = print(entry1, 1);
+  EXPECT_NE(row(first, "change_ref").find(entry1), std::string::npos) << first;
+  EXPECT_NE(row(first, "builds_on").find("2 commits between refs/remotes/origin/main and the "
+                                         "change, 2 of them its own change"),
+            std::string::npos) << first;
+  EXPECT_EQ(row(first, "builds_on").find(sha_["a"]), std::string::npos) << first;
+}
+
 TEST_F(StackedChanges, AStackFormsOneGroupAndAnUnrelatedChangeItsOwn) {
   Cluster cluster;
   std::filesystem::create_directories(cluster.marks());
