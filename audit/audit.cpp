@@ -114,6 +114,43 @@ PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
   return nullptr;
 }
 
+// A universe_started or universe_finished event (`e`) applied to its session's run.
+void applyUniverse(Timeline& t, const td::v1::Event& e) {
+  const bool finished = e.has_universe_finished();
+  const auto& peer = finished ? e.universe_finished().peer_id() : e.universe_started().peer_id();
+  const auto& session =
+      finished ? e.universe_finished().session_id() : e.universe_started().session_id();
+  auto it = std::find_if(t.universes.begin(), t.universes.end(), [&](const UniverseRun& u) {
+    return u.peer_id == peer && u.session_id == session;
+  });
+  UniverseRun& u = it != t.universes.end()
+                       ? *it
+                       : t.universes.emplace_back(UniverseRun{.peer_id = peer, .session_id = session});
+  const PeerTimeline* member = currentPeer(t, peer);
+  if (member == nullptr || member->gone_ms >= 0 ||
+      (!member->session_id.empty() && !session.empty() && member->session_id != session)) {
+    u.from_non_member = true;
+  }
+  if (t.status != td::v1::GROUP_STATUS_COMPLETED) u.before_completion = true;
+  if (!finished) {
+    ++u.starts;
+    if (u.started_ms < 0) u.started_ms = e.timestamp_ms();
+    if (u.worker_started_ms < 0 && e.universe_started().started_at_ms() > 0) {
+      u.worker_started_ms = e.universe_started().started_at_ms();
+    }
+    return;
+  }
+  const auto& f = e.universe_finished();
+  if (++u.finishes > 1) return;   // the first one counts
+  u.finished_ms = e.timestamp_ms();
+  u.outcome = f.outcome();
+  u.exit_code = f.exit_code();
+  u.signal = f.signal();
+  u.duration_ms = f.duration_ms();
+  u.output_tail = f.output_tail();
+  if (u.worker_started_ms < 0 && f.started_at_ms() > 0) u.worker_started_ms = f.started_at_ms();
+}
+
 }  // namespace
 
 Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events) {
@@ -323,6 +360,10 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
                                      .republished = r.republished()});
         break;
       }
+      case E::kUniverseStarted:
+      case E::kUniverseFinished:
+        applyUniverse(t, e);
+        break;
       case E::KIND_NOT_SET:
         break;
     }
@@ -347,6 +388,9 @@ std::string_view kindName(ViolationKind kind) {
     case ViolationKind::kCompletedWithoutSuccess: return "completed_without_success";
     case ViolationKind::kUnansweredAssignment: return "unanswered_assignment";
     case ViolationKind::kOverlappingAttempts: return "overlapping_attempts";
+    case ViolationKind::kUniverseBeforeCompletion: return "universe_before_completion";
+    case ViolationKind::kUniverseFromNonMember: return "universe_from_non_member";
+    case ViolationKind::kDuplicateUniverse: return "duplicate_universe";
   }
   return "unknown";
 }
@@ -424,6 +468,41 @@ std::size_t unconfirmedEnds(const Timeline& t) {
   return n;
 }
 
+std::size_t unfinishedUniverses(const Timeline& t) {
+  return static_cast<std::size_t>(
+      std::count_if(t.universes.begin(), t.universes.end(),
+                    [](const UniverseRun& u) { return u.starts > 0 && u.finishes == 0; }));
+}
+
+namespace {
+
+// The universe rules of verify().
+void verifyUniverses(const Timeline& t, std::vector<Violation>& out) {
+  for (const auto& u : t.universes) {
+    const std::string who = fmt::format("group {}: the universe run of {} (session {})",
+                                        t.group_id, u.peer_id, u.session_id.substr(0, 8));
+    auto add = [&](ViolationKind kind, const std::string& what) {
+      out.push_back(Violation{kind, t.group_id, "", fmt::format("{} {}", who, what)});
+    };
+    if (u.before_completion) {
+      add(ViolationKind::kUniverseBeforeCompletion,
+          "was recorded before group_completed (a universe runs only after its group completed)");
+    }
+    if (u.from_non_member) {
+      add(ViolationKind::kUniverseFromNonMember,
+          "was recorded while that session was not a present member (never joined, left, lost "
+          "or replaced)");
+    }
+    if (u.starts > 1 || u.finishes > 1) {
+      add(ViolationKind::kDuplicateUniverse,
+          fmt::format("has {} universe_started and {} universe_finished events, at most one each",
+                      u.starts, u.finishes));
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<Violation> verify(const Timeline& t) {
   std::vector<Violation> out;
   auto add = [&](ViolationKind kind, const std::string& step, std::string message) {
@@ -481,6 +560,7 @@ std::vector<Violation> verify(const Timeline& t) {
       }
     }
   }
+  verifyUniverses(t, out);
   return out;
 }
 

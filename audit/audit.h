@@ -79,6 +79,27 @@ struct IgnoredInput {
   std::uint32_t attempt = 0;
 };
 
+// One peer session's universe run (universe_started / universe_finished): once its group
+// completed, every peer builds the schema's universe itself. Times as in Attempt.
+struct UniverseRun {
+  std::string peer_id;
+  std::string session_id;
+  std::int64_t started_ms = -1;         // its universe_started; -1 if none (not reported)
+  std::int64_t finished_ms = -1;        // its universe_finished; -1 while it runs
+  std::int64_t worker_started_ms = -1;  // started_at_ms, by its worker's clock
+  std::optional<td::v1::StepOutcome> outcome;   // set by universe_finished
+  std::int32_t exit_code = 0;
+  std::int32_t signal = 0;
+  std::uint64_t duration_ms = 0;        // as the worker measured it
+  std::string output_tail;
+  // For verify(): how many universe_started / universe_finished events it had, and whether one
+  // came before the group completed or while its session was not a present member.
+  std::uint32_t starts = 0;
+  std::uint32_t finishes = 0;
+  bool before_completion = false;
+  bool from_non_member = false;
+};
+
 // A group_restored event: a coordinator took the group over from its changelog (fail-over,
 // rebalance or restart) and owns it from this sequence on.
 struct Restore {
@@ -106,6 +127,7 @@ struct Timeline {
   std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
   std::vector<IgnoredInput> ignored;
   std::vector<Restore> restores;    // group_restored events, in sequence order
+  std::vector<UniverseRun> universes;  // one per (peer, session), in order of first report
   std::vector<std::uint64_t> epochs;  // distinct coordinator_epochs of its events, ascending
   std::size_t events = 0;           // distinct sequences applied
   // Records repeating an earlier record of the group byte for byte (same sequence, same
@@ -158,6 +180,9 @@ enum class ViolationKind {
   kCompletedWithoutSuccess, // group_completed while a step has no success
   kUnansweredAssignment,    // step_assigned with no step_finished/step_aborted in an ended group
   kOverlappingAttempts,     // a later attempt of a step ran while an earlier one may still have
+  kUniverseBeforeCompletion,  // a universe event while the group had not completed
+  kUniverseFromNonMember,   // a universe event of a session that was not a present member
+  kDuplicateUniverse,       // a session's universe started or finished more than once
 };
 std::string_view kindName(ViolationKind kind);
 
@@ -192,7 +217,11 @@ struct Violation {
 //    lease; not a replaced or leaving session): then it is taken to have ended with its
 //    worker (td-worker's step supervisor kills a step when its worker dies; a worker that was
 //    only frozen reports the attempt's real end when it comes back, and that report is
-//    checked as above) and is counted by unconfirmedEnds(). See docs/audit.md.
+//    checked as above) and is counted by unconfirmedEnds(). See docs/audit.md;
+//  - universe runs: every universe_started / universe_finished comes after group_completed,
+//    from a session that joined the group and is still a member, and each at most once per
+//    session. A finish without a start is fine (the worker does not wait for its start
+//    report); a start never finished is counted by unfinishedUniverses().
 std::vector<Violation> verify(const std::vector<td::v1::Event>& events);
 std::vector<Violation> verify(const Replay& replay);
 std::vector<Violation> verify(const Timeline& timeline);
@@ -201,5 +230,9 @@ std::vector<Violation> verify(const Timeline& timeline);
 // verify()
 // assumes they ended with their worker; nothing in the stream confirms it.
 std::size_t unconfirmedEnds(const Timeline& timeline);
+
+// Universe runs that started and were never reported finished: the worker died or lost the
+// broker while it ran (or it still runs). Not a violation; nothing in the stream says more.
+std::size_t unfinishedUniverses(const Timeline& timeline);
 
 }  // namespace td::audit

@@ -252,20 +252,22 @@ int runVerify(const Common& c, const std::string& group, std::int64_t since, std
   }
   // Byte-identical repeats (redeliveries, e.g. an outbox re-published after a fail-over) are
   // counted, not violations; a repeated sequence with other content is duplicate_sequence.
-  std::size_t redelivered = 0, restores = 0, unconfirmed = 0;
+  std::size_t redelivered = 0, restores = 0, unconfirmed = 0, universes = 0, unfinished = 0;
   for (const auto& t : timelines) {
     redelivered += t.redelivered;
     restores += t.restores.size();
     unconfirmed += td::audit::unconfirmedEnds(t);
+    universes += t.universes.size();
+    unfinished += td::audit::unfinishedUniverses(t);
   }
   if (c.json) {
     std::string groups, vs;
     for (const auto& t : timelines) groups += (groups.empty() ? "" : ",") + td::audit::timelineSummaryJson(t);
     for (const auto& v : violations) vs += (vs.empty() ? "" : ",") + td::audit::violationJson(v);
-    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"redelivered":{},"restores":{},"unconfirmed_ends":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
+    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"redelivered":{},"restores":{},"unconfirmed_ends":{},"universe_runs":{},"universes_unfinished":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
                              loaded->records, loaded->unparsable, loaded->replay.eventCount(),
-                             timelines.size(), redelivered, restores, unconfirmed,
-                             violations.size(), groups, vs)
+                             timelines.size(), redelivered, restores, unconfirmed, universes,
+                             unfinished, violations.size(), groups, vs)
               << "\n";
   } else {
     std::cout << fmt::format("{} group(s), {} event(s), {} redelivered, {} restore(s), {} violation(s)\n",
@@ -275,6 +277,11 @@ int runVerify(const Common& c, const std::string& group, std::int64_t since, std
       std::cout << fmt::format("{} lost attempt(s) never reported ended by their worker: taken "
                                "to have ended with it (docs/audit.md, \"overlapping_attempts\")\n",
                                unconfirmed);
+    }
+    if (universes > 0) {
+      std::cout << fmt::format("{} universe run(s), {} never reported finished (its worker died "
+                               "or lost the broker, or it still runs)\n",
+                               universes, unfinished);
     }
     for (const auto& t : timelines) {
       std::cout << fmt::format("  {}  {}  events={}{}{}\n", t.group_id, td::protocol::statusName(t.status), t.events,

@@ -22,6 +22,29 @@ std::string outcomeOf(const Attempt& a) {
   return "queued";
 }
 
+std::string outcomeOf(const UniverseRun& u) {
+  if (u.outcome) return std::string(protocol::outcomeName(*u.outcome));
+  return "running";
+}
+
+// When a universe run started, by the coordinator's clock where it recorded the start, else
+// its finish less the worker's duration; -1 if neither is known.
+std::int64_t startOf(const UniverseRun& u) {
+  if (u.started_ms >= 0) return u.started_ms;
+  if (u.finished_ms >= 0) return u.finished_ms - static_cast<std::int64_t>(u.duration_ms);
+  return -1;
+}
+
+// One line about a universe run: "succeeded (exit 0) in 1234 ms" and when.
+std::string describeUniverse(const Timeline& t, const UniverseRun& u) {
+  std::string out = u.started_ms >= 0 ? fmt::format("started +{}ms", t.relative(u.started_ms))
+                                      : std::string("start not reported");
+  if (!u.outcome) return out + " -> running (no finish reported)";
+  return out + fmt::format(" finished +{}ms -> {} ({}) took {}ms", t.relative(u.finished_ms),
+                           outcomeOf(u), protocol::describeExit(u.exit_code, u.signal),
+                           u.duration_ms);
+}
+
 std::string htmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -34,6 +57,13 @@ std::string htmlEscape(std::string_view s) {
     }
   }
   return out;
+}
+
+std::size_t universesSucceeded(const Timeline& t) {
+  return static_cast<std::size_t>(
+      std::count_if(t.universes.begin(), t.universes.end(), [](const UniverseRun& u) {
+        return u.outcome == td::v1::STEP_OUTCOME_SUCCEEDED;
+      }));
 }
 
 struct Totals {
@@ -66,12 +96,14 @@ std::string timelineSummaryJson(const Timeline& t) {
   return fmt::format(
       R"({{"group":{},"status":{},"events":{},"steps":{},"attempts":{},"successes":{},)"
       R"("failures":{},"lost":{},"retries":{},"peers":{},"peers_lost":{},"ignored":{},)"
-      R"("wall_ms":{},"redelivered":{},"restores":{},"epochs":[{}]}})",
+      R"("wall_ms":{},"redelivered":{},"restores":{},"epochs":[{}],"universe_runs":{},)"
+      R"("universes_succeeded":{},"universes_unfinished":{}}})",
       jsonString(t.group_id), jsonString(protocol::statusName(t.status)), t.events,
       t.steps.size(), x.attempts, x.successes, x.failures, x.lost, x.retries, t.peers.size(),
       peers_lost, t.ignored.size(),
       t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1, t.redelivered, t.restores.size(),
-      fmt::join(t.epochs, ","));
+      fmt::join(t.epochs, ","), t.universes.size(), universesSucceeded(t),
+      unfinishedUniverses(t));
 }
 
 std::string timelineJson(const Timeline& t) {
@@ -110,6 +142,16 @@ std::string timelineJson(const Timeline& t) {
         r.sequence, t.relative(r.at_ms), r.partition, r.previous_epoch,
         jsonString(r.previous_coordinator), r.epoch, jsonString(r.coordinator), r.republished);
   }
+  std::string universes;
+  for (const auto& u : t.universes) {
+    if (!universes.empty()) universes += ",";
+    universes += fmt::format(
+        R"({{"peer":{},"session":{},"started_ms":{},"finished_ms":{},"outcome":{},)"
+        R"("exit_code":{},"signal":{},"duration_ms":{},"detail":{}}})",
+        jsonString(u.peer_id), jsonString(u.session_id), t.relative(u.started_ms),
+        t.relative(u.finished_ms), jsonString(outcomeOf(u)), u.exit_code, u.signal,
+        u.duration_ms, jsonString(u.output_tail));
+  }
   for (const auto& i : t.ignored) {
     if (!ignored.empty()) ignored += ",";
     ignored += fmt::format(R"({{"at_ms":{},"reason":{},"peer":{},"step":{},"attempt":{},"detail":{}}})",
@@ -118,10 +160,10 @@ std::string timelineJson(const Timeline& t) {
   }
   return fmt::format(
       R"({{"group":{},"schema":{},"status":{},"created_ms":{},"failed_step":{},"failure_reason":{},)"
-      R"("summary":{},"peers":[{}],"steps":[{}],"ignored":[{}],"restores":[{}]}})",
+      R"("summary":{},"peers":[{}],"steps":[{}],"universes":[{}],"ignored":[{}],"restores":[{}]}})",
       jsonString(t.group_id), jsonString(t.schema_name), jsonString(protocol::statusName(t.status)),
       t.created_ms, jsonString(t.failed_step), jsonString(t.failure_reason),
-      timelineSummaryJson(t), peers, steps, ignored, restores);
+      timelineSummaryJson(t), peers, steps, universes, ignored, restores);
 }
 
 std::string eventJson(const td::v1::Event& e) {
@@ -173,6 +215,12 @@ std::string timelineText(const Timeline& t) {
       out += "\n";
     }
   }
+  if (!t.universes.empty()) {
+    out += "universe:\n";
+    for (const auto& u : t.universes) {
+      out += fmt::format("  {:<16} {}\n", u.peer_id, describeUniverse(t, u));
+    }
+  }
   if (!t.restores.empty()) {
     out += "restores:\n";
     for (const auto& r : t.restores) {
@@ -194,9 +242,9 @@ std::string timelineText(const Timeline& t) {
 
 namespace {
 
-std::string colourOf(const Attempt& a) {
-  if (!a.outcome) return a.aborted ? "#9e9e9e" : "#64b5f6";
-  switch (*a.outcome) {
+std::string colourOf(std::optional<td::v1::StepOutcome> outcome) {
+  if (!outcome) return "#64b5f6";
+  switch (*outcome) {
     case td::v1::STEP_OUTCOME_SUCCEEDED: return "#43a047";
     case td::v1::STEP_OUTCOME_FAILED: return "#e53935";
     case td::v1::STEP_OUTCOME_TIMED_OUT: return "#fb8c00";
@@ -207,18 +255,95 @@ std::string colourOf(const Attempt& a) {
   }
 }
 
-std::string gantt(const Timeline& t) {
-  std::vector<std::string> rows;
-  for (const auto& p : t.peers) {
-    if (std::find(rows.begin(), rows.end(), p.peer_id) == rows.end()) rows.push_back(p.peer_id);
+std::string colourOf(const Attempt& a) {
+  if (!a.outcome && a.aborted) return "#9e9e9e";
+  return colourOf(a.outcome);
+}
+
+// Where the Gantt chart puts things: `label` px of peer names, then `scale` px per ms up to
+// `end` ms after the group's start; rows of `row_h` px.
+struct Axis {
+  int label = 140;
+  int width = 900;
+  int row_h = 28;
+  int top = 20;
+  std::int64_t end = 1;
+  double scale = 1.0;
+  double x(const Timeline& t, std::int64_t ms) const {
+    return label + scale * static_cast<double>(t.relative(ms));
   }
+};
+
+// One bar on the row at `y` from `from` to `to` (coordinator ms), with its tooltip `title`,
+// and `text` on it when it is wider than `text_px`.
+std::string bar(const Timeline& t, const Axis& axis, int y, std::int64_t from, std::int64_t to,
+                const std::string& fill, std::string_view css_class, const std::string& title,
+                const std::string& text, double text_px) {
+  const double x = axis.x(t, from);
+  const double w = std::max(2.0, axis.scale * static_cast<double>(to - from));
+  std::string svg = fmt::format(
+      R"(<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" rx="3" fill="{}"{}><title>{} ({} ms)</title></rect>)",
+      x, y + 4, w, axis.row_h - 8, fill,
+      css_class.empty() ? std::string() : fmt::format(R"( class="{}")", css_class), title,
+      to - from);
+  if (w > text_px) {
+    svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="bar">{}</text>)", x + 3, y + 18, text);
+  }
+  return svg;
+}
+
+// The attempts `peer` ran, on its row at `y`.
+std::string attemptBars(const Timeline& t, const std::string& peer, int y, const Axis& axis) {
+  std::string svg;
   for (const auto& s : t.steps) {
     for (const auto& a : s.attempts) {
-      if (!a.peer_id.empty() && std::find(rows.begin(), rows.end(), a.peer_id) == rows.end()) {
-        rows.push_back(a.peer_id);
-      }
+      if (a.peer_id != peer) continue;
+      const std::int64_t from = a.started_ms >= 0 ? a.started_ms : a.assigned_ms;
+      if (from < 0) continue;
+      const std::int64_t to = a.finished_ms >= 0 ? a.finished_ms
+                              : a.aborted_ms >= 0 ? a.aborted_ms
+                              : (t.ended_ms >= 0 ? t.ended_ms : t.first_ms + axis.end);
+      svg += bar(t, axis, y, from, to, colourOf(a), "",
+                 fmt::format("{} #{} on {}: {}", htmlEscape(s.id), a.number, htmlEscape(peer),
+                             outcomeOf(a)),
+                 fmt::format("{}#{}", htmlEscape(s.id), a.number), 30);
     }
   }
+  return svg;
+}
+
+// The universe runs of `peer` on its row at `y`: outlined bars coloured by outcome, up to the
+// chart's end while one still runs.
+std::string universeBars(const Timeline& t, const std::string& peer, int y, const Axis& axis) {
+  std::string svg;
+  for (const auto& u : t.universes) {
+    const std::int64_t from = startOf(u);
+    if (u.peer_id != peer || from < 0) continue;
+    const std::int64_t to = u.finished_ms >= 0 ? u.finished_ms : t.first_ms + axis.end;
+    svg += bar(t, axis, y, from, to, colourOf(u.outcome), "universe",
+               fmt::format("universe on {}: {}", htmlEscape(peer), outcomeOf(u)), "universe", 60);
+  }
+  return svg;
+}
+
+// The chart's rows: every peer that joined, ran an attempt or a universe, in that order.
+std::vector<std::string> ganttRows(const Timeline& t) {
+  std::vector<std::string> rows;
+  auto add = [&](const std::string& peer) {
+    if (!peer.empty() && std::find(rows.begin(), rows.end(), peer) == rows.end()) {
+      rows.push_back(peer);
+    }
+  };
+  for (const auto& p : t.peers) add(p.peer_id);
+  for (const auto& s : t.steps) {
+    for (const auto& a : s.attempts) add(a.peer_id);
+  }
+  for (const auto& u : t.universes) add(u.peer_id);
+  return rows;
+}
+
+// Milliseconds from the group's start to its last recorded moment (at least 1).
+std::int64_t ganttEnd(const Timeline& t) {
   std::int64_t end = 1;
   auto extend = [&](std::int64_t ms) { if (ms >= 0) end = std::max(end, t.relative(ms)); };
   extend(t.ended_ms);
@@ -226,48 +351,55 @@ std::string gantt(const Timeline& t) {
   for (const auto& s : t.steps) {
     for (const auto& a : s.attempts) { extend(a.finished_ms); extend(a.aborted_ms); extend(a.started_ms); }
   }
-  const int label = 140, width = 900, row_h = 28, top = 20;
-  const double scale = static_cast<double>(width) / static_cast<double>(end);
-  const int height = top + row_h * static_cast<int>(rows.size()) + 20;
+  for (const auto& u : t.universes) { extend(startOf(u)); extend(u.finished_ms); }
+  return end;
+}
+
+std::string gantt(const Timeline& t) {
+  const std::vector<std::string> rows = ganttRows(t);
+  Axis axis;
+  axis.end = ganttEnd(t);
+  axis.scale = static_cast<double>(axis.width) / static_cast<double>(axis.end);
+  const int label = axis.label, width = axis.width, row_h = axis.row_h;
+  const int height = axis.top + row_h * static_cast<int>(rows.size()) + 20;
   std::string svg = fmt::format(
       R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" class="gantt">)",
       label + width + 20, height);
   svg += fmt::format(R"(<text x="{}" y="14" class="axis">0 ms</text><text x="{}" y="14" class="axis" text-anchor="end">{} ms</text>)",
-                     label, label + width, end);
+                     label, label + width, axis.end);
   for (std::size_t r = 0; r < rows.size(); ++r) {
-    const int y = top + static_cast<int>(r) * row_h;
+    const int y = axis.top + static_cast<int>(r) * row_h;
     svg += fmt::format(R"(<text x="4" y="{}" class="peer">{}</text><line x1="{}" x2="{}" y1="{}" y2="{}" class="grid"/>)",
                        y + 18, htmlEscape(rows[r]), label, label + width, y + row_h, y + row_h);
     for (const auto& p : t.peers) {
       if (p.peer_id == rows[r] && p.gone_ms >= 0) {
-        const double x = label + scale * static_cast<double>(t.relative(p.gone_ms));
+        const double x = axis.x(t, p.gone_ms);
         svg += fmt::format(R"(<line x1="{:.1f}" x2="{:.1f}" y1="{}" y2="{}" class="{}"><title>{} {}</title></line>)",
                            x, x, y + 2, y + row_h - 2, p.lost ? "lostmark" : "leftmark",
                            p.lost ? "lost" : "left", htmlEscape(p.gone_reason));
       }
     }
-    for (const auto& s : t.steps) {
-      for (const auto& a : s.attempts) {
-        if (a.peer_id != rows[r]) continue;
-        std::int64_t from = a.started_ms >= 0 ? a.started_ms : a.assigned_ms;
-        if (from < 0) continue;
-        std::int64_t to = a.finished_ms >= 0 ? a.finished_ms
-                          : a.aborted_ms >= 0 ? a.aborted_ms
-                          : (t.ended_ms >= 0 ? t.ended_ms : t.first_ms + end);
-        const double x = label + scale * static_cast<double>(t.relative(from));
-        const double w = std::max(2.0, scale * static_cast<double>(to - from));
-        svg += fmt::format(
-            R"(<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" rx="3" fill="{}"><title>{} #{} on {}: {} ({} ms)</title></rect>)",
-            x, y + 4, w, row_h - 8, colourOf(a), htmlEscape(s.id), a.number, htmlEscape(a.peer_id),
-            outcomeOf(a), to - from);
-        if (w > 30) {
-          svg += fmt::format(R"(<text x="{:.1f}" y="{}" class="bar">{}#{}</text>)", x + 3, y + 18,
-                             htmlEscape(s.id), a.number);
-        }
-      }
-    }
+    svg += attemptBars(t, rows[r], y, axis);
+    svg += universeBars(t, rows[r], y, axis);
   }
   return svg + "</svg>";
+}
+
+// Each peer's universe run after the group completed (nothing when there is none).
+std::string universeTable(const Timeline& t) {
+  if (t.universes.empty()) return {};
+  std::string html = "<table><tr><th>universe of</th><th>started</th><th>duration</th>"
+                     "<th>outcome</th><th>exit</th></tr>\n";
+  for (const auto& u : t.universes) {
+    html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                        htmlEscape(u.peer_id),
+                        u.started_ms >= 0 ? fmt::format("+{} ms", t.relative(u.started_ms))
+                                          : std::string("not reported"),
+                        u.outcome ? fmt::format("{} ms", u.duration_ms) : std::string("-"),
+                        outcomeOf(u),
+                        u.outcome ? protocol::describeExit(u.exit_code, u.signal) : "-");
+  }
+  return html + "</table>\n";
 }
 
 }  // namespace
@@ -281,13 +413,13 @@ body{font-family:sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
 .axis{font-size:11px;fill:#666}.peer{font-size:13px}.bar{font-size:11px;fill:#fff}
-.grid{stroke:#e0e0e0}.lostmark{stroke:#8e24aa;stroke-width:3}.leftmark{stroke:#555;stroke-width:2;stroke-dasharray:3 2}
+.grid{stroke:#e0e0e0}.universe{stroke:#1a237e;stroke-width:2;stroke-dasharray:5 2}.lostmark{stroke:#8e24aa;stroke-width:3}.leftmark{stroke:#555;stroke-width:2;stroke-dasharray:3 2}
 .ok{color:#2e7d32}.bad{color:#c62828}.legend span{display:inline-block;padding:2px 8px;margin-right:6px;color:#fff;border-radius:3px}
 </style></head><body>
 <h1>Task Director audit report</h1>
 )";
   html += fmt::format("<p>{} group(s), {} violation(s).</p>\n", timelines.size(), violations.size());
-  html += R"(<p class="legend"><span style="background:#43a047">succeeded</span><span style="background:#e53935">failed</span><span style="background:#fb8c00">timed_out</span><span style="background:#8e24aa">lost</span><span style="background:#757575">aborted</span><span style="background:#6d4c41">rejected</span><span style="background:#64b5f6">running</span></p>)";
+  html += R"(<p class="legend"><span style="background:#43a047">succeeded</span><span style="background:#e53935">failed</span><span style="background:#fb8c00">timed_out</span><span style="background:#8e24aa">lost</span><span style="background:#757575">aborted</span><span style="background:#6d4c41">rejected</span><span style="background:#64b5f6">running</span><span style="background:#43a047;outline:2px dashed #1a237e">universe (outlined)</span></p>)";
   if (!violations.empty()) {
     html += "<h2 class=\"bad\">Violations</h2><table><tr><th>kind</th><th>group</th><th>step</th><th>message</th></tr>\n";
     for (const auto& v : violations) {
@@ -328,6 +460,7 @@ th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
       }
     }
     html += "</table>\n";
+    html += universeTable(t);
   }
   return html + "</body></html>\n";
 }

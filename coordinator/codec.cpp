@@ -77,6 +77,10 @@ td::Result<Input> decodeCompletionRecord(std::string_view bytes) {
       return Input{std::move(*record.mutable_started())};
     case td::v1::CompletionRecord::kFinished:
       return Input{std::move(*record.mutable_finished())};
+    case td::v1::CompletionRecord::kUniverseStarted:
+      return Input{std::move(*record.mutable_universe_started())};
+    case td::v1::CompletionRecord::kUniverseFinished:
+      return Input{std::move(*record.mutable_universe_finished())};
     case td::v1::CompletionRecord::BODY_NOT_SET:
       break;
   }

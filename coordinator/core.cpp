@@ -52,6 +52,10 @@ Effects Core::handle(const Input& input, Instant now) {
         if constexpr (std::is_same_v<T, td::v1::PeerLeft>) onLeft(msg, now, out);
         if constexpr (std::is_same_v<T, td::v1::StepStarted>) onStarted(msg, now, out);
         if constexpr (std::is_same_v<T, td::v1::StepFinished>) onFinished(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::UniverseStarted>) onUniverseStarted(msg, now, out);
+        if constexpr (std::is_same_v<T, td::v1::UniverseFinished>) {
+          onUniverseFinished(msg, now, out);
+        }
         if constexpr (std::is_same_v<T, Tick>) onTick(now, out);
       },
       input);
@@ -412,12 +416,19 @@ Group* Core::groupFor(const std::string& group_id, Effects& out) {
   return it->second.get();
 }
 
-void Core::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
-  if (std::string problem = validateHeartbeat(msg); !problem.empty()) {
-    out.emplace_back(DeadLetter{.reason = "invalid heartbeat: " + problem});
-    return;
+Group* Core::checkedGroup(const std::string& problem, std::string_view what,
+                          const std::string& group_id, Effects& out) {
+  if (!problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = fmt::format("invalid {}: {}", what, problem)});
+    return nullptr;
   }
-  if (Group* group = groupFor(msg.group_id(), out)) group->onHeartbeat(msg, now, out);
+  return groupFor(group_id, out);
+}
+
+void Core::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out) {
+  if (Group* group = checkedGroup(validateHeartbeat(msg), "heartbeat", msg.group_id(), out)) {
+    group->onHeartbeat(msg, now, out);
+  }
 }
 
 void Core::noteInput(Instant now) {
@@ -456,11 +467,7 @@ void Core::runTimers(Instant now, Effects& out) {
 }
 
 void Core::onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out) {
-  if (std::string problem = validateLeft(msg); !problem.empty()) {
-    out.emplace_back(DeadLetter{.reason = "invalid leave: " + problem});
-    return;
-  }
-  Group* group = groupFor(msg.group_id(), out);
+  Group* group = checkedGroup(validateLeft(msg), "leave", msg.group_id(), out);
   if (group == nullptr) return;
   auto it = peers_.find(msg.peer_id());
   if (it == peers_.end() || it->second.session_id != msg.session_id() ||
@@ -475,23 +482,31 @@ void Core::onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out) {
 }
 
 void Core::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {
-  if (std::string problem = validateStarted(msg); !problem.empty()) {
-    out.emplace_back(DeadLetter{.reason = "invalid step started: " + problem});
-    return;
+  if (Group* group = checkedGroup(validateStarted(msg), "step started", msg.group_id(), out)) {
+    group->onStarted(msg, now, out);
   }
-  if (Group* group = groupFor(msg.group_id(), out)) group->onStarted(msg, now, out);
 }
 
 void Core::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out) {
-  if (std::string problem = validateFinished(msg); !problem.empty()) {
-    out.emplace_back(DeadLetter{.reason = "invalid step finished: " + problem});
-    return;
-  }
-  Group* group = groupFor(msg.group_id(), out);
+  Group* group = checkedGroup(validateFinished(msg), "step finished", msg.group_id(), out);
   if (group == nullptr) return;
   const bool was_running = !group->finishedAt().has_value();
   group->onFinished(msg, now, out);
   if (was_running && group->finishedAt()) scheduleExpiry(*group);
+}
+
+void Core::onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out) {
+  if (Group* group = checkedGroup(validateUniverseStarted(msg), "universe started",
+                                  msg.group_id(), out)) {
+    group->onUniverseStarted(msg, now, out);
+  }
+}
+
+void Core::onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out) {
+  if (Group* group = checkedGroup(validateUniverseFinished(msg), "universe finished",
+                                  msg.group_id(), out)) {
+    group->onUniverseFinished(msg, now, out);
+  }
 }
 
 void Core::onTick(Instant now, Effects& out) {

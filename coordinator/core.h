@@ -104,6 +104,8 @@ class Core {
   void onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out);
   void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
   void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
+  void onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out);
+  void onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out);
   void onTick(Instant now, Effects& out);
   void runTimers(Instant now, Effects& out);
 
@@ -122,6 +124,10 @@ class Core {
   // The group a worker message names, if the message's peer belongs to it; otherwise records
   // why it is ignored (on the group's stream, or the DLQ for an unknown group) and returns null.
   Group* groupFor(const std::string& group_id, Effects& out);
+  // The same for a worker message after its validation: `problem` non-empty dead-letters it
+  // as "invalid <what>: <problem>".
+  Group* checkedGroup(const std::string& problem, std::string_view what,
+                      const std::string& group_id, Effects& out);
   void reply(const td::v1::PeerRegistered& peer, std::int32_t partition, const Group& group,
              Effects& out) const;
   void reject(const td::v1::PeerRegistered& peer, std::int32_t partition,

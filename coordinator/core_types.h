@@ -64,6 +64,14 @@ inline constexpr std::size_t kRetryReasonCount = 4;
 // "failed", "timed_out", "rejected", "lost" (the metric label).
 std::string_view retryReasonName(RetryReason reason);
 
+// Outcomes a worker reports for a universe run (UniverseFinished), in Census order.
+inline constexpr std::size_t kUniverseOutcomeCount = 4;
+inline constexpr std::array<td::v1::StepOutcome, kUniverseOutcomeCount> kUniverseOutcomes = {
+    td::v1::STEP_OUTCOME_SUCCEEDED, td::v1::STEP_OUTCOME_FAILED, td::v1::STEP_OUTCOME_TIMED_OUT,
+    td::v1::STEP_OUTCOME_ABORTED};
+// The index of `outcome` in kUniverseOutcomes, or kUniverseOutcomeCount if it is not one.
+std::size_t universeOutcomeIndex(td::v1::StepOutcome outcome);
+
 // What the core holds and has done, for the shell's metrics. Kept up to date as states change
 // (O(1) per transition, no scan), so reading it costs nothing. Gauges count what the core holds
 // now; totals count since the Core was created and never decrease.
@@ -87,6 +95,9 @@ struct Census {
   std::uint64_t steps_assigned_total = 0;
   std::uint64_t peers_lost_total = 0;       // declared lost: missed their lease
   std::array<std::uint64_t, kRetryReasonCount> retries_total{};   // by RetryReason
+  // Universe runs reported finished (universe_finished events), by outcome: index
+  // universeOutcomeIndex() of "succeeded", "failed", "timed_out", "aborted".
+  std::array<std::uint64_t, kUniverseOutcomeCount> universe_runs_total{};
 };
 
 // ---- Inputs -------------------------------------------------------------------------------
@@ -100,7 +111,8 @@ struct Registration {
 struct Tick {};
 
 using Input = std::variant<Registration, td::v1::PeerHeartbeat, td::v1::PeerLeft,
-                           td::v1::StepStarted, td::v1::StepFinished, Tick>;
+                           td::v1::StepStarted, td::v1::StepFinished, td::v1::UniverseStarted,
+                           td::v1::UniverseFinished, Tick>;
 
 // ---- Effects ------------------------------------------------------------------------------
 

@@ -100,6 +100,11 @@ std::string_view retryReasonName(RetryReason reason) {
   return "unknown";
 }
 
+std::size_t universeOutcomeIndex(td::v1::StepOutcome outcome) {
+  const auto* it = std::find(kUniverseOutcomes.begin(), kUniverseOutcomes.end(), outcome);
+  return static_cast<std::size_t>(it - kUniverseOutcomes.begin());
+}
+
 Group::Group(std::string id, std::string compatibility_key, std::uint64_t ordinal,
              std::int32_t partition, std::uint64_t epoch, const td::v1::PeerRegistered& founder,
              std::shared_ptr<const StepTable> steps, const CoreConfig& config, TimerQueue& timers,
@@ -654,6 +659,47 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
       break;
   }
   schedule(now, out);
+}
+
+Group::Member* Group::universeReporter(const std::string& peer_id, const std::string& session_id,
+                                       td::v1::UniverseProgress to, std::string_view what,
+                                       Instant now, Effects& out) {
+  Member* member = findMember(peer_id);
+  std::string reason, detail;
+  if (member == nullptr || member->session_id != session_id) {
+    reason = member == nullptr ? "not_a_member" : "stale_session";
+    detail = fmt::format("{} from a session that is not a present member", what);
+  } else if (status_ != td::v1::GROUP_STATUS_COMPLETED) {
+    reason = "group_not_completed";
+    detail = fmt::format("{} while the group is {}", what, protocol::statusName(status_));
+  } else if (member->universe >= to) {
+    reason = "duplicate";
+    detail = fmt::format("{} after this session's universe run was already {}", what,
+                         member->universe == td::v1::UNIVERSE_PROGRESS_FINISHED ? "finished"
+                                                                                : "started");
+  } else {
+    return member;
+  }
+  ignore(std::move(reason), std::move(detail), peer_id, "", 0, now, out);
+  return nullptr;
+}
+
+void Group::onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out) {
+  Member* member = universeReporter(msg.peer_id(), msg.session_id(),
+                                    td::v1::UNIVERSE_PROGRESS_STARTED, "universe_started", now, out);
+  if (member == nullptr) return;
+  member->universe = td::v1::UNIVERSE_PROGRESS_STARTED;
+  *emit(now, out).mutable_universe_started() = msg;
+}
+
+void Group::onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out) {
+  Member* member = universeReporter(msg.peer_id(), msg.session_id(),
+                                    td::v1::UNIVERSE_PROGRESS_FINISHED, "universe_finished", now,
+                                    out);
+  if (member == nullptr) return;
+  member->universe = td::v1::UNIVERSE_PROGRESS_FINISHED;
+  if (census_ != nullptr) ++census_->universe_runs_total[universeOutcomeIndex(msg.outcome())];
+  *emit(now, out).mutable_universe_finished() = msg;
 }
 
 Millis Group::backoffFor(const StepRun& step) const {

@@ -137,6 +137,13 @@ class Group {
   void onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& out);
   void onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out);
   void onFinished(const td::v1::StepFinished& msg, Instant now, Effects& out);
+  // A member's report of its universe run (docs/configuration.md, "The universe"): recorded as
+  // universe_started / universe_finished when the group has completed and the report comes
+  // from a present member's session; each once per session (a finish without a start is
+  // recorded too: the worker does not wait for its start report's acknowledgement). Anything
+  // else is input_ignored: not_a_member, stale_session, group_not_completed, duplicate.
+  void onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out);
+  void onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out);
   // Records an input that was valid but changed nothing (duplicate, stale, ...).
   void ignore(std::string reason, std::string detail, const std::string& peer_id,
               const std::string& step_id, std::uint32_t attempt, Instant now, Effects& out);
@@ -192,6 +199,7 @@ class Group {
     bool silent_noticed = false;      // PeerSilent published for this silent spell
     std::string heartbeat_step;       // the step its last heartbeat said it runs (PeerSilent)
     std::int64_t sent_at_ms = 0;      // of its registration
+    td::v1::UniverseProgress universe = td::v1::UNIVERSE_PROGRESS_NONE;   // of this session
   };
   Group(const CoreConfig& config, TimerQueue& timers, DurationTable* durations);  // restore()
   // Every step state change goes through here, so the counts stay right.
@@ -261,6 +269,11 @@ class Group {
   void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;
   Member* findMember(const std::string& peer_id);
   const Member* findMember(const std::string& peer_id) const;
+  // The member whose universe report (`what`: "universe_started", ...) may move its universe
+  // run to `to`, or null after recording why the report is ignored.
+  Member* universeReporter(const std::string& peer_id, const std::string& session_id,
+                           td::v1::UniverseProgress to, std::string_view what, Instant now,
+                           Effects& out);
   // Finds the step a worker message refers to, or records why it is ignored and returns null.
   StepRun* matchRunning(const std::string& peer_id, const std::string& session_id,
                         const std::string& step_id, std::uint32_t attempt, std::size_t* index,

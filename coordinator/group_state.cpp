@@ -52,6 +52,10 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
     if (m.peer_id().empty() || !peers.insert(m.peer_id()).second) {
       return invalid(s, fmt::format("member '{}' is empty or repeated", m.peer_id()));
     }
+    if (!td::v1::UniverseProgress_IsValid(m.universe())) {
+      return invalid(s, fmt::format("member '{}' has universe progress {}", m.peer_id(),
+                                    +m.universe()));
+    }
     for (std::uint32_t index : m.running()) {
       if (index >= static_cast<std::uint32_t>(s.steps_size())) {
         return invalid(s, fmt::format("member '{}' runs step #{} of {}", m.peer_id(), index,
@@ -98,6 +102,7 @@ td::v1::GroupSnapshot Group::snapshotHead(Instant now) const {
     out.set_leaving(m.leaving);
     out.set_sent_at_ms(m.sent_at_ms);
     for (std::size_t index : m.running) out.add_running(static_cast<std::uint32_t>(index));
+    out.set_universe(m.universe);
   }
   std::vector<std::string> refs(refs_.begin(), refs_.end());
   std::sort(refs.begin(), refs.end());
@@ -236,7 +241,8 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                                  .present = m.present(),
                                  .leaving = m.leaving(),
                                  .last_seen = now.mono,   // grace: a full lease to be heard
-                                 .sent_at_ms = m.sent_at_ms()});
+                                 .sent_at_ms = m.sent_at_ms(),
+                                 .universe = m.universe()});
   }
   g->refs_.insert(s.refs().begin(), s.refs().end());
 

@@ -6,6 +6,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "coordinator/core_types.h"
 #include "protocol/protocol.h"
 
 namespace td::coordinator {
@@ -173,6 +174,14 @@ std::string validateLeft(const td::v1::PeerLeft& msg) {
 }
 
 namespace {
+std::string checkOutputTail(const std::string& tail) {
+  if (tail.size() > protocol::kMaxOutputTailBytes) {
+    return fmt::format("output_tail: {} bytes, at most {}", tail.size(),
+                       protocol::kMaxOutputTailBytes);
+  }
+  return {};
+}
+
 std::string checkStepRef(const std::string& peer_id, const std::string& session_id,
                          const std::string& group_id, const std::string& step_id,
                          std::uint32_t attempt) {
@@ -203,11 +212,37 @@ std::string validateFinished(const td::v1::StepFinished& msg) {
     default:
       return fmt::format("outcome: {} is not a worker outcome", static_cast<int>(msg.outcome()));
   }
-  if (msg.output_tail().size() > protocol::kMaxOutputTailBytes) {
-    return fmt::format("output_tail: {} bytes, at most {}", msg.output_tail().size(),
-                       protocol::kMaxOutputTailBytes);
-  }
+  return checkOutputTail(msg.output_tail());
+}
+
+namespace {
+std::string checkUniverseRef(const std::string& peer_id, const std::string& session_id,
+                             const std::string& group_id, std::int64_t started_at_ms) {
+  TD_TRY_CHECK(checkId("peer_id", peer_id));
+  TD_TRY_CHECK(checkId("session_id", session_id));
+  TD_TRY_CHECK(checkId("group_id", group_id));
+  if (started_at_ms < 0) return fmt::format("started_at_ms: {} is negative", started_at_ms);
   return {};
+}
+}  // namespace
+
+std::string validateUniverseStarted(const td::v1::UniverseStarted& msg) {
+  return checkUniverseRef(msg.peer_id(), msg.session_id(), msg.group_id(), msg.started_at_ms());
+}
+
+std::string validateUniverseFinished(const td::v1::UniverseFinished& msg) {
+  TD_TRY_CHECK(
+      checkUniverseRef(msg.peer_id(), msg.session_id(), msg.group_id(), msg.started_at_ms()));
+  if (universeOutcomeIndex(msg.outcome()) == kUniverseOutcomeCount) {
+    return fmt::format("outcome: {} is not a universe outcome", static_cast<int>(msg.outcome()));
+  }
+  if (msg.exit_code() < -1 || msg.exit_code() > 255) {
+    return fmt::format("exit_code: {} not in -1..255", msg.exit_code());
+  }
+  if (msg.signal() < 0 || msg.signal() > 64) {
+    return fmt::format("signal: {} not in 0..64", msg.signal());
+  }
+  return checkOutputTail(msg.output_tail());
 }
 
 }  // namespace td::coordinator

@@ -20,5 +20,7 @@ std::string validateHeartbeat(const td::v1::PeerHeartbeat& msg);
 std::string validateLeft(const td::v1::PeerLeft& msg);
 std::string validateStarted(const td::v1::StepStarted& msg);
 std::string validateFinished(const td::v1::StepFinished& msg);
+std::string validateUniverseStarted(const td::v1::UniverseStarted& msg);
+std::string validateUniverseFinished(const td::v1::UniverseFinished& msg);
 
 }  // namespace td::coordinator

@@ -285,6 +285,21 @@ void aimCompletion(const World& world, Msg& msg, const Header& h) {
   }
 }
 
+// Points a universe report (UniverseStarted or UniverseFinished) at a known group and member,
+// as the flags say.
+template <typename Msg>
+void aimUniverse(const World& world, Msg& msg, const Header& h) {
+  const World::KnownGroup* g =
+      (h.flags & kDoneKnownGroup) ? world.pickGroup(h.b1) : world.findGroup(msg.group_id());
+  if (g == nullptr) return;
+  msg.set_group_id(g->id);
+  if ((h.flags & kDoneKnownPeer) && !g->members.empty()) {
+    const auto& m = g->members[(h.b1 >> 4) % g->members.size()];
+    msg.set_peer_id(m.first);
+    msg.set_session_id(m.second);
+  }
+}
+
 }  // namespace
 
 void quietLogs() {
@@ -349,6 +364,10 @@ int fuzzCompletionRecord(const std::uint8_t* data, std::size_t size) {
           if constexpr (std::is_same_v<T, td::v1::StepStarted> ||
                         std::is_same_v<T, td::v1::StepFinished>) {
             aimCompletion(world, msg, h);
+          }
+          if constexpr (std::is_same_v<T, td::v1::UniverseStarted> ||
+                        std::is_same_v<T, td::v1::UniverseFinished>) {
+            aimUniverse(world, msg, h);
           }
         },
         input);

@@ -163,6 +163,13 @@ std::string describe(const td::v1::Event& e) {
                          r.partition(), r.previous_epoch(), r.previous_coordinator_id(),
                          r.republished());
     }
+    case E::kUniverseStarted:
+      return fmt::format("universe_started peer={}", e.universe_started().peer_id());
+    case E::kUniverseFinished: {
+      const auto& f = e.universe_finished();
+      return fmt::format("universe_finished peer={} outcome={} exit={} ms={}", f.peer_id(),
+                         outcomeName(f.outcome()), f.exit_code(), f.duration_ms());
+    }
     case E::KIND_NOT_SET:
       break;
   }

@@ -73,6 +73,13 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   }
   counter(out, "td_coordinator_peers_lost_total", "Peers declared lost (missed their lease)",
           static_cast<double>(c.peers_lost_total));
+  auto& universes = family(out, "td_coordinator_universe_runs_total",
+                           "Universe runs of completed groups' peers recorded finished, by outcome",
+                           MetricType::Counter);
+  for (std::size_t i = 0; i < kUniverseOutcomeCount; ++i) {
+    sample(universes, static_cast<double>(c.universe_runs_total[i]),
+           {{"outcome", std::string(protocol::outcomeName(kUniverseOutcomes[i]))}});
+  }
 
   counter(out, "td_coordinator_dead_letters_total", "Records written to td.dlq",
           static_cast<double>(probe.dead_letters.load()));

@@ -35,6 +35,8 @@ spdlog::level::level_enum eventLogLevel(const td::v1::Event& event) {
     case E::kPeerLeft:
     case E::kPeerLost:
     case E::kGroupRestored:
+    case E::kUniverseStarted:
+    case E::kUniverseFinished:
     case E::KIND_NOT_SET:
       return spdlog::level::info;
     case E::kStepQueued:

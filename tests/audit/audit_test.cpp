@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <random>
 
 #include "audit/audit.h"
@@ -161,6 +162,23 @@ class Stream {
     auto& f = *next().mutable_group_failed();
     f.set_failed_step_id(step);
     f.set_reason("step failed");
+    return *this;
+  }
+  Stream& universeStarted(const std::string& peer, const std::string& session = "") {
+    auto& u = *next().mutable_universe_started();
+    u.set_peer_id(peer);
+    u.set_session_id(session);
+    u.set_started_at_ms(1000 + 10 * static_cast<std::int64_t>(seq_));
+    return *this;
+  }
+  Stream& universeFinished(const std::string& peer, td::v1::StepOutcome outcome,
+                           int exit_code = 0, const std::string& session = "") {
+    auto& u = *next().mutable_universe_finished();
+    u.set_peer_id(peer);
+    u.set_session_id(session);
+    u.set_outcome(outcome);
+    u.set_exit_code(exit_code);
+    u.set_duration_ms(7);
     return *this;
   }
   std::vector<Event>& events() { return events_; }
@@ -625,6 +643,114 @@ TEST(AuditOverlap, AttemptsOfOtherStepsNeverOverlapEachOther) {
       .assigned("y", 1, "w2").started("y", 1, "w2", 1001)
       .finished("x", 1, "w1", kOk).finished("y", 1, "w2", kOk).completed();
   EXPECT_TRUE(verify(s.events()).empty());
+}
+
+// ---- Universe runs (docs/audit.md, "Universe runs") ------------------------------------------
+
+// One step run by w1; then both peers run the universe, w2's fails with exit 2.
+Stream universeStream() {
+  Stream s("g1");
+  s.created({{"build", 1}})
+      .joined("w1")
+      .joined("w2")
+      .ran("build", 1, "w1", kOk)
+      .completed()
+      .universeStarted("w1")
+      .universeStarted("w2")
+      .universeFinished("w1", kOk)
+      .universeFinished("w2", kFailed, 2);
+  return s;
+}
+
+TEST(AuditUniverse, EachPeersRunAfterCompletionIsCleanAndShown) {
+  auto s = universeStream();
+  EXPECT_TRUE(verify(s.events()).empty());
+  auto t = buildTimeline("g1", s.events());
+  ASSERT_EQ(t.universes.size(), 2u);
+  EXPECT_EQ(t.universes[1].peer_id, "w2");
+  EXPECT_EQ(t.universes[1].outcome, kFailed);
+  EXPECT_EQ(t.universes[1].exit_code, 2);
+  EXPECT_EQ(t.universes[1].started_ms, 1090);
+  EXPECT_EQ(t.universes[1].finished_ms, 1110);
+  EXPECT_EQ(unfinishedUniverses(t), 0u);
+
+  const std::string text = timelineText(t);
+  EXPECT_THAT(text, HasSubstr("universe:\n"
+                              "  w1               started +70ms finished +90ms -> succeeded "
+                              "(exit 0) took 7ms\n"
+                              "  w2               started +80ms finished +100ms -> failed (exit 2) "
+                              "took 7ms\n"));
+  EXPECT_THAT(timelineSummaryJson(t),
+              HasSubstr(R"("universe_runs":2,"universes_succeeded":1,"universes_unfinished":0)"));
+  EXPECT_THAT(timelineJson(t), HasSubstr(R"("universes":[{"peer":"w1","session":"",)"
+                                         R"("started_ms":70,"finished_ms":90,"outcome":"succeeded")"));
+  const std::string html = htmlReport({t}, {});
+  EXPECT_THAT(html, HasSubstr(R"(class="universe"><title>universe on w2: failed (20 ms)</title>)"));
+  EXPECT_THAT(html, HasSubstr("<tr><td>w2</td><td>+80 ms</td><td>7 ms</td><td>failed</td>"
+                              "<td>exit 2</td></tr>"));
+}
+
+TEST(AuditUniverse, AStartNeverFinishedIsCountedAndAFinishWithoutAStartIsFine) {
+  Stream s("g1");
+  s.created({{"build", 1}}).joined("w1").joined("w2").ran("build", 1, "w1", kOk).completed()
+      .universeStarted("w1")                // its worker died while it ran
+      .universeFinished("w2", kOk);         // its start report was lost
+  EXPECT_TRUE(verify(s.events()).empty());
+  auto t = buildTimeline("g1", s.events());
+  EXPECT_EQ(unfinishedUniverses(t), 1u);
+  EXPECT_THAT(timelineText(t), HasSubstr("w1               started +70ms -> running (no finish reported)"));
+  EXPECT_THAT(timelineText(t), HasSubstr("w2               start not reported finished +80ms -> succeeded"));
+  EXPECT_THAT(htmlReport({t}, {}), HasSubstr("<td>not reported</td>"));
+}
+
+TEST(AuditUniverse, RunsTheCoordinatorShouldHaveRefusedAreViolations) {
+  struct Case {
+    const char* name;
+    std::function<void(Stream&)> events;   // after group_created and w1, w2 joining
+    ViolationKind kind;
+  };
+  const std::vector<Case> cases = {
+      {"before the group completed",
+       [](Stream& s) { s.universeStarted("w1").ran("build", 1, "w1", kOk).completed(); },
+       ViolationKind::kUniverseBeforeCompletion},
+      {"in a failed group",
+       [](Stream& s) { s.ran("build", 1, "w1", kFailed).failed("build").universeFinished("w1", kOk); },
+       ViolationKind::kUniverseBeforeCompletion},
+      {"from a peer that never joined",
+       [](Stream& s) { s.ran("build", 1, "w1", kOk).completed().universeFinished("w9", kOk); },
+       ViolationKind::kUniverseFromNonMember},
+      {"from a peer that left",
+       [](Stream& s) {
+         s.ran("build", 1, "w1", kOk).completed().leftPeer("w2", "left").universeStarted("w2");
+       },
+       ViolationKind::kUniverseFromNonMember},
+      {"finished twice",
+       [](Stream& s) {
+         s.ran("build", 1, "w1", kOk).completed().universeFinished("w1", kOk).universeFinished("w1", kOk);
+       },
+       ViolationKind::kDuplicateUniverse},
+      {"started twice",
+       [](Stream& s) {
+         s.ran("build", 1, "w1", kOk).completed().universeStarted("w2").universeStarted("w2");
+       },
+       ViolationKind::kDuplicateUniverse},
+  };
+  for (const auto& c : cases) {
+    Stream s("g1");
+    s.created({{"build", 1}}).joined("w1").joined("w2");
+    c.events(s);
+    const auto vs = verify(s.events());
+    ASSERT_EQ(vs.size(), 1u) << c.name;
+    EXPECT_EQ(vs[0].kind, c.kind) << c.name << ": " << vs[0].message;
+    EXPECT_THAT(vs[0].message, HasSubstr("group g1: the universe run of w")) << c.name;
+  }
+}
+
+TEST(AuditUniverse, UniverseEventsHaveDescriptions) {
+  auto s = universeStream();
+  EXPECT_EQ(protocol::describe(s.events()[7]), "universe_started peer=w1");
+  EXPECT_EQ(protocol::describe(s.events()[10]),
+            "universe_finished peer=w2 outcome=failed exit=2 ms=7");
 }
 
 TEST(Audit, JsonEscapes) {

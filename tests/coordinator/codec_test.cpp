@@ -23,6 +23,19 @@ TEST(Codec, DecodesARegistration) {
   EXPECT_EQ(reg.peer.peer_id(), "p1");
 }
 
+TEST(Codec, DecodesUniverseReports) {
+  td::v1::CompletionRecord record;
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  record.mutable_universe_started()->set_peer_id("p1");
+  auto started = decodeCompletionRecord(record.SerializeAsString());
+  ASSERT_TRUE(started.has_value()) << started.error().message();
+  EXPECT_EQ(std::get<td::v1::UniverseStarted>(*started).peer_id(), "p1");
+  record.mutable_universe_finished()->set_exit_code(3);
+  auto finished = decodeCompletionRecord(record.SerializeAsString());
+  ASSERT_TRUE(finished.has_value()) << finished.error().message();
+  EXPECT_EQ(std::get<td::v1::UniverseFinished>(*finished).exit_code(), 3);
+}
+
 TEST(Codec, RejectsGarbage) {
   auto input = decodeRegistrationRecord("\xff\xff\xff garbage", 0);
   ASSERT_FALSE(input.has_value());

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <regex>
@@ -119,6 +120,39 @@ TEST(BrokerLoss, SigtermWhileTheBrokerIsGoneExits130WithinSeconds) {
   ASSERT_TRUE(code.has_value()) << "no exit within 5 s of SIGTERM\n" << worker.output();
   EXPECT_EQ(*code, 130) << worker.output();
   std::cout << "[ measured ] SIGTERM with the broker gone -> exit 130: " << msSince(term_at)
+            << " ms\n";
+}
+
+// The broker goes while a peer runs its universe (its group completed): the universe's report
+// cannot reach td.events, yet the worker exits with the universe's result (1: it exits 3)
+// within seconds of its end, warning that the report did not get through.
+TEST(BrokerLoss, AUniverseEndingWhileTheBrokerIsGoneStillGivesItsResult) {
+  Cluster cluster(Cluster::Options{.broker_control = true});
+  if (cluster.broker() == Cluster::Broker::kEmbedded && !cluster.hasControl()) {
+    GTEST_SKIP() << "needs td-broker's control socket";
+  }
+  // The universe says it runs, then waits for the test's go and fails.
+  const std::string universe =
+      "touch \"$TD_TEST_MARKS/../universe-runs\"; "
+      "while [ ! -e \"$TD_TEST_MARKS/../go\" ]; do sleep 0.05; done; exit 3";
+  auto schema = cluster.writeSchema(
+      "cut_off", "name: cut_off\nuniverse: '" + universe + "'\nsteps:\n  - id: only\n    run: true\n");
+  Process& worker = cluster.startWorker(schema, {"w1", "c1", {}, {"--broker-timeout", "300"}});
+  ASSERT_TRUE(waitUntil([&] { return std::filesystem::exists(cluster.dir() / "universe-runs"); },
+                        seconds(60)))
+      << cluster.logs();
+  cluster.takeBrokerDown();
+  std::ofstream(cluster.dir() / "go").close();
+  const auto go_at = Clock::now();
+  const auto code = worker.wait(seconds(15));
+  ASSERT_TRUE(code.has_value()) << "still running 15 s after its universe ended\n"
+                                << worker.output();
+  EXPECT_EQ(*code, 1) << worker.output();
+  EXPECT_TRUE(contains(worker.output(), "  universe: failed (exit 3) in ")) << worker.output();
+  EXPECT_TRUE(contains(worker.output(), "the universe's reports did not reach the broker at " +
+                                            cluster.bootstrap()))
+      << worker.output();
+  std::cout << "[ measured ] universe ended with the broker gone -> exit 1: " << msSince(go_at)
             << " ms\n";
 }
 

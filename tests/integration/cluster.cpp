@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -493,6 +494,30 @@ std::string Cluster::logs(std::string_view prefix) const {
     out += "---- " + name + "\n" + p->output();
   }
   return out;
+}
+
+std::pair<std::optional<int>, std::string> Cluster::audit(const std::vector<std::string>& args,
+                                                          const std::string& name) const {
+  std::vector<std::string> command = {TD_AUDIT_BIN};
+  command.insert(command.end(), args.begin(), args.end());
+  command.insert(command.end(), {"--bootstrap-server", bootstrap_});
+  for (auto& arg : clientArgs()) command.push_back(std::move(arg));
+  Process audit({.args = command, .output = dir() / (name + ".out")});
+  const auto rc = audit.wait(std::chrono::seconds(60));
+  return {rc, audit.output()};
+}
+
+void expectAuditClean(const Cluster& cluster, const std::string& name) {
+  const auto [rc, out] = cluster.audit({"verify", "--json"}, name);
+  std::smatch m;
+  const std::string summary =
+      std::regex_search(out, m,
+                        std::regex(R"("redelivered":[0-9]+,"restores":[0-9]+,.*"violation_count":[0-9]+)"))
+          ? m.str()
+          : out.substr(0, 300);
+  std::printf("[ audit    ] %s: %s\n", name.c_str(), summary.c_str());
+  EXPECT_EQ(rc, std::optional<int>(0)) << out;
+  EXPECT_NE(out.find("\"violation_count\":0"), std::string::npos) << out;
 }
 
 }  // namespace td::testing

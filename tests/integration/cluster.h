@@ -156,6 +156,12 @@ class Cluster {
   // per group in sequence order, since a group's events share one partition.
   std::vector<td::v1::Event> events() const;
 
+  // Runs td-audit SUBCOMMAND ARGS... --bootstrap-server <this cluster> (with clientArgs()),
+  // its output in dir()/<name>.out; returns its exit code (nullopt: it did not end within
+  // 60 s) and output.
+  std::pair<std::optional<int>, std::string> audit(const std::vector<std::string>& args,
+                                                   const std::string& name) const;
+
   // SIGKILLs every process group of a step started by this cluster's workers that is still
   // alive (found by $TD_TEST_MARKS and $TD_STEP_ID in /proc/*/environ); returns how many
   // process groups it signalled. Called by the destructor.
@@ -182,5 +188,9 @@ class Cluster {
   std::unique_ptr<Process> broker_;
   std::vector<std::unique_ptr<Process>> processes_;
 };
+
+// `td-audit verify --json` over the whole of td.events: exit 0, no violation. Prints its
+// summary.
+void expectAuditClean(const Cluster& cluster, const std::string& name);
 
 }  // namespace td::testing

@@ -169,6 +169,35 @@ TEST(EndToEnd, TheSeedsJsonTargetsSchemaBuildsEveryTargetOnce) {
   EXPECT_THAT(w1.output(), HasSubstr("schema adp_fastbuild"));
 }
 
+// Each peer's universe run as td.events records it.
+struct UniverseRun {
+  int started = 0;                                // universe_started events
+  std::vector<td::v1::UniverseFinished> finished; // universe_finished events
+  std::string group;
+};
+
+// The universe runs on td.events, by peer, once `peers` peers have a universe_finished there
+// (60 s at most): the coordinator records a report a moment after the worker exits.
+std::map<std::string, UniverseRun> universeRuns(const Cluster& cluster, std::size_t peers) {
+  std::map<std::string, UniverseRun> runs;
+  waitUntil(
+      [&] {
+        runs.clear();
+        std::size_t finished = 0;
+        for (const auto& e : cluster.events()) {
+          if (e.has_universe_started()) ++runs[e.universe_started().peer_id()].started;
+          if (!e.has_universe_finished()) continue;
+          auto& run = runs[e.universe_finished().peer_id()];
+          run.finished.push_back(e.universe_finished());
+          run.group = e.group_id();
+          ++finished;
+        }
+        return finished >= peers;
+      },
+      std::chrono::seconds(60));
+  return runs;
+}
+
 // The task-director listing's schema: the steps are the slow targets, built once by the
 // group; then every peer builds the universe itself (mostly cache hits). A peer that joins
 // after the group completed runs only the universe. A failing universe makes its peer exit 1.
@@ -200,15 +229,42 @@ TEST(EndToEnd, EveryPeerRunsTheUniverseOnceAfterItsGroupCompleted) {
   }
   EXPECT_THAT(late.output(), Not(HasSubstr("attempt=1 started"))) << "the late joiner ran a step";
 
-  // A universe that fails: the group completed, this peer's build did not.
+  // A universe that fails on one peer: the group completed, w5's build did not, w6's did.
   auto failing = cluster.writeSchema(
-      "broken_universe", "name: broken_universe\nuniverse: echo nope; exit 3\nsteps:\n"
-                         "  - id: only\n    run: true\n");
+      "broken_universe", "name: broken_universe\n"
+                         "universe: if [ \"$TD_PEER_ID\" = w5 ]; then echo nope; exit 3; fi\n"
+                         "steps:\n  - id: only\n    run: true\n");
   auto& w5 = cluster.startWorker(failing, {"w5", "c2"});
+  auto& w6 = cluster.startWorker(failing, {"w6", "c2"});
   ASSERT_EQ(w5.wait(kRunTimeout), 1) << cluster.logs();
+  ASSERT_EQ(w6.wait(kRunTimeout), 0) << cluster.logs();
   EXPECT_THAT(w5.output(), HasSubstr("COMPLETED"));
   EXPECT_THAT(w5.output(), HasSubstr("  universe: failed (exit 3) in "));
   EXPECT_THAT(w5.output(), HasSubstr("[universe] nope"));
+  EXPECT_THAT(w6.output(), HasSubstr("  universe: succeeded (exit 0) in ")) << w6.output();
+
+  // td.events has each peer's run once, the late joiner's too, with its outcome.
+  const auto runs = universeRuns(cluster, 6);
+  ASSERT_EQ(runs.size(), 6u) << cluster.logs("coordinator");
+  std::set<std::string> groups;
+  for (const auto& [peer, run] : runs) {
+    EXPECT_EQ(run.started, 1) << peer;
+    ASSERT_EQ(run.finished.size(), 1u) << peer;
+    const bool fails = peer == "w5";
+    EXPECT_EQ(run.finished[0].outcome(),
+              fails ? td::v1::STEP_OUTCOME_FAILED : td::v1::STEP_OUTCOME_SUCCEEDED) << peer;
+    EXPECT_EQ(run.finished[0].exit_code(), fails ? 3 : 0) << peer;
+    EXPECT_GT(run.finished[0].started_at_ms(), 0) << peer;
+    if (peer != "w5" && peer != "w6") groups.insert(run.group);
+  }
+  EXPECT_EQ(groups.size(), 1u) << "w1..w4 ran the universe of one group";
+  expectAuditClean(cluster, "audit-universe");
+  const auto [rc, show] = cluster.audit({"show", runs.at("w5").group}, "show-universe");
+  EXPECT_EQ(rc, std::optional<int>(0)) << show;
+  EXPECT_THAT(show, HasSubstr("\nuniverse:\n")) << show;
+  EXPECT_THAT(show, ContainsRegex("  w5 +started \\+[0-9]+ms finished \\+[0-9]+ms -> failed "
+                                  "\\(exit 3\\) took [0-9]+ms"))
+      << show;
 }
 
 TEST(EndToEnd, TwoGroupsWithDifferentChangesRunInParallelWithoutMixing) {

@@ -267,24 +267,6 @@ void expectEveryStepRanOnce(const Cluster& cluster, const Fleet& fleet,
   }
 }
 
-// `td-audit verify --json` over the whole of td.events: exit 0, no violation.
-void expectAuditClean(const Cluster& cluster, const std::string& name) {
-  Process audit(
-      {.args = {TD_AUDIT_BIN, "verify", "--json", "--bootstrap-server", cluster.bootstrap()},
-       .output = cluster.dir() / (name + ".out")});
-  const auto rc = audit.wait(std::chrono::seconds(60));
-  const std::string out = audit.output();
-  std::smatch m;
-  const std::string summary =
-      std::regex_search(
-          out, m, std::regex(R"("redelivered":[0-9]+,"restores":[0-9]+,"violation_count":[0-9]+)"))
-          ? m.str()
-          : out.substr(0, 300);
-  std::printf("[ audit    ] %s: %s\n", name.c_str(), summary.c_str());
-  EXPECT_EQ(rc, std::optional<int>(0)) << out;
-  EXPECT_NE(out.find("\"violation_count\":0"), std::string::npos) << out;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 TEST(Failover, KillOneOfThreeCoordinatorsEveryGroupCompletesOnce) {

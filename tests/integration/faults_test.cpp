@@ -274,16 +274,6 @@ TEST(Faults, AlwaysFailingStepRunsOnThreeDistinctPeersThenTheGroupFailsAndAborts
 
 // ---- Sessions that end while their process may still run (issue 15) -------------------------
 
-// `td-audit verify --json` over the whole of td.events: exit 0, no violation.
-void expectAuditClean(const Cluster& cluster, const std::string& name) {
-  Process audit(
-      {.args = {TD_AUDIT_BIN, "verify", "--json", "--bootstrap-server", cluster.bootstrap()},
-       .output = cluster.dir() / (name + ".out")});
-  const auto rc = audit.wait(std::chrono::seconds(60));
-  EXPECT_EQ(rc, std::optional<int>(0)) << audit.output();
-  EXPECT_NE(audit.output().find("\"violation_count\":0"), std::string::npos) << audit.output();
-}
-
 std::size_t countOf(const std::string& text, const std::string& needle) {
   std::size_t n = 0;
   for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;

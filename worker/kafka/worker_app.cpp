@@ -675,6 +675,9 @@ StepSpecToRun WorkerApp::specToRun(const std::string& id, const std::string& com
 int WorkerApp::runUniverse() {
   StepSpecToRun spec = specToRun("universe", *schema_.universe, schema_.universe_timeout, 1);
   spec.extra_env.emplace_back("TD_UNIVERSE", "1");
+  td::v1::UniverseFinished report;
+  report.set_started_at_ms(wallMs());
+  reportUniverseStarted(report.started_at_ms());
   log_->info("peer={} group={} universe started", registration_.peer_id(), session_->groupId());
   // Wakes on the signal pipe; stop() aborts it.
   auto result = runToCompletion(spec, signal_pipe_[0], [this] { return stopping_ != 0; });
@@ -683,6 +686,10 @@ int WorkerApp::runUniverse() {
                 result.error().message());
     std::fprintf(stdout, "  universe: could not run: %s\n", result.error().message().c_str());
     std::fflush(stdout);
+    report.set_outcome(td::v1::STEP_OUTCOME_FAILED);
+    report.set_exit_code(-1);
+    report.set_output_tail(result.error().message());
+    reportUniverseFinished(std::move(report));
     return kExitFailed;
   }
   const std::string how = fmt::format(
@@ -692,8 +699,63 @@ int WorkerApp::runUniverse() {
   log_->info("peer={} group={} universe {}", registration_.peer_id(), session_->groupId(), how);
   std::fprintf(stdout, "  universe: %s\n", how.c_str());
   std::fflush(stdout);
+  report.set_outcome(toOutcome(result->outcome));
+  report.set_exit_code(result->exit_code);
+  report.set_signal(result->signal);
+  report.set_duration_ms(static_cast<std::uint64_t>(result->duration.count()));
+  report.set_output_tail(result->output_tail);
+  reportUniverseFinished(std::move(report));
   if (stopping_) return kExitInterrupted;
   return result->outcome == RunOutcome::kSucceeded ? kExitCompleted : kExitFailed;
+}
+
+void WorkerApp::reportUniverseStarted(std::int64_t started_at_ms) {
+  td::v1::CompletionRecord record;
+  auto& started = *record.mutable_universe_started();
+  started.set_peer_id(registration_.peer_id());
+  started.set_session_id(session_id_);
+  started.set_group_id(session_->groupId());
+  started.set_started_at_ms(started_at_ms);
+  produceUniverseReport(std::move(record));
+}
+
+void WorkerApp::reportUniverseFinished(td::v1::UniverseFinished finished) {
+  finished.set_peer_id(registration_.peer_id());
+  finished.set_session_id(session_id_);
+  finished.set_group_id(session_->groupId());
+  td::v1::CompletionRecord record;
+  *record.mutable_universe_finished() = std::move(finished);
+  produceUniverseReport(std::move(record));
+  // The start's report too, if it is still on its way.
+  if (auto flushed = producer_->flush(kUniverseReportWait); !flushed) {
+    log_->warn("peer={} group={} the universe's reports did not reach the broker at {} within "
+               "{} s ({}); td.events will not show this run",
+               registration_.peer_id(), session_->groupId(), options_.bootstrap_servers,
+               kUniverseReportWait.count(), flushed.error().message());
+  }
+}
+
+void WorkerApp::produceUniverseReport(td::v1::CompletionRecord record) {
+  record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
+  const bool finished = record.has_universe_finished();
+  auto status = producer_->produce(
+      options_.topics.completions(), partition_, registration_.compatibility_key(),
+      record.SerializeAsString(),
+      // May run in the producer's destructor, after log_ is gone: holds its own logger.
+      [this, log = log_, peer = registration_.peer_id(), finished](
+          const td::Status& result, std::int32_t, std::int64_t) {
+        if (result) {
+          brokerAnswered();
+          return;
+        }
+        log->warn("peer={} the universe's {} report was not delivered: {}", peer,
+                  finished ? "finish" : "start", result.error().message());
+      },
+      /*block_ms=*/0);
+  if (!status) {
+    log_->warn("peer={} the universe's {} report could not be queued: {}",
+               registration_.peer_id(), finished ? "finish" : "start", status.error().message());
+  }
 }
 
 void WorkerApp::drawProgress(Clock::time_point now) {

@@ -117,6 +117,15 @@ class WorkerApp {
   // echoed as "[universe] ..."), says how it ended under the summary; 0 if it succeeded, 1 if
   // not, 130 after stop().
   int runUniverse();
+  // The universe run's reports on td.completions (docs/protocol.md, "The universe"): the
+  // UniverseStarted before it runs (`started_at_ms`), and how it ended. Best effort: produced
+  // without waiting, then awaited with the final flush, for at most kUniverseReportWait; a
+  // report the broker did not take is logged (a warning) and the worker exits with the
+  // universe's result all the same.
+  void reportUniverseStarted(std::int64_t started_at_ms);
+  void reportUniverseFinished(td::v1::UniverseFinished finished);
+  void produceUniverseReport(td::v1::CompletionRecord record);
+  static constexpr std::chrono::seconds kUniverseReportWait{2};
   // How a step (or the universe) runs here: supervised, in options_.working_dir, with the
   // TD_GROUP_ID, TD_STEP_ID, TD_ATTEMPT, TD_PEER_ID and TD_SCHEMA variables.
   StepSpecToRun specToRun(const std::string& id, const std::string& command,
