@@ -156,25 +156,12 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   const auto& o = service->options_;
   TD_RETURN_IF_ERROR(checkOptions(o));
   const ClientProperties props = clientProperties(o);
-  const auto& producer_props = props.producer;
   auto consumer = service->makeConsumer();
   if (!consumer) return std::unexpected(consumer.error());
-  auto producer = kafka::Producer::create(producer_props);
-  if (!producer) return std::unexpected(producer.error());
   auto reader = kafka::PartitionReader::create(props.state_reader);
   if (!reader) return std::unexpected(reader.error());
   service->consumer_ = std::move(*consumer);
-  service->producer_ = std::move(*producer);
-  if (!o.exactly_once) {
-    // Shards write td.assign only, with the main producer's settings. (With exactly_once one
-    // transactional producer writes everything: a transaction belongs to one producer.)
-    service->assign_ = std::make_unique<AssignProducers>(
-        o.assign_groups_per_producer, [&o, producer_own = props.producer_own](std::uint64_t index) {
-          return kafka::Producer::create(kafka::producerSettings(
-              o.bootstrap_servers, fmt::format("{}-assign-{}", o.core.coordinator_id, index),
-              producer_own));
-        });
-  }
+  TD_RETURN_IF_ERROR(service->makeProducers());
   service->state_reader_ = std::move(*reader);
   if (o.core.step_stats) {
     auto stats_reader = kafka::PartitionReader::create(props.stats_reader);
@@ -201,12 +188,42 @@ td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
   return consumer;
 }
 
+td::Status Service::makeProducers() {
+  const ClientProperties props = clientProperties(options_);
+  // The old ones first: destroying them runs the callbacks of what they still hold.
+  assign_.reset();
+  producer_.reset();
+  auto producer = kafka::Producer::create(props.producer);
+  if (!producer) return std::unexpected(producer.error());
+  producer_ = std::move(*producer);
+  if (!options_.exactly_once) {
+    // Shards write td.assign only, with the main producer's settings. (With exactly_once one
+    // transactional producer writes everything: a transaction belongs to one producer.)
+    assign_ = std::make_unique<AssignProducers>(
+        options_.assign_groups_per_producer,
+        [this, producer_own = props.producer_own](std::uint64_t index) {
+          return kafka::Producer::create(kafka::producerSettings(
+              options_.bootstrap_servers,
+              fmt::format("{}-assign-{}", options_.core.coordinator_id, index), producer_own));
+        });
+  }
+  return {};
+}
+
 td::Status Service::rejoin() {
-  log_->warn("a transaction failed ({}): leaving the consumer group and joining it again, so "
-             "every partition's groups are restored from what was committed",
+  log_->warn("{}: leaving the consumer group and joining it again, so every partition's "
+             "groups are restored from what was committed",
              rejoin_reason_);
   dropCycle();
+  if (renew_producers_) {
+    // A producer that failed for good (an idempotence sequence desynchronisation) delivers
+    // nothing more; new ones get new producer ids.
+    renew_producers_ = false;
+    TD_RETURN_IF_ERROR(makeProducers());
+    publishAssignProbe();
+  }
   delivery_failures_.store(0);
+  last_delivery_error_.reset();
   in_transaction_ = false;
   probe_.rejoins.fetch_add(1);
   // Revokes every partition through onRebalance: the core drops their groups.
@@ -235,7 +252,7 @@ bool Service::failedTransaction(const td::Error& error) {
     return false;
   }
   rejoin_needed_ = true;
-  rejoin_reason_ = error.message();
+  rejoin_reason_ = "a transaction failed (" + error.message() + ")";
   return true;
 }
 
@@ -642,11 +659,13 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
   //    groups forgotten, or whose refusals ended, in a cycle without output).
   writeSnapshots();
   TD_RETURN_IF_ERROR(awaitAcknowledgements());
+  if (rejoin_needed_) return {};   // nothing more of this cycle: the rejoin replays it
   // 2. The output.
   if (!pending_.empty() || !dead_letters_.empty()) {
     ensureAssignTopics();
     produceOutput();
     TD_RETURN_IF_ERROR(awaitAcknowledgements());
+    if (rejoin_needed_) return {};
   }
   observeDispatch();
   // Duration history: advisory, so produced only now and not waited for (the next cycle's
@@ -782,6 +801,7 @@ kafka::Producer::DeliveryCallback Service::tracked(const std::string& topic,
              const td::Status& result, std::int32_t p, std::int64_t offset) {
     if (!result) {
       delivery_failures_.fetch_add(1);
+      last_delivery_error_ = result.error();
       log_->error("delivery to {} failed: {}", topic, result.error().message());
     }
     if (on_delivery) on_delivery(result, p, offset);
@@ -790,6 +810,7 @@ kafka::Producer::DeliveryCallback Service::tracked(const std::string& topic,
 
 void Service::produceFailed(const std::string& topic, const td::Error& error) {
   delivery_failures_.fetch_add(1);
+  last_delivery_error_ = error;
   log_->error("produce to {} failed: {}", topic, error.message());
 }
 
@@ -865,10 +886,24 @@ td::Status Service::awaitAcknowledgements() {
   }
   next_wait_log_ = Millis(0);
   if (auto failures = delivery_failures_.load(); failures != 0) {
-    // Something this cycle decided was not written: stop without committing, so the input is
-    // replayed by whoever owns the partition next.
-    return makeError(td::Errc::kUnavailable,
-                     fmt::format("{} output records could not be delivered", failures));
+    // Something this cycle decided was not written: nothing more of it is, and its input is
+    // not committed. With its own producers failed for good (a fatal error such as an
+    // idempotence sequence desynchronisation after a leader change) or records timed out,
+    // the coordinator makes new producers and rejoins, which replays the input from the
+    // committed offsets onto groups restored from td.state, as a restart would. A refusal
+    // (an ACL) cannot be cured that way: it stops.
+    const std::string what =
+        fmt::format("{} output records could not be delivered{}", failures,
+                    last_delivery_error_ ? " (" + last_delivery_error_->message() + ")" : "");
+    if (!options_.exactly_once && last_delivery_error_ &&
+        !kafka::isAccessDenied(last_delivery_error_->code())) {
+      rejoin_needed_ = true;
+      renew_producers_ = true;
+      rejoin_reason_ = what;
+      dropCycle();
+      return {};
+    }
+    return makeError(td::Errc::kUnavailable, what);
   }
   return {};
 }

@@ -244,6 +244,9 @@ class Service {
   // Forgets what this cycle collected (output, dead letters, step stats, dispatch times)
   // without writing it.
   void dropCycle();
+  // (Re)makes producer_ and, unless exactly_once, the td.assign shards; the old ones are
+  // destroyed first.
+  td::Status makeProducers();
   // A consumer with this service's settings, rebalance callback and companions.
   td::Result<std::unique_ptr<kafka::GroupConsumer>> makeConsumer();
   void produceOutput();
@@ -275,9 +278,12 @@ class Service {
   std::vector<DeadLetterRecord> dead_letters_;
   // exactly_once: a transaction is open (begun by the cycle's first produce()).
   bool in_transaction_ = false;
-  // exactly_once: a transaction was aborted; nothing is written until run() has rejoined.
+  // A transaction was aborted (exactly_once), or output could not be delivered: nothing is
+  // written until run() has rejoined (with new producers if renew_producers_).
   bool rejoin_needed_ = false;
+  bool renew_producers_ = false;
   std::string rejoin_reason_;
+  std::optional<td::Error> last_delivery_error_;   // this cycle's, for the rejoin's reason
   std::optional<td::Status> fatal_;            // an error inside a rebalance callback
   // Poll times of this cycle's StepFinished records that caused an assignment to their peer,
   // observed in ProbeStats::dispatch once the output is acknowledged.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -123,6 +124,42 @@ TEST(BrokerFaults, LatencyErrorsAndAnOutageLongerThanTheLeaseChangeNothing) {
   // once. The coordinator gets no input for > 3 s, so without its guard all three workers'
   // 2 s leases would lapse during the outage and their running steps would run twice.
   expectEveryStepRanOnceAndNoPeerWasLost(cluster, kSteps);
+}
+
+// Produce requests answered OUT_OF_ORDER_SEQUENCE_NUMBER (45): librdkafka's idempotent
+// producer then fails for good ("sequence desynchronization"), as a worker's did once on Apache
+// Kafka after a leader was killed. A client that delivers nothing more is replaced by a new
+// one, so the group completes; before, the worker retried its report on the dead producer
+// forever and never exited.
+TEST(BrokerFaults, ProducersThatFailForGoodAreReplaced) {
+  if (Cluster::onApacheKafka()) GTEST_SKIP() << "embedded broker's fault injection";
+  constexpr int kSteps = 8;
+  Cluster cluster(Cluster::Options{.broker_control = true});
+  if (!cluster.hasControl()) GTEST_SKIP() << "needs td-broker's control socket";
+  const std::vector<Process*> workers = startWeatherGroup(cluster, kSteps, 2);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  ASSERT_EQ(cluster.control("errors 0 45 45 45 45 45 45"), "ok");
+  for (Process* w : workers) ASSERT_EQ(w->wait(kRunTimeout), 0) << cluster.logs();
+  // Which clients the errors hit depends on who produces first; count both kinds of recovery.
+  auto count = [](const std::string& text, const std::string& what) {
+    int n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  int workers_renewed = 0;
+  for (const char* peer : {"w1", "w2", "w3"}) {
+    workers_renewed += count(readFile(cluster.dir() / ("worker-" + std::string(peer) + ".log")),
+                             "the producer failed for good");
+  }
+  const int coordinator_rejoins =
+      count(readFile(cluster.dir() / "coordinator-0.log"), "joining it again");
+  std::cout << "[ measured ] producers replaced by workers: " << workers_renewed
+            << "; coordinator rejoins with new producers: " << coordinator_rejoins << "\n";
+  EXPECT_GT(workers_renewed + coordinator_rejoins, 0) << cluster.logs();
+  std::map<std::string, int> runs;
+  for (const auto& m : cluster.marksWritten()) ++runs[m.step];
+  EXPECT_EQ(runs.size(), static_cast<std::size_t>(kSteps)) << cluster.logs();
+  for (const auto& [step, n] : runs) EXPECT_EQ(n, 1) << step << " ran " << n << " times";
 }
 
 TEST(BrokerFaults, ApacheKafkaHungThenKilledAndRestartedChangesNothing) {

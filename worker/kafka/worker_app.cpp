@@ -122,6 +122,7 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
   auto reader = kafka::PartitionReader::create(reader_props);
   if (!reader) return std::unexpected(reader.error());
   app->producer_ = std::move(*producer);
+  app->producer_settings_ = producer_props;
   app->reader_ = std::move(*reader);
   app->registration_ = buildRegistration(o.peer, app->session_id_, schema);
   return app;
@@ -242,6 +243,7 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
     if (kafka::isAccessDenied(status.error().code())) {
       return std::unexpected(refused(status.error(), "write " + topic));
     }
+    renewProducerIfDead();
     if (stopping_) return status;
     TD_RETURN_IF_ERROR(brokerSilent(waiting, status.error()));
     log_->warn("publishing to {} failed (attempt {}): {}; retrying", topic, attempt,
@@ -250,7 +252,24 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
   }
 }
 
+bool WorkerApp::renewProducerIfDead() {
+  const auto refusal = producer_->refusal();
+  if (!refusal || kafka::isAccessDenied(refusal->code())) return false;
+  auto fresh = kafka::Producer::create(producer_settings_);
+  if (!fresh) {
+    log_->warn("peer={} the producer failed for good ({}) and a new one could not be made: {}",
+               registration_.peer_id(), refusal->message(), fresh.error().message());
+    return false;
+  }
+  log_->warn("peer={} the producer failed for good ({}); a new one takes over",
+             registration_.peer_id(), refusal->message());
+  // The old one's undelivered records fail now, in its destructor (their callbacks see it).
+  producer_ = std::move(*fresh);
+  return true;
+}
+
 void WorkerApp::heartbeat() {
+  renewProducerIfDead();
   td::v1::RegistrationRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   auto& hb = *record.mutable_heartbeat();

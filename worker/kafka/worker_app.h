@@ -88,6 +88,11 @@ class WorkerApp {
   void newSession();
   void logSilentPeer(const WarnSilentPeer& silent);
   td::Status publish(const std::string& topic, const std::string& value);
+  // A producer that failed for good (a fatal error that is not a refusal of this principal,
+  // e.g. an idempotence sequence desynchronisation after a leader change) delivers nothing
+  // more: replaces it with a new one (a new producer id). True if it did. Records sent again
+  // through the new one may arrive twice; every report is idempotent at the coordinator.
+  bool renewProducerIfDead();
   // The broker answered (BrokerWatch::contact).
   void brokerAnswered();
   // Nothing usable came from the broker while `waiting` ("registering", ...): logs why, rarely
@@ -143,6 +148,7 @@ class WorkerApp {
   std::chrono::steady_clock::time_point last_probe_{};
   std::optional<std::chrono::steady_clock::time_point> leave_deadline_;
   std::unique_ptr<kafka::Producer> producer_;
+  kafka::Properties producer_settings_;   // what renewProducerIfDead() makes a new one from
   std::unique_ptr<kafka::PartitionReader> reader_;
   std::unique_ptr<Session> session_;
   std::shared_ptr<spdlog::logger> log_;
