@@ -86,14 +86,22 @@ class StackedChanges : public ::testing::Test {
             {"GIT_CONFIG_NOSYSTEM", "1"}, {"HOME", dir_.path().string()}};
   }
 
-  std::pair<std::optional<int>, std::string> printRegistration(const std::string& change) {
-    Process p({.args = {TD_WORKER_BIN, "--print-registration", "--schema", schema_.string(),
-                        "--peer-id", "w-" + change, "--remote-cache-id", "cache-1"},
-               .env = workerEnv(),
-               .cwd = checkouts_.at(change),
-               .output = dir_.path() / ("print-" + change + ".out")});
-    auto code = p.wait(kTimeout);
-    return {code, p.output()};
+  // td-worker --print-registration in `cwd` with `extra` flags and `env` (default: no CI);
+  // fails the test unless it exits 0. Returns its output.
+  std::string printRegistration(const std::filesystem::path& cwd,
+                                std::vector<std::string> extra = {},
+                                std::optional<std::vector<std::pair<std::string, std::string>>>
+                                    env = std::nullopt) {
+    std::vector<std::string> args = {TD_WORKER_BIN, "--print-registration", "--schema",
+                                     schema_.string(), "--peer-id", "w",
+                                     "--remote-cache-id", "cache-1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    Process p({.args = args,
+               .env = env.value_or(workerEnv()),
+               .cwd = cwd,
+               .output = dir_.path() / ("print-" + std::to_string(++prints_) + ".out")});
+    EXPECT_EQ(p.wait(kTimeout), 0) << p.output();
+    return p.output();
   }
 
   // The registration report's row for `field`, its value and source.
@@ -108,13 +116,13 @@ class StackedChanges : public ::testing::Test {
   std::filesystem::path origin_, schema_;
   std::map<std::string, std::filesystem::path> checkouts_;
   std::map<std::string, std::string> sha_;
+  int prints_ = 0;
 };
 
 TEST_F(StackedChanges, PrintRegistrationShowsTheChangesAheadAndWhereTheyCameFrom) {
   std::map<std::string, std::string> out;
   for (const char* change : {"a", "b", "c", "d"}) {
-    auto [code, text] = printRegistration(change);
-    ASSERT_EQ(code, 0) << text;
+    const std::string text = printRegistration(checkouts_.at(change));
     out[change] = text;
     // Outside CI: the repository from origin, the base from origin/HEAD (not the branch the
     // change is on), the change from HEAD.
@@ -145,28 +153,16 @@ TEST_F(StackedChanges, PrintRegistrationShowsTheChangesAheadAndWhereTheyCameFrom
 
 // An explicit --builds-on wins, and a base that is not in the checkout is said, not guessed.
 TEST_F(StackedChanges, FlagsWinAndAMissingBaseIsANote) {
-  Process flagged({.args = {TD_WORKER_BIN, "--print-registration", "--schema", schema_.string(),
-                            "--peer-id", "w", "--remote-cache-id", "cache-1", "--builds-on",
-                            "other-change"},
-                   .env = workerEnv(),
-                   .cwd = checkouts_.at("c"),
-                   .output = dir_.path() / "flagged.out"});
-  ASSERT_EQ(flagged.wait(kTimeout), 0) << flagged.output();
-  EXPECT_NE(row(flagged.output(), "builds_on").find("other-change"), std::string::npos)
-      << flagged.output();
-  EXPECT_NE(row(flagged.output(), "builds_on").find("flag --builds-on"), std::string::npos)
-      << flagged.output();
-  EXPECT_EQ(flagged.output().find(sha_["a"]), std::string::npos) << flagged.output();
+  const std::string flagged =
+      printRegistration(checkouts_.at("c"), {"--builds-on", "other-change"});
+  EXPECT_NE(row(flagged, "builds_on").find("other-change"), std::string::npos) << flagged;
+  EXPECT_NE(row(flagged, "builds_on").find("flag --builds-on"), std::string::npos) << flagged;
+  EXPECT_EQ(flagged.find(sha_["a"]), std::string::npos) << flagged;
 
-  Process missing({.args = {TD_WORKER_BIN, "--print-registration", "--schema", schema_.string(),
-                            "--peer-id", "w", "--remote-cache-id", "cache-1", "--base-ref",
-                            "no-such-branch"},
-                   .env = workerEnv(),
-                   .cwd = checkouts_.at("c"),
-                   .output = dir_.path() / "missing.out"});
-  ASSERT_EQ(missing.wait(kTimeout), 0) << missing.output();
-  EXPECT_NE(missing.output().find("note: base ref no-such-branch is not a commit in the checkout"),
-            std::string::npos) << missing.output();
+  const std::string missing =
+      printRegistration(checkouts_.at("c"), {"--base-ref", "no-such-branch"});
+  EXPECT_NE(missing.find("note: base ref no-such-branch is not a commit in the checkout"),
+            std::string::npos) << missing;
 }
 
 // A GitHub merge queue: entry 1 merges change a into main, entry 2 merges change d on top of
@@ -189,13 +185,7 @@ TEST_F(StackedChanges, AMergeQueueEntryBuildsOnTheEntriesAhead) {
                                 sha_.at(pr == 1 ? "a" : "d")}}) {
       env.push_back(kv);
     }
-    Process p({.args = {TD_WORKER_BIN, "--print-registration", "--schema", schema_.string(),
-                        "--peer-id", "w", "--remote-cache-id", "cache-1"},
-               .env = env,
-               .cwd = queue,
-               .output = dir_.path() / ("queue-" + std::to_string(pr) + ".out")});
-    EXPECT_EQ(p.wait(kTimeout), 0) << p.output();
-    return p.output();
+    return printRegistration(queue, {}, env);
   };
   const std::string second = print(entry2, 2);
   EXPECT_NE(second.find("ci: GitHub Actions (merge queue, pull request 2"), std::string::npos)
