@@ -1,4 +1,4 @@
-// Every grouping case from ../shared/DESIGN.md ("Grouping cases"), plus retention and
+// Every grouping case of docs/architecture.md ("Grouping"), plus retention and
 // determinism of group ids.
 #include <gtest/gtest.h>
 
