@@ -299,6 +299,26 @@ def check_k8s(check, src):
                 check.fail(f"{where}: container {c['name']} allows privilege escalation")
         if not (spec.get("securityContext") or {}).get("runAsNonRoot"):
             check.fail(f"{where}: pod does not set runAsNonRoot")
+    # The CI build Job retries exactly td-worker's infrastructure exit code (3) and fails for
+    # good on its other failures (operations.md, "Exit codes").
+    for name, doc in docs:
+        if doc.get("kind") != "Job" or (doc.get("metadata") or {}).get("labels", {}).get(
+                "app.kubernetes.io/component") != "worker":
+            continue
+        rules = ((doc.get("spec") or {}).get("podFailurePolicy") or {}).get("rules", [])
+        by_action = {}
+        for rule in rules:
+            codes = (rule.get("onExitCodes") or {}).get("values", [])
+            by_action.setdefault(rule.get("action"), set()).update(codes)
+        if by_action.get("Count") != {3}:
+            check.fail(f"{name}: podFailurePolicy must Count (retry) exit code 3 only, "
+                       f"not {sorted(by_action.get('Count', set()))}")
+        if not {1, 2, 4} <= by_action.get("FailJob", set()):
+            check.fail(f"{name}: podFailurePolicy must FailJob on exit codes 1, 2 and 4")
+        if (doc["spec"].get("backoffLimit") or 0) < 1:
+            check.fail(f"{name}: backoffLimit 0 never retries exit code 3")
+        if pod_spec(doc).get("restartPolicy") != "Never":
+            check.fail(f"{name}: podFailurePolicy needs restartPolicy: Never")
     kubectl = shutil.which("kubectl")
     if kubectl:
         r = subprocess.run([kubectl, "kustomize", k8s], capture_output=True, text=True, timeout=60)
