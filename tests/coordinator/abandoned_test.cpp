@@ -24,27 +24,16 @@ class Abandoned : public CoreTest {
     msg.set_reason("SIGTERM");
     return msg;
   }
-  static td::v1::PeerHeartbeat heartbeat(const std::string& group, const std::string& peer,
-                                         const std::string& session = "") {
-    td::v1::PeerHeartbeat hb;
-    hb.set_group_id(group);
-    hb.set_peer_id(peer);
-    hb.set_session_id(session.empty() ? sessionOf(peer) : session);
-    return hb;
-  }
   // Advances `total` in one-second ticks; `alive` (group, peer, session) heartbeat each second.
   Effects passTime(Millis total,
                    const std::vector<std::tuple<std::string, std::string, std::string>>& alive) {
     Effects all;
     for (Millis t{0}; t < total; t += Millis(1000)) {
       clock_.advance(std::min(Millis(1000), total - t));
-      for (const auto& [g, p, s] : alive) append(all, run(heartbeat(g, p, s)));
+      for (const auto& [g, p, s] : alive) append(all, run(heartbeatRecord(g, p, s)));
       append(all, run(Tick{}));
     }
     return all;
-  }
-  static void append(Effects& to, const Effects& from) {
-    to.insert(to.end(), from.begin(), from.end());
   }
   static std::vector<td::v1::GroupAbandoned> abandonedEvents(const Effects& effects) {
     std::vector<td::v1::GroupAbandoned> out;
