@@ -348,6 +348,16 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         t.failed_step = e.group_failed().failed_step_id();
         t.failure_reason = e.group_failed().reason();
         break;
+      case E::kGroupAbandoned: {
+        const auto& a = e.group_abandoned();
+        t.status = td::v1::GROUP_STATUS_ABANDONED;
+        t.ended_ms = at;
+        t.abandoned_reason = fmt::format(
+            "no member for {} ms{}; {} step(s) succeeded, {} not run", a.memberless_for_ms(),
+            a.last_peer_id().empty() ? std::string() : " (last: " + a.last_peer_id() + ")",
+            a.steps_succeeded(), a.steps_not_run());
+        break;
+      }
       case E::kGroupRestored: {
         const auto& r = e.group_restored();
         t.restores.push_back(Restore{.sequence = e.sequence(),

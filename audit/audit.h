@@ -119,10 +119,12 @@ struct Timeline {
   std::string founding_peer;
   std::int64_t created_ms = -1;    // -1 when group_created was not seen
   std::int64_t first_ms = -1;      // earliest event timestamp
-  std::int64_t ended_ms = -1;      // group_completed / group_failed
+  std::int64_t ended_ms = -1;      // group_completed / group_failed / group_abandoned
   td::v1::GroupStatus status = td::v1::GROUP_STATUS_RUNNING;  // RUNNING until it ends
   std::string failed_step;
   std::string failure_reason;
+  // group_abandoned: how long it had no member, who went last, the steps it left undone.
+  std::string abandoned_reason;
   std::vector<PeerTimeline> peers;  // one entry per join (a rejoin is a new entry)
   std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
   std::vector<IgnoredInput> ignored;

@@ -186,6 +186,7 @@ std::string timelineText(const Timeline& t) {
   if (!t.failure_reason.empty()) {
     out += fmt::format("  failed at step {}: {}\n", t.failed_step, t.failure_reason);
   }
+  if (!t.abandoned_reason.empty()) out += fmt::format("  abandoned: {}\n", t.abandoned_reason);
   out += "peers:\n";
   for (const auto& p : t.peers) {
     out += fmt::format("  {:<16} joined +{}ms", p.peer_id, t.relative(p.joined_ms));
@@ -433,7 +434,10 @@ th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
     html += fmt::format("<h2>Group {}</h2>\n<p>schema <b>{}</b>, status <b class=\"{}\">{}</b>, {} events, "
                         "{} peers, {} steps, {} attempts ({} retries, {} lost, {} counted failures), {} ignored inputs{}{}</p>\n",
                         htmlEscape(t.group_id), htmlEscape(t.schema_name),
-                        t.status == td::v1::GROUP_STATUS_FAILED ? "bad" : "ok",
+                        t.status == td::v1::GROUP_STATUS_FAILED ||
+                                t.status == td::v1::GROUP_STATUS_ABANDONED
+                            ? "bad"
+                            : "ok",
                         protocol::statusName(t.status), t.events, t.peers.size(), t.steps.size(),
                         x.attempts, x.retries, x.lost, x.failures, t.ignored.size(),
                         t.ended_ms >= 0 ? fmt::format(", wall time {} ms", t.relative(t.ended_ms)) : "",
@@ -444,6 +448,9 @@ th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
     if (!t.failure_reason.empty()) {
       html += fmt::format("<p class=\"bad\">Failed at step {}: {}</p>\n", htmlEscape(t.failed_step),
                           htmlEscape(t.failure_reason));
+    }
+    if (!t.abandoned_reason.empty()) {
+      html += fmt::format("<p class=\"bad\">Abandoned: {}</p>\n", htmlEscape(t.abandoned_reason));
     }
     html += gantt(t) + "\n";
     html += "<table><tr><th>step</th><th>attempt</th><th>peer</th><th>queued (reason, backoff)</th>"

@@ -132,7 +132,8 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
     if (it->second.session_id == peer.session_id()) {
       // A repeated registration (the worker retried, or the input was replayed).
       if (!current.isPresentSession(peer.peer_id(), peer.session_id()) &&
-          current.status() == td::v1::GROUP_STATUS_RUNNING) {
+          (current.status() == td::v1::GROUP_STATUS_RUNNING ||
+           current.status() == td::v1::GROUP_STATUS_ABANDONED)) {
         // It left or was declared lost: re-admitting a session that is gone would hand it work
         // it will never do. A live worker must come back with a new session.
         current.ignore("duplicate_registration", "the session left or was declared lost",
@@ -159,6 +160,7 @@ void Core::onRegistration(const Registration& input, Instant now, Effects& out) 
     const bool was_running = !current.finishedAt().has_value();
     current.replaceMember(peer.peer_id(), peer.session_id(), now, out);
     if (was_running && current.finishedAt()) scheduleExpiry(current);
+    watchMembers(current);   // the new session may join another group
     peers_.erase(it);
   }
 
@@ -245,9 +247,37 @@ void Core::indexRefs(Family& family, const Group& group, const std::vector<std::
   }
 }
 
+Millis Core::retentionOf(const Group& group) const {
+  return group.status() == td::v1::GROUP_STATUS_ABANDONED ? Millis(0)
+                                                          : config_.finished_group_retention;
+}
+
 void Core::scheduleExpiry(const Group& group) {
   TD_CHECK(group.finishedAt().has_value());
-  expiry_.emplace(*group.finishedAt() + config_.finished_group_retention, group.id());
+  expiry_.emplace(*group.finishedAt() + retentionOf(group), group.id());
+}
+
+void Core::watchMembers(const Group& group) {
+  const auto since = group.memberlessSince();
+  if (!since || config_.abandoned_group_timeout <= Millis(0)) return;
+  abandon_.emplace(*since + config_.abandoned_group_timeout, group.id());
+}
+
+void Core::abandonDue(Instant now, Effects& out) {
+  while (!abandon_.empty() && abandon_.begin()->first <= now.mono) {
+    const std::string group_id = abandon_.begin()->second;
+    abandon_.erase(abandon_.begin());
+    auto it = groups_.find(group_id);
+    if (it == groups_.end()) continue;
+    Group& group = *it->second;
+    // A member joined since (or it finished, or a later spell is due later): not now.
+    const auto since = group.memberlessSince();
+    if (!since || *since + config_.abandoned_group_timeout > now.mono) continue;
+    group.abandon(now, out);
+    // Forgotten at the next tick, once this tick's snapshot (with group_abandoned in its
+    // outbox) is written: the event cannot be lost to a crash between the two.
+    scheduleExpiry(group);
+  }
 }
 
 void Core::forget(const std::string& group_id, Instant now) {
@@ -358,6 +388,7 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
     groups_.emplace(restored.id(), std::move(*group));
     link(restored);
     if (restored.finishedAt()) scheduleExpiry(restored);
+    watchMembers(restored);   // memberless when written: its timer runs on
   }
   return out;
 }
@@ -459,6 +490,7 @@ void Core::runTimers(Instant now, Effects& out) {
       const bool was_running = !group.finishedAt().has_value();
       group.checkLease(entry.peer_id, now, out);
       if (was_running && group.finishedAt()) scheduleExpiry(group);
+      watchMembers(group);
     }
   }
   for (auto& entry : deferred) {
@@ -479,6 +511,7 @@ void Core::onLeft(const td::v1::PeerLeft& msg, Instant now, Effects& out) {
   group->removeMember(msg.peer_id(), "left: " + msg.reason(), now, out);
   peers_.erase(it);
   if (group->finishedAt()) scheduleExpiry(*group);
+  watchMembers(*group);
 }
 
 void Core::onStarted(const td::v1::StepStarted& msg, Instant now, Effects& out) {
@@ -517,9 +550,10 @@ void Core::onTick(Instant now, Effects& out) {
     auto it = groups_.find(group_id);
     // A group can be scheduled more than once (late joiners); forget it only when due.
     if (it == groups_.end() || !it->second->finishedAt()) continue;
-    if (*it->second->finishedAt() + config_.finished_group_retention > now.mono) continue;
+    if (*it->second->finishedAt() + retentionOf(*it->second) > now.mono) continue;
     forget(group_id, now);
   }
+  abandonDue(now, out);   // after the expiry loop: abandoned groups are forgotten next tick
   while (!tombstone_expiry_.empty() && tombstone_expiry_.begin()->first <= now.mono) {
     const std::string key = tombstone_expiry_.begin()->second;
     tombstone_expiry_.erase(tombstone_expiry_.begin());

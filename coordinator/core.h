@@ -114,7 +114,15 @@ class Core {
                      Instant now, std::uint32_t* shared);
   std::string newGroupId(const td::v1::PeerRegistered& peer, const std::string& key) const;
   void indexRefs(Family& family, const Group& group, const std::vector<std::string>& refs);
+  // When a finished group is forgotten: finished_group_retention after it finished, or at once
+  // (the next tick) for an abandoned group.
+  Millis retentionOf(const Group& group) const;
   void scheduleExpiry(const Group& group);
+  // Arms the abandonment timer of `group` if it runs without a member (Group::memberlessSince;
+  // docs/architecture.md, "Abandoned groups"). Called wherever a member may have gone.
+  void watchMembers(const Group& group);
+  // Ends the groups whose abandonment timer is due and that are still memberless.
+  void abandonDue(Instant now, Effects& out);
   void forget(const std::string& group_id, Instant now);
   // Removes a group from every index (families, peers); the caller erases it from groups_.
   void unlink(const Group& group);
@@ -148,6 +156,7 @@ class Core {
   std::unordered_map<std::string, Family> families_;
   std::unordered_map<std::string, PeerRecord> peers_;
   std::multimap<Millis, std::string> expiry_;   // mono time -> group id to forget
+  std::multimap<Millis, std::string> abandon_;  // mono time -> group id to abandon if memberless
   TimerQueue timers_;                           // leases and backoff wake-ups
   // Sessions (peer id + session id) and group ids of forgotten groups, kept for
   // kTombstoneRetentionFactor x finished_group_retention: a replayed registration of such a

@@ -33,6 +33,10 @@ struct CoreConfig {
   // A completed group stays joinable (late joiners learn it is done) this long; a finished
   // (completed or failed) group is forgotten after it, so memory stays bounded.
   Millis finished_group_retention{std::chrono::minutes(10)};
+  // A running group with no member left (every one left or was lost) this long is ended as
+  // abandoned and forgotten at once (docs/architecture.md, "Abandoned groups"); a peer that
+  // joins it before then resumes it. 0: never (such a group waits for a member forever).
+  Millis abandoned_group_timeout{std::chrono::minutes(5)};
   // A peer silent this long is declared lost and its running step re-queued.
   Millis lease{5000};
   // How often workers are told to heartbeat (in GroupJoined); well under the lease.
@@ -81,6 +85,7 @@ struct Census {
   std::int64_t groups_running = 0;
   std::int64_t groups_completed = 0;
   std::int64_t groups_failed = 0;
+  std::int64_t groups_abandoned = 0;   // until the next tick forgets them
   // Steps of the groups held, by state (docs/architecture.md, the step state diagram).
   std::int64_t steps_waiting = 0;
   std::int64_t steps_queued = 0;
@@ -92,6 +97,7 @@ struct Census {
   std::uint64_t groups_created_total = 0;
   std::uint64_t groups_completed_total = 0;
   std::uint64_t groups_failed_total = 0;
+  std::uint64_t groups_abandoned_total = 0;
   std::uint64_t steps_assigned_total = 0;
   std::uint64_t peers_lost_total = 0;       // declared lost: missed their lease
   std::array<std::uint64_t, kRetryReasonCount> retries_total{};   // by RetryReason

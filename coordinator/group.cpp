@@ -155,7 +155,9 @@ void Group::attach(Census* census) {
 void Group::count(int sign) {
   std::int64_t* groups = status_ == td::v1::GROUP_STATUS_COMPLETED ? &census_->groups_completed
                          : status_ == td::v1::GROUP_STATUS_FAILED  ? &census_->groups_failed
-                                                                   : &census_->groups_running;
+                         : status_ == td::v1::GROUP_STATUS_ABANDONED
+                             ? &census_->groups_abandoned
+                             : &census_->groups_running;
   *groups += sign;
   std::int64_t* steps[] = {&census_->steps_waiting, &census_->steps_queued,
                            &census_->steps_running, &census_->steps_succeeded,
@@ -178,6 +180,7 @@ void Group::setStatus(td::v1::GroupStatus to) {
     count(-1);
     if (to == td::v1::GROUP_STATUS_COMPLETED) ++census_->groups_completed_total;
     if (to == td::v1::GROUP_STATUS_FAILED) ++census_->groups_failed_total;
+    if (to == td::v1::GROUP_STATUS_ABANDONED) ++census_->groups_abandoned_total;
   }
   status_ = to;
   if (census_ != nullptr) count(1);
@@ -282,6 +285,7 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
     members_[it->second] = std::move(member);
   }
   refs_.insert(refs.begin(), refs.end());
+  memberless_since_.reset();   // a member again: the abandonment timer is off
   auto& joined = *emit(now, out).mutable_peer_joined();
   joined.set_peer_id(peer.peer_id());
   joined.set_session_id(peer.session_id());
@@ -313,6 +317,10 @@ void Group::dropMember(Member& member, Gone how, const std::string& reason,
                        const std::string& replaced_by, Instant now, Effects& out) {
   const bool lost = how == Gone::kLost;
   member.present = false;
+  if (std::none_of(members_.begin(), members_.end(), [](const Member& m) { return m.present; })) {
+    memberless_since_ = now.mono;   // the Core arms the abandonment timer (memberlessSince())
+    last_gone_peer_ = member.peer_id;
+  }
   if (lost && census_ != nullptr) ++census_->peers_lost_total;
   auto& gone = lost ? *emit(now, out).mutable_peer_lost() : *emit(now, out).mutable_peer_left();
   gone.set_peer_id(member.peer_id);
@@ -839,6 +847,31 @@ void Group::fail(std::size_t failed_step, const std::string& reason, td::v1::Ste
   failed.set_coordinator_epoch(epoch_);
   *emit(now, out).mutable_group_failed() = failed;
   publish(std::move(record), out);
+}
+
+void Group::abandon(Instant now, Effects& out) {
+  TD_CHECK(memberlessSince().has_value());
+  const Millis memberless_for = now.mono - *memberless_since_;
+  setStatus(td::v1::GROUP_STATUS_ABANDONED);
+  finished_at_ = now.mono;
+  // A member's running steps were re-queued when it went, so normally nothing runs; an attempt
+  // that still does (a restored snapshot's) is aborted, so the events show how it ended.
+  for (auto& step : steps_) {
+    if (step.state == StepState::kRunning && !step.abort_requested) {
+      publishAbort(step, "group abandoned", now, out);
+    }
+    if (step.state != StepState::kSucceeded) setState(step, StepState::kFailed);
+  }
+  queued_.clear();
+  auto& abandoned = *emit(now, out).mutable_group_abandoned();
+  abandoned.set_group_id(id_);
+  abandoned.set_memberless_for_ms(static_cast<std::uint64_t>(memberless_for.count()));
+  abandoned.set_last_peer_id(last_gone_peer_);
+  abandoned.set_steps_succeeded(static_cast<std::uint32_t>(succeeded_));
+  abandoned.set_steps_not_run(static_cast<std::uint32_t>(steps_.size() - succeeded_));
+  fillSummary(abandoned.mutable_steps());
+  abandoned.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
+  abandoned.set_coordinator_epoch(epoch_);
 }
 
 }  // namespace td::coordinator

@@ -13,6 +13,7 @@
 //
 // Group states: running --(every step succeeded)--> completed
 //               running --(a step failed for good)--> failed (in-flight attempts are aborted)
+//               running --(no member for abandoned_group_timeout; Core)--> abandoned
 //
 // Queued steps are handed out longest expected duration first (DurationTable; steps with no
 // history before any with history, in schema order; ties in schema order; see
@@ -93,8 +94,17 @@ class Group {
   std::int32_t partition() const { return partition_; }
   std::uint64_t epoch() const { return epoch_; }
   td::v1::GroupStatus status() const { return status_; }
-  // When the group completed or failed; nullopt while it runs.
+  // When the group completed, failed or was abandoned; nullopt while it runs.
   std::optional<Millis> finishedAt() const { return finished_at_; }
+  // Since when the running group has had no present member (mono): its last member left or
+  // was lost, and nobody joined since. nullopt while it has one, or once it is not running.
+  std::optional<Millis> memberlessSince() const {
+    return status_ == td::v1::GROUP_STATUS_RUNNING ? memberless_since_ : std::nullopt;
+  }
+  // Ends the running, memberless group as abandoned: aborts any attempt still running (there
+  // is nobody to answer), marks every step that did not succeed failed (not run), and emits
+  // group_abandoned. The Core forgets it afterwards.
+  void abandon(Instant now, Effects& out);
   // Every member's change refs (own and built on), qualified by repository.
   const std::unordered_set<std::string>& refs() const { return refs_; }
   struct MemberSession {
@@ -292,6 +302,8 @@ class Group {
   std::string schema_name_;
   std::string schema_digest_;
   std::optional<Millis> finished_at_;
+  std::optional<Millis> memberless_since_;   // see memberlessSince()
+  std::string last_gone_peer_;               // the member whose going left the group empty
   std::uint64_t next_sequence_ = 1;
   std::shared_ptr<const StepTable> table_;   // the specs, by step index
   std::vector<StepRun> steps_;

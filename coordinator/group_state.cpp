@@ -23,8 +23,9 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
   if (s.steps_size() == 0 || static_cast<std::size_t>(s.steps_size()) > protocol::kMaxSteps) {
     return invalid(s, fmt::format("{} steps (1..{} allowed)", s.steps_size(), protocol::kMaxSteps));
   }
-  if (s.status() < td::v1::GROUP_STATUS_RUNNING || s.status() > td::v1::GROUP_STATUS_FAILED) {
-    return invalid(s, fmt::format("status {} is not running, completed or failed", +s.status()));
+  if (s.status() < td::v1::GROUP_STATUS_RUNNING || s.status() > td::v1::GROUP_STATUS_ABANDONED) {
+    return invalid(s, fmt::format("status {} is not running, completed, failed or abandoned",
+                                  +s.status()));
   }
   if (s.next_sequence() == 0) return invalid(s, "next_sequence is 0");
   if (s.coordinator_epoch() > epoch) {
@@ -108,6 +109,7 @@ td::v1::GroupSnapshot Group::snapshotHead(Instant now) const {
   std::sort(refs.begin(), refs.end());
   for (auto& ref : refs) s.add_refs(std::move(ref));
   s.set_written_at_ms(now.wall.count());
+  if (const auto since = memberlessSince()) s.set_memberless_since_ms(wallOf(*since, now).count());
   return s;
 }
 
@@ -245,6 +247,14 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                                  .universe = m.universe()});
   }
   g->refs_.insert(s.refs().begin(), s.refs().end());
+  if (g->status_ == td::v1::GROUP_STATUS_RUNNING &&
+      std::none_of(g->members_.begin(), g->members_.end(), [](const Member& m) { return m.present; })) {
+    // Memberless when written: the abandonment timer runs on from then (a snapshot of an older
+    // coordinator has no such time: from now).
+    g->memberless_since_ = s.memberless_since_ms() != 0
+                               ? monoOf(Millis(s.memberless_since_ms()), now)
+                               : now.mono;
+  }
 
   // What the last owner wrote (or was about to write) for its last change, again.
   for (const auto& record : s.outbox()) {

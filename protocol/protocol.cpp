@@ -104,6 +104,7 @@ std::string_view statusName(td::v1::GroupStatus status) {
     case td::v1::GROUP_STATUS_RUNNING: return "running";
     case td::v1::GROUP_STATUS_COMPLETED: return "completed";
     case td::v1::GROUP_STATUS_FAILED: return "failed";
+    case td::v1::GROUP_STATUS_ABANDONED: return "abandoned";
     default: return "unspecified";
   }
 }
@@ -151,6 +152,12 @@ std::string describe(const td::v1::Event& e) {
     case E::kGroupFailed:
       return fmt::format("group_failed step={} reason={}", e.group_failed().failed_step_id(),
                          e.group_failed().reason());
+    case E::kGroupAbandoned: {
+      const auto& a = e.group_abandoned();
+      return fmt::format("group_abandoned memberless_ms={} succeeded={} not_run={} last_peer={}",
+                         a.memberless_for_ms(), a.steps_succeeded(), a.steps_not_run(),
+                         a.last_peer_id());
+    }
     case E::kPeerLeft:
       return fmt::format("peer_left peer={} reason={}", e.peer_left().peer_id(),
                          e.peer_left().reason());

@@ -25,6 +25,7 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   std::string level = "info";
   std::string log_format = "text";
   int retention_s = 600;
+  int abandoned_s = 300;
   int lease_ms = 5000;
   int heartbeat_ms = 1000;
   options.core.coordinator_id = "coordinator-" + std::to_string(::getpid());
@@ -39,6 +40,10 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   app.add_option("--finished-group-retention", retention_s,
                  "seconds a completed group stays joinable before it is forgotten")
       ->check(td::config::between(1, 7 * 24 * 3600, td::config::Unit::kSeconds))->capture_default_str();
+  app.add_option("--abandoned-group-timeout", abandoned_s,
+                 "seconds a running group may have no member (all left or were lost) before it "
+                 "is ended as abandoned and forgotten; 0: never")
+      ->check(td::config::between(0, 7 * 24 * 3600, td::config::Unit::kSeconds))->capture_default_str();
   app.add_option("--lease-ms", lease_ms,
                  "a peer silent this long is declared lost and its step re-queued")
       ->check(td::config::between(500, 3600 * 1000, td::config::Unit::kMilliseconds))->capture_default_str();
@@ -150,6 +155,7 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   td::log::setFormat(log_format);
   (void)td::log::setLevel(level);   // one of --log-level's IsMember values
   options.core.finished_group_retention = std::chrono::seconds(retention_s);
+  options.core.abandoned_group_timeout = std::chrono::seconds(abandoned_s);
   options.core.lease = std::chrono::milliseconds(lease_ms);
   options.core.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
 

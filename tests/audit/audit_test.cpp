@@ -164,6 +164,16 @@ class Stream {
     f.set_reason("step failed");
     return *this;
   }
+  Stream& abandoned(const std::string& last_peer, std::uint32_t succeeded,
+                    std::uint32_t not_run) {
+    auto& a = *next().mutable_group_abandoned();
+    a.set_group_id(group_);
+    a.set_memberless_for_ms(300000);
+    a.set_last_peer_id(last_peer);
+    a.set_steps_succeeded(succeeded);
+    a.set_steps_not_run(not_run);
+    return *this;
+  }
   Stream& universeStarted(const std::string& peer, const std::string& session = "") {
     auto& u = *next().mutable_universe_started();
     u.set_peer_id(peer);
@@ -510,6 +520,43 @@ TEST(Audit, UnansweredAssignmentInAnEndedGroup) {
   EXPECT_EQ(v[0].kind, ViolationKind::kUnansweredAssignment);
   EXPECT_EQ(v[0].step, "y");
   EXPECT_THAT(v[0].message, HasSubstr("step y attempt 1 assigned to w2 never finished or aborted"));
+}
+
+// Every member left; nobody came back within the timeout: the group ends as abandoned with
+// steps never run, and an attempt that was running when its peer left ended as lost.
+TEST(Audit, AnAbandonedGroupIsEndedWithStepsNotRunAndNoViolation) {
+  Stream s("g");
+  s.created({{"x", 3}, {"y", 3}, {"z", 3}}).joined("w1").joined("w2")
+      .queued("x", 1, "initial").queued("y", 1, "initial").queued("z", 1, "initial")
+      .ran("x", 1, "w1", kOk)
+      .assigned("y", 1, "w2").started("y", 1, "w2")
+      .leftPeer("w1", "left: SIGTERM")
+      .leftPeer("w2", "left: SIGTERM").finished("y", 1, "w2", kLost)
+      .queued("y", 2, "retry after lost: left: SIGTERM")
+      .abandoned("w2", 1, 2);
+  EXPECT_TRUE(verify(s.events()).empty());
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  auto t = replay.timeline("g");
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->status, td::v1::GROUP_STATUS_ABANDONED);
+  EXPECT_EQ(t->ended_ms, s.events().back().timestamp_ms());
+  EXPECT_THAT(timelineText(*t), HasSubstr("status=abandoned"));
+  EXPECT_THAT(timelineText(*t),
+              HasSubstr("abandoned: no member for 300000 ms (last: w2); 1 step(s) succeeded, 2 not run"));
+  EXPECT_THAT(htmlReport({*t}, {}), HasSubstr("Abandoned: no member for 300000 ms"));
+  EXPECT_EQ(protocol::describe(s.events().back()),
+            "group_abandoned memberless_ms=300000 succeeded=1 not_run=2 last_peer=w2");
+}
+
+TEST(Audit, AnAbandonedGroupStillAnswersForItsAssignments) {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").queued("x", 1, "initial").assigned("x", 1, "w1")
+      .abandoned("w1", 0, 1);
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kUnansweredAssignment);
+  EXPECT_THAT(v[0].message, HasSubstr("(group abandoned)"));
 }
 
 TEST(Audit, UnansweredAssignmentIsFineWhileTheGroupRuns) {

@@ -124,6 +124,16 @@ Effects CoreTest::finish(const std::string& group, const std::string& peer,
   return run(finishedRecord(group, peer, step, attempt, outcome, session));
 }
 
+td::v1::PeerHeartbeat CoreTest::heartbeatRecord(const std::string& group,
+                                                const std::string& peer,
+                                                const std::string& session) {
+  td::v1::PeerHeartbeat hb;
+  hb.set_group_id(group);
+  hb.set_peer_id(peer);
+  hb.set_session_id(session.empty() ? sessionOf(peer) : session);
+  return hb;
+}
+
 std::vector<td::v1::StepAssigned> CoreTest::assignments(const Effects& effects,
                                                         const std::string& peer) {
   std::vector<td::v1::StepAssigned> out;

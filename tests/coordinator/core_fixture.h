@@ -56,6 +56,12 @@ class CoreTest : public ::testing::Test {
   // StepAssigned records in `effects` (optionally only those for `peer`).
   static std::vector<td::v1::StepAssigned> assignments(const Effects& effects,
                                                        const std::string& peer = "");
+  // A heartbeat of `peer` (its default session unless `session`) in `group`.
+  static td::v1::PeerHeartbeat heartbeatRecord(const std::string& group, const std::string& peer,
+                                               const std::string& session = "");
+  static void append(Effects& to, const Effects& from) {
+    to.insert(to.end(), from.begin(), from.end());
+  }
   static std::vector<td::v1::Event> events(const Effects& effects);
   static std::vector<std::string> eventKinds(const Effects& effects);
   static bool has(const Effects& effects, td::v1::AssignmentRecord::BodyCase kind);

@@ -13,7 +13,8 @@
 //   and: at most one running attempt per step; attempt numbers strictly increase per step; a
 //   step is assigned only to a present (joined, not left/lost/replaced), non-leaving member
 //   holding no other step (slots 1), only once its dependencies succeeded; nothing is assigned
-//   and no second verdict is given after group_completed/group_failed; a running group is never
+//   and no second verdict is given after group_completed/group_failed/group_abandoned (which
+//   comes only when no member is present); a running group is never
 //   forgotten; the core's own view (status, last sequence) agrees with the event stream; and
 //   replaying the same inputs into a fresh Core gives byte-identical effects.
 //
@@ -142,6 +143,7 @@ class Model {
 
   std::map<std::string, GroupModel> groups;
   std::map<std::string, Joined> joined;  // last GroupJoined reply per peer
+  int abandoned = 0;
   int completed = 0, failed = 0, lost_attempts = 0, assigned = 0, ignored = 0, dead = 0,
       forgotten = 0, reused_ids = 0, failovers = 0, restored = 0;
 
@@ -305,6 +307,11 @@ class Model {
       if (!justified) return "group failed before any limit of step " + s.spec.id();
       g.status = td::v1::GROUP_STATUS_FAILED;
       ++failed;
+    } else if (ev.has_group_abandoned()) {
+      if (!running) return "a second verdict";
+      if (!g.present.empty()) return "abandoned while a member is present";
+      g.status = td::v1::GROUP_STATUS_ABANDONED;
+      ++abandoned;
     } else if (ev.has_input_ignored()) {
       ++ignored;
     } else if (ev.has_group_restored()) {
@@ -405,6 +412,8 @@ class Simulation {
     config_.coordinator_id = "prop";
     // A third of the seeds forget finished groups quickly, so forgetting is exercised too.
     if (rng_.chance(33)) config_.finished_group_retention = std::chrono::seconds(20);
+    // A third abandon memberless groups quickly (by the seed: the random stream stays as it was).
+    if (seed % 3 == 1) config_.abandoned_group_timeout = std::chrono::seconds(15);
     for (int f = 0; f < 2; ++f) families_.push_back(makeFamily(f));
   }
 
@@ -786,13 +795,15 @@ TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
     totals.reused_ids += m.reused_ids;
     totals.failovers += m.failovers;
     totals.restored += m.restored;
+    totals.abandoned += m.abandoned;
   }
   std::printf("%llu seeds x %d ops: %d assigned, %d completed, %d failed, %d lost attempts, "
               "%d ignored, %d dead letters, %d forgotten groups, %d forgotten ids founded again, "
-              "%d fail-overs restoring %d running groups\n",
+              "%d fail-overs restoring %d running groups, %d abandoned\n",
               static_cast<unsigned long long>(seeds), ops, totals.assigned, totals.completed,
               totals.failed, totals.lost_attempts, totals.ignored, totals.dead,
-              totals.forgotten, totals.reused_ids, totals.failovers, totals.restored);
+              totals.forgotten, totals.reused_ids, totals.failovers, totals.restored,
+              totals.abandoned);
   if (only == 0 && seeds >= 100) {
     // The generator must reach the interesting states, or the properties prove little.
     EXPECT_GT(totals.completed, 100);
@@ -801,6 +812,7 @@ TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
     EXPECT_GT(totals.forgotten, 10);
     EXPECT_GT(totals.failovers, 100);
     EXPECT_GT(totals.restored, 100);
+    EXPECT_GT(totals.abandoned, 10);
   }
 }
 

@@ -15,11 +15,7 @@ class Sessions : public CoreTest {
  protected:
   static td::v1::PeerHeartbeat heartbeat(const std::string& group, const std::string& peer,
                                          const std::string& session = "") {
-    td::v1::PeerHeartbeat hb;
-    hb.set_group_id(group);
-    hb.set_peer_id(peer);
-    hb.set_session_id(session.empty() ? sessionOf(peer) : session);
-    return hb;
+    return heartbeatRecord(group, peer, session);
   }
   // Advances time by `total` in 100 ms ticks; `alive` peers heartbeat every `every`.
   Effects passTime(Millis total, const std::string& group, const std::vector<std::string>& alive,
@@ -34,7 +30,6 @@ class Sessions : public CoreTest {
     }
     return all;
   }
-  static void append(Effects& to, const Effects& from) { to.insert(to.end(), from.begin(), from.end()); }
   // The assignment-topic records of `effects` with this body, in order.
   static std::vector<AssignmentRecord> records(const Effects& effects,
                                                AssignmentRecord::BodyCase kind) {

@@ -6,7 +6,6 @@
 
 #include <fstream>
 #include <functional>
-#include <regex>
 #include <string>
 
 #include "tests/integration/cluster.h"
@@ -27,12 +26,7 @@ class Metrics : public ::testing::Test {
 
   // The port the coordinator logged ("metrics on http://127.0.0.1:N/metrics ..."), once it has.
   int port() {
-    if (port_ > 0) return port_;
-    std::smatch m;
-    const std::string out = coordinator_.output();
-    if (std::regex_search(out, m, std::regex("metrics on http://\\S+:(\\d+)/metrics"))) {
-      port_ = std::stoi(m[1]);
-    }
+    if (port_ == 0) port_ = loggedMetricsPort(coordinator_.output()).value_or(0);
     return port_;
   }
   int status(const std::string& path) { return httpGet(port(), path).status; }

@@ -57,4 +57,12 @@ std::optional<double> sampleOf(const std::string& page, const std::string& serie
   return std::nullopt;
 }
 
+std::optional<int> loggedMetricsPort(const std::string& output) {
+  std::smatch m;
+  if (!std::regex_search(output, m, std::regex("metrics on http://\\S+:(\\d+)/metrics"))) {
+    return std::nullopt;
+  }
+  return std::stoi(m[1]);
+}
+
 }  // namespace td::testing

@@ -19,4 +19,8 @@ HttpReply httpGet(int port, const std::string& path);
 // them) at the start of a line of a /metrics page, if there is one.
 std::optional<double> sampleOf(const std::string& page, const std::string& series);
 
+// The port a td-coordinator logged it serves metrics on ("metrics on
+// http://127.0.0.1:N/metrics ..."), if `output` has that line yet.
+std::optional<int> loggedMetricsPort(const std::string& output);
+
 }  // namespace td::testing
