@@ -34,9 +34,13 @@ td::Status TopicReader::readToEnd(const OnMessage& on_message) {
   for (std::int32_t p = 0; p < partitions_; ++p) {
     auto marks = reader_->watermarks(topic_, p, std::chrono::seconds(10));
     if (!marks) return std::unexpected(marks.error());
+    // Empty partitions are assigned too (at their end), so that poll() sees what arrives there.
+    if (marks->second <= marks->first) {
+      assignment.push_back({topic_, p, marks->second});
+      continue;
+    }
     high[p] = marks->second;
-    // Empty partitions too, so that poll() afterwards sees what arrives there.
-    assignment.push_back({topic_, p, marks->second <= marks->first ? marks->second : marks->first});
+    assignment.push_back({topic_, p, marks->first});
   }
   if (assignment.empty()) return {};
   TD_RETURN_IF_ERROR(reader_->assign(assignment));
@@ -57,15 +61,22 @@ td::Status TopicReader::readToEnd(const OnMessage& on_message) {
     }
     auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
     if (!batch) return std::unexpected(batch.error());
-    for (const auto& m : *batch) {
+    for (auto& m : *batch) {
       next[m.partition] = std::max(next[m.partition], m.offset + 1);
-      on_message(m);
+      // Past the watermarks read: not part of this snapshot, but the first of poll()'s.
+      const auto h = high.find(m.partition);
+      if (h == high.end() || m.offset >= h->second) {
+        later_.push_back(std::move(m));
+      } else {
+        on_message(m);
+      }
     }
   }
   return {};
 }
 
 td::Status TopicReader::assignAll(bool from_beginning) {
+  later_.clear();
   std::vector<td::kafka::TopicPartitionOffset> assignment;
   for (std::int32_t p = 0; p < partitions_; ++p) {
     assignment.push_back(
@@ -75,6 +86,11 @@ td::Status TopicReader::assignAll(bool from_beginning) {
 }
 
 td::Status TopicReader::poll(std::chrono::milliseconds timeout, const OnMessage& on_message) {
+  if (!later_.empty()) {
+    for (const auto& m : later_) on_message(m);
+    later_.clear();
+    return {};
+  }
   auto batch = reader_->poll(1000, timeout);
   if (!batch) return std::unexpected(batch.error());
   for (const auto& m : *batch) on_message(m);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "kafka/kafka.h"
@@ -24,8 +25,9 @@ class TopicReader {
                                                        std::string topic,
                                                        std::chrono::milliseconds timeout);
 
-  // Every record up to the high watermarks as they are when called, partition by partition in
-  // offset order. Afterwards the reader stays assigned where it stopped, for poll().
+  // Every record below the high watermarks as they are when called, partition by partition in
+  // offset order. Afterwards the reader stays assigned where it stopped, for poll(), which
+  // hands out first the records past those watermarks that came with the last batch.
   td::Status readToEnd(const OnMessage& on_message);
   // Reads all partitions from their start (`from_beginning`) or end, for poll().
   td::Status assignAll(bool from_beginning);
@@ -39,6 +41,7 @@ class TopicReader {
   std::string topic_;
   std::unique_ptr<td::kafka::PartitionReader> reader_;
   int partitions_ = 0;
+  std::vector<td::kafka::Message> later_;  // read by readToEnd() past its watermarks
 };
 
 }  // namespace td::audit
