@@ -1,7 +1,8 @@
 // td-audit: reads the audit stream (td.events) and checks, shows, follows or reports it.
 // It reads with a td_kafka PartitionReader over every partition: no consumer group is joined
 // and nothing is committed, so it never disturbs the coordinators.
-// Exit codes: 0 fine, 1 violations found (verify) or a runtime error, 2 bad flags.
+// Exit codes: 0 fine, 1 violations found (verify) or a runtime error, 2 bad flags; `logs`:
+// 0 output printed, 1 none on td.logs, 2 bad flags, 3 the broker unreachable.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <signal.h>
@@ -18,7 +19,9 @@
 #include <set>
 
 #include "audit/audit.h"
+#include "audit/logs_command.h"
 #include "audit/render.h"
+#include "audit/topic_reader.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "config/version.h"
@@ -77,75 +80,27 @@ class EventSource {
   td::Status open() {
     auto extra = td::kafka::parseProperties(common_.props);
     if (!extra) return std::unexpected(extra.error());
-    props_ = *extra;
-    auto reader = td::kafka::PartitionReader::create(
-        td::kafka::readerSettings(common_.bootstrap, "td-audit", props_));
+    auto reader =
+        td::audit::TopicReader::open(common_.bootstrap, *extra, topic_, std::chrono::seconds(10));
     if (!reader) return std::unexpected(reader.error());
     reader_ = std::move(*reader);
-    // For partition counts only; with the -X properties like every client (a secured
-    // cluster's credentials).
-    td::kafka::Properties producer_props{{"bootstrap.servers", common_.bootstrap},
-                                         {"client.id", "td-audit"}};
-    producer_props.insert(producer_props.end(), props_.begin(), props_.end());
-    auto producer = td::kafka::Producer::create(producer_props);
-    if (!producer) return std::unexpected(producer.error());
-    auto count = (*producer)->partitionCount(topic_, std::chrono::seconds(10));
-    if (!count) return std::unexpected(count.error());
-    partitions_ = *count;
     return {};
   }
 
   // Every record up to the high watermarks as they are now.
   td::Result<std::vector<td::v1::Event>> readAll() {
-    std::map<std::int32_t, std::int64_t> high;
-    std::vector<td::kafka::TopicPartitionOffset> assignment;
-    for (std::int32_t p = 0; p < partitions_; ++p) {
-      auto marks = reader_->watermarks(topic_, p, std::chrono::seconds(10));
-      if (!marks) return std::unexpected(marks.error());
-      if (marks->second <= marks->first) continue;
-      high[p] = marks->second;
-      assignment.push_back({topic_, p, marks->first});
-    }
     std::vector<td::v1::Event> out;
-    if (assignment.empty()) return out;
-    TD_RETURN_IF_ERROR(reader_->assign(assignment));
-    std::map<std::int32_t, std::int64_t> next;
-    // Or the reader's position past it: a log written in transactions (--exactly-once) ends
-    // with a marker that is never handed out.
-    auto done = [&] {
-      for (const auto& [p, h] : high) {
-        if (next[p] < h && reader_->position(topic_, p) < h) return false;
-      }
-      return true;
-    };
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return td::makeError(td::Errc::kTimeout, "could not read " + topic_ + " up to its high watermarks");
-      }
-      auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
-      if (!batch) return std::unexpected(batch.error());
-      for (const auto& m : *batch) {
-        if (!high.contains(m.partition) || m.offset >= high[m.partition]) continue;
-        next[m.partition] = std::max(next[m.partition], m.offset + 1);
-        parse(m, out);
-      }
-    }
+    TD_RETURN_IF_ERROR(reader_->readToEnd([&](const td::kafka::Message& m) { parse(m, out); }));
     return out;
   }
 
   // Calls on_event for each record from `since_ms` (or new ones only when < 0) until SIGINT.
   td::Status follow(std::int64_t since_ms, const std::function<void(const td::v1::Event&)>& on_event) {
-    std::vector<td::kafka::TopicPartitionOffset> assignment;
-    for (std::int32_t p = 0; p < partitions_; ++p) {
-      assignment.push_back({topic_, p, since_ms >= 0 ? td::kafka::kOffsetBeginning : td::kafka::kOffsetEnd});
-    }
-    TD_RETURN_IF_ERROR(reader_->assign(assignment));
+    TD_RETURN_IF_ERROR(reader_->assignAll(since_ms >= 0));
     while (!g_stop) {
-      auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
-      if (!batch) return std::unexpected(batch.error());
       std::vector<td::v1::Event> events;
-      for (const auto& m : *batch) parse(m, events);
+      TD_RETURN_IF_ERROR(reader_->poll(std::chrono::milliseconds(200),
+                                       [&](const td::kafka::Message& m) { parse(m, events); }));
       for (const auto& e : events) {
         if (since_ms >= 0 && e.timestamp_ms() < since_ms) continue;
         on_event(e);
@@ -169,9 +124,7 @@ class EventSource {
 
   const Common& common_;
   std::string topic_;
-  td::kafka::Properties props_;
-  std::unique_ptr<td::kafka::PartitionReader> reader_;
-  int partitions_ = 0;
+  std::unique_ptr<td::audit::TopicReader> reader_;
   std::size_t unparsable_ = 0;
 };
 
@@ -397,6 +350,20 @@ int main(int argc, char** argv) {
   report->add_option("--out", out, "output .html file")->required();
   report->add_option("--group", group, "only this group");
 
+  td::audit::LogsCommand logs_command;
+  std::uint32_t logs_attempt = 0;
+  auto* logs = app.add_subcommand(
+      "logs", "print a step attempt's whole output from td.logs (exit 1 if there is none)");
+  addCommon(logs, c);
+  logs->add_option("group", logs_command.query.group_id, "group id")->required();
+  logs->add_option("step", logs_command.query.step_id, "step id")->required();
+  auto* attempt_opt = logs->add_option("--attempt", logs_attempt,
+                                       "this attempt (default: the last one found)")
+                          ->check(CLI::Range(1u, td::protocol::kMaxAttemptLimit));
+  logs->add_option("--peer", logs_command.query.peer_id, "only output shipped by this peer");
+  logs->add_flag("--follow", logs_command.follow,
+                 "keep reading until the attempt ends (or SIGINT)");
+
   std::int64_t since_ms = -1, until_ms = -1;
   try {
     app.parse(argc, argv);
@@ -426,5 +393,16 @@ int main(int argc, char** argv) {
   if (*show) return runShow(c, group);
   if (*tail) return runTail(c, group, peer, step, outcome, since_ms);
   if (*report) return runReport(c, group, out);
+  if (*logs) {
+    if (attempt_opt->count() > 0) logs_command.query.attempt = logs_attempt;
+    logs_command.bootstrap = c.bootstrap;
+    logs_command.props = *p;
+    logs_command.topic = td::protocol::Topics(c.prefix).logs();
+    struct sigaction sa {};
+    sa.sa_handler = onSignal;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    return td::audit::runLogs(logs_command, g_stop);
+  }
   return 2;
 }

@@ -1,6 +1,6 @@
 // td-broker: Task Director's embedded Kafka broker (librdkafka's mock cluster) as a process.
-// Creates td.registrations, td.completions, td.joins, td.events, td.dlq, td.state and
-// td.step-stats, publishes its address through --bootstrap-file, and runs until SIGINT/SIGTERM
+// Creates td.registrations, td.completions, td.joins, td.events, td.dlq, td.state,
+// td.step-stats and td.logs, publishes its address through --bootstrap-file, and runs until SIGINT/SIGTERM
 // (then exits 0).
 // The --control socket's line protocol is documented in broker/server.h.
 #include <unistd.h>

@@ -32,10 +32,10 @@ namespace td::broker {
 // The topics td-broker pre-creates; td.joins has the same partition count as td.registrations.
 // td.state must match td.registrations too: its partition p holds input partition p's groups.
 // td.step-stats (duration history, key-hashed, read whole by every coordinator) gets the same
-// count only because one flag sets them all; any count works for it.
+// count only because one flag sets them all; any count works for it, and for td.logs.
 inline const std::vector<std::string> kTopics = {"td.registrations", "td.completions", "td.joins",
                                                  "td.events",        "td.dlq",         "td.state",
-                                                 "td.step-stats"};
+                                                 "td.step-stats",    "td.logs"};
 
 struct ServerOptions {
   std::string bootstrap_file;  // required: gets "HOST:PORT\n", written atomically (temp+rename)

@@ -7,6 +7,7 @@
 #                  [--coordinator-principal User:td-coordinator]
 #                  [--worker-principal User:td-worker] [--consumer-group td-coordinator]
 #                  [--assign-topics admin|auto] [--exactly-once]
+#                  [--audit-principal User:td-audit]
 #                  [--command-config FILE] [--dry-run]
 #
 # - Coordinators: Read on registrations, completions, state and step-stats and on the consumer
@@ -14,11 +15,14 @@
 #   prefixed <prefix>assign. (plus Delete with --assign-topics admin, the default).
 #   --exactly-once adds Write on transactional ids prefixed <consumer-group>. (the coordinator's
 #   transactional.id is <consumer-group>.<coordinator-id>).
-# - Workers: Write on registrations and completions; Read on joins and on every topic prefixed
-#   <prefix>assign.. Nothing on any group: they read with assign() and commit nothing.
+# - Workers: Write on registrations, completions and logs; Read on joins and on every topic
+#   prefixed <prefix>assign.. Nothing on any group: they read with assign() and commit nothing.
+# - td-audit, only with --audit-principal: Read on events and logs (verify, show, tail,
+#   report and logs read with assign(), no group).
 # Read and Write imply Describe, and Write on any topic implies IdempotentWrite (Kafka 3.0+).
 # Idempotent (an ACL that exists is not added twice). One kafka-acls.sh call per principal,
-# pattern type and operation set (six; each starts a JVM). --dry-run prints the commands.
+# pattern type and operation set (six, one more with --exactly-once and with --audit-principal;
+# each starts a JVM). --dry-run prints the commands.
 # KAFKA_ACLS overrides where kafka-acls.sh is (default: PATH, else /opt/kafka/bin).
 # Exit codes: 0 done, 1 a kafka-acls.sh call failed, 2 usage.
 set -euo pipefail
@@ -30,11 +34,12 @@ worker="User:td-worker"
 group="td-coordinator"
 assign_topics="admin"
 exactly_once=0
+audit=""
 command_config=""
 dry_run=0
 
 usage() {
-  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
     --consumer-group) need_value "$@"; group="$2"; shift 2 ;;
     --assign-topics) need_value "$@"; assign_topics="$2"; shift 2 ;;
     --exactly-once) exactly_once=1; shift ;;
+    --audit-principal) need_value "$@"; audit="$2"; shift 2 ;;
     --command-config) need_value "$@"; command_config="$2"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage ;;
@@ -62,7 +68,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$bootstrap" ] || { echo "create-acls.sh: --bootstrap-server is required" >&2; exit 2; }
-for p in "$coordinator" "$worker"; do
+for p in "$coordinator" "$worker" ${audit:+"$audit"}; do
   [[ "$p" =~ ^[A-Za-z]+:.+$ ]] || {
     echo "create-acls.sh: principal '$p' is not TYPE:NAME (e.g. User:td-worker)" >&2; exit 2; }
 done
@@ -120,8 +126,11 @@ grant "$coordinator" prefixed "$assign_ops" "$(t assign.)"
 [ "$exactly_once" -eq 0 ] || grant "$coordinator" prefixed Write "transactional-id:$group."
 
 # Workers: register and report; read the join replies and their group's assignments.
-grant "$worker" literal Write "$(t registrations)" "$(t completions)"
+grant "$worker" literal Write "$(t registrations)" "$(t completions)" "$(t logs)"
 grant "$worker" literal Read "$(t joins)"
 grant "$worker" prefixed Read "$(t assign.)"
+
+# td-audit (optional): reads the audit stream and the steps' output.
+[ -z "$audit" ] || grant "$audit" literal Read "$(t events)" "$(t logs)"
 
 [ "$dry_run" -eq 1 ] || echo "create-acls.sh: ACLs for $coordinator and $worker on '$prefix' granted"

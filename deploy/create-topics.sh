@@ -5,16 +5,18 @@
 #   create-topics.sh --bootstrap-server HOST:PORT [--prefix td.] [--partitions 12]
 #                    [--replication-factor 1] [--aux-partitions 3]
 #                    [--events-retention-ms 604800000] [--dlq-retention-ms 2592000000]
+#                    [--logs-retention-ms 259200000]
 #                    [--command-config FILE] [--dry-run]
 #
 # - registrations, completions, joins and state get the SAME partition count (--partitions):
 #   td-coordinator exits 2 at start when registrations, completions and state differ, and
 #   td.joins[p] answers td.registrations[p] (docs/operations.md, "Choosing the partition count").
-# - state and step-stats are compacted (cleanup.policy=compact); events and dlq are deleted
-#   after their retention.
+# - state and step-stats are compacted (cleanup.policy=compact); events, dlq and logs are
+#   deleted after their retention. logs (steps' output, lz4-compressed by the workers) keeps
+#   the producer's compression (compression.type=producer).
 # - td.assign.<group> topics are not created here: coordinators create one per group through
 #   the Admin API (assign-topics: admin), or the brokers auto-create them on first use.
-# - step-stats, events and dlq get --aux-partitions (any count works for them).
+# - step-stats, events, dlq and logs get --aux-partitions (any count works for them).
 # Idempotent (--if-not-exists); afterwards it checks that the four topics that must agree do
 # agree, since an existing topic keeps its old count. --dry-run prints the kafka-topics.sh
 # commands instead of running them (the deploy test reads that output).
@@ -28,11 +30,12 @@ replication=1
 aux_partitions=3
 events_retention_ms=604800000    # 7 days
 dlq_retention_ms=2592000000      # 30 days
+logs_retention_ms=259200000      # 3 days
 command_config=""
 dry_run=0
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
     --aux-partitions) need_value "$@"; aux_partitions="$2"; shift 2 ;;
     --events-retention-ms) need_value "$@"; events_retention_ms="$2"; shift 2 ;;
     --dlq-retention-ms) need_value "$@"; dlq_retention_ms="$2"; shift 2 ;;
+    --logs-retention-ms) need_value "$@"; logs_retention_ms="$2"; shift 2 ;;
     --command-config) need_value "$@"; command_config="$2"; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage ;;
@@ -60,7 +64,8 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$bootstrap" ] || { echo "create-topics.sh: --bootstrap-server is required" >&2; exit 2; }
-for n in "$partitions" "$replication" "$aux_partitions" "$events_retention_ms" "$dlq_retention_ms"; do
+for n in "$partitions" "$replication" "$aux_partitions" "$events_retention_ms" "$dlq_retention_ms" \
+         "$logs_retention_ms"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "create-topics.sh: '$n' is not a positive integer" >&2; exit 2; }
 done
 
@@ -106,6 +111,10 @@ create step-stats "$aux_partitions" cleanup.policy=compact
 # Audit stream and dead letters: kept for their retention, then deleted.
 create events "$aux_partitions" cleanup.policy=delete "retention.ms=$events_retention_ms"
 create dlq "$aux_partitions" cleanup.policy=delete "retention.ms=$dlq_retention_ms"
+# Steps' output (td-audit logs), keyed by group: kept for days, not weeks (docs/operations.md,
+# "Sizing td.logs").
+create logs "$aux_partitions" cleanup.policy=delete "retention.ms=$logs_retention_ms" \
+  compression.type=producer
 
 [ "$dry_run" -eq 0 ] || exit 0
 

@@ -40,6 +40,8 @@ class Topics {
   std::string state() const { return prefix_ + "state"; }
   // Compacted per (schema, step) duration history (messages/td/v1/stats.proto).
   std::string stepStats() const { return prefix_ + "step-stats"; }
+  // Steps' output, chunked (messages/td/v1/logs.proto).
+  std::string logs() const { return prefix_ + "logs"; }
   std::string assign(std::string_view group_id) const {
     return prefix_ + "assign." + std::string(group_id);
   }

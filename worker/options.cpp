@@ -77,6 +77,11 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
                  "record, following the group) after which the worker gives up with exit 3")
       ->check(config::between(1, 86400, config::Unit::kSeconds))->capture_default_str();
   app.add_option("--topic-prefix", prefix, "prefix of every topic name")->capture_default_str();
+  app.add_option("--log-cap", options.log_cap,
+                 "bytes of each step attempt's output shipped to the logs topic (td.logs) for "
+                 "td-audit logs, e.g. 64MiB, 512KiB; 0 = ship none")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("64MiB");
   app.add_flag("--quiet-steps", quiet_steps, "do not copy steps' output to stderr");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))

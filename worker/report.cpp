@@ -29,7 +29,8 @@ std::string_view summaryOutcome(td::v1::StepOutcome outcome) {
 
 // "  failed: step bad, attempt 3 on w2 (this peer): exit 3; the last lines of its output:"
 // and those lines, each indented and prefixed "| ".
-std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_peer_id) {
+std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_peer_id,
+                          const std::string& group, const std::string& audit_args) {
   std::string out = fmt::format("  failed: step {}, attempt {} on {}{}: ", f.step_id(),
                                 f.attempt(), f.peer_id().empty() ? "-" : f.peer_id(),
                                 f.peer_id() == own_peer_id ? " (this peer)" : "");
@@ -39,14 +40,21 @@ std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_p
   }
   out += fmt::format("{}, {}", protocol::outcomeName(f.outcome()),
                      protocol::describeExit(f.exit_code(), f.signal()));
-  if (f.output_tail().empty()) return out + "; no output\n";
-  out += "; the last lines of its output:\n";
-  std::string_view rest = f.output_tail();
-  while (!rest.empty()) {
-    const std::size_t nl = rest.find('\n');
-    out += fmt::format("    | {}\n", rest.substr(0, nl));
-    if (nl == std::string_view::npos) break;
-    rest.remove_prefix(nl + 1);
+  if (f.output_tail().empty()) {
+    out += "; no output\n";
+  } else {
+    out += "; the last lines of its output:\n";
+    std::string_view rest = f.output_tail();
+    while (!rest.empty()) {
+      const std::size_t nl = rest.find('\n');
+      out += fmt::format("    | {}\n", rest.substr(0, nl));
+      if (nl == std::string_view::npos) break;
+      rest.remove_prefix(nl + 1);
+    }
+  }
+  if (!audit_args.empty()) {
+    out += fmt::format("  full output: td-audit logs {} {} --attempt {} {}\n", group, f.step_id(),
+                       f.attempt(), audit_args);
   }
   return out;
 }
@@ -54,7 +62,7 @@ std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_p
 }  // namespace
 
 std::string formatSummary(const td::v1::AssignmentRecord& record,
-                          const std::string& own_peer_id) {
+                          const std::string& own_peer_id, const std::string& audit_args) {
   if (!record.has_completed() && !record.has_failed()) return {};
   const bool completed = record.has_completed();
   const auto& steps = completed ? record.completed().steps() : record.failed().steps();
@@ -97,7 +105,7 @@ std::string formatSummary(const td::v1::AssignmentRecord& record,
                      own.steps, own.steps == 1 ? "" : "s", formatDuration(own.ms), others.steps,
                      others.steps == 1 ? "" : "s", formatDuration(others.ms));
   if (!completed && record.failed().has_failure()) {
-    out += formatFailure(record.failed().failure(), own_peer_id);
+    out += formatFailure(record.failed().failure(), own_peer_id, group, audit_args);
   }
   if (by_peer.size() > 1) {
     out += "  by peer:";

@@ -22,7 +22,11 @@ std::string formatDuration(std::uint64_t ms);
 // attempt that failed it (step, peer, how it ended, the last lines of its output, which the
 // coordinator puts in GroupFailed.failure), so every peer's log says it; then totals of steps
 // and time by this peer and by the others. Plain text, no escape sequences, lines end in '\n'.
-std::string formatSummary(const td::v1::AssignmentRecord& record, const std::string& own_peer_id);
+// With `audit_args` (e.g. "--bootstrap-server host:9092"), the failure ends with the command
+// that prints the failing attempt's whole output from td.logs:
+// "  full output: td-audit logs GROUP STEP --attempt N <audit_args>".
+std::string formatSummary(const td::v1::AssignmentRecord& record, const std::string& own_peer_id,
+                          const std::string& audit_args = {});
 
 // What the progress line says at one moment.
 struct ProgressState {

@@ -302,6 +302,7 @@ td::Result<std::unique_ptr<StepProcess>> StepProcess::startImpl(const StepSpecTo
   proc->step_id_ = spec.step_id;
   proc->tail_limit_ = spec.output_tail_bytes;
   proc->echo_ = spec.echo_output;
+  proc->on_output_ = spec.on_output;
   proc->kill_grace_ = spec.kill_grace;
   proc->timeout_at_ = saturatingAdd(proc->started_, spec.timeout);
   proc->next_wait_check_ = proc->started_ + kFallbackWaitTick;
@@ -321,6 +322,7 @@ StepProcess& StepProcess::operator=(StepProcess&& other) noexcept {
   step_id_ = std::move(other.step_id_);
   tail_limit_ = other.tail_limit_;
   echo_ = other.echo_;
+  on_output_ = std::move(other.on_output_);
   kill_grace_ = other.kill_grace_;
   started_ = other.started_;
   timeout_at_ = other.timeout_at_;
@@ -413,6 +415,7 @@ void StepProcess::drain(std::size_t max_bytes) {
 
 void StepProcess::consume(const char* data, std::size_t size) {
   if (echo_) echoLines(data, size);
+  if (on_output_ && size > 0) on_output_(std::string_view(data, size));
   if (size == 0) return;
   if (size >= tail_limit_) {
     if (size > tail_limit_ || !tail_.empty()) tail_cut_ = true;

@@ -50,6 +50,9 @@ struct StepSpecToRun {
   // Also copy the child's output to our stderr, each line prefixed with "[step_id] ". Lines are
   // written whole with one write(2) (lines over 4 KiB are split); a blocked stderr blocks us.
   bool echo_output = false;
+  // Called with every piece of the child's output as it is read (raw bytes, stdout and stderr
+  // combined, in order), from inside service(). Must not block: td-worker ships it to td.logs.
+  std::function<void(std::string_view)> on_output;
 };
 
 enum class RunOutcome {
@@ -173,6 +176,7 @@ class StepProcess {
   std::string step_id_;
   std::size_t tail_limit_ = 0;
   bool echo_ = false;
+  std::function<void(std::string_view)> on_output_;
   std::chrono::milliseconds kill_grace_{0};
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point timeout_at_;

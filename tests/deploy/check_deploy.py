@@ -546,7 +546,7 @@ def check_topics(check, src):
     # registration's partition).
     must_agree = same | {"joins"}
     compacted = {"state", "step-stats"}
-    retained = {"events", "dlq"}
+    retained = {"events", "dlq", "logs"}
     # The invocations in compose and the topic Job, plus a prefix of our own.
     compose = load_all(os.path.join(src, "deploy", "compose", "compose.yaml"))[0]
     invocations = [("compose.yaml", compose["services"]["topics"]["command"])]

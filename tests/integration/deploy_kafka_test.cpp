@@ -88,7 +88,7 @@ TEST(DeployOnApacheKafka, TopicAndAclScriptsSystemdCommandLinesAndConfigsRunAGro
     EXPECT_EQ(cluster.producer()->partitionCount(topic, std::chrono::seconds(10)).value_or(-1), 6)
         << topic;
   }
-  for (const char* topic : {"td.step-stats", "td.events", "td.dlq"}) {
+  for (const char* topic : {"td.step-stats", "td.events", "td.dlq", "td.logs"}) {
     EXPECT_EQ(cluster.producer()->partitionCount(topic, std::chrono::seconds(10)).value_or(-1), 3)
         << topic;
   }
@@ -99,6 +99,10 @@ TEST(DeployOnApacheKafka, TopicAndAclScriptsSystemdCommandLinesAndConfigsRunAGro
   const auto [rc_events, events_config] = cluster.kafkaTool(
       "configs", {"--describe", "--entity-type", "topics", "--entity-name", "td.events"});
   EXPECT_THAT(events_config, HasSubstr("retention.ms=604800000")) << events_config;
+  const auto [rc_logs, logs_config] = cluster.kafkaTool(
+      "configs", {"--describe", "--entity-type", "topics", "--entity-name", "td.logs"});
+  EXPECT_THAT(logs_config, HasSubstr("retention.ms=259200000")) << logs_config;
+  EXPECT_THAT(logs_config, HasSubstr("compression.type=producer")) << logs_config;
 
   // td-coordinator@c1.service: its Environment, EnvironmentFiles and ExecStart.
   std::vector<std::pair<std::string, std::string>> unit_env = {

@@ -102,6 +102,15 @@ TEST(FormatSummary, EveryPeerSeesTheFailedAttemptAndTheEndOfItsOutput) {
   EXPECT_NE(formatSummary(r, "w2").find("attempt 1 on w2 (this peer): failed, exit 2"),
             std::string::npos);
 
+  // Without audit arguments (--log-cap 0) no td-audit logs line; with them it follows the tail.
+  EXPECT_EQ(other.find("full output:"), std::string::npos) << other;
+  const std::string with_logs = formatSummary(r, "w1", "--bootstrap-server k1:9092,k2:9092");
+  EXPECT_NE(with_logs.find("    | collect2: error: ld returned 1 exit status\n"
+                           "  full output: td-audit logs g-9 link --attempt 1 "
+                           "--bootstrap-server k1:9092,k2:9092\n"),
+            std::string::npos)
+      << with_logs;
+
   failure.set_exit_code(-1);
   failure.set_signal(9);
   failure.clear_output_tail();

@@ -124,6 +124,12 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
   app->producer_ = std::move(*producer);
   app->producer_settings_ = producer_props;
   app->reader_ = std::move(*reader);
+  if (o.log_cap > 0) {
+    auto logs = LogShipper::create(o.bootstrap_servers, client_id, o.kafka, o.topics.logs(),
+                                   o.log_cap);
+    if (!logs) return std::unexpected(logs.error());
+    app->logs_ = std::move(*logs);
+  }
   app->registration_ = buildRegistration(o.peer, app->session_id_, schema);
   return app;
 }
@@ -357,6 +363,8 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
 
 int WorkerApp::run() {
   auto code = joinAndFollow();
+  // The steps' output, for td-audit logs: best effort, bounded like the other final reports.
+  if (logs_) logs_->flush(std::chrono::seconds(stopping_ ? 2 : 10));
   if (code) return *code;
   // Leaving on a signal: whatever failed on the way out (the broker gone) does not matter.
   if (stopping_) return kExitInterrupted;
@@ -445,7 +453,8 @@ void WorkerApp::logSilentPeer(const WarnSilentPeer& silent) {
 
 td::Status WorkerApp::startStep(const RunStep& run) {
   const schema::Step& step = *run.step;
-  const StepSpecToRun spec = specToRun(step.id, step.run, step.timeout, run.attempt);
+  StepSpecToRun spec = specToRun(step.id, step.run, step.timeout, run.attempt);
+  if (logs_) spec.on_output = [logs = logs_.get()](std::string_view data) { logs->output(data); };
   td::v1::CompletionRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   auto& started = *record.mutable_started();
@@ -457,6 +466,9 @@ td::Status WorkerApp::startStep(const RunStep& run) {
   started.set_started_at_ms(wallMs());
   TD_RETURN_IF_ERROR(publish(options_.topics.completions(), record.SerializeAsString()));
 
+  if (logs_) {
+    logs_->begin(session_->groupId(), step.id, run.attempt, registration_.peer_id(), session_id_);
+  }
   auto process = StepProcess::start(spec);
   if (!process) {
     // Could not even start it (fork failed, bad working directory): a failed attempt.
@@ -501,6 +513,7 @@ td::Status WorkerApp::finishStep(const RunResult& result) {
   report.set_signal(result.signal);
   report.set_duration_ms(static_cast<std::uint64_t>(result.duration.count()));
   report.set_output_tail(result.output_tail);
+  if (logs_) logs_->end(report.outcome(), result.exit_code, result.signal);
   log_->info("peer={} group={} step={} attempt={} {} ({}) in {} ms", registration_.peer_id(),
              session_->groupId(), running_->step_id, running_->attempt,
              protocol::outcomeName(report.outcome()),
@@ -558,6 +571,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     }
     auto wake_at = std::min(next_heartbeat, Clock::now() + std::chrono::milliseconds(100));
     if (running_ && running_->process) wake_at = std::min(wake_at, running_->process->deadline());
+    if (logs_) wake_at = std::min(wake_at, logs_->deadline());
     const int wait_ms = static_cast<int>(std::clamp<std::int64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - Clock::now()).count(), 0,
         100));
@@ -573,6 +587,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     if (running_ && running_->process) {
       if (auto result = running_->process->service()) TD_RETURN_IF_ERROR(finishStep(*result));
     }
+    if (logs_) logs_->tick();
     if (stopping_ && !running_) {
       td::v1::RegistrationRecord record;
       record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
@@ -797,7 +812,16 @@ void WorkerApp::drawProgress(Clock::time_point now) {
 
 void WorkerApp::printSummary(const td::v1::AssignmentRecord& record) {
   progress_.clear();
-  const std::string out = formatSummary(record, registration_.peer_id());
+  // Where the failing step's whole output is: this worker's bootstrap servers (never the -X
+  // properties, which may hold credentials) and a topic prefix other than the default.
+  std::string audit_args;
+  if (logs_) {
+    audit_args = "--bootstrap-server " + options_.bootstrap_servers;
+    if (options_.topics.prefix() != "td.") {
+      audit_args += " --topic-prefix " + options_.topics.prefix();
+    }
+  }
+  const std::string out = formatSummary(record, registration_.peer_id(), audit_args);
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
 }

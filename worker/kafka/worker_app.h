@@ -22,6 +22,7 @@
 #include "td/v1/joins.pb.h"
 #include "worker/broker_watch.h"
 #include "worker/identity.h"
+#include "worker/kafka/log_shipper.h"
 #include "worker/report.h"
 #include "worker/session.h"
 #include "worker/step_runner.h"
@@ -39,6 +40,9 @@ struct WorkerOptions {
   // (--broker-timeout; worker/broker_watch.h).
   std::chrono::milliseconds broker_timeout{std::chrono::minutes(2)};
   bool echo_output = true;                      // copy steps' output to stderr, prefixed
+  // Bytes of each step attempt's output shipped to td.logs (--log-cap); 0 = ship none.
+  std::uint64_t log_cap = kDefaultLogCap;
+  static constexpr std::uint64_t kDefaultLogCap = 64ull << 20;
 };
 
 // Exit codes of td-worker (docs/operations.md, "Exit codes of td-worker"). A CI system may
@@ -150,6 +154,7 @@ class WorkerApp {
   std::unique_ptr<kafka::Producer> producer_;
   kafka::Properties producer_settings_;   // what renewProducerIfDead() makes a new one from
   std::unique_ptr<kafka::PartitionReader> reader_;
+  std::unique_ptr<LogShipper> logs_;  // null with --log-cap 0
   std::unique_ptr<Session> session_;
   std::shared_ptr<spdlog::logger> log_;
   int signal_pipe_[2] = {-1, -1};
