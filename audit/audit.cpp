@@ -348,6 +348,13 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         t.failed_step = e.group_failed().failed_step_id();
         t.failure_reason = e.group_failed().reason();
         break;
+      case E::kGroupCancelled:
+        // An operator's ending: steps not run never will (nothing to verify about them).
+        t.status = td::v1::GROUP_STATUS_CANCELLED;
+        t.ended_ms = at;
+        t.cancelled_by = e.group_cancelled().requested_by();
+        t.cancel_reason = e.group_cancelled().reason();
+        break;
       case E::kGroupRestored: {
         const auto& r = e.group_restored();
         t.restores.push_back(Restore{.sequence = e.sequence(),

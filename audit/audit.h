@@ -123,6 +123,8 @@ struct Timeline {
   td::v1::GroupStatus status = td::v1::GROUP_STATUS_RUNNING;  // RUNNING until it ends
   std::string failed_step;
   std::string failure_reason;
+  std::string cancelled_by;       // group_cancelled: who asked, and why
+  std::string cancel_reason;
   std::vector<PeerTimeline> peers;  // one entry per join (a rejoin is a new entry)
   std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
   std::vector<IgnoredInput> ignored;

@@ -23,6 +23,7 @@
 #include "common/time.h"
 #include "config/version.h"
 #include "kafka/kafka.h"
+#include "kafka/read_to_end.h"
 #include "protocol/protocol.h"
 
 namespace {
@@ -97,40 +98,9 @@ class EventSource {
 
   // Every record up to the high watermarks as they are now.
   td::Result<std::vector<td::v1::Event>> readAll() {
-    std::map<std::int32_t, std::int64_t> high;
-    std::vector<td::kafka::TopicPartitionOffset> assignment;
-    for (std::int32_t p = 0; p < partitions_; ++p) {
-      auto marks = reader_->watermarks(topic_, p, std::chrono::seconds(10));
-      if (!marks) return std::unexpected(marks.error());
-      if (marks->second <= marks->first) continue;
-      high[p] = marks->second;
-      assignment.push_back({topic_, p, marks->first});
-    }
     std::vector<td::v1::Event> out;
-    if (assignment.empty()) return out;
-    TD_RETURN_IF_ERROR(reader_->assign(assignment));
-    std::map<std::int32_t, std::int64_t> next;
-    // Or the reader's position past it: a log written in transactions (--exactly-once) ends
-    // with a marker that is never handed out.
-    auto done = [&] {
-      for (const auto& [p, h] : high) {
-        if (next[p] < h && reader_->position(topic_, p) < h) return false;
-      }
-      return true;
-    };
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return td::makeError(td::Errc::kTimeout, "could not read " + topic_ + " up to its high watermarks");
-      }
-      auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
-      if (!batch) return std::unexpected(batch.error());
-      for (const auto& m : *batch) {
-        if (!high.contains(m.partition) || m.offset >= high[m.partition]) continue;
-        next[m.partition] = std::max(next[m.partition], m.offset + 1);
-        parse(m, out);
-      }
-    }
+    TD_RETURN_IF_ERROR(td::kafka::readToEnd(*reader_, topic_, partitions_, std::chrono::seconds(60),
+                                            [&](const td::kafka::Message& m) { parse(m, out); }));
     return out;
   }
 

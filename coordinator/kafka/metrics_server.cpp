@@ -47,6 +47,7 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   sample(groups, static_cast<double>(c.groups_running), {{"state", "open"}});
   sample(groups, static_cast<double>(c.groups_completed), {{"state", "completed"}});
   sample(groups, static_cast<double>(c.groups_failed), {{"state", "failed"}});
+  sample(groups, static_cast<double>(c.groups_cancelled), {{"state", "cancelled"}});
   auto& steps = family(out, "td_coordinator_steps", "Steps of the groups held, by state",
                        MetricType::Gauge);
   sample(steps, static_cast<double>(c.steps_waiting), {{"state", "waiting"}});
@@ -62,6 +63,9 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
                           MetricType::Counter);
   sample(finished, static_cast<double>(c.groups_completed_total), {{"outcome", "completed"}});
   sample(finished, static_cast<double>(c.groups_failed_total), {{"outcome", "failed"}});
+  counter(out, "td_coordinator_groups_cancelled_total",
+          "Groups cancelled by an operator (td-ctl cancel) on this coordinator",
+          static_cast<double>(c.groups_cancelled_total));
   counter(out, "td_coordinator_steps_assigned_total", "Step attempts handed out to peers",
           static_cast<double>(c.steps_assigned_total));
   auto& retries = family(out, "td_coordinator_step_retries_total",
