@@ -112,22 +112,21 @@ std::string formatTable(const std::vector<GroupRow>& rows, std::string_view filt
   if (rows.empty()) {
     return filter == "all" ? "no groups\n" : fmt::format("no {} groups\n", filter);
   }
-  std::size_t id_w = 5, schema_w = 6, members_w = 7, owner_w = 5;
+  std::size_t id_w = 5, schema_w = 6, members_w = 7;
   for (const auto& r : rows) {
     id_w = std::max(id_w, r.group_id.size());
     schema_w = std::max(schema_w, r.schema.size());
     members_w = std::max(members_w, joined(r.members).size());
-    owner_w = std::max(owner_w, fmt::format("{}/{}", r.owner, r.epoch).size());
   }
   std::string out = fmt::format("{:<{}}  {:<9}  {:<{}}  {:<{}}  {:>4}  {:>7}  {:>6}  {:>6}  "
-                                "{:>6}  {:<{}}\n",
+                                "{:>6}  {}\n",
                                 "GROUP", id_w, "STATE", "SCHEMA", schema_w, "MEMBERS", members_w,
-                                "DONE", "RUNNING", "QUEUED", "FAILED", "AGE", "OWNER", owner_w);
+                                "DONE", "RUNNING", "QUEUED", "FAILED", "AGE", "OWNER");
   for (const auto& r : rows) {
-    out += fmt::format("{:<{}}  {:<9}  {:<{}}  {:<{}}  {:>4}  {:>7}  {:>6}  {:>6}  {:>6}  {:<{}}\n",
+    out += fmt::format("{:<{}}  {:<9}  {:<{}}  {:<{}}  {:>4}  {:>7}  {:>6}  {:>6}  {:>6}  {}/{}\n",
                        r.group_id, id_w, r.state, r.schema, schema_w, joined(r.members),
                        members_w, r.done, r.running, r.queued, r.failed, formatAge(r.age_ms),
-                       fmt::format("{}/{}", r.owner, r.epoch), owner_w);
+                       r.owner, r.epoch);
   }
   return out;
 }
