@@ -358,6 +358,13 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
             a.steps_succeeded(), a.steps_not_run());
         break;
       }
+      case E::kGroupCancelled:
+        // An operator's ending: steps not run never will (nothing to verify about them).
+        t.status = td::v1::GROUP_STATUS_CANCELLED;
+        t.ended_ms = at;
+        t.cancelled_by = e.group_cancelled().requested_by();
+        t.cancel_reason = e.group_cancelled().reason();
+        break;
       case E::kGroupRestored: {
         const auto& r = e.group_restored();
         t.restores.push_back(Restore{.sequence = e.sequence(),

@@ -125,6 +125,8 @@ struct Timeline {
   std::string failure_reason;
   // group_abandoned: how long it had no member, who went last, the steps it left undone.
   std::string abandoned_reason;
+  std::string cancelled_by;       // group_cancelled: who asked, and why
+  std::string cancel_reason;
   std::vector<PeerTimeline> peers;  // one entry per join (a rejoin is a new entry)
   std::vector<StepTimeline> steps;  // in spec order, then any unknown ones
   std::vector<IgnoredInput> ignored;

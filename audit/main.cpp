@@ -26,6 +26,7 @@
 #include "common/time.h"
 #include "config/version.h"
 #include "kafka/kafka.h"
+#include "kafka/read_to_end.h"
 #include "protocol/protocol.h"
 
 namespace {

@@ -187,6 +187,9 @@ std::string timelineText(const Timeline& t) {
     out += fmt::format("  failed at step {}: {}\n", t.failed_step, t.failure_reason);
   }
   if (!t.abandoned_reason.empty()) out += fmt::format("  abandoned: {}\n", t.abandoned_reason);
+  if (t.status == td::v1::GROUP_STATUS_CANCELLED) {
+    out += fmt::format("  cancelled by {}: {}\n", t.cancelled_by, t.cancel_reason);
+  }
   out += "peers:\n";
   for (const auto& p : t.peers) {
     out += fmt::format("  {:<16} joined +{}ms", p.peer_id, t.relative(p.joined_ms));

@@ -81,6 +81,8 @@ td::Result<Input> decodeCompletionRecord(std::string_view bytes) {
       return Input{std::move(*record.mutable_universe_started())};
     case td::v1::CompletionRecord::kUniverseFinished:
       return Input{std::move(*record.mutable_universe_finished())};
+    case td::v1::CompletionRecord::kCancel:
+      return Input{std::move(*record.mutable_cancel())};
     case td::v1::CompletionRecord::BODY_NOT_SET:
       break;
   }

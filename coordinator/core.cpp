@@ -57,6 +57,7 @@ Effects Core::handle(const Input& input, Instant now) {
           onUniverseFinished(msg, now, out);
         }
         if constexpr (std::is_same_v<T, Tick>) onTick(now, out);
+        if constexpr (std::is_same_v<T, td::v1::CancelGroup>) onCancel(msg, now, out);
       },
       input);
   return out;
@@ -540,6 +541,32 @@ void Core::onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, 
                                   msg.group_id(), out)) {
     group->onUniverseFinished(msg, now, out);
   }
+}
+
+void Core::onCancel(const td::v1::CancelGroup& msg, Instant now, Effects& out) {
+  if (std::string problem = validateCancel(msg); !problem.empty()) {
+    out.emplace_back(DeadLetter{.reason = "invalid cancel request: " + problem});
+    return;
+  }
+  auto it = groups_.find(msg.group_id());
+  if (it == groups_.end()) {
+    // Unknown here: never existed, forgotten, or on a partition this coordinator does not own
+    // (the request went to the wrong partition). Nothing to record it on but the DLQ.
+    out.emplace_back(DeadLetter{.reason = "cancel request " + msg.request_id() +
+                                          " for unknown group " + msg.group_id()});
+    return;
+  }
+  Group& group = *it->second;
+  if (group.status() != td::v1::GROUP_STATUS_RUNNING) {
+    // Finished, or cancelled by an earlier copy of this request (replayed after a fail-over).
+    group.ignore("group_finished",
+                 fmt::format("cancel request {} by {}: the group is {}", msg.request_id(),
+                             msg.requested_by(), protocol::statusName(group.status())),
+                 "", "", 0, now, out);
+    return;
+  }
+  group.cancel(msg, now, out);
+  scheduleExpiry(group);
 }
 
 void Core::onTick(Instant now, Effects& out) {

@@ -107,6 +107,7 @@ class Core {
   void onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out);
   void onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out);
   void onTick(Instant now, Effects& out);
+  void onCancel(const td::v1::CancelGroup& msg, Instant now, Effects& out);
   void runTimers(Instant now, Effects& out);
 
   // The group `peer` should join, or null to start a new one; `shared` gets the overlap.

@@ -86,6 +86,7 @@ struct Census {
   std::int64_t groups_completed = 0;
   std::int64_t groups_failed = 0;
   std::int64_t groups_abandoned = 0;   // until the next tick forgets them
+  std::int64_t groups_cancelled = 0;
   // Steps of the groups held, by state (docs/architecture.md, the step state diagram).
   std::int64_t steps_waiting = 0;
   std::int64_t steps_queued = 0;
@@ -98,6 +99,7 @@ struct Census {
   std::uint64_t groups_completed_total = 0;
   std::uint64_t groups_failed_total = 0;
   std::uint64_t groups_abandoned_total = 0;
+  std::uint64_t groups_cancelled_total = 0;   // cancelled by an operator (td-ctl cancel)
   std::uint64_t steps_assigned_total = 0;
   std::uint64_t peers_lost_total = 0;       // declared lost: missed their lease
   std::array<std::uint64_t, kRetryReasonCount> retries_total{};   // by RetryReason
@@ -116,9 +118,10 @@ struct Registration {
 // Time passes: expire finished groups (and, later, leases and backoff timers).
 struct Tick {};
 
+// An operator's request to cancel a group (td-ctl cancel) is td::v1::CancelGroup.
 using Input = std::variant<Registration, td::v1::PeerHeartbeat, td::v1::PeerLeft,
                            td::v1::StepStarted, td::v1::StepFinished, td::v1::UniverseStarted,
-                           td::v1::UniverseFinished, Tick>;
+                           td::v1::UniverseFinished, Tick, td::v1::CancelGroup>;
 
 // ---- Effects ------------------------------------------------------------------------------
 

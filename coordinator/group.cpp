@@ -157,6 +157,8 @@ void Group::count(int sign) {
                          : status_ == td::v1::GROUP_STATUS_FAILED  ? &census_->groups_failed
                          : status_ == td::v1::GROUP_STATUS_ABANDONED
                              ? &census_->groups_abandoned
+                         : status_ == td::v1::GROUP_STATUS_CANCELLED
+                             ? &census_->groups_cancelled
                              : &census_->groups_running;
   *groups += sign;
   std::int64_t* steps[] = {&census_->steps_waiting, &census_->steps_queued,
@@ -181,6 +183,7 @@ void Group::setStatus(td::v1::GroupStatus to) {
     if (to == td::v1::GROUP_STATUS_COMPLETED) ++census_->groups_completed_total;
     if (to == td::v1::GROUP_STATUS_FAILED) ++census_->groups_failed_total;
     if (to == td::v1::GROUP_STATUS_ABANDONED) ++census_->groups_abandoned_total;
+    if (to == td::v1::GROUP_STATUS_CANCELLED) ++census_->groups_cancelled_total;
   }
   status_ = to;
   if (census_ != nullptr) count(1);
@@ -822,20 +825,43 @@ void Group::complete(Instant now, Effects& out) {
   publish(std::move(record), out);
 }
 
-void Group::fail(std::size_t failed_step, const std::string& reason, td::v1::StepFailure failure,
-                 Instant now, Effects& out) {
-  setStatus(td::v1::GROUP_STATUS_FAILED);
+void Group::cancel(const td::v1::CancelGroup& request, Instant now, Effects& out) {
+  TD_CHECK(status_ == td::v1::GROUP_STATUS_RUNNING);
+  setStatus(td::v1::GROUP_STATUS_CANCELLED);
   finished_at_ = now.mono;
-  setState(steps_[failed_step], StepState::kFailed);
-  // Abort every attempt still in flight; their workers answer with an aborted finish.
+  abortInFlight("group cancelled", now, out);
+  td::v1::AssignmentRecord record;
+  auto& cancelled = *record.mutable_cancelled();
+  cancelled.set_group_id(id_);
+  cancelled.set_reason(request.reason());
+  cancelled.set_requested_by(request.requested_by());
+  cancelled.set_request_id(request.request_id());
+  fillSummary(cancelled.mutable_steps());
+  cancelled.set_wall_time_ms(static_cast<std::uint64_t>((now.wall - created_at_wall_).count()));
+  cancelled.set_coordinator_epoch(epoch_);
+  *emit(now, out).mutable_group_cancelled() = cancelled;
+  publish(std::move(record), out);
+}
+
+void Group::abortInFlight(const std::string& reason, Instant now, Effects& out) {
+  // Steps not started never will; every attempt still in flight is aborted, and its worker
+  // answers with an aborted finish.
   for (auto& step : steps_) {
     if (step.state == StepState::kQueued || step.state == StepState::kWaiting) {
       setState(step, StepState::kFailed);
     }
     if (step.state != StepState::kRunning || step.abort_requested) continue;
-    publishAbort(step, "group failed", now, out);
+    publishAbort(step, reason, now, out);
   }
   queued_.clear();
+}
+
+void Group::fail(std::size_t failed_step, const std::string& reason, td::v1::StepFailure failure,
+                 Instant now, Effects& out) {
+  setStatus(td::v1::GROUP_STATUS_FAILED);
+  finished_at_ = now.mono;
+  setState(steps_[failed_step], StepState::kFailed);
+  abortInFlight("group failed", now, out);
   td::v1::AssignmentRecord record;
   auto& failed = *record.mutable_failed();
   failed.set_group_id(id_);

@@ -154,6 +154,10 @@ class Group {
   // else is input_ignored: not_a_member, stale_session, group_not_completed, duplicate.
   void onUniverseStarted(const td::v1::UniverseStarted& msg, Instant now, Effects& out);
   void onUniverseFinished(const td::v1::UniverseFinished& msg, Instant now, Effects& out);
+  // An operator cancelled the running group: every running attempt gets an AbortStep, queued
+  // and waiting steps will not run, group_cancelled is recorded and GroupCancelled published
+  // for every member. The group is then finished (status CANCELLED) like a failed one.
+  void cancel(const td::v1::CancelGroup& request, Instant now, Effects& out);
   // Records an input that was valid but changed nothing (duplicate, stale, ...).
   void ignore(std::string reason, std::string detail, const std::string& peer_id,
               const std::string& step_id, std::uint32_t attempt, Instant now, Effects& out);
@@ -274,6 +278,9 @@ class Group {
   }
   // When checkLease() must next look at `member`: its silent notice or its lease expiry.
   Millis nextCheck(const Member& member) const;
+  // Ends every step that has not finished: waiting and queued ones fail unrun, running ones get
+  // an AbortStep with `reason` (their workers answer with an aborted finish).
+  void abortInFlight(const std::string& reason, Instant now, Effects& out);
   void publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out);
   Millis backoffFor(const StepRun& step) const;
   void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;

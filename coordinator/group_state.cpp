@@ -23,8 +23,8 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
   if (s.steps_size() == 0 || static_cast<std::size_t>(s.steps_size()) > protocol::kMaxSteps) {
     return invalid(s, fmt::format("{} steps (1..{} allowed)", s.steps_size(), protocol::kMaxSteps));
   }
-  if (s.status() < td::v1::GROUP_STATUS_RUNNING || s.status() > td::v1::GROUP_STATUS_ABANDONED) {
-    return invalid(s, fmt::format("status {} is not running, completed, failed or abandoned",
+  if (s.status() < td::v1::GROUP_STATUS_RUNNING || s.status() > td::v1::GROUP_STATUS_CANCELLED) {
+    return invalid(s, fmt::format("status {} is not running, completed, failed, abandoned or cancelled",
                                   +s.status()));
   }
   if (s.next_sequence() == 0) return invalid(s, "next_sequence is 0");

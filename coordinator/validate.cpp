@@ -246,3 +246,19 @@ std::string validateUniverseFinished(const td::v1::UniverseFinished& msg) {
 }
 
 }  // namespace td::coordinator
+
+namespace td::coordinator {
+
+std::string validateCancel(const td::v1::CancelGroup& msg) {
+  TD_TRY_CHECK(checkId("group_id", msg.group_id()));
+  TD_TRY_CHECK(checkId("requested_by", msg.requested_by()));
+  TD_TRY_CHECK(checkId("request_id", msg.request_id()));
+  constexpr std::size_t kMaxReasonBytes = 4096;
+  if (msg.reason().size() > kMaxReasonBytes) {
+    return fmt::format("reason: {} bytes, at most {}", msg.reason().size(), kMaxReasonBytes);
+  }
+  if (msg.sent_at_ms() <= 0) return fmt::format("sent_at_ms: {} is not a time", msg.sent_at_ms());
+  return {};
+}
+
+}  // namespace td::coordinator

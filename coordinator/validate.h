@@ -22,5 +22,8 @@ std::string validateStarted(const td::v1::StepStarted& msg);
 std::string validateFinished(const td::v1::StepFinished& msg);
 std::string validateUniverseStarted(const td::v1::UniverseStarted& msg);
 std::string validateUniverseFinished(const td::v1::UniverseFinished& msg);
+// An operator's cancel request: group_id, requested_by and request_id are ids; reason is
+// valid UTF-8 of at most 4 KiB.
+std::string validateCancel(const td::v1::CancelGroup& msg);
 
 }  // namespace td::coordinator

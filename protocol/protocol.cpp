@@ -105,6 +105,7 @@ std::string_view statusName(td::v1::GroupStatus status) {
     case td::v1::GROUP_STATUS_COMPLETED: return "completed";
     case td::v1::GROUP_STATUS_FAILED: return "failed";
     case td::v1::GROUP_STATUS_ABANDONED: return "abandoned";
+    case td::v1::GROUP_STATUS_CANCELLED: return "cancelled";
     default: return "unspecified";
   }
 }
@@ -158,6 +159,10 @@ std::string describe(const td::v1::Event& e) {
                          a.memberless_for_ms(), a.steps_succeeded(), a.steps_not_run(),
                          a.last_peer_id());
     }
+    case E::kGroupCancelled:
+      return fmt::format("group_cancelled by={} request={} reason={}",
+                         e.group_cancelled().requested_by(), e.group_cancelled().request_id(),
+                         e.group_cancelled().reason());
     case E::kPeerLeft:
       return fmt::format("peer_left peer={} reason={}", e.peer_left().peer_id(),
                          e.peer_left().reason());

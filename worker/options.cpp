@@ -101,6 +101,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
       "  3    infrastructure: the broker unreachable for --broker-timeout, or no coordinator "
       "reply within --join-timeout (a CI system may retry the job)\n"
       "  4    replaced: another td-worker registered with this --peer-id while this one ran\n"
+      "  5    cancelled: an operator cancelled the group (td-ctl cancel); do not retry\n"
       "  130  interrupted by SIGINT/SIGTERM\n");
   config::addVersionFlag(app, "td-worker");
 

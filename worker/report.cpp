@@ -63,12 +63,18 @@ std::string formatFailure(const td::v1::StepFailure& f, const std::string& own_p
 
 std::string formatSummary(const td::v1::AssignmentRecord& record,
                           const std::string& own_peer_id, const std::string& audit_args) {
-  if (!record.has_completed() && !record.has_failed()) return {};
+  if (!record.has_completed() && !record.has_failed() && !record.has_cancelled()) return {};
   const bool completed = record.has_completed();
-  const auto& steps = completed ? record.completed().steps() : record.failed().steps();
-  const std::string& group = completed ? record.completed().group_id() : record.failed().group_id();
-  const std::uint64_t wall =
-      completed ? record.completed().wall_time_ms() : record.failed().wall_time_ms();
+  const bool cancelled = record.has_cancelled();
+  const auto& steps = completed   ? record.completed().steps()
+                      : cancelled ? record.cancelled().steps()
+                                  : record.failed().steps();
+  const std::string& group = completed   ? record.completed().group_id()
+                             : cancelled ? record.cancelled().group_id()
+                                         : record.failed().group_id();
+  const std::uint64_t wall = completed   ? record.completed().wall_time_ms()
+                             : cancelled ? record.cancelled().wall_time_ms()
+                                         : record.failed().wall_time_ms();
 
   struct Totals {
     std::size_t steps = 0;
@@ -88,9 +94,18 @@ std::string formatSummary(const td::v1::AssignmentRecord& record,
   }
   width = std::min<std::size_t>(width, 40);
 
-  std::string out = fmt::format("group {} {} in {}", group, completed ? "COMPLETED" : "FAILED",
-                                formatDuration(wall));
-  if (!completed) out += ": " + record.failed().reason();   // the reason names the step
+  std::string out;
+  if (cancelled) {
+    out = fmt::format("group {} CANCELLED by {}: {} (after {})", group,
+                      record.cancelled().requested_by(),
+                      record.cancelled().reason().empty() ? "(no reason given)"
+                                                          : record.cancelled().reason(),
+                      formatDuration(wall));
+  } else {
+    out = fmt::format("group {} {} in {}", group, completed ? "COMPLETED" : "FAILED",
+                      formatDuration(wall));
+    if (!completed) out += ": " + record.failed().reason();   // the reason names the step
+  }
   out += '\n';
   out += fmt::format("  {:<{}}  {:<10}  {:<20}  {:>8}  {:>9}\n", "step", width, "outcome",
                      "peer (* = this one)", "attempts", "duration");
@@ -104,7 +119,7 @@ std::string formatSummary(const td::v1::AssignmentRecord& record,
   out += fmt::format("  this peer ({}): {} step{}, {}; other peers: {} step{}, {}\n", own_peer_id,
                      own.steps, own.steps == 1 ? "" : "s", formatDuration(own.ms), others.steps,
                      others.steps == 1 ? "" : "s", formatDuration(others.ms));
-  if (!completed && record.failed().has_failure()) {
+  if (!completed && !cancelled && record.failed().has_failure()) {
     out += formatFailure(record.failed().failure(), own_peer_id, group, audit_args);
   }
   if (by_peer.size() > 1) {

@@ -72,6 +72,14 @@ Action Session::onRecord(const td::v1::AssignmentRecord& record) {
       }
       return GroupDone{1, record};
     }
+    case td::v1::AssignmentRecord::kCancelled: {
+      const auto& c = record.cancelled();
+      if (c.group_id() != group_id_) return NothingToDo{};
+      if (fenced(c.coordinator_epoch())) {
+        return IgnoredStale{c.coordinator_epoch(), owner_epoch_, "group_cancelled"};
+      }
+      return GroupDone{5, record};   // td-worker's kExitCancelled
+    }
     case td::v1::AssignmentRecord::kSessionEnded: {
       const auto& e = record.session_ended();
       if (e.group_id() != group_id_) return NothingToDo{};

@@ -51,7 +51,7 @@ struct AbortRunning {
   std::string reason;
 };
 struct GroupDone {
-  int exit_code;              // 0 completed, 1 failed
+  int exit_code;              // 0 completed, 1 failed, 5 cancelled
   td::v1::AssignmentRecord record;
 };
 // A record for this session (or a group result) written by a coordinator that no longer owns

@@ -48,6 +48,7 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   sample(groups, static_cast<double>(c.groups_completed), {{"state", "completed"}});
   sample(groups, static_cast<double>(c.groups_failed), {{"state", "failed"}});
   sample(groups, static_cast<double>(c.groups_abandoned), {{"state", "abandoned"}});
+  sample(groups, static_cast<double>(c.groups_cancelled), {{"state", "cancelled"}});
   auto& steps = family(out, "td_coordinator_steps", "Steps of the groups held, by state",
                        MetricType::Gauge);
   sample(steps, static_cast<double>(c.steps_waiting), {{"state", "waiting"}});
@@ -66,6 +67,9 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   counter(out, "td_coordinator_groups_abandoned_total",
           "Groups ended as abandoned: no member for --abandoned-group-timeout",
           static_cast<double>(c.groups_abandoned_total));
+  counter(out, "td_coordinator_groups_cancelled_total",
+          "Groups cancelled by an operator (td-ctl cancel) on this coordinator",
+          static_cast<double>(c.groups_cancelled_total));
   counter(out, "td_coordinator_steps_assigned_total", "Step attempts handed out to peers",
           static_cast<double>(c.steps_assigned_total));
   auto& retries = family(out, "td_coordinator_step_retries_total",

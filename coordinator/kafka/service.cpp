@@ -33,6 +33,7 @@ spdlog::level::level_enum eventLogLevel(const td::v1::Event& event) {
     case E::kGroupCompleted:
     case E::kGroupFailed:
     case E::kGroupAbandoned:
+    case E::kGroupCancelled:
     case E::kPeerLeft:
     case E::kPeerLost:
     case E::kGroupRestored:

@@ -174,6 +174,14 @@ class Stream {
     a.set_steps_not_run(not_run);
     return *this;
   }
+  Stream& cancelled(const std::string& by, const std::string& reason) {
+    auto& c = *next().mutable_group_cancelled();
+    c.set_group_id(group_);
+    c.set_requested_by(by);
+    c.set_reason(reason);
+    c.set_request_id("r1");
+    return *this;
+  }
   Stream& universeStarted(const std::string& peer, const std::string& session = "") {
     auto& u = *next().mutable_universe_started();
     u.set_peer_id(peer);
@@ -557,6 +565,36 @@ TEST(Audit, AnAbandonedGroupStillAnswersForItsAssignments) {
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].kind, ViolationKind::kUnansweredAssignment);
   EXPECT_THAT(v[0].message, HasSubstr("(group abandoned)"));
+}
+
+TEST(Audit, CancelledGroupWithStepsNotRunIsClean) {
+  Stream s("g");
+  s.created({{"x", 1}, {"y", 1}, {"z", 1}}).joined("w1").joined("w2")
+      .queued("x", 1, "initial").queued("y", 1, "initial").queued("z", 1, "initial")
+      .ran("x", 1, "w1", kOk)
+      .assigned("y", 1, "w2").started("y", 1, "w2")
+      .aborted("y", 1, "w2", "group cancelled")
+      .cancelled("alice@ops", "runaway")
+      .finished("y", 1, "w2", td::v1::STEP_OUTCOME_ABORTED, -1);
+  EXPECT_TRUE(verify(s.events()).empty());
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  auto t = replay.timeline("g");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->status, td::v1::GROUP_STATUS_CANCELLED);
+  const std::string text = timelineText(*t);
+  EXPECT_THAT(text, HasSubstr("status=cancelled"));
+  EXPECT_THAT(text, HasSubstr("cancelled by alice@ops: runaway"));
+}
+
+TEST(Audit, CancelledGroupWithAnAttemptNeitherAbortedNorAnsweredIsAViolation) {
+  Stream s("g");
+  s.created({{"x", 1}}).joined("w1").queued("x", 1, "initial")
+      .assigned("x", 1, "w1").started("x", 1, "w1")
+      .cancelled("alice@ops", "runaway");
+  auto v = verify(s.events());
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].kind, ViolationKind::kUnansweredAssignment);
 }
 
 TEST(Audit, UnansweredAssignmentIsFineWhileTheGroupRuns) {

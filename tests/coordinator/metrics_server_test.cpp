@@ -49,6 +49,8 @@ TEST_F(MetricsServerTest, RendersTheCensusAndTheProbe) {
     stats.census.groups_completed = 1;
     stats.census.groups_abandoned = 3;
     stats.census.groups_abandoned_total = 7;
+    stats.census.groups_cancelled = 1;
+    stats.census.groups_cancelled_total = 6;
     stats.census.steps_queued = 5;
     stats.census.retries_total[static_cast<std::size_t>(RetryReason::kTimedOut)] = 4;
     stats.census.universe_runs_total[universeOutcomeIndex(td::v1::STEP_OUTCOME_FAILED)] = 2;
@@ -63,6 +65,8 @@ TEST_F(MetricsServerTest, RendersTheCensusAndTheProbe) {
   EXPECT_EQ(sampleOf(page, "td_coordinator_groups{state=\"completed\"}"), 1.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_groups{state=\"abandoned\"}"), 3.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_groups_abandoned_total"), 7.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_groups{state=\"cancelled\"}"), 1.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_groups_cancelled_total"), 6.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_steps{state=\"queued\"}"), 5.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_step_retries_total{reason=\"timed_out\"}"), 4.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_universe_runs_total{outcome=\"failed\"}"), 2.0);

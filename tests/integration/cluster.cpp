@@ -496,15 +496,33 @@ std::string Cluster::logs(std::string_view prefix) const {
   return out;
 }
 
-std::pair<std::optional<int>, std::string> Cluster::audit(const std::vector<std::string>& args,
-                                                          const std::string& name) const {
-  std::vector<std::string> command = {TD_AUDIT_BIN};
+std::vector<std::string> Cluster::toolCommand(const std::string& binary,
+                                              const std::vector<std::string>& args) const {
+  std::vector<std::string> command = {binary};
   command.insert(command.end(), args.begin(), args.end());
   command.insert(command.end(), {"--bootstrap-server", bootstrap_});
   for (auto& arg : clientArgs()) command.push_back(std::move(arg));
-  Process audit({.args = command, .output = dir() / (name + ".out")});
+  return command;
+}
+
+std::pair<std::optional<int>, std::string> Cluster::audit(const std::vector<std::string>& args,
+                                                          const std::string& name) const {
+  Process audit({.args = toolCommand(TD_AUDIT_BIN, args), .output = dir() / (name + ".out")});
   const auto rc = audit.wait(std::chrono::seconds(60));
   return {rc, audit.output()};
+}
+
+Process& Cluster::startCtl(const std::vector<std::string>& args, const std::string& name) {
+  processes_.push_back(std::make_unique<Process>(
+      Process::Options{.args = toolCommand(TD_CTL_BIN, args), .output = dir() / (name + ".out")}));
+  return *processes_.back();
+}
+
+std::pair<std::optional<int>, std::string> Cluster::ctl(const std::vector<std::string>& args,
+                                                        const std::string& name) const {
+  Process ctl({.args = toolCommand(TD_CTL_BIN, args), .output = dir() / (name + ".out")});
+  const auto rc = ctl.wait(std::chrono::seconds(60));
+  return {rc, ctl.output()};
 }
 
 void expectAuditClean(const Cluster& cluster, const std::string& name) {

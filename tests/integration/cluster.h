@@ -162,6 +162,13 @@ class Cluster {
   std::pair<std::optional<int>, std::string> audit(const std::vector<std::string>& args,
                                                    const std::string& name) const;
 
+  // td-ctl ARGS... --bootstrap-server <this cluster> (with clientArgs()), its output in
+  // dir()/<name>.out: started (it ends with the cluster at the latest), or run to its end
+  // (exit code, nullopt if it did not end within 60 s, and output).
+  Process& startCtl(const std::vector<std::string>& args, const std::string& name);
+  std::pair<std::optional<int>, std::string> ctl(const std::vector<std::string>& args,
+                                                 const std::string& name) const;
+
   // SIGKILLs every process group of a step started by this cluster's workers that is still
   // alive (found by $TD_TEST_MARKS and $TD_STEP_ID in /proc/*/environ); returns how many
   // process groups it signalled. Called by the destructor.
@@ -178,6 +185,9 @@ class Cluster {
   std::string kafkaPassword(const std::string& user) const;
   void startEmbeddedBroker(const Options& options);
   void startApacheKafka(const Options& options);
+  // BINARY ARGS... --bootstrap-server <this cluster> plus clientArgs().
+  std::vector<std::string> toolCommand(const std::string& binary,
+                                       const std::vector<std::string>& args) const;
 
   TempDir dir_;
   Broker broker_kind_ = Broker::kEmbedded;

@@ -54,6 +54,22 @@ TEST(FormatSummary, CompletedGroupShowsEveryStepAndWhoRanIt) {
       << out;
 }
 
+TEST(FormatSummary, CancelledGroupSaysWhoAndWhy) {
+  td::v1::AssignmentRecord r;
+  auto& c = *r.mutable_cancelled();
+  c.set_group_id("g-9");
+  c.set_reason("runaway");
+  c.set_requested_by("alice@ops");
+  c.set_wall_time_ms(65'000);
+  *c.add_steps() = step("compile", td::v1::STEP_OUTCOME_SUCCEEDED, "w1", 1, 1200);
+  *c.add_steps() = step("test", td::v1::STEP_OUTCOME_UNSPECIFIED, "", 0, 0);
+  const std::string out = formatSummary(r, "w1");
+  EXPECT_EQ(out.rfind("group g-9 CANCELLED by alice@ops: runaway (after 1m05s)\n", 0), 0u) << out;
+  EXPECT_NE(out.find("compile"), std::string::npos);
+  c.clear_reason();
+  EXPECT_NE(formatSummary(r, "w1").find("(no reason given)"), std::string::npos);
+}
+
 TEST(FormatSummary, FailedGroupSaysWhichStepAndWhy) {
   td::v1::AssignmentRecord r;
   auto& f = *r.mutable_failed();

@@ -125,6 +125,25 @@ TEST(Session, GroupResultsEndTheSession) {
   EXPECT_TRUE(std::holds_alternative<NothingToDo>(session.onRecord(failed)));
 }
 
+TEST(Session, CancelledGroupEndsTheSessionWithExitFive) {
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  td::v1::AssignmentRecord cancelled;
+  cancelled.mutable_cancelled()->set_group_id("other");
+  EXPECT_TRUE(std::holds_alternative<NothingToDo>(session.onRecord(cancelled)));
+  cancelled.mutable_cancelled()->set_group_id("g");
+  cancelled.mutable_cancelled()->set_coordinator_epoch(2);
+  auto action = session.onRecord(cancelled);
+  ASSERT_TRUE(std::holds_alternative<GroupDone>(action));
+  EXPECT_EQ(std::get<GroupDone>(action).exit_code, 5);
+  // One of a coordinator that no longer owns the group is stale.
+  td::v1::AssignmentRecord owner;
+  owner.mutable_owner()->set_group_id("g");
+  owner.mutable_owner()->set_coordinator_epoch(3);
+  (void)session.onRecord(owner);
+  EXPECT_TRUE(std::holds_alternative<IgnoredStale>(session.onRecord(cancelled)));
+}
+
 TEST(Session, AbortOnlyForItsOwnAttempt) {
   auto schema = twoSteps();
   Session session("w1", "s1", "g", schema);

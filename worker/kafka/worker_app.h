@@ -55,6 +55,8 @@ inline constexpr int kExitInfrastructure = 3;   // the broker unreachable past -
                                                 // no coordinator reply within --join-timeout
 inline constexpr int kExitReplaced = 4;         // a newer process registered with this peer id
                                                 // and replaced this session (docs/operations.md)
+inline constexpr int kExitCancelled = 5;        // an operator cancelled the group (td-ctl
+                                                // cancel): do not retry the job
 inline constexpr int kExitInterrupted = 130;
 
 class WorkerApp {
