@@ -68,7 +68,7 @@ TEST(Usage, VersionOnEveryBinaryNamesVersionCommitProtocolAndLibrdkafka) {
   const std::vector<std::pair<std::string, std::string>> binaries = {
       {"td-worker", TD_WORKER_BIN},   {"td-coordinator", TD_COORDINATOR_BIN},
       {"td-broker", TD_BROKER_BIN},   {"td-audit", TD_AUDIT_BIN},
-      {"td-bench", TD_BENCH_BIN}};
+      {"td-bench", TD_BENCH_BIN},     {"td-ctl", TD_CTL_BIN}};
   for (const auto& [name, bin] : binaries) {
     Process p({.args = {bin, "--version"}, .output = dir.path() / (name + ".version")});
     ASSERT_EQ(p.wait(kTimeout), 0) << name << ": " << p.output();
