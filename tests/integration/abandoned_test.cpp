@@ -1,8 +1,9 @@
 // Abandoned groups (issue 20), with real processes: a coordinator with a short
 // --abandoned-group-timeout and two td-workers whose steps block. When both workers take
 // SIGTERM the group ends as abandoned after the timeout and leaves nothing open: /metrics shows
-// no open group, td.state holds its forgotten-group record, td-audit verify accepts it. When a
-// worker of the same peer id comes back before the timeout, the group resumes and completes.
+// no open group, td.state holds its forgotten-group record, td-ctl groups does not list it,
+// td-audit verify accepts it. When a worker of the same peer id comes back before the timeout,
+// the group resumes and completes.
 // Every wait polls with a deadline.
 #include <gtest/gtest.h>
 
@@ -166,6 +167,11 @@ TEST_F(AbandonedAfterTimeout, AGroupWhoseMembersAllTookSigtermEndsAndLeavesNothi
       << latest.ShortDebugString();
   EXPECT_EQ(latest.forgotten().group_id(), group);
   EXPECT_EQ(latest.forgotten().peer_ids_size(), 2);
+
+  // td-ctl, which reads the cluster (td.state), lists it in no state at all.
+  auto [ctl_code, ctl_out] = cluster_.ctl({"groups", "--state", "all"}, "ctl-groups");
+  EXPECT_EQ(ctl_code, 0) << ctl_out;
+  EXPECT_EQ(ctl_out.find(group), std::string::npos) << ctl_out;
 
   // td-audit accepts the ending, and shows it.
   auto [verify_code, verify_out] = cluster_.audit({"verify", "--group", group}, "verify");
