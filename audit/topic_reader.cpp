@@ -1,7 +1,6 @@
 #include "audit/topic_reader.h"
 
-#include <map>
-#include <vector>
+#include "kafka/read_to_end.h"
 
 namespace td::audit {
 
@@ -29,50 +28,9 @@ td::Result<std::unique_ptr<TopicReader>> TopicReader::open(const std::string& bo
 }
 
 td::Status TopicReader::readToEnd(const OnMessage& on_message) {
-  std::map<std::int32_t, std::int64_t> high;
-  std::vector<td::kafka::TopicPartitionOffset> assignment;
-  for (std::int32_t p = 0; p < partitions_; ++p) {
-    auto marks = reader_->watermarks(topic_, p, std::chrono::seconds(10));
-    if (!marks) return std::unexpected(marks.error());
-    // Empty partitions are assigned too (at their end), so that poll() sees what arrives there.
-    if (marks->second <= marks->first) {
-      assignment.push_back({topic_, p, marks->second});
-      continue;
-    }
-    high[p] = marks->second;
-    assignment.push_back({topic_, p, marks->first});
-  }
-  if (assignment.empty()) return {};
-  TD_RETURN_IF_ERROR(reader_->assign(assignment));
-  std::map<std::int32_t, std::int64_t> next;
-  // Or the reader's position past it: a log written in transactions (--exactly-once) ends
-  // with a marker that is never handed out.
-  auto done = [&] {
-    for (const auto& [p, h] : high) {
-      if (next[p] < h && reader_->position(topic_, p) < h) return false;
-    }
-    return true;
-  };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return td::makeError(td::Errc::kTimeout,
-                           "could not read " + topic_ + " up to its high watermarks");
-    }
-    auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
-    if (!batch) return std::unexpected(batch.error());
-    for (auto& m : *batch) {
-      next[m.partition] = std::max(next[m.partition], m.offset + 1);
-      // Past the watermarks read: not part of this snapshot, but the first of poll()'s.
-      const auto h = high.find(m.partition);
-      if (h == high.end() || m.offset >= h->second) {
-        later_.push_back(std::move(m));
-      } else {
-        on_message(m);
-      }
-    }
-  }
-  return {};
+  // Records past the watermarks are not part of this snapshot, but the first of poll()'s.
+  return td::kafka::readToEnd(*reader_, topic_, partitions_, std::chrono::seconds(60), on_message,
+                              [&](const td::kafka::Message& m) { later_.push_back(m); });
 }
 
 td::Status TopicReader::assignAll(bool from_beginning) {

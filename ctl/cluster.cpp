@@ -83,7 +83,7 @@ td::Result<td::v1::Event> Cluster::waitForEnd(const std::string& group_id,
       const bool ignored_request =
           e.has_input_ignored() && e.input_ignored().detail().find(request_id) != std::string::npos;
       if (e.has_group_cancelled() || e.has_group_completed() || e.has_group_failed() ||
-          ignored_request) {
+          e.has_group_abandoned() || ignored_request) {
         return e;
       }
     }

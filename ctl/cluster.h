@@ -39,7 +39,7 @@ class Cluster {
                         std::chrono::milliseconds timeout);
 
   // The first event of `group_id` from `from` on that ends it (group_completed, group_failed,
-  // group_cancelled) or records that `request_id` was ignored (input_ignored naming it).
+  // group_abandoned, group_cancelled) or records that `request_id` was ignored (input_ignored naming it).
   // Errors: kTimeout at `deadline`.
   td::Result<td::v1::Event> waitForEnd(const std::string& group_id, const std::string& request_id,
                                        const std::map<std::int32_t, std::int64_t>& from,

@@ -7,20 +7,26 @@ namespace td::kafka {
 
 td::Status readToEnd(PartitionReader& reader, const std::string& topic, std::int32_t partitions,
                      std::chrono::milliseconds timeout,
-                     const std::function<void(const Message&)>& on_message) {
+                     const std::function<void(const Message&)>& on_message,
+                     const std::function<void(const Message&)>& on_past) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::map<std::int32_t, std::int64_t> high;
   std::vector<TopicPartitionOffset> assignment;
   for (std::int32_t p = 0; p < partitions; ++p) {
     auto marks = reader.watermarks(topic, p, timeout);
     if (!marks) return std::unexpected(marks.error());
-    if (marks->second <= marks->first) continue;
+    if (marks->second <= marks->first) {
+      if (on_past) assignment.push_back({topic, p, marks->second});
+      continue;
+    }
     high[p] = marks->second;
     assignment.push_back({topic, p, marks->first});
   }
   if (assignment.empty()) return {};
   TD_RETURN_IF_ERROR(reader.assign(assignment));
   std::map<std::int32_t, std::int64_t> next;
+  // Or the reader's position past it: a log written in transactions (--exactly-once) ends
+  // with a marker that is never handed out.
   auto done = [&] {
     for (const auto& [p, h] : high) {
       if (next[p] < h && reader.position(topic, p) < h) return false;
@@ -36,9 +42,13 @@ td::Status readToEnd(PartitionReader& reader, const std::string& topic, std::int
     auto batch = reader.poll(1000, std::chrono::milliseconds(200));
     if (!batch) return std::unexpected(batch.error());
     for (const auto& m : *batch) {
-      if (!high.contains(m.partition) || m.offset >= high[m.partition]) continue;
       next[m.partition] = std::max(next[m.partition], m.offset + 1);
-      on_message(m);
+      const auto h = high.find(m.partition);
+      if (h != high.end() && m.offset < h->second) {
+        on_message(m);
+      } else if (on_past) {
+        on_past(m);
+      }
     }
   }
   return {};

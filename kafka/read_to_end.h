@@ -17,8 +17,12 @@ namespace td::kafka {
 // (a log written in transactions ends with a marker that is never handed out). Replaces the
 // reader's assignment. Errors: the watermarks' (kafka/partition_reader.h), poll's, and
 // td::Errc::kTimeout when the whole read took longer than `timeout`.
+// With `on_past`, for a reader that goes on polling afterwards (a follower): empty partitions
+// are assigned too, at their end, and records past the watermarks that come with the batches
+// read go to `on_past` instead of being dropped.
 td::Status readToEnd(PartitionReader& reader, const std::string& topic, std::int32_t partitions,
                      std::chrono::milliseconds timeout,
-                     const std::function<void(const Message&)>& on_message);
+                     const std::function<void(const Message&)>& on_message,
+                     const std::function<void(const Message&)>& on_past = {});
 
 }  // namespace td::kafka
