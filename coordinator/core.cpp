@@ -43,7 +43,15 @@ Core::Core(CoreConfig config) : config_(std::move(config)) {}
 
 Effects Core::handle(const Input& input, Instant now) {
   Effects out;
-  if (!std::holds_alternative<Tick>(input)) noteInput(now);
+  // Flow of the partition the input was read from (td.registrations only: see Flow).
+  if (const auto* reg = std::get_if<Registration>(&input)) noteFlow(reg->partition, now);
+  if (const auto* up = std::get_if<PartitionCaughtUp>(&input)) noteFlow(up->partition, now);
+  if (const auto* hb = std::get_if<td::v1::PeerHeartbeat>(&input)) {
+    noteFlowOfGroup(hb->group_id(), now);
+  }
+  if (const auto* left = std::get_if<td::v1::PeerLeft>(&input)) {
+    noteFlowOfGroup(left->group_id(), now);
+  }
   std::visit(
       [&](const auto& msg) {
         using T = std::decay_t<decltype(msg)>;
@@ -397,6 +405,7 @@ Effects Core::restore(std::int32_t partition, std::uint64_t epoch,
 std::vector<std::string> Core::dropPartition(std::int32_t partition) {
   std::vector<std::string> dropped;
   partition_epochs_.erase(partition);
+  flow_.erase(partition);
   // Its forgotten groups' refusals stay (harmless), but their records are the new owner's to
   // delete.
   std::erase_if(forgotten_partition_, [&](const auto& e) { return e.second == partition; });
@@ -463,19 +472,47 @@ void Core::onHeartbeat(const td::v1::PeerHeartbeat& msg, Instant now, Effects& o
   }
 }
 
-void Core::noteInput(Instant now) {
+void Core::noteFlow(std::int32_t partition, Instant now) {
+  Flow& flow = flow_[partition];
   const Millis silence = config_.lease / 2;
-  if (!last_input_ || now.mono - *last_input_ > silence) flowing_since_ = now.mono;
-  last_input_ = now.mono;
+  if (!flow.last_read || now.mono - *flow.last_read > silence) flow.flowing_since = now.mono;
+  flow.last_read = now.mono;
+  flow.probe_sent.reset();
 }
 
-bool Core::leasesMayLapse(Instant now) const {
-  return last_input_ && now.mono - *last_input_ <= config_.lease / 2 &&
-         now.mono - flowing_since_ >= config_.lease;
+void Core::noteFlowOfGroup(const std::string& group_id, Instant now) {
+  if (auto partition = partitionOf(group_id)) noteFlow(*partition, now);
+}
+
+bool Core::leasesMayLapse(std::int32_t partition, Instant now) const {
+  auto it = flow_.find(partition);
+  if (it == flow_.end() || !it->second.last_read) return false;
+  const Flow& flow = it->second;
+  return now.mono - *flow.last_read <= config_.lease / 2 &&
+         now.mono - flow.flowing_since >= config_.lease;
+}
+
+void Core::probeQuietPartitions(Instant now, Effects& out) {
+  // A scan of the groups every eighth of a lease: cheap next to the lease it serves.
+  if (now.mono < next_probe_scan_) return;
+  next_probe_scan_ = now.mono + std::max(Millis(1), config_.lease / 8);
+  std::set<std::int32_t> due;   // partitions with a present member, whose silence matters
+  for (const auto& [id, group] : groups_) {
+    if (group->hasPresentMember()) due.insert(group->partition());
+  }
+  const Millis quiet = config_.lease / 4;
+  for (std::int32_t partition : due) {
+    Flow& flow = flow_[partition];
+    if (flow.last_read && now.mono - *flow.last_read < quiet) continue;
+    // One question at a time; another once the last went unanswered for a quarter of a lease
+    // (its leader did not answer, or the partition still had records to read).
+    if (flow.probe_sent && now.mono - *flow.probe_sent < quiet) continue;
+    flow.probe_sent = now.mono;
+    out.emplace_back(ProbeFlow{.partition = partition});
+  }
 }
 
 void Core::runTimers(Instant now, Effects& out) {
-  const bool leases = leasesMayLapse(now);
   std::vector<TimerQueue::Entry> deferred;
   while (!timers_.entries.empty() && timers_.entries.begin()->first <= now.mono) {
     TimerQueue::Entry entry = std::move(timers_.entries.begin()->second);
@@ -485,8 +522,8 @@ void Core::runTimers(Instant now, Effects& out) {
     Group& group = *it->second;
     if (entry.peer_id.empty()) {
       group.wake(now, out);
-    } else if (!leases) {
-      deferred.push_back(std::move(entry));   // looked at again once input flows
+    } else if (!leasesMayLapse(group.partition(), now)) {
+      deferred.push_back(std::move(entry));   // looked at again once its partition flows
     } else {
       const bool was_running = !group.finishedAt().has_value();
       group.checkLease(entry.peer_id, now, out);
@@ -571,6 +608,7 @@ void Core::onCancel(const td::v1::CancelGroup& msg, Instant now, Effects& out) {
 
 void Core::onTick(Instant now, Effects& out) {
   runTimers(now, out);
+  probeQuietPartitions(now, out);
   while (!expiry_.empty() && expiry_.begin()->first <= now.mono) {
     std::string group_id = expiry_.begin()->second;
     expiry_.erase(expiry_.begin());

@@ -170,13 +170,25 @@ class Core {
     return config_.finished_group_retention * kTombstoneRetentionFactor;
   }
   bool isTombstoned(const std::string& key) const { return tombstones_.contains(key); }
-  // Leases lapse only while input flows: after a silence longer than half a lease (the broker
-  // was unreachable, or this coordinator just started) every peer gets one full lease to be
-  // heard again before it can be declared lost.
-  std::optional<Millis> last_input_;
-  Millis flowing_since_{0};
-  void noteInput(Instant now);
-  bool leasesMayLapse(Instant now) const;
+  // Leases lapse only while the peers' own input partition flows (td.registrations[p], where
+  // their heartbeats arrive): after a silence of it longer than half a lease (its leader was
+  // unreachable, or this coordinator just claimed it) every peer there gets one full lease to
+  // be heard again before it can be declared lost. Other partitions flowing prove nothing:
+  // one broker of several may lead just this one. A partition whose peers are due to be heard
+  // and that carried nothing for a quarter of a lease is probed (ProbeFlow): the shell's
+  // PartitionCaughtUp shows its leader answers and nothing written there was missed, so the
+  // silence of peers that all died still counts.
+  struct Flow {
+    std::optional<Millis> last_read;    // mono time the partition was last seen to flow
+    Millis flowing_since{0};
+    std::optional<Millis> probe_sent;   // an unanswered ProbeFlow's time
+  };
+  std::unordered_map<std::int32_t, Flow> flow_;
+  Millis next_probe_scan_{0};
+  void noteFlow(std::int32_t partition, Instant now);
+  void noteFlowOfGroup(const std::string& group_id, Instant now);
+  bool leasesMayLapse(std::int32_t partition, Instant now) const;
+  void probeQuietPartitions(Instant now, Effects& out);
 };
 
 }  // namespace td::coordinator

@@ -117,11 +117,16 @@ struct Registration {
 };
 // Time passes: expire finished groups (and, later, leases and backoff timers).
 struct Tick {};
+// The shell's answer to ProbeFlow: everything written to td.registrations[partition] before
+// the probe was sent has been handled, so the partition flows (its leader answers).
+struct PartitionCaughtUp {
+  std::int32_t partition = 0;
+};
 
 // An operator's request to cancel a group (td-ctl cancel) is td::v1::CancelGroup.
 using Input = std::variant<Registration, td::v1::PeerHeartbeat, td::v1::PeerLeft,
                            td::v1::StepStarted, td::v1::StepFinished, td::v1::UniverseStarted,
-                           td::v1::UniverseFinished, Tick, td::v1::CancelGroup>;
+                           td::v1::UniverseFinished, Tick, td::v1::CancelGroup, PartitionCaughtUp>;
 
 // ---- Effects ------------------------------------------------------------------------------
 
@@ -152,8 +157,16 @@ struct PublishStepStats {
   td::v1::StepStats stats;
 };
 
+// Ask the broker whether td.registrations[partition] flows: nothing was read from it for a
+// quarter of a lease while some of its peers are due to be heard. The shell answers with
+// PartitionCaughtUp once its leader's high watermark shows everything before the question was
+// handled, and with nothing if the leader does not answer (Core::leasesMayLapse).
+struct ProbeFlow {
+  std::int32_t partition = 0;
+};
+
 using Effect = std::variant<PublishJoin, PublishAssignment, PublishEvent, DeadLetter,
-                            PublishStepStats>;
+                            PublishStepStats, ProbeFlow>;
 using Effects = std::vector<Effect>;
 
 }  // namespace td::coordinator

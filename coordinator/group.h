@@ -25,6 +25,7 @@
 // Thread safety: none; owned by the Core.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -100,6 +101,10 @@ class Group {
   // was lost, and nobody joined since. nullopt while it has one, or once it is not running.
   std::optional<Millis> memberlessSince() const {
     return status_ == td::v1::GROUP_STATUS_RUNNING ? memberless_since_ : std::nullopt;
+  }
+  // True while some member is present (its lease is checked).
+  bool hasPresentMember() const {
+    return std::any_of(members_.begin(), members_.end(), [](const Member& m) { return m.present; });
   }
   // Ends the running, memberless group as abandoned: aborts any attempt still running (there
   // is nobody to answer), marks every step that did not succeed failed (not run), and emits

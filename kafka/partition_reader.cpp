@@ -170,6 +170,20 @@ td::Result<std::pair<std::int64_t, std::int64_t>> PartitionReader::watermarks(
   }
 }
 
+td::Result<std::int64_t> PartitionReader::committed(const std::string& topic,
+                                                   std::int32_t partition,
+                                                   std::chrono::milliseconds timeout) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  const std::string what = "committed offset of " + topic + "[" + std::to_string(partition) + "]";
+  auto err = rd_kafka_committed(impl_->rk.get(), list.get(),
+                                static_cast<int>(std::max<std::int64_t>(timeout.count(), 1)));
+  if (err) return rdKafkaError(err, what);
+  if (list->elems[0].err) return rdKafkaError(list->elems[0].err, what);
+  const std::int64_t offset = list->elems[0].offset;
+  return offset >= 0 ? offset : -1;
+}
+
 std::int64_t PartitionReader::position(const std::string& topic, std::int32_t partition) const {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);

@@ -52,6 +52,13 @@ class PartitionReader {
                                                                std::int32_t partition,
                                                                std::chrono::milliseconds timeout);
 
+  // The offset committed for a partition by this reader's group.id (set one in `props` to ask
+  // about a consumer group's commits; the reader never joins it), from the group's
+  // coordinator: -1 if none. An OffsetFetch with read_committed waits while a transaction
+  // holds offsets (KIP-447), until `timeout`. Errors: kTimedOut, kTransport, the broker's.
+  td::Result<std::int64_t> committed(const std::string& topic, std::int32_t partition,
+                                     std::chrono::milliseconds timeout);
+
   // The next offset this reader will hand out from a partition it reads: past the last
   // record returned, and past what read_committed never returns (transaction markers, aborted
   // records). -1 before anything was read from it. Reading a log "up to its high watermark"

@@ -91,6 +91,14 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
 
   counter(out, "td_coordinator_dead_letters_total", "Records written to td.dlq",
           static_cast<double>(probe.dead_letters.load()));
+  auto& flow = family(out, "td_coordinator_flow_probes_total",
+                      "Probes of td.registrations partitions that carried nothing for a quarter "
+                      "of a lease while their peers were due to be heard, by answer",
+                      MetricType::Counter);
+  sample(flow, static_cast<double>(probe.flow_probes_caught_up.load()),
+         {{"result", "caught_up"}});
+  sample(flow, static_cast<double>(probe.flow_probes_behind.load()), {{"result", "behind"}});
+  sample(flow, static_cast<double>(probe.flow_probes_failed.load()), {{"result", "failed"}});
   counter(out, "td_coordinator_records_consumed_total",
           "Input records read from td.registrations and td.completions",
           static_cast<double>(probe.records_in.load()));

@@ -82,7 +82,7 @@ namespace {
 // The librdkafka properties of each client the service makes, in one place for create() and
 // checkOptions().
 struct ClientProperties {
-  kafka::Properties consumer, producer, state_reader, stats_reader, admin;
+  kafka::Properties consumer, producer, state_reader, stats_reader, flow_prober, admin;
   kafka::Properties producer_own;   // the producer's own settings (the td.assign shards')
 };
 
@@ -129,6 +129,11 @@ ClientProperties clientProperties(const ServiceOptions& o) {
   stats_props.emplace_back("fetch.wait.max.ms", "500");
   out.stats_reader =
       kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats", stats_props);
+  // The consumer group's id, to ask for its committed offsets (the prober never joins it).
+  kafka::Properties prober_props{{"group.id", o.consumer_group}};
+  prober_props.insert(prober_props.end(), o.kafka.begin(), o.kafka.end());
+  out.flow_prober =
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-flow", prober_props);
   out.admin =
       kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka);
   out.producer_own = std::move(producer_own);
@@ -146,7 +151,7 @@ td::Status Service::checkOptions(const ServiceOptions& options) {
   admin.insert(admin.end(), options.assign_topics.admin_kafka.begin(),
                options.assign_topics.admin_kafka.end());
   for (const kafka::Properties* list : {&props.consumer, &props.producer, &props.state_reader,
-                                        &props.stats_reader,
+                                        &props.stats_reader, &props.flow_prober,
                                         static_cast<const kafka::Properties*>(&admin)}) {
     TD_RETURN_IF_ERROR(kafka::checkProperties(*list));
   }
@@ -165,6 +170,13 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   service->consumer_ = std::move(*consumer);
   TD_RETURN_IF_ERROR(service->makeProducers());
   service->state_reader_ = std::move(*reader);
+  // A question waits at most a quarter of a lease (2 s at most, so a stop is not held up).
+  const auto probe_timeout = std::clamp(o.core.lease / 4, Millis(100), Millis(2000));
+  auto prober = FlowProber::create(props.flow_prober, o.core.topics.registrations(),
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       probe_timeout));
+  if (!prober) return std::unexpected(prober.error());
+  service->flow_prober_ = std::move(*prober);
   if (o.core.step_stats) {
     auto stats_reader = kafka::PartitionReader::create(props.stats_reader);
     if (!stats_reader) return std::unexpected(stats_reader.error());
@@ -354,6 +366,7 @@ td::Status Service::run() {
     if (fatal_) return *fatal_;
     if (!batch) return std::unexpected(batch.error());
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch, polled_at));
+    deliverFlowAnswers();
     if (clock_.now().mono >= next_tick) {
       pollStepStats();
       if (assign_topics_) assign_topics_->poll(clock_.now().mono);
@@ -379,6 +392,12 @@ void Service::onRebalance(bool assigned,
   for (const auto& tp : partitions) {
     if (tp.topic != options_.core.topics.registrations()) continue;
     probe_.partitions_owned.fetch_add(assigned ? 1 : -1);
+    handled_next_.erase(tp.partition);
+    if (assigned) {
+      owned_.insert(tp.partition);
+    } else {
+      owned_.erase(tp.partition);
+    }
     if (!assigned) {
       // Its groups' output is acknowledged (cycles wait for it): their shards may close.
       for (const auto& group_id : core_.dropPartition(tp.partition)) {
@@ -567,14 +586,49 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
   for (const auto& msg : batch) {
     auto& offset = next[{msg.topic, msg.partition}];
     offset = std::max(offset, msg.offset + 1);
+    if (msg.topic == options_.core.topics.registrations()) {
+      auto& handled = handled_next_[msg.partition];
+      handled = std::max(handled, msg.offset + 1);
+    }
   }
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (const auto& [tp, offset] : next) offsets.push_back({tp.first, tp.second, offset});
   return writeCycle(offsets);
 }
 
+void Service::deliverFlowAnswers() {
+  for (const auto& answer : flow_prober_->answers()) {
+    if (!owned_.contains(answer.partition)) continue;   // moved away meanwhile
+    const std::string topic =
+        fmt::format("{}[{}]", options_.core.topics.registrations(), answer.partition);
+    if (!answer.error.empty()) {
+      probe_.flow_probes_failed.fetch_add(1);
+      log_->debug("{} is quiet and its leader did not answer: {}", topic, answer.error);
+      continue;
+    }
+    std::int64_t next = answer.committed;
+    if (auto it = handled_next_.find(answer.partition); it != handled_next_.end()) {
+      next = std::max(next, it->second);
+    }
+    if (next < answer.high && answer.low < answer.high) {
+      // Records to read: reading them shows the flow (or a later probe will).
+      probe_.flow_probes_behind.fetch_add(1);
+      log_->debug("{} is quiet: handled up to {}, its leader has up to {}", topic, next,
+                  answer.high);
+      continue;
+    }
+    probe_.flow_probes_caught_up.fetch_add(1);
+    collect(nullptr,
+            core_.handle(PartitionCaughtUp{.partition = answer.partition}, clock_.now()));
+  }
+}
+
 void Service::collect(const kafka::Message* source, Effects effects) {
   for (auto& effect : effects) {
+    if (const auto* probe = std::get_if<ProbeFlow>(&effect)) {
+      flow_prober_->ask(probe->partition);
+      continue;
+    }
     if (auto* stats = std::get_if<PublishStepStats>(&effect)) {
       stats_out_[stats->key] = std::move(stats->stats);
       continue;

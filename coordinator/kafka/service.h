@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -51,6 +52,7 @@
 #include "coordinator/core.h"
 #include "coordinator/kafka/assign_topics.h"
 #include "coordinator/kafka/assign_producers.h"
+#include "coordinator/kafka/flow_prober.h"
 #include "kafka/kafka.h"
 
 namespace td::coordinator {
@@ -116,6 +118,12 @@ struct ProbeStats {
 struct ServiceProbe {
   std::atomic<std::uint64_t> records_in{0};
   std::atomic<std::uint64_t> dead_letters{0};
+  // Probes of quiet td.registrations partitions (FlowProber), by answer: everything below
+  // the leader's high watermark was handled; records were still to be read (reading them
+  // shows the flow); no answer in time.
+  std::atomic<std::uint64_t> flow_probes_caught_up{0};
+  std::atomic<std::uint64_t> flow_probes_behind{0};
+  std::atomic<std::uint64_t> flow_probes_failed{0};
   std::atomic<std::uint64_t> records_out{0};
   std::atomic<std::uint64_t> batches{0};
   std::atomic<std::uint64_t> snapshots{0};
@@ -214,6 +222,9 @@ class Service {
   void produceStepStats();
   // Queues `effects` for the current cycle; dead letters are built from `source` at once.
   void collect(const kafka::Message* source, Effects effects);
+  // Hands the core FlowProber's answers: PartitionCaughtUp for an owned td.registrations
+  // partition whose leader's high watermark this coordinator has handled.
+  void deliverFlowAnswers();
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
   td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
   // Creates the assignment topics of the groups this cycle's output goes to (admin mode).
@@ -264,6 +275,11 @@ class Service {
   std::unique_ptr<AssignProducers> assign_;   // null with exactly_once
   std::unique_ptr<kafka::PartitionReader> state_reader_;
   std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
+  std::unique_ptr<FlowProber> flow_prober_;
+  // Per owned td.registrations partition: the offset after the last record handled since it
+  // was assigned (absent before one was).
+  std::map<std::int32_t, std::int64_t> handled_next_;
+  std::set<std::int32_t> owned_;   // td.registrations partitions assigned now
   std::unique_ptr<AssignTopics> assign_topics_;   // null: the broker auto-creates them
   bool stats_writable_ = false;
   // This cycle's PublishStepStats, the latest per key.

@@ -93,8 +93,8 @@ Effects CoreTest::run(const Input& input) {
   return effects;
 }
 
-std::string CoreTest::join(const PeerBuilder& peer) {
-  Effects effects = run(Registration{.partition = 0, .peer = peer.build()});
+std::string CoreTest::join(const PeerBuilder& peer, std::int32_t partition) {
+  Effects effects = run(Registration{.partition = partition, .peer = peer.build()});
   for (const auto& e : effects) {
     if (const auto* j = std::get_if<PublishJoin>(&e); j && j->record.has_joined()) {
       return j->record.joined().group_id();

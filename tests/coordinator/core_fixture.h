@@ -42,8 +42,9 @@ class CoreTest : public ::testing::Test {
  protected:
   CoreTest();
   Effects run(const Input& input);
-  // Registers and returns the group id it was put in ("" if rejected).
-  std::string join(const PeerBuilder& peer);
+  // Registers (read from td.registrations[partition]) and returns the group id it was put in
+  // ("" if rejected).
+  std::string join(const PeerBuilder& peer, std::int32_t partition = 0);
   // A StepFinished of `peer` (its default session unless `session`), exit code 0 on success
   // and 1 otherwise; finish() runs it.
   static td::v1::StepFinished finishedRecord(const std::string& group, const std::string& peer,

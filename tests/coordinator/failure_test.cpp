@@ -85,6 +85,100 @@ TEST_F(Leases, NoPeerIsLostWhileNoInputArrives) {
   for (const auto& ev : events(later)) EXPECT_FALSE(ev.has_peer_lost());
 }
 
+// Partitions the core asked the shell to probe in `effects`.
+std::vector<std::int32_t> probedPartitions(const Effects& effects) {
+  std::vector<std::int32_t> out;
+  for (const auto& e : effects) {
+    if (const auto* b = std::get_if<ProbeFlow>(&e)) out.push_back(b->partition);
+  }
+  return out;
+}
+
+std::vector<std::string> lostPeers(const Effects& effects) {
+  std::vector<std::string> out;
+  for (const auto& e : effects) {
+    const auto* p = std::get_if<PublishEvent>(&e);
+    if (p != nullptr && p->event.has_peer_lost()) {
+      out.push_back(p->event.group_id() + "/" + p->event.peer_lost().peer_id());
+    }
+  }
+  return out;
+}
+
+TEST_F(Leases, NoPeerIsLostWhileItsOwnPartitionStallsThoughOthersFlow) {
+  // One broker of three died and led partition 0 only: its peers' heartbeats wait in their
+  // producers while partition 1 flows. Their silence proves nothing about them.
+  auto g = join(PeerBuilder("1").change("c1").steps(2), 0);
+  join(PeerBuilder("2").change("c1").steps(2), 0);
+  auto h = join(PeerBuilder("x").change("c9").schema("other").steps(1), 1);
+  ASSERT_NE(g, h);
+  // Time passes in half seconds; x heartbeats throughout, and so does 1 once `g_flows`.
+  auto pass = [&](Millis total, bool g_flows) {
+    Effects all;
+    for (Millis t{0}; t < total; t += Millis(500)) {
+      clock_.advance(Millis(500));
+      run(heartbeat(h, "x"));
+      if (g_flows) run(heartbeat(g, "1"));
+      append(all, run(Tick{}));
+    }
+    return all;
+  };
+  Effects stalled = pass(core_.config().lease * 3, false);
+  EXPECT_TRUE(lostPeers(stalled).empty()) << ::testing::PrintToString(lostPeers(stalled));
+  // Partition 0 is probed, a quarter of a lease apart; no answer comes (its leader is dead).
+  const auto probed = probedPartitions(stalled);
+  EXPECT_GE(probed.size(), 5u) << "probes a quarter of a lease (or a scan or two) apart";
+  EXPECT_LE(probed.size(), 12u);
+  for (std::int32_t p : probed) EXPECT_EQ(p, 0);
+  // Partition 0 has a leader again: 1's heartbeats arrive, 2 stays silent (it died meanwhile)
+  // and is lost one lease after the partition flows again, not before.
+  Effects soon = pass(core_.config().lease - seconds(1), true);
+  EXPECT_TRUE(lostPeers(soon).empty()) << ::testing::PrintToString(lostPeers(soon));
+  Effects later = pass(seconds(2), true);
+  EXPECT_EQ(lostPeers(later), std::vector<std::string>{g + "/2"});
+}
+
+TEST_F(Leases, ProbesShowAQuietPartitionFlowsSoPeersThatAllDiedAreLost) {
+  // Every peer of the only group was killed: nothing arrives at all. The core asks the shell
+  // to probe the partition; its answer (the leader's high watermark was handled) shows the
+  // partition flows.
+  auto g = join(PeerBuilder("1").change("c1").steps(2), 3);
+  join(PeerBuilder("2").change("c1").steps(2), 3);
+  std::vector<std::string> lost;
+  Millis lost_at{0};
+  int probes = 0;
+  for (Millis t{0}; t < core_.config().lease * 4 && lost.size() < 2; t += Millis(100)) {
+    clock_.advance(Millis(100));
+    Effects e = run(Tick{});
+    for (std::int32_t partition : probedPartitions(e)) {
+      EXPECT_EQ(partition, 3);
+      ++probes;
+      run(PartitionCaughtUp{.partition = partition});
+    }
+    for (auto& peer : lostPeers(e)) {
+      lost.push_back(peer);
+      lost_at = t + Millis(100);
+    }
+  }
+  std::sort(lost.begin(), lost.end());
+  EXPECT_EQ(lost, (std::vector<std::string>{g + "/1", g + "/2"}));
+  // The registrations flowed at 0; the answers (each a quarter of a lease into a silence) keep
+  // the partition flowing, so the lease lapses as if the peers were merely silent.
+  EXPECT_GE(lost_at, core_.config().lease);
+  EXPECT_LE(lost_at, core_.config().lease + core_.config().lease / 8 + Millis(100));
+  EXPECT_GE(probes, 3);
+  // A memberless group has no lease to check: no more probes.
+  clock_.advance(core_.config().lease);
+  EXPECT_TRUE(probedPartitions(run(Tick{})).empty());
+}
+
+TEST_F(Leases, APartitionWhosePeersHeartbeatIsNotProbed) {
+  auto g = join(PeerBuilder("1").change("c1").steps(1));
+  join(PeerBuilder("2").change("c1").steps(1));
+  Effects e = passTime(core_.config().lease * 4, g, {"1", "2"});
+  EXPECT_TRUE(probedPartitions(e).empty());
+}
+
 TEST_F(Leases, LatePeerMessagesAfterItWasLostAreIgnored) {
   auto g = join(PeerBuilder("1").change("c1").steps(2));
   join(PeerBuilder("2").change("c1").steps(2));

@@ -3,7 +3,8 @@
 // SIGTERM the group ends as abandoned after the timeout and leaves nothing open: /metrics shows
 // no open group, td.state holds its forgotten-group record, td-ctl groups does not list it,
 // td-audit verify accepts it. When a worker of the same peer id comes back before the timeout,
-// the group resumes and completes.
+// the group resumes and completes. When both workers are killed by kill -9, both are declared
+// lost and the group is abandoned too.
 // Every wait polls with a deadline.
 #include <gtest/gtest.h>
 
@@ -57,8 +58,9 @@ class Abandoned : public ::testing::Test {
         kTimeout);
   }
   // Workers w1 and w2 of change c1 run the two gated steps of one group, whose id it returns;
-  // then both take SIGTERM (each kills its step and leaves) and exit 130.
-  std::string runThenTerminateBoth() {
+  // then both take `sig`: SIGTERM (each kills its step and leaves, exit 130) or SIGKILL (each
+  // dies at once, its step's supervisor kills the step, and nothing is said).
+  std::string runThenSignalBoth(int sig = SIGTERM) {
     schema_ = cluster_.writeSchema("gated", gatedSchema());
     auto& w1 = cluster_.startWorker(schema_, {"w1", "c1"});
     auto& w2 = cluster_.startWorker(schema_, {"w2", "c1"});
@@ -74,8 +76,8 @@ class Abandoned : public ::testing::Test {
         << cluster_.logs();
     EXPECT_TRUE(waitForSample("td_coordinator_groups{state=\"open\"}", 1)) << page();
     for (auto* w : {&w1, &w2}) {
-      w->signal(SIGTERM);
-      EXPECT_EQ(w->wait(seconds(30)), 130) << cluster_.logs();
+      w->signal(sig);
+      EXPECT_EQ(w->wait(seconds(30)), sig == SIGTERM ? 130 : 128 + sig) << cluster_.logs();
     }
     return group;
   }
@@ -117,7 +119,7 @@ class ResumedBeforeTimeout : public Abandoned {
 
 TEST_F(AbandonedAfterTimeout, AGroupWhoseMembersAllTookSigtermEndsAndLeavesNothingOpen) {
   ASSERT_TRUE(waitUntil([&] { return port() > 0; }, kTimeout)) << cluster_.logs();
-  const std::string group = runThenTerminateBoth();
+  const std::string group = runThenSignalBoth();
   ASSERT_FALSE(group.empty());
   const std::int64_t gone_ms = wallMs();
 
@@ -182,9 +184,34 @@ TEST_F(AbandonedAfterTimeout, AGroupWhoseMembersAllTookSigtermEndsAndLeavesNothi
   EXPECT_NE(show_out.find("abandoned: no member for"), std::string::npos) << show_out;
 }
 
+// Both members killed by kill -9 on a coordinator that hears nothing else: no heartbeat, no
+// leave, no other group. The partition's silence still counts because the coordinator probes it
+// (its leader's high watermark was handled; architecture.md, "Leases and lost peers"), so both
+// peers are declared lost within a few leases and the memberless group is then abandoned.
+TEST_F(AbandonedAfterTimeout, AGroupWhoseMembersWereAllKilledLosesThemAndEnds) {
+  ASSERT_TRUE(waitUntil([&] { return port() > 0; }, kTimeout)) << cluster_.logs();
+  const std::string group = runThenSignalBoth(SIGKILL);
+  ASSERT_FALSE(group.empty());
+  auto events = eventsUntil(group, [](const auto& e) { return e.has_group_abandoned(); });
+  ASSERT_FALSE(events.empty()) << "the killed peers were never declared lost\n"
+                               << page() << cluster_.logs();
+  std::set<std::string> lost;
+  for (const auto& e : events) {
+    EXPECT_FALSE(e.has_peer_left()) << "a killed worker says nothing";
+    if (e.has_peer_lost()) lost.insert(e.peer_lost().peer_id());
+  }
+  EXPECT_EQ(lost, (std::set<std::string>{"w1", "w2"}));
+  auto probes = sampleOf(page(), "td_coordinator_flow_probes_total{result=\"caught_up\"}");
+  ASSERT_TRUE(probes.has_value()) << page();
+  EXPECT_GE(*probes, 1.0) << page();
+  EXPECT_TRUE(waitForSample("td_coordinator_groups{state=\"open\"}", 0)) << page();
+  auto [verify_code, verify_out] = cluster_.audit({"verify", "--group", group}, "verify");
+  EXPECT_EQ(verify_code, 0) << verify_out;
+}
+
 TEST_F(ResumedBeforeTimeout, AMemberThatComesBackBeforeTheTimeoutResumesTheGroup) {
   ASSERT_TRUE(waitUntil([&] { return port() > 0; }, kTimeout)) << cluster_.logs();
-  const std::string group = runThenTerminateBoth();
+  const std::string group = runThenSignalBoth();
   ASSERT_FALSE(group.empty());
   // Both gone (the group is memberless); w1 comes back as a new process, and its steps may
   // now finish.

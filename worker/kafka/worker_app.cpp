@@ -223,6 +223,7 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
       while (!done) {
         auto flushed = producer_->flush(std::chrono::milliseconds(250));
         if (done) break;
+        heartbeatIfDue();
         // Credentials the broker refuses: the record will never be acknowledged.
         if (auto refusal = producer_->refusal(); refusal && kafka::isAccessDenied(refusal->code())) {
           return std::unexpected(refused(*refusal, "write " + topic));
@@ -272,6 +273,12 @@ bool WorkerApp::renewProducerIfDead() {
   // The old one's undelivered records fail now, in its destructor (their callbacks see it).
   producer_ = std::move(*fresh);
   return true;
+}
+
+void WorkerApp::heartbeatIfDue() {
+  if (!heartbeating_ || Clock::now() < next_heartbeat_) return;
+  heartbeat();
+  next_heartbeat_ = Clock::now() + heartbeat_every_;
 }
 
 void WorkerApp::heartbeat() {
@@ -548,16 +555,18 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   ProgressAwareLog progress_aware_log(progress_);
   joined_at_ = Clock::now();
   next_draw_ = joined_at_;
-  const auto heartbeat_every = std::chrono::milliseconds(
+  heartbeat_every_ = std::chrono::milliseconds(
       joined.heartbeat_interval_ms() > 0 ? joined.heartbeat_interval_ms() : 1000);
-  auto next_heartbeat = Clock::now();
+  next_heartbeat_ = Clock::now();
   std::optional<GroupDone> done;
   std::optional<EndSession> ended;   // the coordinator ended this session
+  struct StopHeartbeats {
+    bool& on;
+    ~StopHeartbeats() { on = false; }
+  } stop_heartbeats{heartbeating_};
   while (true) {
-    if (Clock::now() >= next_heartbeat && !done && !ended) {
-      heartbeat();
-      next_heartbeat = Clock::now() + heartbeat_every;
-    }
+    heartbeating_ = !done && !ended;
+    heartbeatIfDue();
     if (!stopping_ && !done) {
       probeBroker();
       TD_RETURN_IF_ERROR(brokerSilent("following group " + session_->groupId()));
@@ -569,7 +578,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
     if (running_ && running_->process) {
       for (int fd : running_->process->pollFds()) fds.push_back({fd, POLLIN, 0});
     }
-    auto wake_at = std::min(next_heartbeat, Clock::now() + std::chrono::milliseconds(100));
+    auto wake_at = std::min(next_heartbeat_, Clock::now() + std::chrono::milliseconds(100));
     if (running_ && running_->process) wake_at = std::min(wake_at, running_->process->deadline());
     if (logs_) wake_at = std::min(wake_at, logs_->deadline());
     const int wait_ms = static_cast<int>(std::clamp<std::int64_t>(
@@ -661,6 +670,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         // not count anyway), and what it was to run is someone else's now. The killed step's
         // aborted result is still reported: it tells the auditor when that attempt ended.
         ended = *end;
+        heartbeating_ = false;
         pending_.clear();
         if (running_ && running_->process) {
           log_->warn("peer={} step={} attempt={} killing it, this session ended: {}",
@@ -671,6 +681,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
         logSilentPeer(*silent);
       } else if (auto* group_done = std::get_if<GroupDone>(&action)) {
         done = *group_done;
+        heartbeating_ = false;
         pending_.clear();
         if (running_ && running_->process) running_->process->abort();
       }

@@ -116,6 +116,10 @@ class WorkerApp {
   // When a stopping worker stops waiting for the broker: a few seconds after it noticed.
   std::chrono::steady_clock::time_point leaveDeadline();
   void heartbeat();
+  // Sends a heartbeat if one is due while following a group (also from inside publish(): a
+  // report waiting for td.completions' leader must not cost the lease, which td.registrations
+  // carries, when only one of the two partitions lost its leader).
+  void heartbeatIfDue();
   td::Status startStep(const RunStep& run);
   // A StepFinished for this worker's group, peer and session.
   td::v1::StepFinished finished(const std::string& step_id, std::uint32_t attempt,
@@ -175,6 +179,10 @@ class WorkerApp {
   std::set<std::string> steps_assigned_;   // distinct steps of the group handed to anyone
   std::size_t own_done_ = 0;
   std::chrono::steady_clock::time_point joined_at_, step_started_at_, next_draw_;
+  // Heartbeats: sent every heartbeat_every_ while heartbeating_ (following, not done or ended).
+  bool heartbeating_ = false;
+  std::chrono::milliseconds heartbeat_every_{1000};
+  std::chrono::steady_clock::time_point next_heartbeat_;
 };
 
 }  // namespace td::worker
