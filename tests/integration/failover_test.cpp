@@ -649,9 +649,10 @@ TEST(Failover, ApacheKafkaThreeBrokersLosingTheLeaderOfInputAndStateLosesNothing
   const std::set<std::string> ids = {"c1", "c2"};
   for (const auto& id : ids) cluster.startCoordinator(id, coordinatorArgs());
   ASSERT_TRUE(waitBalanced(cluster, ids)) << cluster.logs("coordinator");
-  Fleet fleet = startGroups(cluster, "leader", kGroups, kWorkers, kSteps);
-  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
 
+  // The leaders are looked up before any step runs: each lookup starts a JVM (kafka-topics),
+  // which took 28 to 35 s on a loaded machine, and steps waiting at the gate meanwhile ran
+  // into their 1-minute timeout and were retried (a step "ran twice" for the test's reason).
   std::map<int, int> led;   // node -> partitions of td.registrations and td.state it leads
   for (const char* topic : {"td.registrations", "td.state"}) {
     for (const auto& [partition, node] : cluster.kafkaLeaders(topic)) ++led[node];
@@ -662,6 +663,8 @@ TEST(Failover, ApacheKafkaThreeBrokersLosingTheLeaderOfInputAndStateLosesNothing
   std::printf("[ leaders  ] node 1: %d, node 2: %d, node 3: %d partitions; killing node %d\n",
               led[1], led[2], led[3], victim);
 
+  Fleet fleet = startGroups(cluster, "leader", kGroups, kWorkers, kSteps);
+  ASSERT_TRUE(waitMarks(cluster, fleet, kWorkers, kStartTimeout)) << cluster.logs("coordinator");
   openGate(cluster);
   // Steps flowing (a second round started somewhere), then the leader dies.
   ASSERT_TRUE(waitUntil([&] { return cluster.marksWritten().size() > kGroups * kWorkers; },
