@@ -25,8 +25,9 @@ td::Result<Endpoint> openEndpoint(const FloorConfig& config, const std::string& 
                                   const std::string& write_topic, const std::string& read_topic) {
   auto producer = kafka::Producer::create(producerSettings(config.bootstrap, name, config.kafka));
   if (!producer) return std::unexpected(producer.error());
-  auto reader =
-      kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.kafka));
+  // The product's readers: hot for kafka::kHotFetchWindow after each heat() (a reply is due).
+  auto reader = kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.kafka),
+                                               kafka::kHotFetchWindow);
   if (!reader) return std::unexpected(reader.error());
   for (const auto* topic : {&write_topic, &read_topic}) {
     auto partitions = (*producer)->partitionCount(*topic, kSetupTimeout);  // creates it if allowed
@@ -44,6 +45,7 @@ td::Status echo(Endpoint& endpoint, const std::string& topic, std::stop_token st
     auto batch = endpoint.reader->poll(100, kPollSlice);
     if (!batch) return std::unexpected(batch.error());
     for (const auto& msg : *batch) {
+      endpoint.reader->heat();   // the next ping follows the reply
       TD_RETURN_IF_ERROR(endpoint.producer->produce(topic, 0, {}, msg.value));
     }
     endpoint.producer->poll(0);  // serve delivery reports
@@ -69,6 +71,7 @@ td::Result<std::vector<double>> pingLoop(Endpoint& pinger, const FloorConfig& co
   for (int i = 0; i < config.warmup + config.round_trips; ++i) {
     const std::string payload = config.run_id + ":" + std::to_string(i);
     const auto sent = Clock::now();
+    pinger.reader->heat();   // the reply is due
     TD_RETURN_IF_ERROR(pinger.producer->produce(config.ping_topic, 0, {}, payload));
     pinger.producer->poll(0);  // serve delivery reports
     TD_RETURN_IF_ERROR(

@@ -22,7 +22,8 @@ struct FloorConfig {
 };
 
 // Ping-pong between two clients on two threads, each a kafka::Producer plus a
-// kafka::PartitionReader with the settings of client_settings.h: this thread produces a ping,
+// kafka::PartitionReader with the settings of client_settings.h, heated as the product heats
+// its readers (kafka::kHotFetchWindow after each record written): this thread produces a ping,
 // the echo thread consumes it and produces it back on pong_topic, this thread consumes that.
 // No flush on either side (a bare produce: linger.ms=1 and the background sender deliver it).
 // Returns one round-trip time in ms per measured round trip.

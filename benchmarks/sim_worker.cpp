@@ -64,7 +64,8 @@ class SimWorker {
         kafka::Producer::create(producerSettings(config_.bootstrap, client_id, config_.kafka));
     if (!producer) return std::unexpected(producer.error());
     auto reader =
-        kafka::PartitionReader::create(readerSettings(config_.bootstrap, client_id, config_.kafka));
+        kafka::PartitionReader::create(readerSettings(config_.bootstrap, client_id, config_.kafka),
+                                       kafka::kHotFetchWindow);
     if (!reader) return std::unexpected(reader.error());
     producer_ = std::move(*producer);
     reader_ = std::move(*reader);
@@ -75,6 +76,7 @@ class SimWorker {
   // retry loop: a benchmark reports trouble rather than hiding it).
   td::Status publish(const std::string& topic, const std::string& value) {
     const auto failures_before = delivery_failures_;
+    reader_->heat();   // as td-worker: what it writes asks for an answer
     TD_RETURN_IF_ERROR(
         producer_->produce(topic, partition_, registration_.compatibility_key(), value,
                            [this](const td::Status& result, std::int32_t, std::int64_t) {

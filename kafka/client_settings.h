@@ -3,6 +3,7 @@
 // user's -X) are applied last and win. enable.idempotence=true is Producer's own default.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "kafka/types.h"
@@ -37,5 +38,10 @@ inline Properties readerSettings(const std::string& bootstrap, const std::string
   props.insert(props.end(), overrides.begin(), overrides.end());
   return props;
 }
+
+// How long a reader fetches hot after heat() (PartitionReader::heat, GroupConsumer::heat): long
+// enough to cover the reply to what its owner just wrote, short enough that a reply that does
+// not come costs little (a busy fetch loop, on the embedded broker only).
+inline constexpr std::chrono::milliseconds kHotFetchWindow{50};
 
 }  // namespace td::kafka

@@ -1,8 +1,12 @@
 #include "kafka/group_consumer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
+#include "kafka/internal/hot_twin.h"
 #include "kafka/internal/rdkafka.h"
 
 namespace td::kafka {
@@ -16,6 +20,31 @@ struct GroupConsumer::Impl {
   PeriodicLog poll_log;
   PeriodicLog commit_log;
   bool closed = false;
+  HotReading hot;                // heat()
+  QueuePtr queue;                // with a twin: the consumer queue, signalling pipe_fds[1]
+  int pipe_fds[2] = {-1, -1};
+
+  ~Impl() {
+    hot.stop();
+    if (queue) {
+      rd_kafka_queue_io_event_enable(queue.get(), -1, nullptr, 0);
+      queue.reset();
+    }
+    for (int fd : pipe_fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  // The write end of a wake-up pipe both the consumer's queue and a twin's signal (made on
+  // first use: only a consumer with a twin waits on it). -1 if it cannot be made.
+  int eventFd() {
+    if (pipe_fds[1] >= 0) return pipe_fds[1];
+    if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    queue.reset(rd_kafka_queue_get_consumer(rk.get()));
+    static const char kPayload = 1;
+    rd_kafka_queue_io_event_enable(queue.get(), pipe_fds[1], &kPayload, 1);
+    return pipe_fds[1];
+  }
 
   // Runs on the thread in poll()/close(). librdkafka leaves the assignment to us once a
   // rebalance callback is set: eager protocols replace it, cooperative ones change it
@@ -52,12 +81,15 @@ struct GroupConsumer::Impl {
       }
       log->debug("{} assigned {} partitions ({})", rd_kafka_name(rk), partitions->cnt,
                  cooperative ? "cooperative" : "eager");
+      if (!cooperative) self->hot.cleared();
+      self->hot.assigned(fromPartitionList(partitions));
       if (self->on_rebalance) self->on_rebalance(true, fromPartitionList(group_partitions));
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
       if (rd_kafka_assignment_lost(rk)) {
         log->warn("{} lost {} partitions (session timed out?)", rd_kafka_name(rk), partitions->cnt);
       }
       if (self->on_rebalance) self->on_rebalance(false, fromPartitionList(group_partitions));
+      self->hot.revoked(fromPartitionList(partitions));
       if (cooperative) {
         ErrorPtr error(rd_kafka_incremental_unassign(rk, partitions));
         if (error)
@@ -73,6 +105,7 @@ struct GroupConsumer::Impl {
       if (self->on_rebalance && group_partitions != nullptr && group_partitions->cnt > 0) {
         self->on_rebalance(false, fromPartitionList(group_partitions));
       }
+      self->hot.cleared();
       rd_kafka_assign(rk, nullptr);
     }
   }
@@ -105,7 +138,8 @@ GroupConsumer::~GroupConsumer() {
   if (impl_) close();
 }
 
-td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(const Properties& props) {
+td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(
+    const Properties& props, std::chrono::milliseconds hot_window) {
   auto impl = std::make_unique<Impl>();
   auto conf = makeConf({{"enable.auto.commit", "false"},
                         {"enable.auto.offset.store", "false"},
@@ -123,6 +157,7 @@ td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(const Propertie
   impl->rk = std::move(*rk);
   // Errors, rebalances and commit results all arrive through rd_kafka_consumer_poll.
   rd_kafka_poll_set_consumer(impl->rk.get());
+  impl->hot = HotReading(hot_window, props);
   return std::unique_ptr<GroupConsumer>(new GroupConsumer(std::move(impl)));
 }
 
@@ -140,7 +175,26 @@ td::Status GroupConsumer::subscribe(const std::vector<std::string>& topics) {
 td::Result<std::vector<Message>> GroupConsumer::poll(std::size_t max,
                                                      std::chrono::milliseconds timeout) {
   if (impl_->closed) return std::vector<Message>{};
-  return consume(impl_->rk.get(), max, timeout, impl_->poll_log);
+  if (impl_->hot.twin() != nullptr) {
+    auto batch = readBoth(impl_->rk.get(), impl_->hot, impl_->pipe_fds[0], max, timeout,
+                          impl_->poll_log, {});
+    // Stopped at `max`: more may be queued, and the pipe is signalled only for an empty queue.
+    if (batch && max > 0 && batch->size() >= max) {
+      const char byte = 1;
+      [[maybe_unused]] auto n = ::write(impl_->pipe_fds[1], &byte, 1);
+    }
+    return batch;
+  }
+  auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log);
+  if (batch) impl_->hot.handedOut(*batch);
+  return batch;
+}
+
+std::uint64_t GroupConsumer::hotRecords() const { return impl_->hot.hotRecords(); }
+
+void GroupConsumer::heat() {
+  if (impl_->closed) return;
+  impl_->hot.heat(impl_->rk.get(), [this] { return impl_->eventFd(); });
 }
 
 td::Status GroupConsumer::commit(const std::vector<TopicPartitionOffset>& next_offsets,
@@ -222,8 +276,9 @@ std::vector<GroupConsumer::PartitionLag> GroupConsumer::lag() const {
         high < 0) {
       continue;
     }
-    if (e.offset >= 0) {
-      out.push_back({e.topic, e.partition, std::max<std::int64_t>(0, high - e.offset)});
+    const std::int64_t position = impl_->hot.position(e.topic, e.partition, e.offset);
+    if (position >= 0) {
+      out.push_back({e.topic, e.partition, std::max<std::int64_t>(0, high - position)});
     } else if (low == high) {
       out.push_back({e.topic, e.partition, 0});
     }
@@ -238,7 +293,9 @@ std::vector<TopicPartitionOffset> GroupConsumer::positions() const {
   if (!list) return out;
   for (int i = 0; i < list->cnt; ++i) {
     const auto& e = list->elems[i];
-    if (e.offset >= 0) out.push_back({e.topic, e.partition, e.offset});
+    // Past what a hot twin handed out, if the consumer has not fetched that far itself.
+    const std::int64_t position = impl_->hot.position(e.topic, e.partition, e.offset);
+    if (position >= 0) out.push_back({e.topic, e.partition, position});
   }
   return out;
 }
@@ -246,6 +303,7 @@ std::vector<TopicPartitionOffset> GroupConsumer::positions() const {
 void GroupConsumer::close() {
   if (impl_->closed) return;
   impl_->closed = true;
+  impl_->hot.stop();
   if (auto err = rd_kafka_consumer_close(impl_->rk.get()); err) {
     logger()->warn("{} close: {}", rd_kafka_name(impl_->rk.get()), rd_kafka_err2str(err));
   }

@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "kafka/internal/hot_twin.h"
 #include "kafka/internal/rdkafka.h"
 
 namespace td::kafka {
@@ -27,8 +28,10 @@ struct PartitionReader::Impl {
   QueuePtr queue;              // the consumer queue, carrying the IO event
   int pipe_fds[2] = {-1, -1};  // [0] is eventFd(), librdkafka writes to [1]
   PeriodicLog poll_log;
+  HotReading hot;   // heat()
 
   ~Impl() {
+    hot.stop();   // the twin's queue writes to pipe_fds[1]
     if (queue) {
       rd_kafka_queue_io_event_enable(queue.get(), -1, nullptr, 0);
       queue.reset();  // must go before rd_kafka_consumer_close
@@ -56,7 +59,8 @@ struct PartitionReader::Impl {
 PartitionReader::PartitionReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PartitionReader::~PartitionReader() = default;
 
-td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(const Properties& props) {
+td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(
+    const Properties& props, std::chrono::milliseconds hot_window) {
   static std::atomic<unsigned> counter{0};
   auto impl = std::make_unique<Impl>();
   // assign() needs a group.id; a unique one is never joined, subscribed or committed to.
@@ -80,6 +84,7 @@ td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(const Prope
   }
   static const char kPayload = 1;
   rd_kafka_queue_io_event_enable(impl->queue.get(), impl->pipe_fds[1], &kPayload, 1);
+  impl->hot = HotReading(hot_window, props);
   return std::unique_ptr<PartitionReader>(new PartitionReader(std::move(impl)));
 }
 
@@ -96,6 +101,8 @@ td::Status PartitionReader::assign(const std::vector<TopicPartitionOffset>& part
   if (auto err = rd_kafka_assign(impl_->rk.get(), list.get()); err) {
     return rdKafkaError(err, "assign");
   }
+  impl_->hot.cleared();
+  impl_->hot.assigned(partitions);
   return {};
 }
 
@@ -110,18 +117,35 @@ td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
     return std::unexpected(fromRdKafka(
         error.get(), "add " + partition.topic + "[" + std::to_string(partition.partition) + "]"));
   }
+  impl_->hot.assigned({partition});
   return {};
+}
+
+namespace {
+// GROUP_AUTHORIZATION_FAILED: librdkafka looks up the coordinator of the placeholder group
+// (create()) although nothing uses it; a principal with no ACL on it reads on regardless.
+const std::vector<rd_kafka_resp_err_t> kQuietReadErrors = {
+    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+    RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED};
+}  // namespace
+
+std::uint64_t PartitionReader::hotRecords() const { return impl_->hot.hotRecords(); }
+
+void PartitionReader::heat() {
+  impl_->hot.heat(impl_->rk.get(), [this] { return impl_->pipe_fds[1]; });
 }
 
 td::Result<std::vector<Message>> PartitionReader::poll(std::size_t max,
                                                        std::chrono::milliseconds timeout) {
   impl_->drainEvents();
-  // GROUP_AUTHORIZATION_FAILED: librdkafka looks up the coordinator of the placeholder group
-  // (create()) although nothing uses it; a principal with no ACL on it reads on regardless.
-  auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log,
-                       {RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
-                        RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION,
-                        RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED});
+  td::Result<std::vector<Message>> batch;
+  if (impl_->hot.twin() == nullptr) {
+    batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log, kQuietReadErrors);
+    if (batch) impl_->hot.handedOut(*batch);
+  } else {
+    batch = readBoth(impl_->rk.get(), impl_->hot, impl_->pipe_fds[0], max, timeout,
+                     impl_->poll_log, kQuietReadErrors);
+  }
   // Stopped at `max`: more may be queued, and librdkafka signals only a queue that was empty.
   if (batch && max > 0 && batch->size() >= max) impl_->rearmEvent();
   return batch;
@@ -188,7 +212,8 @@ std::int64_t PartitionReader::position(const std::string& topic, std::int32_t pa
   PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
   if (rd_kafka_position(impl_->rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
-  const std::int64_t offset = list->elems[0].offset;
+  // A hot twin may have handed out records the main client has not fetched yet.
+  const std::int64_t offset = impl_->hot.position(topic, partition, list->elems[0].offset);
   return offset >= 0 ? offset : -1;
 }
 

@@ -22,8 +22,21 @@ class PartitionReader {
  public:
   // Defaults set before `props`: enable.auto.commit=false, enable.auto.offset.store=false,
   // auto.offset.reset=earliest (used when an absolute offset is out of range).
-  // Errors: Errc::kInvalidArg for an unknown/invalid property; td::Errc::kIo if no pipe.
-  static td::Result<std::unique_ptr<PartitionReader>> create(const Properties& props);
+  // `hot_window` > 0 adds a hot twin (heat()). Errors: Errc::kInvalidArg for an
+  // unknown/invalid property; td::Errc::kIo if no pipe.
+  static td::Result<std::unique_ptr<PartitionReader>> create(
+      const Properties& props, std::chrono::milliseconds hot_window = {});
+
+  // A record is expected soon (the caller just asked for one): for the hot window, a second
+  // client with fetch.wait.max.ms=0 fetches the assigned partitions too, from this reader's
+  // position, so the record arrives within a fetch round trip instead of after the main
+  // client's empty-fetch wait (docs/performance.md, "Hot and cold fetching"). Each record is
+  // still handed out once and in order. No-op without a hot window, and for a partition
+  // nothing was read from yet and not assigned at an absolute offset.
+  void heat();
+  // Records the hot twin handed out first (the main client's copies were dropped): 0 without
+  // one. For tests and benchmarks.
+  std::uint64_t hotRecords() const;
   ~PartitionReader();
   PartitionReader(const PartitionReader&) = delete;
   PartitionReader& operator=(const PartitionReader&) = delete;

@@ -192,7 +192,8 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
 }
 
 td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
-  auto consumer = kafka::GroupConsumer::create(clientProperties(options_).consumer);
+  auto consumer =
+      kafka::GroupConsumer::create(clientProperties(options_).consumer, kafka::kHotFetchWindow);
   if (!consumer) return std::unexpected(consumer.error());
   (*consumer)->onRebalance(
       [this](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
@@ -582,6 +583,12 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
     collect(&msg, std::move(effects));
   }
   probe_.batches.fetch_add(1);
+  // Completions flow: more are likely soon (docs/performance.md, "Hot and cold fetching").
+  if (std::any_of(batch.begin(), batch.end(), [&](const kafka::Message& m) {
+        return m.topic == options_.core.topics.completions();
+      })) {
+    consumer_->heat();
+  }
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;
   for (const auto& msg : batch) {
     auto& offset = next[{msg.topic, msg.partition}];
@@ -888,6 +895,8 @@ void Service::produce(const std::string& topic, std::int32_t partition, const st
 }
 
 void Service::produceAssignment(const PublishAssignment& assignment) {
+  // A step handed out may be reported done soon.
+  consumer_->heat();
   const std::string topic = options_.core.topics.assign(assignment.group_id);
   if (!assign_) {   // exactly_once: inside the cycle's transaction
     produce(topic, 0, assignment.group_id, assignment.record.SerializeAsString());

@@ -347,6 +347,77 @@ TEST_F(KafkaTest, GroupConsumerResumesFromTheCommittedOffset) {
   EXPECT_FALSE(c2->commit({{topic_, 1, 10}}, false));
 }
 
+// Hot fetching (heat()): a second client with fetch.wait.max.ms=0 beside one that waits 500 ms
+// per empty fetch. One record at a time, each heated for: every record is handed out exactly
+// once and in order, and the twin handed most of them out first (the embedded broker holds the
+// slow client's empty fetches, so it can hardly ever be first).
+TEST_F(KafkaTest, HotReaderHandsOutEveryRecordOnceAndInOrder) {
+  auto props = consumerCommon();
+  props.push_back({"fetch.wait.max.ms", "500"});
+  auto made = PartitionReader::create(props, 50ms);
+  ASSERT_TRUE(made) << made.error().message();
+  auto& r = **made;
+  auto p = producer({{"linger.ms", "0"}});
+  ASSERT_OK(r.assign({{topic_, 0, 0}, {topic_, 1, 0}}));
+  constexpr int kRecords = 60;
+  std::vector<std::string> got;
+  for (int i = 0; i < kRecords; ++i) {
+    r.heat();
+    // A burst now and then, on both partitions: the twin may be behind, ahead or cold.
+    const int partition = i % 2;
+    produceN(*p, topic_, partition, 1, "p" + std::to_string(partition) + "-" + std::to_string(i) + "-");
+    auto batch = readN(r, 1, 10s);
+    ASSERT_EQ(batch.size(), 1u) << "record " << i;
+    got.push_back(batch[0].value);
+    EXPECT_EQ(r.position(topic_, partition), batch[0].offset + 1);
+  }
+  for (int i = 0; i < kRecords; ++i) {
+    EXPECT_EQ(got[i], "p" + std::to_string(i % 2) + "-" + std::to_string(i) + "-0");
+  }
+  auto rest = r.poll(10, 600ms);
+  ASSERT_TRUE(rest);
+  EXPECT_TRUE(rest->empty()) << "a record handed out twice: " << rest->front().value;
+  EXPECT_GT(r.hotRecords(), static_cast<std::uint64_t>(kRecords / 2));
+}
+
+// The same for a group consumer, whose twin starts only where the group's own reading has
+// handed something out (its committed offsets are not the twin's); positions() never goes
+// back behind what was handed out.
+TEST_F(KafkaTest, HotGroupConsumerHandsOutEveryRecordOnceAndKeepsItsPositions) {
+  auto p = producer({{"linger.ms", "0"}});
+  auto props = consumerCommon();
+  props.push_back({"group.id", uniqueName("g")});
+  props.push_back({"session.timeout.ms", "2500"});
+  props.push_back({"fetch.wait.max.ms", "500"});
+  auto made = GroupConsumer::create(props, 50ms);
+  ASSERT_TRUE(made) << made.error().message();
+  auto& c = **made;
+  ASSERT_OK(c.subscribe({topic_}));
+  produceN(*p, topic_, 2, 1, "first");
+  ASSERT_EQ(readN(c, 1, 15s).size(), 1u);
+  constexpr int kRecords = 40;
+  for (int i = 0; i < kRecords; ++i) {
+    c.heat();
+    produceN(*p, topic_, 2, 1, "v" + std::to_string(i) + "-");
+    auto batch = readN(c, 1, 10s);
+    ASSERT_EQ(batch.size(), 1u) << "record " << i;
+    EXPECT_EQ(batch[0].value, "v" + std::to_string(i) + "-0");
+    EXPECT_EQ(batch[0].offset, i + 1);
+    bool found = false;
+    for (const auto& position : c.positions()) {
+      if (position.topic != topic_ || position.partition != 2) continue;
+      found = true;
+      EXPECT_EQ(position.offset, i + 2);
+    }
+    EXPECT_TRUE(found);
+  }
+  auto rest = c.poll(10, 600ms);
+  ASSERT_TRUE(rest);
+  EXPECT_TRUE(rest->empty()) << "a record handed out twice: " << rest->front().value;
+  EXPECT_GT(c.hotRecords(), static_cast<std::uint64_t>(kRecords / 2));
+  c.close();
+}
+
 // GroupConsumer::lag(): high watermark (cached from the fetch that brought the records) minus
 // the position, per assigned partition; empty partitions read 0 once fetched.
 TEST_F(KafkaTest, GroupConsumerLagIsTheHighWatermarkMinusThePosition) {

@@ -119,7 +119,7 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
   const auto reader_props = kafka::readerSettings(o.bootstrap_servers, client_id, o.kafka);
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
-  auto reader = kafka::PartitionReader::create(reader_props);
+  auto reader = kafka::PartitionReader::create(reader_props, kafka::kHotFetchWindow);
   if (!reader) return std::unexpected(reader.error());
   app->producer_ = std::move(*producer);
   app->producer_settings_ = producer_props;
@@ -209,6 +209,8 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
   // broker stays silent past --broker-timeout, or soon after stop().
   const std::string& key = registration_.compatibility_key();
   const std::string waiting = "waiting for it to acknowledge a record on " + topic;
+  // What the worker writes asks for an answer (a GroupJoined, the next assignment): read hot.
+  reader_->heat();
   for (int attempt = 1;; ++attempt) {
     td::Status delivered;
     bool done = false;
@@ -238,6 +240,7 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
       }
       if (delivered) {
         brokerAnswered();
+        reader_->heat();   // the answer comes after the acknowledgement, however slow it was
         return {};
       }
       status = delivered;

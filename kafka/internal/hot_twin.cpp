@@ -1,0 +1,278 @@
+#include "kafka/internal/hot_twin.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string_view>
+
+namespace td::kafka::internal {
+
+bool NextOffsets::accept(const Message& m) {
+  auto [it, first] = next_.try_emplace({m.topic, m.partition}, m.offset + 1);
+  if (first) return true;
+  if (m.offset < it->second) return false;
+  it->second = m.offset + 1;
+  return true;
+}
+
+void NextOffsets::set(const std::string& topic, std::int32_t partition, std::int64_t next) {
+  next_[{topic, partition}] = next;
+}
+
+void NextOffsets::erase(const std::string& topic, std::int32_t partition) {
+  next_.erase({topic, partition});
+}
+
+td::Result<std::unique_ptr<HotTwin>> HotTwin::create(const Properties& props, int event_fd,
+                                                     std::chrono::milliseconds window) {
+  static std::atomic<unsigned> counter{0};
+  std::unique_ptr<HotTwin> twin(new HotTwin());
+  const std::string group = "td-hot-" + std::to_string(::getpid()) + "-" +
+                            std::to_string(counter.fetch_add(1));
+  Properties own = props;
+  // Its own placeholder group (never joined, never committed to), never a static member of
+  // the owner's.
+  std::erase_if(own, [](const auto& kv) {
+    return kv.first == "group.id" || kv.first == "group.instance.id" ||
+           kv.first == "enable.auto.commit" || kv.first == "enable.auto.offset.store";
+  });
+  own.emplace_back("group.id", group);
+  own.emplace_back("fetch.wait.max.ms", "0");
+  auto conf = makeConf({{"enable.auto.commit", "false"},
+                        {"enable.auto.offset.store", "false"},
+                        {"auto.offset.reset", "latest"}},
+                       own, twin.get());
+  if (!conf) return std::unexpected(conf.error());
+  auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!rk) return std::unexpected(rk.error());
+  twin->rk_ = std::move(*rk);
+  rd_kafka_poll_set_consumer(twin->rk_.get());
+  twin->queue_.reset(rd_kafka_queue_get_consumer(twin->rk_.get()));
+  if (!twin->queue_) return makeError(Errc::kState, "HotTwin: no consumer queue");
+  static const char kPayload = 1;
+  rd_kafka_queue_io_event_enable(twin->queue_.get(), event_fd, &kPayload, 1);
+  twin->window_ = window;
+  return twin;
+}
+
+HotTwin::~HotTwin() {
+  if (queue_) {
+    rd_kafka_queue_io_event_enable(queue_.get(), -1, nullptr, 0);
+    queue_.reset();
+  }
+  if (rk_) rd_kafka_consumer_close(rk_.get());
+}
+
+namespace {
+PartitionListPtr listOf(const std::vector<std::pair<std::string, std::int32_t>>& partitions) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(
+      static_cast<int>(std::max<std::size_t>(partitions.size(), 1))));
+  for (const auto& [topic, partition] : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+  }
+  return list;
+}
+}  // namespace
+
+void HotTwin::add(const std::vector<TopicPartitionOffset>& partitions) {
+  std::vector<std::pair<std::string, std::int32_t>> added;
+  for (const auto& tp : partitions) {
+    std::pair key{tp.topic, tp.partition};
+    if (std::find(held_.begin(), held_.end(), key) == held_.end()) added.push_back(key);
+  }
+  if (added.empty()) return;
+  // Paused first, so it fetches nothing before heat() seeks it.
+  PartitionListPtr list = listOf(added);
+  for (int i = 0; i < list->cnt; ++i) list->elems[i].offset = RD_KAFKA_OFFSET_END;
+  ErrorPtr error(rd_kafka_incremental_assign(rk_.get(), list.get()));
+  if (error) {
+    logger()->debug("hot twin: assign: {}", rd_kafka_error_string(error.get()));
+    return;
+  }
+  rd_kafka_pause_partitions(rk_.get(), list.get());
+  held_.insert(held_.end(), added.begin(), added.end());
+}
+
+void HotTwin::remove(const std::vector<TopicPartitionOffset>& partitions) {
+  std::vector<std::pair<std::string, std::int32_t>> gone;
+  for (const auto& tp : partitions) {
+    std::pair key{tp.topic, tp.partition};
+    if (std::erase(held_, key) > 0) gone.push_back(key);
+    std::erase(started_, key);
+  }
+  if (gone.empty()) return;
+  PartitionListPtr list = listOf(gone);
+  ErrorPtr error(rd_kafka_incremental_unassign(rk_.get(), list.get()));
+  if (error) logger()->debug("hot twin: unassign: {}", rd_kafka_error_string(error.get()));
+}
+
+void HotTwin::clear() {
+  rd_kafka_assign(rk_.get(), nullptr);
+  held_.clear();
+  started_.clear();
+  hot_ = false;
+}
+
+void HotTwin::heat(const NextOffsets& next) {
+  hot_until_ = std::chrono::steady_clock::now() + window_;
+  if (hot_) return;   // fetching already, in log order from where it was started
+  std::vector<std::pair<std::string, std::int32_t>> start;
+  PartitionListPtr seek(rd_kafka_topic_partition_list_new(
+      static_cast<int>(std::max<std::size_t>(held_.size(), 1))));
+  for (const auto& key : held_) {
+    auto it = next.all().find(key);
+    if (it == next.all().end()) continue;   // where to start is not known yet
+    rd_kafka_topic_partition_list_add(seek.get(), key.first.c_str(), key.second)->offset =
+        it->second;
+    start.push_back(key);
+  }
+  if (start.empty()) return;
+  // A seek moves the partition's fetch version on: what the twin fetched before is dropped.
+  ErrorPtr error(rd_kafka_seek_partitions(rk_.get(), seek.get(), 0));
+  if (error) {
+    logger()->debug("hot twin: seek: {}", rd_kafka_error_string(error.get()));
+    return;
+  }
+  rd_kafka_resume_partitions(rk_.get(), seek.get());
+  for (auto& key : start) {
+    if (std::find(started_.begin(), started_.end(), key) == started_.end()) {
+      started_.push_back(std::move(key));
+    }
+  }
+  hot_ = true;
+}
+
+void HotTwin::coolIfDue() {
+  if (!hot_ || std::chrono::steady_clock::now() < hot_until_) return;
+  PartitionListPtr list = listOf(held_);
+  rd_kafka_pause_partitions(rk_.get(), list.get());
+  hot_ = false;
+}
+
+td::Result<std::vector<Message>> HotTwin::take(std::size_t max, PeriodicLog& limiter,
+                                               const std::vector<rd_kafka_resp_err_t>& quiet) {
+  auto batch = consume(rk_.get(), max, std::chrono::milliseconds(0), limiter, quiet);
+  if (!batch) return batch;
+  std::erase_if(*batch, [&](const Message& m) {
+    return std::find(started_.begin(), started_.end(), std::pair{m.topic, m.partition}) ==
+           started_.end();
+  });
+  return batch;
+}
+
+void HotReading::assigned(const std::vector<TopicPartitionOffset>& partitions) {
+  if (window_.count() == 0) return;
+  for (const auto& tp : partitions) {
+    std::erase_if(assigned_, [&](const auto& a) {
+      return a.topic == tp.topic && a.partition == tp.partition;
+    });
+    assigned_.push_back(tp);
+    if (tp.offset >= 0) {
+      next_.set(tp.topic, tp.partition, tp.offset);
+    } else {
+      next_.erase(tp.topic, tp.partition);   // known once a record of it is handed out
+    }
+  }
+  if (twin_) twin_->add(partitions);
+}
+
+void HotReading::revoked(const std::vector<TopicPartitionOffset>& partitions) {
+  if (window_.count() == 0) return;
+  for (const auto& tp : partitions) {
+    std::erase_if(assigned_, [&](const auto& a) {
+      return a.topic == tp.topic && a.partition == tp.partition;
+    });
+    next_.erase(tp.topic, tp.partition);
+  }
+  if (twin_) twin_->remove(partitions);
+}
+
+void HotReading::cleared() {
+  assigned_.clear();
+  next_.clear();
+  if (twin_) twin_->clear();
+}
+
+void HotReading::handedOut(const std::vector<Message>& batch) {
+  if (window_.count() == 0 || mode_ == Mode::kOff) return;
+  for (const auto& m : batch) next_.accept(m);
+}
+
+void HotReading::heat(rd_kafka_t* owner, const std::function<int()>& event_fd) {
+  if (!enabled()) return;
+  if (mode_ == Mode::kUndecided) {
+    // Only the embedded broker (librdkafka's mock cluster, "mockCluster<hex>") holds an
+    // empty fetch for the whole fetch.wait.max.ms; Apache Kafka answers it when data arrives,
+    // so there the owner alone is as quick. The id is known once metadata has arrived.
+    char* id = rd_kafka_clusterid(owner, 0);
+    if (id == nullptr) return;
+    const bool mock = std::string_view(id).starts_with("mockCluster");
+    rd_kafka_mem_free(owner, id);
+    mode_ = Mode::kOff;
+    if (!mock) return;
+    const int fd = event_fd();
+    if (fd < 0) return;
+    auto twin = HotTwin::create(props_, fd, window_);
+    if (!twin) {
+      logger()->warn("{}: no hot fetching: {}", rd_kafka_name(owner), twin.error().message());
+      return;
+    }
+    twin_ = std::move(*twin);
+    twin_->add(assigned_);
+    mode_ = Mode::kOn;
+  }
+  twin_->heat(next_);
+}
+
+std::int64_t HotReading::position(const std::string& topic, std::int32_t partition,
+                                  std::int64_t owner_position) const {
+  if (!twin_) return owner_position;
+  auto it = next_.all().find({topic, partition});
+  return it == next_.all().end() ? owner_position : std::max(owner_position, it->second);
+}
+
+td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, int event_fd,
+                                          std::size_t max, std::chrono::milliseconds timeout,
+                                          PeriodicLog& limiter,
+                                          const std::vector<rd_kafka_resp_err_t>& quiet) {
+  using Clock = std::chrono::steady_clock;
+  auto drain = [&] {
+    char buf[64];
+    while (::read(event_fd, buf, sizeof buf) > 0) {
+    }
+  };
+  HotTwin& twin = *hot.twin();
+  const auto deadline = Clock::now() + timeout;
+  std::vector<Message> out;
+  drain();
+  while (true) {
+    twin.coolIfDue();
+    auto mine = consume(owner, max - out.size(), std::chrono::milliseconds(0), limiter, quiet);
+    if (!mine) return mine;
+    for (auto& m : *mine) {
+      if (hot.next().accept(m)) out.push_back(std::move(m));
+    }
+    if (out.size() < max) {
+      auto theirs = twin.take(max - out.size(), limiter, quiet);
+      if (!theirs) return theirs;
+      for (auto& m : *theirs) {
+        if (!hot.next().accept(m)) continue;
+        out.push_back(std::move(m));
+        hot.countHot(1);
+      }
+    }
+    const auto now = Clock::now();
+    if (!out.empty() || now >= deadline) break;
+    // While hot, look again soon: the window may pass before anything arrives.
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+    if (twin.hot()) wait = std::min(wait, std::chrono::milliseconds(5));
+    pollfd fd{event_fd, POLLIN, 0};
+    ::poll(&fd, 1, static_cast<int>(wait.count()));
+    drain();
+  }
+  return out;
+}
+
+}  // namespace td::kafka::internal
