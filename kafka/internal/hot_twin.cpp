@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <string_view>
 
 namespace td::kafka::internal {
+
+namespace {
+constexpr int kWarmupMs = 500;  // the longest wait for a topic's metadata in HotTwin::add()
+}  // namespace
 
 bool NextOffsets::accept(const Message& m) {
   auto [it, first] = next_.try_emplace({m.topic, m.partition}, m.offset + 1);
@@ -93,6 +98,13 @@ void HotTwin::add(const std::vector<TopicPartitionOffset>& partitions) {
   }
   rd_kafka_pause_partitions(rk_.get(), list.get());
   held_.insert(held_.end(), added.begin(), added.end());
+  // The twin learns the leaders now, not at its next metadata refresh: a worker's new
+  // td.assign topic otherwise stayed cold for its first half second (td-bench dispatch_w1).
+  // After the assignment, not before it: warmed first, the twins of td-bench's floor stayed
+  // cold in most runs (measured, not understood; docs/performance.md).
+  std::set<std::string> topics;
+  for (const auto& key : added) topics.insert(key.first);
+  for (const auto& topic : topics) warmMetadata(rk_.get(), topic, kWarmupMs);
 }
 
 void HotTwin::remove(const std::vector<TopicPartitionOffset>& partitions) {
@@ -117,11 +129,14 @@ void HotTwin::clear() {
 
 void HotTwin::heat(const NextOffsets& next) {
   hot_until_ = std::chrono::steady_clock::now() + window_;
-  if (hot_) return;   // fetching already, in log order from where it was started
+  // While hot, the partitions started already fetch in log order from where they were started
+  // and are left alone; one whose next offset became known since (a record of it was handed
+  // out) is started now. A cool twin starts every known partition afresh.
   std::vector<std::pair<std::string, std::int32_t>> start;
   PartitionListPtr seek(rd_kafka_topic_partition_list_new(
       static_cast<int>(std::max<std::size_t>(held_.size(), 1))));
   for (const auto& key : held_) {
+    if (hot_ && std::find(started_.begin(), started_.end(), key) != started_.end()) continue;
     auto it = next.all().find(key);
     if (it == next.all().end()) continue;   // where to start is not known yet
     rd_kafka_topic_partition_list_add(seek.get(), key.first.c_str(), key.second)->offset =

@@ -59,7 +59,8 @@ class HotTwin {
   void remove(const std::vector<TopicPartitionOffset>& partitions);
   void clear();
   // Fetches every held partition whose next offset is known, from there, until the window
-  // passes (a later heat() extends it and moves the start to the newer next offsets).
+  // passes. A later heat() extends the window and starts the partitions whose next offset
+  // became known since; those started already go on where they are.
   void heat(const NextOffsets& next);
   // Pauses the twin once its window has passed. Call before each read.
   void coolIfDue();

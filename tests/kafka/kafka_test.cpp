@@ -418,6 +418,52 @@ TEST_F(KafkaTest, HotGroupConsumerHandsOutEveryRecordOnceAndKeepsItsPositions) {
   c.close();
 }
 
+// A twin kept hot (a coordinator whose input never stops) also starts a partition whose next
+// offset became known while it was hot: here partition 1's first record comes from the 500 ms
+// main consumer while heat() is called every few milliseconds, and the records after it must
+// come from the twin. (Before, a hot twin only extended its window and partition 1 stayed with
+// the slow reader for as long as records flowed anywhere.)
+TEST_F(KafkaTest, HotGroupConsumerStartsAPartitionLearntWhileHot) {
+  auto p = producer({{"linger.ms", "0"}});
+  auto props = consumerCommon();
+  props.push_back({"group.id", uniqueName("g")});
+  props.push_back({"session.timeout.ms", "6000"});
+  props.push_back({"fetch.wait.max.ms", "500"});
+  auto made = GroupConsumer::create(props, 50ms);
+  ASSERT_TRUE(made) << made.error().message();
+  auto& c = **made;
+  ASSERT_OK(c.subscribe({topic_}));
+  // Reads n records, heating before every short poll: the twin never cools meanwhile.
+  auto readHot = [&](std::size_t n) {
+    std::vector<Message> out;
+    waitUntil(
+        [&] {
+          c.heat();
+          auto batch = c.poll(n - out.size(), 5ms);
+          EXPECT_TRUE(batch) << batch.error().message();
+          if (batch) out.insert(out.end(), batch->begin(), batch->end());
+          return out.size() >= n;
+        },
+        15s);
+    return out;
+  };
+  produceN(*p, topic_, 2, 1, "a");
+  ASSERT_EQ(readN(c, 1, 15s).size(), 1u);   // partition 2's next offset is known
+  produceN(*p, topic_, 1, 1, "b");
+  ASSERT_EQ(readHot(1).size(), 1u);          // partition 1's becomes known while hot
+  const std::uint64_t hot_before = c.hotRecords();
+  constexpr int kRecords = 20;
+  for (int i = 0; i < kRecords; ++i) {
+    produceN(*p, topic_, 1, 1, "c" + std::to_string(i) + "-");
+    auto batch = readHot(1);
+    ASSERT_EQ(batch.size(), 1u) << "record " << i;
+    EXPECT_EQ(batch[0].partition, 1);
+    EXPECT_EQ(batch[0].offset, i + 1);
+  }
+  EXPECT_GT(c.hotRecords() - hot_before, static_cast<std::uint64_t>(kRecords / 2));
+  c.close();
+}
+
 // GroupConsumer::lag(): high watermark (cached from the fetch that brought the records) minus
 // the position, per assigned partition; empty partitions read 0 once fetched.
 TEST_F(KafkaTest, GroupConsumerLagIsTheHighWatermarkMinusThePosition) {
