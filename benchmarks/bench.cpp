@@ -325,6 +325,16 @@ class Run {
       if (!makespan) return std::unexpected(makespan.error());
       report_.makespan = std::move(*makespan);
     }
+    if (options_.idle_groups > 0) {
+      auto idle = runIdleCase({.worker_bin = options_.worker_bin,
+                               .groups = options_.idle_groups,
+                               .workers = options_.idle_workers,
+                               .window = std::chrono::seconds(options_.idle_seconds),
+                               .families = options_.partitions},
+                              env);
+      if (!idle) return std::unexpected(idle.error());
+      report_.idle = std::move(*idle);
+    }
     return {};
   }
 
@@ -363,6 +373,9 @@ BenchOptions smokeOptions(BenchOptions base) {
   base.scaling_window = 40;
   base.scaling_time_limit = std::chrono::seconds(30);
   base.scaling_idle_ms = 200;
+  base.idle_groups = 3;
+  base.idle_workers = 2;
+  base.idle_seconds = 1;
   base.time_limit = std::min(base.time_limit, std::chrono::seconds(30));
   return base;
 }

@@ -8,6 +8,7 @@
 
 #include "benchmarks/cases.h"
 #include "benchmarks/floor.h"
+#include "benchmarks/idle.h"
 #include "benchmarks/scaling.h"
 #include "benchmarks/makespan.h"   // MAKESPAN (issue 7)
 #include "benchmarks/stats.h"
@@ -66,6 +67,10 @@ struct BenchOptions {
   std::string consumer_group;
   bool keep_logs = false;  // keep the scratch directory (logs, schemas) after the run
   bool makespan = true;    // MAKESPAN (issue 7): run the makespan case (benchmarks/makespan.h)
+  // The idle case (benchmarks/idle.h): open groups (0 skips it), td-workers, measured seconds.
+  int idle_groups = 100;
+  int idle_workers = 8;
+  int idle_seconds = 10;
 };
 
 // The smoke configuration: a few round trips, a few records, small simulated groups, a tiny
@@ -87,6 +92,7 @@ struct BenchReport {
   // and td-bench exits 1.
   std::vector<std::string> failures;
   std::optional<MakespanResult> makespan;   // MAKESPAN (issue 7): unless --no-makespan
+  std::optional<IdleResult> idle;           // unless --idle-groups 0
 };
 
 // Runs everything in order. Progress goes to the "bench" logger (stderr).

@@ -87,6 +87,21 @@ td::Result<CaseResult> summarizeCase(const SimulatedCase& spec,
   return result;
 }
 
+// Waits for one worker to exit 0.
+td::Status awaitWorker(ChildProcess& worker, int index, const CaseEnv& env,
+                       Clock::time_point deadline, const std::string& name) {
+  while (true) {
+    if (auto code = worker.waitFor(kWaitSlice)) {
+      if (*code == 0) return {};
+      return makeError(td::Errc::kInternal,
+                       fmt::format("{}: td-worker {} exited with {}; its log ends:\n{}", name,
+                                   index, *code, worker.outputTail(kLogTail)));
+    }
+    TD_RETURN_IF_ERROR(stillGoing(env, deadline, name));
+  }
+}
+}  // namespace
+
 td::Result<std::unique_ptr<ChildProcess>> spawnWorker(const RealWorkerCase& spec,
                                                       const CaseEnv& env,
                                                       const std::filesystem::path& schema,
@@ -113,21 +128,6 @@ td::Result<std::unique_ptr<ChildProcess>> spawnWorker(const RealWorkerCase& spec
   }
   return ChildProcess::spawn(args, env.scratch->path() / (peer + ".log"));
 }
-
-// Waits for one worker to exit 0.
-td::Status awaitWorker(ChildProcess& worker, int index, const CaseEnv& env,
-                       Clock::time_point deadline, const std::string& name) {
-  while (true) {
-    if (auto code = worker.waitFor(kWaitSlice)) {
-      if (*code == 0) return {};
-      return makeError(td::Errc::kInternal,
-                       fmt::format("{}: td-worker {} exited with {}; its log ends:\n{}", name,
-                                   index, *code, worker.outputTail(kLogTail)));
-    }
-    TD_RETURN_IF_ERROR(stillGoing(env, deadline, name));
-  }
-}
-}  // namespace
 
 td::Status awaitAll(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv& env,
                     const std::string& name) {

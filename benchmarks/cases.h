@@ -70,6 +70,14 @@ struct CaseResult {
   std::optional<double> bench_cpu_s;
 };
 
+// Spawns td-worker number `index` of `spec` in the scratch directory on `schema` (stdout and
+// stderr to "<peer id>.log" there); every worker of a case is a peer of one group (change
+// "change-0"). Errors: td::Errc::kIo.
+td::Result<std::unique_ptr<ChildProcess>> spawnWorker(const RealWorkerCase& spec,
+                                                      const CaseEnv& env,
+                                                      const std::filesystem::path& schema,
+                                                      int index);
+
 // Runs the case and checks it: every worker saw its group complete, every step of every group
 // was finished exactly once, and each GroupCompleted listed all steps.
 // wall_s runs from the first StepAssigned any worker received to the last GroupCompleted.

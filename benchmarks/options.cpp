@@ -45,6 +45,18 @@ void addPhaseFlags(CLI::App& app, BenchOptions& o) {
       ->capture_default_str();
   app.add_flag_callback(
       "--no-matrix", [&o] { o.matrix_workers.clear(); }, "skip the throughput matrix");
+  app.add_option("--idle-groups", o.idle_groups,
+                 "open groups of the idle case (one of --idle-workers td-workers whose steps "
+                 "sleep, the rest of one simulated peer each); 0 skips it")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--idle-workers", o.idle_workers, "td-worker processes of the idle case")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--idle-seconds", o.idle_seconds,
+                 "how long the idle case measures each process's CPU")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.add_option("--fleet-source", o.fleet_source,
                  "where fleets read assignments: assign (td.assign.<group>, as td-worker), "
                  "events (td.events), auto (assign up to --auto-assign-max-groups groups, "

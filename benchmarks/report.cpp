@@ -117,7 +117,7 @@ std::string settingsJson(const BenchOptions& o) {
       "\"matrix_steps_per_peer\":{},\"fleet_source\":{},\"auto_assign_max_groups\":{},"
       "\"scaling_groups\":[{}],\"scaling_steps\":{},\"scaling_window\":{},"
       "\"scaling_lease_ms\":{},\"scaling_heartbeat_ms\":{},\"scaling_log_level\":{},"
-      "\"scaling_families\":{}}}",
+      "\"scaling_families\":{},\"idle_groups\":{},\"idle_workers\":{},\"idle_seconds\":{}}}",
       quoted(o.topic_prefix), o.partitions, o.warmup, o.workers, o.steps, o.real_steps,
       o.report_started ? "true" : "false", quoted(o.coordinator_log_level),
       quotedList(o.coordinator_args), o.time_limit.count(),
@@ -125,7 +125,29 @@ std::string settingsJson(const BenchOptions& o) {
       intList(o.matrix_workers), intList(o.matrix_groups), o.matrix_max_peers, o.matrix_steps,
       quoted(o.fleet_source), o.auto_assign_max_groups, intList(o.scaling_groups), o.scaling_steps,
       o.scaling_window, o.scaling_lease_ms, o.scaling_heartbeat_ms, quoted(o.scaling_log_level),
-      o.scaling_families);
+      o.scaling_families, o.idle_groups, o.idle_workers, o.idle_seconds);
+}
+
+std::string idleJson(const IdleResult& r) {
+  std::string workers;
+  for (const double pct : r.worker_cpu_pct) workers += (workers.empty() ? "" : ",") + number(pct);
+  return fmt::format(
+      "{{\"groups\":{},\"td_workers\":{},\"window_s\":{},\"coordinator_cpu_pct\":{},"
+      "\"worker_cpu_pct_mean\":{},\"worker_cpu_pct_max\":{},\"worker_cpu_pct\":[{}],"
+      "\"bench_cpu_pct\":{},\"fleet_heartbeats\":{}}}",
+      r.groups, r.workers, number(r.window_s), number(r.coordinator_cpu_pct),
+      number(r.worker_cpu_pct_mean), number(r.worker_cpu_pct_max), workers,
+      number(r.bench_cpu_pct), r.fleet_heartbeats);
+}
+
+std::string idleTable(const IdleResult& r, const std::string& broker) {
+  return fmt::format(
+      "\nidle: {} open groups ({} td-workers in one, their steps sleeping; the rest one "
+      "simulated peer each, heartbeating), {:.1f} s, % of one core:\n"
+      "  td-coordinator {:.2f}   td-worker mean {:.2f}, max {:.2f}   td-bench {:.2f}{}\n",
+      r.groups, r.workers, r.window_s, r.coordinator_cpu_pct, r.worker_cpu_pct_mean,
+      r.worker_cpu_pct_max, r.bench_cpu_pct,
+      broker.starts_with("embedded") ? " (the fleet and the embedded broker)" : " (the fleet)");
 }
 
 std::string machineJson(const MachineFacts& m) {
@@ -207,6 +229,7 @@ std::string formatTable(const BenchReport& report) {
       "StepAssigned received, in ms. join s = fleet registrations -> every group assigned.\n";
   if (!report.scaling.empty()) out += scalingTable(report);
   if (report.makespan) out += makespanTable(*report.makespan);   // MAKESPAN (issue 7)
+  if (report.idle) out += idleTable(*report.idle, report.broker);
   return out;
 }
 
@@ -229,7 +252,7 @@ std::string formatJson(const BenchReport& report) {
       "\"seconds\":{}}},\"cpu_us_per_event\":{},\"rss_bytes_per_group\":{},"
       "\"core_bytes_per_group\":{},\"scaling\":{},"
       "\"failures\":[{}],\"coordinator_ready_s\":{},\"broker\":{},\"settings\":{},"
-      "\"machine\":{}{}}}\n",
+      "\"machine\":{}{}{}}}\n",
       number(report.floor.p50_ms), number(report.floor.p90_ms), number(report.floor.p99_ms),
       number(report.floor.max_ms), report.floor.samples,
       dispatch ? number(dispatch->p50_ms) : "null", dispatch ? number(dispatch->p99_ms) : "null",
@@ -251,7 +274,12 @@ std::string formatJson(const BenchReport& report) {
       report.makespan ? fmt::format(",\"makespan_over_bound\":{},\"makespan\":{}",
                                     number(report.makespan->makespanOverBound()),
                                     makespanJson(*report.makespan))
-                      : std::string(",\"makespan_over_bound\":null"));
+                      : std::string(",\"makespan_over_bound\":null"),
+      report.idle ? fmt::format(",\"idle_coordinator_cpu_pct\":{},\"idle_worker_cpu_pct_max\":{},"
+                                "\"idle\":{}",
+                                number(report.idle->coordinator_cpu_pct),
+                                number(report.idle->worker_cpu_pct_max), idleJson(*report.idle))
+                  : std::string(",\"idle_coordinator_cpu_pct\":null,\"idle\":null"));
 }
 
 }  // namespace td::bench
