@@ -10,12 +10,8 @@ td::Result<std::unique_ptr<TopicReader>> TopicReader::open(const std::string& bo
                                                            std::chrono::milliseconds timeout) {
   std::unique_ptr<TopicReader> r(new TopicReader());
   r->topic_ = std::move(topic);
-  auto reader =
-      td::kafka::PartitionReader::create(td::kafka::readerSettings(bootstrap, "td-audit", props));
-  if (!reader) return std::unexpected(reader.error());
-  r->reader_ = std::move(*reader);
-  // For partition counts only; with the -X properties like every client (a secured
-  // cluster's credentials).
+  // For partition counts and the cluster's id; with the -X properties like every client (a
+  // secured cluster's credentials).
   td::kafka::Properties producer_props{{"bootstrap.servers", bootstrap},
                                        {"client.id", "td-audit"}};
   producer_props.insert(producer_props.end(), props.begin(), props.end());
@@ -23,6 +19,12 @@ td::Result<std::unique_ptr<TopicReader>> TopicReader::open(const std::string& bo
   if (!producer) return std::unexpected(producer.error());
   auto count = (*producer)->partitionCount(r->topic_, timeout);
   if (!count) return std::unexpected(count.error());
+  const auto kind =
+      td::kafka::brokerKindOf((*producer)->clusterId(std::chrono::milliseconds(1000)));
+  auto reader = td::kafka::PartitionReader::create(
+      td::kafka::readerSettings(bootstrap, "td-audit", kind, props));
+  if (!reader) return std::unexpected(reader.error());
+  r->reader_ = std::move(*reader);
   r->partitions_ = *count;
   return r;
 }

@@ -25,6 +25,7 @@ struct Broker {
   std::unique_ptr<kafka::EmbeddedBroker> embedded;
   std::string bootstrap;
   std::string description;
+  kafka::BrokerKind kind = kafka::BrokerKind::kEmbedded;   // what the readers are made for
 };
 
 // The td.* topics a coordinator needs under `topics`' prefix, `partitions` each.
@@ -67,7 +68,12 @@ td::Result<Broker> openBroker(const BenchOptions& options, const protocol::Topic
   needed.emplace_back(topics.prefix() + "bench.produce", options.partitions);
   if (!options.bootstrap_servers.empty()) {
     TD_RETURN_IF_ERROR(createOutsideTopics(options, needed));
-    return Broker{nullptr, options.bootstrap_servers, options.bootstrap_servers};
+    // As td-coordinator and td-worker learn it: from the cluster's id.
+    auto producer = kafka::Producer::create(
+        kafka::producerSettings(options.bootstrap_servers, "td-bench", options.kafka));
+    if (!producer) return std::unexpected(producer.error());
+    const auto kind = kafka::brokerKindOf((*producer)->clusterId(std::chrono::seconds(10)));
+    return Broker{nullptr, options.bootstrap_servers, options.bootstrap_servers, kind};
   }
   kafka::EmbeddedBroker::Options broker_options;
   broker_options.topics = std::move(needed);
@@ -145,6 +151,8 @@ class Run {
     auto broker = openBroker(options_, topics);
     if (!broker) return std::unexpected(broker.error());
     report_.broker = broker->description;
+    broker_kind_ = broker->kind;
+    report_.fetch_wait_ms = static_cast<int>(kafka::fetchWait(broker_kind_).count());
     log_->info("broker: {} at {}", broker->description, broker->bootstrap);
     TD_RETURN_IF_ERROR(measureFloorPhase(broker->bootstrap, topics));
     TD_RETURN_IF_ERROR(measureProducePhase(broker->bootstrap, topics));
@@ -179,6 +187,7 @@ class Run {
                   ChildProcess* coordinator) const {
     return CaseEnv{.bootstrap = bootstrap,
                    .kafka = options_.kafka,
+                   .broker_kind = broker_kind_,
                    .topics = topics,
                    .run_id = run_id_,
                    .coordinator = coordinator,
@@ -190,6 +199,7 @@ class Run {
     log_->info("floor: {} + {} round trips", options_.warmup, options_.round_trips);
     auto rtt = measureFloor(FloorConfig{.bootstrap = bootstrap,
                                         .kafka = options_.kafka,
+                                        .broker_kind = broker_kind_,
                                         .ping_topic = topics.prefix() + "bench.ping",
                                         .pong_topic = topics.prefix() + "bench.pong",
                                         .run_id = run_id_,
@@ -353,6 +363,7 @@ class Run {
   const ScratchDir& scratch_;
   std::shared_ptr<spdlog::logger> log_;
   std::string run_id_ = newRunId();
+  kafka::BrokerKind broker_kind_ = kafka::BrokerKind::kEmbedded;
   BenchReport report_;
 };
 }  // namespace

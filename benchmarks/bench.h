@@ -80,6 +80,7 @@ BenchOptions smokeOptions(BenchOptions base);
 struct BenchReport {
   MachineFacts machine;
   std::string broker;  // "embedded (in td-bench)" or the bootstrap servers
+  int fetch_wait_ms = 0;   // the readers' fetch.wait.max.ms for that broker (kafka::fetchWait)
   BenchOptions options;
   LatencySummary floor;            // round-trip times
   ProduceRate produce;             // bare produce throughput

@@ -182,6 +182,7 @@ td::Result<CaseResult> runSimulatedCase(const SimulatedCase& spec, const CaseEnv
     for (int w = 0; w < spec.workers_per_group; ++w) {
       configs.push_back(SimWorkerConfig{.bootstrap = env.bootstrap,
                                         .kafka = env.kafka,
+                                        .broker_kind = env.broker_kind,
                                         .topics = env.topics,
                                         .peer = simulatedPeer(env, spec, g, w),
                                         .schema = &*schema,

@@ -13,6 +13,7 @@
 #include "benchmarks/sim_worker.h"
 #include "benchmarks/stats.h"
 #include "common/result.h"
+#include "kafka/client_settings.h"
 #include "kafka/types.h"
 #include "protocol/protocol.h"
 
@@ -22,6 +23,7 @@ namespace td::bench {
 struct CaseEnv {
   std::string bootstrap;
   kafka::Properties kafka;  // -X overrides for every client, td-worker's too
+  kafka::BrokerKind broker_kind = kafka::BrokerKind::kEmbedded;   // readers' fetch wait
   protocol::Topics topics;
   // Makes peer ids and remote cache ids unique per run: a coordinator that replays an earlier
   // run's registrations (a fresh consumer group on a used broker) must not mistake them for

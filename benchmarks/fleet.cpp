@@ -374,7 +374,7 @@ td::Result<std::unique_ptr<Fleet>> Fleet::create(const FleetConfig& config) {
       kafka::Producer::create(producerSettings(config.bootstrap, client_id, config.kafka));
   if (!producer) return std::unexpected(producer.error());
   auto reader =
-      kafka::PartitionReader::create(readerSettings(config.bootstrap, client_id, config.kafka));
+      kafka::PartitionReader::create(readerSettings(config.bootstrap, client_id, config.broker_kind, config.kafka));
   if (!reader) return std::unexpected(reader.error());
   state->producer = std::move(*producer);
   state->reader = std::move(*reader);

@@ -17,6 +17,7 @@
 
 #include "benchmarks/sim_worker.h"
 #include "common/result.h"
+#include "kafka/client_settings.h"
 #include "kafka/types.h"
 #include "protocol/protocol.h"
 #include "schema/schema.h"
@@ -39,6 +40,7 @@ std::string_view sourceName(FleetSource source);
 struct FleetConfig {
   std::string bootstrap;
   kafka::Properties kafka;  // -X overrides, applied last
+  kafka::BrokerKind broker_kind = kafka::BrokerKind::kEmbedded;   // readers' fetch wait
   protocol::Topics topics;
   FleetSource source = FleetSource::kAssignTopics;
   // Peers in groups: all peers of one group share its change ref (peers[g][w]).

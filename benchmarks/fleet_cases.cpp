@@ -56,7 +56,8 @@ td::Result<CaseResult> runFleetCase(const FleetCase& spec, const CaseEnv& env) {
   auto fleet = Fleet::create(
       FleetConfig{.bootstrap = env.bootstrap,
                   .kafka = env.kafka,
-                  .topics = env.topics,
+                                    .broker_kind = env.broker_kind,
+.topics = env.topics,
                   .source = spec.source,
                   .groups = fleetPeers(env, spec.name, spec.groups, spec.workers_per_group),
                   .schema = &*schema,

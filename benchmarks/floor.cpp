@@ -26,7 +26,7 @@ td::Result<Endpoint> openEndpoint(const FloorConfig& config, const std::string& 
   auto producer = kafka::Producer::create(producerSettings(config.bootstrap, name, config.kafka));
   if (!producer) return std::unexpected(producer.error());
   // The product's readers: hot for kafka::kHotFetchWindow after each heat() (a reply is due).
-  auto reader = kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.kafka),
+  auto reader = kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.broker_kind, config.kafka),
                                                kafka::kHotFetchWindow);
   if (!reader) return std::unexpected(reader.error());
   for (const auto* topic : {&write_topic, &read_topic}) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "kafka/client_settings.h"
 #include "kafka/types.h"
 
 namespace td::bench {
@@ -13,6 +14,7 @@ namespace td::bench {
 struct FloorConfig {
   std::string bootstrap;
   kafka::Properties kafka;  // -X overrides, applied last
+  kafka::BrokerKind broker_kind = kafka::BrokerKind::kEmbedded;   // readers' fetch wait
   std::string ping_topic;   // partition 0 is used; created (where allowed) if missing
   std::string pong_topic;
   std::string run_id;      // tags the payloads, so records of another run are never matched

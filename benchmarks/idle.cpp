@@ -86,7 +86,8 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
     auto made = Fleet::create(FleetConfig{
         .bootstrap = env.bootstrap,
         .kafka = env.kafka,
-        .topics = env.topics,
+                .broker_kind = env.broker_kind,
+.topics = env.topics,
         .source = FleetSource::kEvents,
         .groups = fleetPeers(env, name + "-fleet", spec.groups - 1, 1, spec.families),
         .schema = &*fleet_schema,

@@ -63,7 +63,8 @@ td::Result<MakespanRun> runGroup(const MakespanCase& spec, const schema::Schema&
     configs.push_back(SimWorkerConfig{
         .bootstrap = env.bootstrap,
         .kafka = env.kafka,
-        .topics = env.topics,
+                .broker_kind = env.broker_kind,
+.topics = env.topics,
         .peer = peerOf(env, run, w, prefetch),
         .schema = &schema,
         .gate = &gate,

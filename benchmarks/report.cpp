@@ -105,13 +105,13 @@ std::string failuresJson(const BenchReport& report) {
   return out;
 }
 
-std::string settingsJson(const BenchOptions& o) {
+std::string settingsJson(const BenchOptions& o, int fetch_wait_ms) {
   return fmt::format(
       "{{\"topic_prefix\":{},\"partitions\":{},\"warmup\":{},\"workers\":{},\"steps\":{},"
       "\"real_steps\":{},\"report_started\":{},\"coordinator_log_level\":{},"
       "\"coordinator_args\":[{}],"
       "\"time_limit_s\":{},\"producer\":\"linger.ms=1 enable.idempotence=true\","
-      "\"reader\":\"fetch.wait.max.ms=5 fetch.error.backoff.ms=10\",\"overrides\":{},"
+      "\"reader\":\"fetch.wait.max.ms={} fetch.error.backoff.ms=10\",\"overrides\":{},"
       "\"produce_records\":{},\"produce_bytes\":{},\"dispatch_steps\":{},"
       "\"matrix_workers\":[{}],\"matrix_groups\":[{}],\"matrix_max_peers\":{},"
       "\"matrix_steps_per_peer\":{},\"fleet_source\":{},\"auto_assign_max_groups\":{},"
@@ -120,7 +120,7 @@ std::string settingsJson(const BenchOptions& o) {
       "\"scaling_families\":{},\"idle_groups\":{},\"idle_workers\":{},\"idle_seconds\":{}}}",
       quoted(o.topic_prefix), o.partitions, o.warmup, o.workers, o.steps, o.real_steps,
       o.report_started ? "true" : "false", quoted(o.coordinator_log_level),
-      quotedList(o.coordinator_args), o.time_limit.count(),
+      quotedList(o.coordinator_args), o.time_limit.count(), fetch_wait_ms,
       quoted(overridesText(o)), o.produce_records, o.produce_bytes, o.dispatch_steps,
       intList(o.matrix_workers), intList(o.matrix_groups), o.matrix_max_peers, o.matrix_steps,
       quoted(o.fleet_source), o.auto_assign_max_groups, intList(o.scaling_groups), o.scaling_steps,
@@ -269,7 +269,7 @@ std::string formatJson(const BenchReport& report) {
              }),
       bySize(report, [](const ScalingResult& r) { return number(r.core_bytes_per_group); }),
       bySize(report, scalingJson), failuresJson(report), number(report.coordinator_ready_s),
-      quoted(report.broker), settingsJson(report.options), machineJson(report.machine),
+      quoted(report.broker), settingsJson(report.options, report.fetch_wait_ms), machineJson(report.machine),
       // MAKESPAN (issue 7): makespan_over_bound (with history) and the case's details.
       report.makespan ? fmt::format(",\"makespan_over_bound\":{},\"makespan\":{}",
                                     number(report.makespan->makespanOverBound()),

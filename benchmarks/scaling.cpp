@@ -107,7 +107,8 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
   }
   auto fleet = Fleet::create(FleetConfig{.bootstrap = env.bootstrap,
                                          .kafka = env.kafka,
-                                         .topics = env.topics,
+                                                                                  .broker_kind = env.broker_kind,
+.topics = env.topics,
                                          .source = spec.source,
                                          .groups = std::move(peers),
                                          .schema = &*schema,

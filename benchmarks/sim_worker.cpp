@@ -64,7 +64,7 @@ class SimWorker {
         kafka::Producer::create(producerSettings(config_.bootstrap, client_id, config_.kafka));
     if (!producer) return std::unexpected(producer.error());
     auto reader =
-        kafka::PartitionReader::create(readerSettings(config_.bootstrap, client_id, config_.kafka),
+        kafka::PartitionReader::create(readerSettings(config_.bootstrap, client_id, config_.broker_kind, config_.kafka),
                                        kafka::kHotFetchWindow);
     if (!reader) return std::unexpected(reader.error());
     producer_ = std::move(*producer);

@@ -12,6 +12,7 @@
 
 #include "benchmarks/start_gate.h"
 #include "common/result.h"
+#include "kafka/client_settings.h"
 #include "kafka/types.h"
 #include "protocol/protocol.h"
 #include "schema/schema.h"
@@ -24,6 +25,7 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 struct SimWorkerConfig {
   std::string bootstrap;
   kafka::Properties kafka;  // -X overrides, applied last
+  kafka::BrokerKind broker_kind = kafka::BrokerKind::kEmbedded;   // readers' fetch wait
   protocol::Topics topics;
   worker::PeerInfo peer;
   const schema::Schema* schema = nullptr;  // not owned; outlives the worker

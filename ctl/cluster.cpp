@@ -11,13 +11,23 @@ td::Result<std::unique_ptr<Cluster>> Cluster::open(const std::string& bootstrap,
                                                    protocol::Topics topics) {
   std::unique_ptr<Cluster> c(new Cluster());
   c->topics_ = std::move(topics);
-  auto reader = kafka::PartitionReader::create(kafka::readerSettings(bootstrap, "td-ctl", props));
-  if (!reader) return std::unexpected(reader.error());
-  c->reader_ = std::move(*reader);
+  c->bootstrap_ = bootstrap;
+  c->props_ = props;
   auto producer = kafka::Producer::create(kafka::producerSettings(bootstrap, "td-ctl", props));
   if (!producer) return std::unexpected(producer.error());
   c->producer_ = std::move(*producer);
   return c;
+}
+
+td::Result<kafka::PartitionReader*> Cluster::reader() {
+  if (reader_) return reader_.get();
+  // Asked after partitions(), so the cluster's id is known.
+  const auto kind = kafka::brokerKindOf(producer_->clusterId(std::chrono::milliseconds(1000)));
+  auto reader =
+      kafka::PartitionReader::create(kafka::readerSettings(bootstrap_, "td-ctl", kind, props_));
+  if (!reader) return std::unexpected(reader.error());
+  reader_ = std::move(*reader);
+  return reader_.get();
 }
 
 td::Result<std::int32_t> Cluster::partitions(const std::string& topic,
@@ -29,8 +39,10 @@ td::Result<GroupTable> Cluster::readGroups(std::chrono::milliseconds timeout) {
   const std::string topic = topics_.state();
   auto count = partitions(topic, timeout);
   if (!count) return std::unexpected(count.error());
+  auto reader = this->reader();
+  if (!reader) return std::unexpected(reader.error());
   GroupTable table;
-  TD_RETURN_IF_ERROR(kafka::readToEnd(*reader_, topic, *count, timeout, [&](const kafka::Message& m) {
+  TD_RETURN_IF_ERROR(kafka::readToEnd(**reader, topic, *count, timeout, [&](const kafka::Message& m) {
     table.add(m.key, m.value, m.partition, m.offset);
   }));
   return table;
@@ -41,9 +53,11 @@ td::Result<std::map<std::int32_t, std::int64_t>> Cluster::eventsEnd(
   const std::string topic = topics_.events();
   auto count = partitions(topic, timeout);
   if (!count) return std::unexpected(count.error());
+  auto reader = this->reader();
+  if (!reader) return std::unexpected(reader.error());
   std::map<std::int32_t, std::int64_t> end;
   for (std::int32_t p = 0; p < *count; ++p) {
-    auto marks = reader_->watermarks(topic, p, timeout);
+    auto marks = (*reader)->watermarks(topic, p, timeout);
     if (!marks) return std::unexpected(marks.error());
     end[p] = marks->second;
   }
@@ -72,9 +86,11 @@ td::Result<td::v1::Event> Cluster::waitForEnd(const std::string& group_id,
   const std::string topic = topics_.events();
   std::vector<kafka::TopicPartitionOffset> assignment;
   for (const auto& [p, offset] : from) assignment.push_back({topic, p, offset});
-  TD_RETURN_IF_ERROR(reader_->assign(assignment));
+  auto reader = this->reader();
+  if (!reader) return std::unexpected(reader.error());
+  TD_RETURN_IF_ERROR((*reader)->assign(assignment));
   while (std::chrono::steady_clock::now() < deadline) {
-    auto batch = reader_->poll(1000, std::chrono::milliseconds(200));
+    auto batch = (*reader)->poll(1000, std::chrono::milliseconds(200));
     if (!batch) return std::unexpected(batch.error());
     for (const auto& m : *batch) {
       if (m.key != group_id) continue;

@@ -48,8 +48,12 @@ class Cluster {
  private:
   Cluster() = default;
   td::Result<std::int32_t> partitions(const std::string& topic, std::chrono::milliseconds timeout);
+  // Made on first use, after partitions() reached the broker: with its kind's fetch wait.
+  td::Result<kafka::PartitionReader*> reader();
 
   protocol::Topics topics_;
+  std::string bootstrap_;
+  kafka::Properties props_;
   std::unique_ptr<kafka::PartitionReader> reader_;
   std::unique_ptr<kafka::Producer> producer_;
 };

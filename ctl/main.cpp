@@ -241,7 +241,9 @@ int main(int argc, char** argv) {
     if (!props) return td::makeError(td::Errc::kInvalidArgument, "-X: " + props.error().message());
     o.kafka = std::move(*props);
     for (const auto& settings : {td::kafka::producerSettings(o.bootstrap, "td-ctl", o.kafka),
-                                 td::kafka::readerSettings(o.bootstrap, "td-ctl", o.kafka)}) {
+                                 td::kafka::readerSettings(o.bootstrap, "td-ctl",
+                                                           td::kafka::BrokerKind::kApacheKafka,
+                                                           o.kafka)}) {
       TD_RETURN_IF_ERROR(td::kafka::checkProperties(settings));
     }
     return {};

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "kafka/types.h"
@@ -23,14 +24,41 @@ inline Properties producerSettings(const std::string& bootstrap, const std::stri
   return props;
 }
 
-// For PartitionReader and GroupConsumer. fetch.wait.max.ms=5 bounds how long the broker holds
-// an empty fetch (the latency floor of every hop); auto.offset.reset=earliest covers a log whose
-// start was deleted; topic.metadata.refresh.interval.ms=500 finds new topics quickly.
+// What a client talks to, as far as waiting fetches go (docs/configuration.md, "Fetch waits").
+enum class BrokerKind {
+  // librdkafka's mock cluster (td-broker, td-bench, the tests): it answers a fetch that finds
+  // nothing only after the client's whole fetch.wait.max.ms, however soon a record arrives.
+  kEmbedded,
+  // Apache Kafka (and what speaks its protocol): a waiting fetch is answered when data arrives.
+  kApacheKafka,
+};
+
+// The embedded broker's cluster ids are "mockCluster<hex>"; anything else, and an unknown id
+// (a broker not reachable yet), is taken for Apache Kafka, what deployments run.
+inline BrokerKind brokerKindOf(const std::optional<std::string>& cluster_id) {
+  return cluster_id && cluster_id->starts_with("mockCluster") ? BrokerKind::kEmbedded
+                                                              : BrokerKind::kApacheKafka;
+}
+
+// How long the broker may hold an empty fetch (fetch.wait.max.ms). On the embedded broker it is
+// the latency of every hop a hot twin does not cover (kHotFetchWindow), and 5 ms of it costs a
+// fetch loop of 200 requests a second per reader. On Apache Kafka it costs no latency, so an
+// idle reader there asks ten times a second. Not librdkafka's 500 ms: with it, a td-worker
+// refused READ on its td.assign topic never heard of the refusal (kafka_security_test_kafka
+// waited 60 s; 0.7 s at 100 ms, 0.4 s at 5 ms).
+inline std::chrono::milliseconds fetchWait(BrokerKind kind) {
+  return kind == BrokerKind::kEmbedded ? std::chrono::milliseconds(5)
+                                       : std::chrono::milliseconds(100);
+}
+
+// For PartitionReader and GroupConsumer. fetch.wait.max.ms as fetchWait(kind);
+// auto.offset.reset=earliest covers a log whose start was deleted;
+// topic.metadata.refresh.interval.ms=500 finds new topics quickly.
 inline Properties readerSettings(const std::string& bootstrap, const std::string& client_id,
-                                 const Properties& overrides = {}) {
+                                 BrokerKind kind, const Properties& overrides = {}) {
   Properties props{{"bootstrap.servers", bootstrap},
                    {"client.id", client_id},
-                   {"fetch.wait.max.ms", "5"},
+                   {"fetch.wait.max.ms", std::to_string(fetchWait(kind).count())},
                    {"fetch.error.backoff.ms", "10"},
                    {"auto.offset.reset", "earliest"},
                    {"topic.metadata.refresh.interval.ms", "500"},

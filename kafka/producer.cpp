@@ -182,6 +182,14 @@ std::optional<td::Error> Producer::lastError() const { return impl_->last_error;
 
 int Producer::outstanding() const { return rd_kafka_outq_len(impl_->rk.get()); }
 
+std::optional<std::string> Producer::clusterId(std::chrono::milliseconds timeout) const {
+  char* id = rd_kafka_clusterid(impl_->rk.get(), static_cast<int>(timeout.count()));
+  if (id == nullptr) return std::nullopt;
+  std::string out(id);
+  rd_kafka_mem_free(impl_->rk.get(), id);
+  return out;
+}
+
 std::optional<td::Error> Producer::refusal() const {
   if (impl_->refusal) return impl_->refusal;
   // A fatal error is known at once, before its error event is served.

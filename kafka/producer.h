@@ -63,6 +63,9 @@ class Producer {
   // Records (and requests) not yet acknowledged: librdkafka's rd_kafka_outq_len.
   int outstanding() const;
 
+  // The cluster's id, waiting up to `timeout` for the first metadata; nullopt if none came.
+  std::optional<std::string> clusterId(std::chrono::milliseconds timeout) const;
+
   // Why the broker refuses this producer, if it does: the first failed authentication
   // (kAuthentication: wrong credentials, a mechanism the listener does not offer) or fatal
   // error (with its cause, e.g. kClusterAuthorizationFailed when the idempotent producer's

@@ -121,7 +121,8 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
     const std::string client_id = "td-worker-" + options.peer.peer_id;
     for (const auto& settings :
          {kafka::producerSettings(options.bootstrap_servers, client_id, options.kafka),
-          kafka::readerSettings(options.bootstrap_servers, client_id, options.kafka)}) {
+          kafka::readerSettings(options.bootstrap_servers, client_id,
+                                kafka::BrokerKind::kApacheKafka, options.kafka)}) {
       TD_RETURN_IF_ERROR(kafka::checkProperties(settings));
     }
     return {};

@@ -86,7 +86,7 @@ struct ClientProperties {
   kafka::Properties producer_own;   // the producer's own settings (the td.assign shards')
 };
 
-ClientProperties clientProperties(const ServiceOptions& o) {
+ClientProperties clientProperties(const ServiceOptions& o, kafka::BrokerKind kind) {
   // session.timeout.ms 6 s (librdkafka's default is 45 s; 6 s is Apache Kafka's lowest accepted
   // by default): a dead coordinator's partitions move sooner, and a join the embedded broker
   // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
@@ -119,21 +119,20 @@ ClientProperties clientProperties(const ServiceOptions& o) {
   consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
   producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
   ClientProperties out;
-  out.consumer = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, consumer_own);
+  out.consumer =
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, kind, consumer_own);
   out.producer = kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id, producer_own);
   out.state_reader =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", o.kafka);
-  // History is not latency-sensitive: the broker may hold an idle fetch for 500 ms, so
-  // following the topic costs the broker a few requests a second, not 200 per partition.
-  kafka::Properties stats_props = o.kafka;
-  stats_props.emplace_back("fetch.wait.max.ms", "500");
-  out.stats_reader =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats", stats_props);
+      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", kind, o.kafka);
+  // History is not latency-sensitive: read as on Apache Kafka (the broker may hold an idle
+  // fetch for 100 ms), so following the topic costs ten requests a second, not 200.
+  out.stats_reader = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats",
+                                           kafka::BrokerKind::kApacheKafka, o.kafka);
   // The consumer group's id, to ask for its committed offsets (the prober never joins it).
   kafka::Properties prober_props{{"group.id", o.consumer_group}};
   prober_props.insert(prober_props.end(), o.kafka.begin(), o.kafka.end());
-  out.flow_prober =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-flow", prober_props);
+  out.flow_prober = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-flow",
+                                          kind, prober_props);
   out.admin =
       kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka);
   out.producer_own = std::move(producer_own);
@@ -146,7 +145,7 @@ td::Status Service::checkOptions(const ServiceOptions& options) {
   if (options.assign_groups_per_producer < 1) {
     return makeError(td::Errc::kInvalidArgument, "assign_groups_per_producer must be >= 1");
   }
-  const ClientProperties props = clientProperties(options);
+  const ClientProperties props = clientProperties(options, kafka::BrokerKind::kApacheKafka);
   kafka::Properties admin = props.admin;
   admin.insert(admin.end(), options.assign_topics.admin_kafka.begin(),
                options.assign_topics.admin_kafka.end());
@@ -162,7 +161,7 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   std::unique_ptr<Service> service(new Service(std::move(options), clock));
   const auto& o = service->options_;
   TD_RETURN_IF_ERROR(checkOptions(o));
-  const ClientProperties props = clientProperties(o);
+  const ClientProperties props = clientProperties(o, service->broker_kind_);
   auto consumer = service->makeConsumer();
   if (!consumer) return std::unexpected(consumer.error());
   auto reader = kafka::PartitionReader::create(props.state_reader);
@@ -192,8 +191,8 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
 }
 
 td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
-  auto consumer =
-      kafka::GroupConsumer::create(clientProperties(options_).consumer, kafka::kHotFetchWindow);
+  auto consumer = kafka::GroupConsumer::create(clientProperties(options_, broker_kind_).consumer,
+                                               kafka::kHotFetchWindow);
   if (!consumer) return std::unexpected(consumer.error());
   (*consumer)->onRebalance(
       [this](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
@@ -204,7 +203,7 @@ td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
 }
 
 td::Status Service::makeProducers() {
-  const ClientProperties props = clientProperties(options_);
+  const ClientProperties props = clientProperties(options_, broker_kind_);
   // The old ones first: destroying them runs the callbacks of what they still hold.
   assign_.reset();
   producer_.reset();
@@ -276,6 +275,25 @@ bool isConfigurationError(const std::error_code& code) {
          code == kafka::Errc::kInvalidSessionTimeout;
 }
 
+td::Status Service::adoptBrokerKind() {
+  // The partition counts were just read, so the cluster's id is known.
+  const kafka::BrokerKind kind =
+      kafka::brokerKindOf(producer_->clusterId(std::chrono::milliseconds(1000)));
+  if (kind == broker_kind_) return {};
+  broker_kind_ = kind;
+  log_->info("the broker is the embedded one: its readers wait {} ms for an empty fetch, "
+             "and fetch hot while input flows (docs/configuration.md, \"Fetch waits\")",
+             kafka::fetchWait(kind).count());
+  // Neither has subscribed or read yet.
+  auto consumer = makeConsumer();
+  if (!consumer) return std::unexpected(consumer.error());
+  consumer_ = std::move(*consumer);
+  auto reader = kafka::PartitionReader::create(clientProperties(options_, kind).state_reader);
+  if (!reader) return std::unexpected(reader.error());
+  state_reader_ = std::move(*reader);
+  return {};
+}
+
 td::Status Service::connect() {
   const auto started = clock_.now().mono;
   Millis backoff(250);
@@ -294,6 +312,7 @@ td::Status Service::connect() {
         log_->info("the Kafka broker at {} answers again after {} s", options_.bootstrap_servers,
                    (clock_.now().mono - started).count() / 1000);
       }
+      TD_RETURN_IF_ERROR(adoptBrokerKind());
       return consumer_->subscribe({options_.core.topics.registrations()});
     }
     // Refused credentials or ACLs, partition counts that differ: a restart would only repeat

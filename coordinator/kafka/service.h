@@ -53,6 +53,7 @@
 #include "coordinator/kafka/assign_topics.h"
 #include "coordinator/kafka/assign_producers.h"
 #include "coordinator/kafka/flow_prober.h"
+#include "kafka/client_settings.h"
 #include "kafka/kafka.h"
 
 namespace td::coordinator {
@@ -197,6 +198,9 @@ class Service {
   // (equal, or kInvalidArgument), the transactional producer's init (exactly_once), then the
   // subscription. Returns early (OK) on stop(); errors: configuration errors, kFatal.
   td::Status connect();
+  // Once the broker answered: on the embedded broker, remakes the consumer and the state reader
+  // (neither has read yet) with its fetch wait (kafka::fetchWait). Errors: making them.
+  td::Status adoptBrokerKind();
   td::Status checkPartitionCounts(Millis timeout);
   void onRebalance(bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions);
   td::Status restorePartition(std::int32_t partition);
@@ -270,6 +274,8 @@ class Service {
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> delivery_failures_{0};
+  // What the readers were made for: Apache Kafka until connect() learns otherwise.
+  kafka::BrokerKind broker_kind_ = kafka::BrokerKind::kApacheKafka;
   std::unique_ptr<kafka::GroupConsumer> consumer_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<AssignProducers> assign_;   // null with exactly_once

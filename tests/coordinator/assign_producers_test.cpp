@@ -52,7 +52,8 @@ class AssignProducersTest : public ::testing::Test {
   // Every value of partition 0 of `topic`, in offset order, once `n` have arrived.
   std::vector<std::string> read(const std::string& topic, std::size_t n) {
     auto reader = kafka::PartitionReader::create(
-        kafka::readerSettings(broker_->bootstrapServers(), "assign-test-reader"));
+        kafka::readerSettings(broker_->bootstrapServers(), "assign-test-reader",
+                              kafka::BrokerKind::kEmbedded));
     EXPECT_TRUE(reader) << reader.error().message();
     if (!reader) return {};
     EXPECT_TRUE((*reader)->assign({{topic, 0, kafka::kOffsetBeginning}}));

@@ -116,7 +116,8 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
   const auto& o = app->options_;
   const std::string client_id = "td-worker-" + o.peer.peer_id;
   const auto producer_props = kafka::producerSettings(o.bootstrap_servers, client_id, o.kafka);
-  const auto reader_props = kafka::readerSettings(o.bootstrap_servers, client_id, o.kafka);
+  const auto reader_props = kafka::readerSettings(o.bootstrap_servers, client_id,
+                                                  app->reader_kind_, o.kafka);
   auto producer = kafka::Producer::create(producer_props);
   if (!producer) return std::unexpected(producer.error());
   auto reader = kafka::PartitionReader::create(reader_props, kafka::kHotFetchWindow);
@@ -310,6 +311,20 @@ void WorkerApp::heartbeat() {
   producer_->poll(0);
 }
 
+td::Status WorkerApp::adoptBrokerKind() {
+  // The broker answered (a metadata request), so the cluster's id is known.
+  const auto kind = kafka::brokerKindOf(producer_->clusterId(std::chrono::milliseconds(1000)));
+  if (kind == reader_kind_) return {};
+  const std::string client_id = "td-worker-" + options_.peer.peer_id;
+  auto reader = kafka::PartitionReader::create(
+      kafka::readerSettings(options_.bootstrap_servers, client_id, kind, options_.kafka),
+      kafka::kHotFetchWindow);
+  if (!reader) return std::unexpected(reader.error());
+  reader_ = std::move(*reader);   // nothing assigned or read yet
+  reader_kind_ = kind;
+  return {};
+}
+
 td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   const auto& topics = options_.topics;
   // Errors name what was refused: describing a topic comes with WRITE and READ on it. Each
@@ -319,6 +334,7 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   });
   if (!count) return std::unexpected(refused(count.error(), "write " + topics.registrations()));
   partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
+  TD_RETURN_IF_ERROR(adoptBrokerKind());
   auto marks = untilAnswered("registering (watermarks of " + topics.joins() + ")", [&] {
     return reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(2));
   });

@@ -83,6 +83,9 @@ class WorkerApp {
  private:
   WorkerApp(WorkerOptions options, const schema::Schema& schema);
   td::Result<int> joinAndFollow();
+  // Once the broker answered: on the embedded broker, remakes reader_ (not assigned yet) with
+  // its fetch wait (kafka::fetchWait). Errors: making it.
+  td::Status adoptBrokerKind();
   td::Result<td::v1::GroupJoined> registerAndJoin();
   td::Result<int> follow(const td::v1::GroupJoined& joined);
   // follow()'s result when the session was declared lost: joinAndFollow() registers again.
@@ -160,6 +163,8 @@ class WorkerApp {
   std::unique_ptr<kafka::Producer> producer_;
   kafka::Properties producer_settings_;   // what renewProducerIfDead() makes a new one from
   std::unique_ptr<kafka::PartitionReader> reader_;
+  // What reader_ was made for: Apache Kafka until the broker answers (adoptBrokerKind()).
+  kafka::BrokerKind reader_kind_ = kafka::BrokerKind::kApacheKafka;
   std::unique_ptr<LogShipper> logs_;  // null with --log-cap 0
   std::unique_ptr<Session> session_;
   std::shared_ptr<spdlog::logger> log_;
