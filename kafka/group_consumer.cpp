@@ -1,13 +1,12 @@
 #include "kafka/group_consumer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "kafka/internal/hot_twin.h"
 #include "kafka/internal/rdkafka.h"
+#include "kafka/internal/wake_pipe.h"
 
 namespace td::kafka {
 
@@ -20,30 +19,29 @@ struct GroupConsumer::Impl {
   PeriodicLog poll_log;
   PeriodicLog commit_log;
   bool closed = false;
-  HotReading hot;                // heat()
-  QueuePtr queue;                // with a twin: the consumer queue, signalling pipe_fds[1]
-  int pipe_fds[2] = {-1, -1};
+  HotReading hot;   // heat()
+  // With a twin: a wake-up pipe both the consumer queue and the twin's signal (made on first
+  // use, by wakePipe(): only a consumer with a twin waits on it), and that consumer queue.
+  WakePipe pipe;
+  QueuePtr queue;
 
   ~Impl() {
     hot.stop();
     if (queue) {
-      rd_kafka_queue_io_event_enable(queue.get(), -1, nullptr, 0);
+      WakePipe::unwatch(queue.get());
       queue.reset();
-    }
-    for (int fd : pipe_fds) {
-      if (fd >= 0) ::close(fd);
     }
   }
 
-  // The write end of a wake-up pipe both the consumer's queue and a twin's signal (made on
-  // first use: only a consumer with a twin waits on it). -1 if it cannot be made.
-  int eventFd() {
-    if (pipe_fds[1] >= 0) return pipe_fds[1];
-    if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+  // Null if the pipe cannot be made.
+  const WakePipe* wakePipe() {
+    if (pipe.isOpen()) return &pipe;
+    auto made = WakePipe::open();
+    if (!made) return nullptr;
+    pipe = std::move(*made);
     queue.reset(rd_kafka_queue_get_consumer(rk.get()));
-    static const char kPayload = 1;
-    rd_kafka_queue_io_event_enable(queue.get(), pipe_fds[1], &kPayload, 1);
-    return pipe_fds[1];
+    pipe.watch(queue.get());
+    return &pipe;
   }
 
   // Runs on the thread in poll()/close(). librdkafka leaves the assignment to us once a
@@ -176,14 +174,7 @@ td::Result<std::vector<Message>> GroupConsumer::poll(std::size_t max,
                                                      std::chrono::milliseconds timeout) {
   if (impl_->closed) return std::vector<Message>{};
   if (impl_->hot.twin() != nullptr) {
-    auto batch = readBoth(impl_->rk.get(), impl_->hot, impl_->pipe_fds[0], max, timeout,
-                          impl_->poll_log, {});
-    // Stopped at `max`: more may be queued, and the pipe is signalled only for an empty queue.
-    if (batch && max > 0 && batch->size() >= max) {
-      const char byte = 1;
-      [[maybe_unused]] auto n = ::write(impl_->pipe_fds[1], &byte, 1);
-    }
-    return batch;
+    return readBoth(impl_->rk.get(), impl_->hot, impl_->pipe, max, timeout, impl_->poll_log, {});
   }
   auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log);
   if (batch) impl_->hot.handedOut(*batch);
@@ -194,7 +185,7 @@ std::uint64_t GroupConsumer::hotRecords() const { return impl_->hot.hotRecords()
 
 void GroupConsumer::heat() {
   if (impl_->closed) return;
-  impl_->hot.heat(impl_->rk.get(), [this] { return impl_->eventFd(); });
+  impl_->hot.heat(impl_->rk.get(), [this] { return impl_->wakePipe(); });
 }
 
 td::Status GroupConsumer::commit(const std::vector<TopicPartitionOffset>& next_offsets,

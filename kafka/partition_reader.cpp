@@ -1,15 +1,12 @@
 #include "kafka/partition_reader.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <set>
 #include <thread>
 
 #include "kafka/internal/hot_twin.h"
 #include "kafka/internal/rdkafka.h"
+#include "kafka/internal/wake_pipe.h"
 
 namespace td::kafka {
 
@@ -24,35 +21,22 @@ static_assert(kOffsetEnd == RD_KAFKA_OFFSET_END);
 static_assert(kOffsetStored == RD_KAFKA_OFFSET_STORED);
 
 struct PartitionReader::Impl {
+  WakePipe pipe;   // signalled by the consumer queue (and a twin's); eventFd() is its read end
   HandlePtr rk;
-  QueuePtr queue;              // the consumer queue, carrying the IO event
-  int pipe_fds[2] = {-1, -1};  // [0] is eventFd(), librdkafka writes to [1]
+  QueuePtr queue;  // the consumer queue
   PeriodicLog poll_log;
-  HotReading hot;   // heat()
+  HotReading hot;  // heat()
 
   ~Impl() {
-    hot.stop();   // the twin's queue writes to pipe_fds[1]
+    hot.stop();   // the twin's queue signals the pipe
     if (queue) {
-      rd_kafka_queue_io_event_enable(queue.get(), -1, nullptr, 0);
+      WakePipe::unwatch(queue.get());
       queue.reset();  // must go before rd_kafka_consumer_close
     }
     if (rk) {
       rd_kafka_consumer_close(rk.get());
       rk.reset();
     }
-    for (int fd : pipe_fds) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-
-  void drainEvents() const {
-    char buf[64];
-    while (::read(pipe_fds[0], buf, sizeof buf) > 0) {
-    }
-  }
-  void rearmEvent() const {
-    const char byte = 1;
-    [[maybe_unused]] auto n = ::write(pipe_fds[1], &byte, 1);
   }
 };
 
@@ -61,29 +45,19 @@ PartitionReader::~PartitionReader() = default;
 
 td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(
     const Properties& props, std::chrono::milliseconds hot_window) {
-  static std::atomic<unsigned> counter{0};
   auto impl = std::make_unique<Impl>();
+  auto pipe = WakePipe::open();
+  if (!pipe) return std::unexpected(pipe.error());
+  impl->pipe = std::move(*pipe);
   // assign() needs a group.id; a unique one is never joined, subscribed or committed to.
-  const std::string group = "td-reader-" + std::to_string(::getpid()) + "-" +
-                            std::to_string(counter.fetch_add(1)) + "-" +
-                            std::to_string(reinterpret_cast<std::uintptr_t>(impl.get()));
-  auto conf = makeConf({{"group.id", group},
-                        {"enable.auto.commit", "false"},
-                        {"enable.auto.offset.store", "false"},
-                        {"auto.offset.reset", "earliest"}},
-                       props, impl.get());
-  if (!conf) return std::unexpected(conf.error());
-  auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
-  impl->rk = std::move(*rk);
-  rd_kafka_poll_set_consumer(impl->rk.get());
-  impl->queue.reset(rd_kafka_queue_get_consumer(impl->rk.get()));
-  if (!impl->queue) return makeError(Errc::kState, "PartitionReader: no consumer queue");
-  if (::pipe2(impl->pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return makeError(td::Errc::kIo, "PartitionReader: pipe2 failed");
-  }
-  static const char kPayload = 1;
-  rd_kafka_queue_io_event_enable(impl->queue.get(), impl->pipe_fds[1], &kPayload, 1);
+  auto consumer = makeAssignOnlyConsumer({{"group.id", placeholderGroup("td-reader")},
+                                          {"enable.auto.commit", "false"},
+                                          {"enable.auto.offset.store", "false"},
+                                          {"auto.offset.reset", "earliest"}},
+                                         props, impl.get(), impl->pipe);
+  if (!consumer) return std::unexpected(consumer.error());
+  impl->rk = std::move(consumer->rk);
+  impl->queue = std::move(consumer->queue);
   impl->hot = HotReading(hot_window, props);
   return std::unique_ptr<PartitionReader>(new PartitionReader(std::move(impl)));
 }
@@ -132,22 +106,21 @@ const std::vector<rd_kafka_resp_err_t> kQuietReadErrors = {
 std::uint64_t PartitionReader::hotRecords() const { return impl_->hot.hotRecords(); }
 
 void PartitionReader::heat() {
-  impl_->hot.heat(impl_->rk.get(), [this] { return impl_->pipe_fds[1]; });
+  impl_->hot.heat(impl_->rk.get(), [this] { return &impl_->pipe; });
 }
 
 td::Result<std::vector<Message>> PartitionReader::poll(std::size_t max,
                                                        std::chrono::milliseconds timeout) {
-  impl_->drainEvents();
-  td::Result<std::vector<Message>> batch;
-  if (impl_->hot.twin() == nullptr) {
-    batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log, kQuietReadErrors);
-    if (batch) impl_->hot.handedOut(*batch);
-  } else {
-    batch = readBoth(impl_->rk.get(), impl_->hot, impl_->pipe_fds[0], max, timeout,
-                     impl_->poll_log, kQuietReadErrors);
+  if (impl_->hot.twin() != nullptr) {
+    return readBoth(impl_->rk.get(), impl_->hot, impl_->pipe, max, timeout, impl_->poll_log,
+                    kQuietReadErrors);
   }
+  impl_->pipe.drain();   // for a caller that waits on eventFd()
+  auto batch = consume(impl_->rk.get(), max, timeout, impl_->poll_log, kQuietReadErrors);
+  if (!batch) return batch;
+  impl_->hot.handedOut(*batch);
   // Stopped at `max`: more may be queued, and librdkafka signals only a queue that was empty.
-  if (batch && max > 0 && batch->size() >= max) impl_->rearmEvent();
+  if (max > 0 && batch->size() >= max) impl_->pipe.signal();
   return batch;
 }
 
@@ -217,6 +190,6 @@ std::int64_t PartitionReader::position(const std::string& topic, std::int32_t pa
   return offset >= 0 ? offset : -1;
 }
 
-int PartitionReader::eventFd() const { return impl_->pipe_fds[0]; }
+int PartitionReader::eventFd() const { return impl_->pipe.readFd(); }
 
 }  // namespace td::kafka

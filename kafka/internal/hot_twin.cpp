@@ -1,8 +1,5 @@
 #include "kafka/internal/hot_twin.h"
 
-#include <poll.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <set>
@@ -30,12 +27,10 @@ void NextOffsets::erase(const std::string& topic, std::int32_t partition) {
   next_.erase({topic, partition});
 }
 
-td::Result<std::unique_ptr<HotTwin>> HotTwin::create(const Properties& props, int event_fd,
+td::Result<std::unique_ptr<HotTwin>> HotTwin::create(const Properties& props,
+                                                     const WakePipe& pipe,
                                                      std::chrono::milliseconds window) {
-  static std::atomic<unsigned> counter{0};
   std::unique_ptr<HotTwin> twin(new HotTwin());
-  const std::string group = "td-hot-" + std::to_string(::getpid()) + "-" +
-                            std::to_string(counter.fetch_add(1));
   Properties own = props;
   // Its own placeholder group (never joined, never committed to), never a static member of
   // the owner's.
@@ -43,28 +38,22 @@ td::Result<std::unique_ptr<HotTwin>> HotTwin::create(const Properties& props, in
     return kv.first == "group.id" || kv.first == "group.instance.id" ||
            kv.first == "enable.auto.commit" || kv.first == "enable.auto.offset.store";
   });
-  own.emplace_back("group.id", group);
+  own.emplace_back("group.id", placeholderGroup("td-hot"));
   own.emplace_back("fetch.wait.max.ms", "0");
-  auto conf = makeConf({{"enable.auto.commit", "false"},
-                        {"enable.auto.offset.store", "false"},
-                        {"auto.offset.reset", "latest"}},
-                       own, twin.get());
-  if (!conf) return std::unexpected(conf.error());
-  auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
-  twin->rk_ = std::move(*rk);
-  rd_kafka_poll_set_consumer(twin->rk_.get());
-  twin->queue_.reset(rd_kafka_queue_get_consumer(twin->rk_.get()));
-  if (!twin->queue_) return makeError(Errc::kState, "HotTwin: no consumer queue");
-  static const char kPayload = 1;
-  rd_kafka_queue_io_event_enable(twin->queue_.get(), event_fd, &kPayload, 1);
+  auto consumer = makeAssignOnlyConsumer({{"enable.auto.commit", "false"},
+                                          {"enable.auto.offset.store", "false"},
+                                          {"auto.offset.reset", "latest"}},
+                                         own, twin.get(), pipe);
+  if (!consumer) return std::unexpected(consumer.error());
+  twin->rk_ = std::move(consumer->rk);
+  twin->queue_ = std::move(consumer->queue);
   twin->window_ = window;
   return twin;
 }
 
 HotTwin::~HotTwin() {
   if (queue_) {
-    rd_kafka_queue_io_event_enable(queue_.get(), -1, nullptr, 0);
+    WakePipe::unwatch(queue_.get());
     queue_.reset();
   }
   if (rk_) rd_kafka_consumer_close(rk_.get());
@@ -215,7 +204,7 @@ void HotReading::handedOut(const std::vector<Message>& batch) {
   for (const auto& m : batch) next_.accept(m);
 }
 
-void HotReading::heat(rd_kafka_t* owner, const std::function<int()>& event_fd) {
+void HotReading::heat(rd_kafka_t* owner, const std::function<const WakePipe*()>& pipe) {
   if (!enabled()) return;
   if (mode_ == Mode::kUndecided) {
     // Only the embedded broker (librdkafka's mock cluster, "mockCluster<hex>") holds an
@@ -227,9 +216,9 @@ void HotReading::heat(rd_kafka_t* owner, const std::function<int()>& event_fd) {
     rd_kafka_mem_free(owner, id);
     mode_ = Mode::kOff;
     if (!mock) return;
-    const int fd = event_fd();
-    if (fd < 0) return;
-    auto twin = HotTwin::create(props_, fd, window_);
+    const WakePipe* wake = pipe();
+    if (wake == nullptr) return;
+    auto twin = HotTwin::create(props_, *wake, window_);
     if (!twin) {
       logger()->warn("{}: no hot fetching: {}", rd_kafka_name(owner), twin.error().message());
       return;
@@ -248,20 +237,15 @@ std::int64_t HotReading::position(const std::string& topic, std::int32_t partiti
   return it == next_.all().end() ? owner_position : std::max(owner_position, it->second);
 }
 
-td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, int event_fd,
+td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, const WakePipe& pipe,
                                           std::size_t max, std::chrono::milliseconds timeout,
                                           PeriodicLog& limiter,
                                           const std::vector<rd_kafka_resp_err_t>& quiet) {
   using Clock = std::chrono::steady_clock;
-  auto drain = [&] {
-    char buf[64];
-    while (::read(event_fd, buf, sizeof buf) > 0) {
-    }
-  };
   HotTwin& twin = *hot.twin();
   const auto deadline = Clock::now() + timeout;
   std::vector<Message> out;
-  drain();
+  pipe.drain();
   while (true) {
     twin.coolIfDue();
     auto mine = consume(owner, max - out.size(), std::chrono::milliseconds(0), limiter, quiet);
@@ -283,10 +267,11 @@ td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, in
     // While hot, look again soon: the window may pass before anything arrives.
     auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
     if (twin.hot()) wait = std::min(wait, std::chrono::milliseconds(5));
-    pollfd fd{event_fd, POLLIN, 0};
-    ::poll(&fd, 1, static_cast<int>(wait.count()));
-    drain();
+    pipe.wait(wait);
+    pipe.drain();
   }
+  // Stopped at `max`: more may be queued, and librdkafka signals only a queue that was empty.
+  if (max > 0 && out.size() >= max) pipe.signal();
   return out;
 }
 

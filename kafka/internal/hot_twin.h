@@ -21,6 +21,7 @@
 
 #include "common/result.h"
 #include "kafka/internal/rdkafka.h"
+#include "kafka/internal/wake_pipe.h"
 #include "kafka/types.h"
 
 namespace td::kafka::internal {
@@ -46,9 +47,10 @@ class NextOffsets {
 class HotTwin {
  public:
   // `props`: the owner's client properties (fetch.wait.max.ms is set to 0 over them, and a
-  // placeholder group.id of its own); `event_fd`: the write end of the owner's wake-up pipe,
-  // written when the twin has records. Hot for `window` after each heat().
-  static td::Result<std::unique_ptr<HotTwin>> create(const Properties& props, int event_fd,
+  // placeholder group.id of its own); `pipe`: the owner's wake-up pipe, signalled when the
+  // twin has records (it must outlive the twin). Hot for `window` after each heat().
+  static td::Result<std::unique_ptr<HotTwin>> create(const Properties& props,
+                                                     const WakePipe& pipe,
                                                      std::chrono::milliseconds window);
   ~HotTwin();
   HotTwin(const HotTwin&) = delete;
@@ -104,13 +106,13 @@ class HotReading {
   void cleared();
   // Records handed out by the owner alone (no twin yet): where a twin would start.
   void handedOut(const std::vector<Message>& batch);
-  // Heats the twin, first making it if the owner's broker is the embedded one. `event_fd`
-  // gives the write end of the owner's wake-up pipe (made on first use).
-  void heat(rd_kafka_t* owner, const std::function<int()>& event_fd);
+  // Heats the twin, first making it if the owner's broker is the embedded one. `pipe` gives
+  // the owner's wake-up pipe (made on first use; null if it cannot be).
+  void heat(rd_kafka_t* owner, const std::function<const WakePipe*()>& pipe);
   // The owner's position, or past what the twin handed out if that is further.
   std::int64_t position(const std::string& topic, std::int32_t partition,
                         std::int64_t owner_position) const;
-  // Drops the twin (its queue writes to the owner's pipe): before the pipe closes.
+  // Drops the twin (its queue signals the owner's pipe): before the pipe closes.
   void stop() { twin_.reset(); }
   // Records the twin handed out first.
   std::uint64_t hotRecords() const { return hot_records_; }
@@ -128,9 +130,9 @@ class HotReading {
 };
 
 // Reads from `owner` and `hot`'s twin, each record once and in order per partition, waiting up
-// to `timeout` for the first on `event_fd` (the read end of the pipe both clients' queues
-// signal; drained here). Errors as consume().
-td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, int event_fd,
+// to `timeout` for the first on `pipe` (which both clients' queues signal). Stopped at `max`,
+// it signals the pipe, as more may be queued. Errors as consume().
+td::Result<std::vector<Message>> readBoth(rd_kafka_t* owner, HotReading& hot, const WakePipe& pipe,
                                           std::size_t max, std::chrono::milliseconds timeout,
                                           PeriodicLog& limiter,
                                           const std::vector<rd_kafka_resp_err_t>& quiet);

@@ -75,14 +75,15 @@ class KafkaTest : public ::testing::Test {
     EXPECT_TRUE(r) << r.error().message();
     return r ? std::move(*r) : nullptr;
   }
-  std::unique_ptr<GroupConsumer> groupConsumer(const std::string& group, Properties extra = {}) {
+  std::unique_ptr<GroupConsumer> groupConsumer(const std::string& group, Properties extra = {},
+                                               std::chrono::milliseconds hot_window = 0ms) {
     auto props = consumerCommon();
     props.push_back({"group.id", group});
     // The mock cluster holds a departed member until about session.timeout.ms - 1 s; 2500 ms
     // is about the lowest it accepts.
     props.push_back({"session.timeout.ms", "2500"});
     props.insert(props.end(), extra.begin(), extra.end());
-    auto c = GroupConsumer::create(props);
+    auto c = GroupConsumer::create(props, hot_window);
     EXPECT_TRUE(c) << c.error().message();
     return c ? std::move(*c) : nullptr;
   }
@@ -385,13 +386,9 @@ TEST_F(KafkaTest, HotReaderHandsOutEveryRecordOnceAndInOrder) {
 // back behind what was handed out.
 TEST_F(KafkaTest, HotGroupConsumerHandsOutEveryRecordOnceAndKeepsItsPositions) {
   auto p = producer({{"linger.ms", "0"}});
-  auto props = consumerCommon();
-  props.push_back({"group.id", uniqueName("g")});
-  props.push_back({"session.timeout.ms", "2500"});
-  props.push_back({"fetch.wait.max.ms", "500"});
-  auto made = GroupConsumer::create(props, 50ms);
-  ASSERT_TRUE(made) << made.error().message();
-  auto& c = **made;
+  auto made = groupConsumer(uniqueName("g"), {{"fetch.wait.max.ms", "500"}}, 50ms);
+  ASSERT_TRUE(made);
+  auto& c = *made;
   ASSERT_OK(c.subscribe({topic_}));
   produceN(*p, topic_, 2, 1, "first");
   ASSERT_EQ(readN(c, 1, 15s).size(), 1u);
@@ -425,13 +422,10 @@ TEST_F(KafkaTest, HotGroupConsumerHandsOutEveryRecordOnceAndKeepsItsPositions) {
 // the slow reader for as long as records flowed anywhere.)
 TEST_F(KafkaTest, HotGroupConsumerStartsAPartitionLearntWhileHot) {
   auto p = producer({{"linger.ms", "0"}});
-  auto props = consumerCommon();
-  props.push_back({"group.id", uniqueName("g")});
-  props.push_back({"session.timeout.ms", "6000"});
-  props.push_back({"fetch.wait.max.ms", "500"});
-  auto made = GroupConsumer::create(props, 50ms);
-  ASSERT_TRUE(made) << made.error().message();
-  auto& c = **made;
+  auto made = groupConsumer(uniqueName("g"),
+                            {{"fetch.wait.max.ms", "500"}, {"session.timeout.ms", "6000"}}, 50ms);
+  ASSERT_TRUE(made);
+  auto& c = *made;
   ASSERT_OK(c.subscribe({topic_}));
   // Reads n records, heating before every short poll: the twin never cools meanwhile.
   auto readHot = [&](std::size_t n) {
