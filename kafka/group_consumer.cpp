@@ -1,6 +1,5 @@
 #include "kafka/group_consumer.h"
 
-
 #include <algorithm>
 #include <cstring>
 

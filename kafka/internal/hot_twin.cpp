@@ -1,7 +1,6 @@
 #include "kafka/internal/hot_twin.h"
 
 #include <algorithm>
-#include <atomic>
 #include <set>
 #include <string_view>
 
