@@ -120,18 +120,17 @@ void HotTwin::heat(const NextOffsets& next) {
   // While hot, the partitions started already fetch in log order from where they were started
   // and are left alone; one whose next offset became known since (a record of it was handed
   // out) is started now. A cool twin starts every known partition afresh.
+  // Called on every batch of a busy coordinator: nothing is allocated unless a partition starts.
   std::vector<std::pair<std::string, std::int32_t>> start;
-  PartitionListPtr seek(rd_kafka_topic_partition_list_new(
-      static_cast<int>(std::max<std::size_t>(held_.size(), 1))));
   for (const auto& key : held_) {
     if (hot_ && std::find(started_.begin(), started_.end(), key) != started_.end()) continue;
-    auto it = next.all().find(key);
-    if (it == next.all().end()) continue;   // where to start is not known yet
-    rd_kafka_topic_partition_list_add(seek.get(), key.first.c_str(), key.second)->offset =
-        it->second;
-    start.push_back(key);
+    if (next.all().contains(key)) start.push_back(key);   // else where to start is not known yet
   }
   if (start.empty()) return;
+  PartitionListPtr seek = listOf(start);
+  for (int i = 0; i < seek->cnt; ++i) {
+    seek->elems[i].offset = next.all().at({seek->elems[i].topic, seek->elems[i].partition});
+  }
   // A seek moves the partition's fetch version on: what the twin fetched before is dropped.
   ErrorPtr error(rd_kafka_seek_partitions(rk_.get(), seek.get(), 0));
   if (error) {
