@@ -273,7 +273,43 @@ class Run {
     report_.scaling.push_back(std::move(*result));
     // A failed size's coordinator is stopped (or killed) by its destructor.
     if (!error.empty()) return makeError(td::Errc::kTimeout, error);
-    return stopCoordinator(**coordinator);
+    TD_RETURN_IF_ERROR(stopCoordinator(**coordinator));
+    if (!options_.topic_floor) return {};
+    return topicFloor(broker, groups, report_.scaling.back());
+  }
+
+  // librdkafka's floor beside a scaling size: td-topic-floor with as many topics as the size
+  // has groups, made as td-coordinator makes td.assign topics (by the Admin API with one
+  // partition under --assign-topics=admin, else by the broker on first use). Run after the
+  // coordinator stopped, alone. A failure is the phase's, and also kept with the size.
+  td::Status topicFloor(const Broker& broker, int groups, ScalingResult& result) {
+    const auto& args = options_.coordinator_args;
+    const bool admin =
+        std::find(args.begin(), args.end(), "--assign-topics=admin") != args.end() ||
+        std::adjacent_find(args.begin(), args.end(), [](const auto& a, const auto& b) {
+          return a == "--assign-topics" && b == "admin";
+        }) != args.end();
+    auto floor = measureTopicFloor(
+        {.bin = options_.topic_floor_bin,
+         .bootstrap = broker.bootstrap,
+         .kafka = options_.kafka,
+         .topics = groups,
+         .partitions = admin ? 1 : 0,
+         .prefix = fmt::format("{}floor{}-{}.", options_.topic_prefix, groups, run_id_),
+         .log = scratch_.path() / fmt::format("topic-floor-{}.log", groups),
+         .time_limit = options_.scaling_time_limit});
+    if (!floor) {
+      result.topic_floor_error = floor.error().message();
+      return std::unexpected(floor.error());
+    }
+    log_->info("topic floor {} topics ({} partitions): {:.0f} B RSS per topic ({:.0f} after "
+               "malloc_trim), {:.0f} B heap per topic; the coordinator: {:.0f} B settled RSS "
+               "per group",
+               groups, floor->partitions, floor->rss_bytes_per_topic,
+               floor->trimmed_rss_bytes_per_topic, floor->heap_bytes_per_topic,
+               result.rss_bytes_per_group_settled);
+    result.topic_floor = *floor;
+    return {};
   }
 
   // Ready means: a one-step group of one simulated worker went from registration to

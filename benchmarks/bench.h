@@ -51,7 +51,8 @@ struct BenchOptions {
   int scaling_lease_ms = 120000;
   int scaling_heartbeat_ms = 30000;
   std::string scaling_log_level = "warn";  // td-coordinator's --log-level there
-  int scaling_idle_ms = 1000;  // the idle CPU measurement before each window
+  int scaling_idle_ms = 1500;  // idle CPU and settled RSS, before each window
+  bool topic_floor = true;     // run td-topic-floor beside each scaling size
   int scaling_families = 16;   // compatibility families the scaling groups are spread over
   // Of the registrations of each size, and again of its window.
   std::chrono::seconds scaling_time_limit{300};
@@ -59,6 +60,7 @@ struct BenchOptions {
   std::chrono::seconds time_limit{60};         // of each phase (floor, readiness, each case)
   std::string coordinator_bin;                 // td-coordinator to start
   std::string worker_bin;                      // td-worker to start
+  std::string topic_floor_bin;                 // td-topic-floor (scaling: librdkafka's floor)
   std::string coordinator_log_level = "info";  // as deployed: one line per event
   // More flags for every td-coordinator of the run (--coordinator-arg), e.g. --exactly-once.
   std::vector<std::string> coordinator_args;

@@ -105,9 +105,13 @@ void addPhaseFlags(CLI::App& app, BenchOptions& o) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   app.add_option("--scaling-idle-ms", o.scaling_idle_ms,
-                 "idle period before each window, for the coordinator's idle CPU")
+                 "idle period before each window, for the coordinator's idle CPU and its settled "
+                 "RSS (after it gave the join burst's freed heap back)")
       ->check(CLI::Range(0, 600000))
       ->capture_default_str();
+  app.add_flag("!--no-topic-floor", o.topic_floor,
+               "skip td-topic-floor (librdkafka's memory per td.assign topic alone) beside each "
+               "scaling size");
 }
 
 void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::string>& properties) {
@@ -159,6 +163,9 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
   app.add_option("--coordinator-bin", o.coordinator_bin, "td-coordinator to start")
       ->capture_default_str();
   app.add_option("--worker-bin", o.worker_bin, "td-worker to start")->capture_default_str();
+  app.add_option("--topic-floor-bin", o.topic_floor_bin,
+                 "td-topic-floor, run beside each scaling size")
+      ->capture_default_str();
   app.add_option("--coordinator-log-level", o.coordinator_log_level,
                  "td-coordinator's --log-level (info, as deployed: one line per group-level "
                  "event; debug adds one per step-level event)")
@@ -189,6 +196,7 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   CommandLine line;
   line.options.coordinator_bin = TD_BENCH_COORDINATOR_BIN;
   line.options.worker_bin = TD_BENCH_WORKER_BIN;
+  line.options.topic_floor_bin = TD_BENCH_TOPIC_FLOOR_BIN;
   int seconds = static_cast<int>(line.options.time_limit.count());
   bool smoke = false;
   std::string level = "info";

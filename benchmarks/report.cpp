@@ -69,6 +69,16 @@ std::string quotedList(const std::vector<std::string>& values) {
   return out;
 }
 
+std::string topicFloorJson(const ScalingResult& r) {
+  if (!r.topic_floor) return "null";
+  const TopicFloor& f = *r.topic_floor;
+  return fmt::format(
+      "{{\"topics\":{},\"partitions\":{},\"rss_bytes_per_topic\":{},"
+      "\"trimmed_rss_bytes_per_topic\":{},\"heap_bytes_per_topic\":{}}}",
+      f.topics, f.partitions, number(f.rss_bytes_per_topic), number(f.trimmed_rss_bytes_per_topic),
+      number(f.heap_bytes_per_topic));
+}
+
 std::string scalingJson(const ScalingResult& r) {
   return fmt::format(
       "{{\"groups\":{},\"groups_joined\":{},\"steps_per_group\":{},\"reads\":{},\"schema_bytes\":{}"
@@ -79,14 +89,17 @@ std::string scalingJson(const ScalingResult& r) {
       "\"window_started\":{},\"window_finished\":{},\"window_heartbeats\":{},"
       "\"window_inputs\":{},\"window_s\":{},"
       "\"cpu_window_ms\":{},\"cpu_window_stat_ms\":{},\"cpu_us_per_event\":{},"
-      "\"inputs_per_s\":{},\"error\":{}}}",
+      "\"inputs_per_s\":{},\"error\":{},\"rss_after_idle\":{},"
+      "\"rss_bytes_per_group_settled\":{},\"topic_floor\":{},\"topic_floor_error\":{}}}",
       r.groups, r.groups_joined, r.steps_per_group, quoted(r.reads), r.schema_bytes,
       r.registration_bytes, number(r.join_s), number(r.add_s), r.rss_before, r.rss_after,
       r.rss_after_window, number(r.rss_bytes_per_group), number(r.core_bytes_per_group),
       number(r.idle_cpu_ms_per_s), r.quota_per_group, r.window_started, r.window_finished,
       r.window_heartbeats, r.window_inputs, number(r.window_s), number(r.cpu_window_ms),
       number(r.cpu_window_stat_ms), number(r.cpu_us_per_event), number(r.events_per_s),
-      r.error.empty() ? "null" : quoted(r.error));
+      r.error.empty() ? "null" : quoted(r.error), r.rss_after_idle,
+      number(r.rss_bytes_per_group_settled), topicFloorJson(r),
+      r.topic_floor_error.empty() ? "null" : quoted(r.topic_floor_error));
 }
 
 // {"10": f(size 10), ...} over the scaling sizes.
@@ -159,15 +172,17 @@ std::string machineJson(const MachineFacts& m) {
 std::string scalingTable(const BenchReport& report) {
   std::string out = fmt::format(
       "\nscaling (fresh td-coordinator per size, --log-level {}, one peer per group):\n"
-      "{:>7} {:>7} {:>9} {:>10} {:>11} {:>9} {:>8} {:>8} {:>9} {:>9}  {}\n",
-      report.options.scaling_log_level, "groups", "join s", "RSS B/grp", "core B/grp", "idle ms/s",
-      "inputs", "window s", "inputs/s", "CPU ms", "us/input", "reads");
+      "{:>7} {:>7} {:>9} {:>9} {:>11} {:>10} {:>11} {:>9} {:>8} {:>8} {:>9} {:>9}  {}\n",
+      report.options.scaling_log_level, "groups", "join s", "RSS B/grp", "settled", "floor B/tpc",
+      "core B/grp", "idle ms/s", "inputs", "window s", "inputs/s", "CPU ms", "us/input", "reads");
   for (const auto& r : report.scaling) {
     out += fmt::format(
-        "{:>7} {:>7.2f} {:>9.0f} {:>10.0f} {:>11.1f} {:>9} {:>8.2f} {:>8.0f} {:>9.1f} {:>9.1f}  "
-        "{}\n",
-        r.groups, r.join_s, r.rss_bytes_per_group, r.core_bytes_per_group, r.idle_cpu_ms_per_s,
-        r.window_inputs, r.window_s, r.events_per_s, r.cpu_window_ms, r.cpu_us_per_event, r.reads);
+        "{:>7} {:>7.2f} {:>9.0f} {:>9.0f} {:>11} {:>10.0f} {:>11.1f} {:>9} {:>8.2f} {:>8.0f} "
+        "{:>9.1f} {:>9.1f}  {}\n",
+        r.groups, r.join_s, r.rss_bytes_per_group, r.rss_bytes_per_group_settled,
+        r.topic_floor ? fmt::format("{:.0f}", r.topic_floor->trimmed_rss_bytes_per_topic) : "-",
+        r.core_bytes_per_group, r.idle_cpu_ms_per_s, r.window_inputs, r.window_s, r.events_per_s,
+        r.cpu_window_ms, r.cpu_us_per_event, r.reads);
     if (!r.error.empty()) {
       out += fmt::format("        failed ({} of {} groups joined): {}\n", r.groups_joined, r.groups,
                          r.error);
@@ -250,7 +265,9 @@ std::string formatJson(const BenchReport& report) {
       "\"dispatch_p99_over_floor_p99\":{},\"completions_per_s\":{{{}}},\"cases\":{{{}}},"
       "\"floor_produce_per_s\":{},\"floor_produce\":{{\"records\":{},\"record_bytes\":{},"
       "\"seconds\":{}}},\"cpu_us_per_event\":{},\"rss_bytes_per_group\":{},"
-      "\"core_bytes_per_group\":{},\"scaling\":{},"
+      "\"core_bytes_per_group\":{},\"rss_bytes_per_group_settled\":{},"
+      "\"topic_floor_bytes_per_topic\":{},\"rss_over_topic_floor_bytes_per_group\":{},"
+      "\"scaling\":{},"
       "\"failures\":[{}],\"coordinator_ready_s\":{},\"broker\":{},\"settings\":{},"
       "\"machine\":{}{}{}}}\n",
       number(report.floor.p50_ms), number(report.floor.p90_ms), number(report.floor.p99_ms),
@@ -268,6 +285,22 @@ std::string formatJson(const BenchReport& report) {
                return r.rss_after > 0 ? number(r.rss_bytes_per_group) : "null";
              }),
       bySize(report, [](const ScalingResult& r) { return number(r.core_bytes_per_group); }),
+      bySize(report,
+             [](const ScalingResult& r) {
+               return r.rss_after_idle > 0 ? number(r.rss_bytes_per_group_settled) : "null";
+             }),
+      // The floor after malloc_trim, as the coordinator's settled figure is after its trim.
+      bySize(report,
+             [](const ScalingResult& r) {
+               return r.topic_floor ? number(r.topic_floor->trimmed_rss_bytes_per_topic) : "null";
+             }),
+      bySize(report,
+             [](const ScalingResult& r) {
+               return r.topic_floor && r.rss_after_idle > 0
+                          ? number(r.rss_bytes_per_group_settled -
+                                   r.topic_floor->trimmed_rss_bytes_per_topic)
+                          : "null";
+             }),
       bySize(report, scalingJson), failuresJson(report), number(report.coordinator_ready_s),
       quoted(report.broker), settingsJson(report.options, report.fetch_wait_ms), machineJson(report.machine),
       // MAKESPAN (issue 7): makespan_over_bound (with history) and the case's details.

@@ -20,7 +20,12 @@ std::string formatTable(const BenchReport& report);
 //           dispatch_p99_over_floor_p99 (simulated and fleet cases)}},
 //   floor_produce_per_s, floor_produce: {records, record_bytes, seconds},
 //   cpu_us_per_event: {open groups: us}, rss_bytes_per_group: {open groups: bytes},
-//   scaling: {open groups: {every field of ScalingResult}}, failures: [phase: error],
+//   core_bytes_per_group, rss_bytes_per_group_settled (after the idle period, once the
+//   coordinator gave the join burst's freed heap back), topic_floor_bytes_per_topic
+//   (td-topic-floor's RSS per topic after malloc_trim: librdkafka alone) and
+//   rss_over_topic_floor_bytes_per_group (settled minus that floor): {open groups: bytes},
+//   scaling: {open groups: {every field of ScalingResult, topic_floor: {...} or null}},
+//   failures: [phase: error],
 //   coordinator_ready_s, broker, settings: {...}, machine: {nproc, memory_mib, cpu_model,
 //   kernel, load_average_1m},
 //   makespan_over_bound (null with --no-makespan), makespan: {...} (makespan.h, MAKESPAN).

@@ -5,6 +5,8 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <optional>
+#include <stdexcept>
 
 #include "benchmarks/fleet_cases.h"
 #include "common/log.h"
@@ -29,6 +31,11 @@ td::Status measureWindow(const ScalingCase& spec, const CaseEnv& env, Fleet& fle
   TD_RETURN_IF_ERROR(fleet.idle(idle_start + spec.idle));
   auto idle_end = readUsage(pid);
   if (!idle_end) return std::unexpected(idle_end.error());
+  r.rss_after_idle = idle_end->rss_bytes;
+  if (r.groups_joined > 0) {
+    r.rss_bytes_per_group_settled =
+        static_cast<double>(r.rss_after_idle - r.rss_before) / r.groups_joined;
+  }
   const double idle_s = secondsBetween(idle_start, Clock::now());
   const auto cpu = cpuSeconds;
   r.idle_cpu_ms_per_s = (cpu(*idle_end) - cpu(joined)) * 1000 / idle_s;
@@ -107,8 +114,8 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
   }
   auto fleet = Fleet::create(FleetConfig{.bootstrap = env.bootstrap,
                                          .kafka = env.kafka,
-                                                                                  .broker_kind = env.broker_kind,
-.topics = env.topics,
+                                         .broker_kind = env.broker_kind,
+                                         .topics = env.topics,
                                          .source = spec.source,
                                          .groups = std::move(peers),
                                          .schema = &*schema,
@@ -143,6 +150,62 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
     r.error = status.error().message();
   }
   return r;
+}
+
+namespace {
+// The number after "\"key\":" in `line`, or nullopt.
+std::optional<double> jsonNumber(const std::string& line, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto at = line.find(needle);
+  if (at == std::string::npos) return std::nullopt;
+  try {
+    return std::stod(line.substr(at + needle.size()));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+}  // namespace
+
+td::Result<TopicFloor> measureTopicFloor(const TopicFloorSpec& spec) {
+  std::vector<std::string> args = {spec.bin,
+                                   "--bootstrap-server", spec.bootstrap,
+                                   "--topics", std::to_string(spec.topics),
+                                   "--partitions", std::to_string(spec.partitions),
+                                   "--prefix", spec.prefix};
+  for (const auto& [key, value] : spec.kafka) {
+    args.push_back("-X");
+    args.push_back(key + "=" + value);
+  }
+  auto child = ChildProcess::spawn(args, spec.log);
+  if (!child) return std::unexpected(child.error());
+  const auto code = (*child)->waitFor(spec.time_limit);
+  if (!code) {
+    return makeError(td::Errc::kTimeout,
+                     fmt::format("td-topic-floor still running after {} s",
+                                 std::chrono::duration_cast<std::chrono::seconds>(spec.time_limit)
+                                     .count()));
+  }
+  const std::string tail = (*child)->outputTail(4000);
+  if (*code != 0) {
+    return makeError(td::Errc::kInternal,
+                     fmt::format("td-topic-floor exited with {}: {}", *code, tail));
+  }
+  const auto line_at = tail.rfind("{\"topics\":");
+  if (line_at == std::string::npos) {
+    return makeError(td::Errc::kInternal, "td-topic-floor printed no figures: " + tail);
+  }
+  const std::string line = tail.substr(line_at);
+  TopicFloor floor{.topics = spec.topics, .partitions = spec.partitions};
+  const auto rss = jsonNumber(line, "rss_bytes_per_topic");
+  const auto trimmed = jsonNumber(line, "trimmed_rss_bytes_per_topic");
+  const auto heap = jsonNumber(line, "heap_bytes_per_topic");
+  if (!rss || !trimmed || !heap) {
+    return makeError(td::Errc::kInternal, "td-topic-floor's figures are incomplete: " + line);
+  }
+  floor.rss_bytes_per_topic = *rss;
+  floor.trimmed_rss_bytes_per_topic = *trimmed;
+  floor.heap_bytes_per_topic = *heap;
+  return floor;
 }
 
 }  // namespace td::bench

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include "benchmarks/cases.h"
@@ -23,6 +25,16 @@ struct ScalingCase {
   std::chrono::milliseconds idle{1000};  // the idle measurement before the window
 };
 
+// td-topic-floor's figures for one size: librdkafka alone, td-coordinator's producer pool
+// writing one record to each of `topics` topics (benchmarks/topic_floor_main.cpp).
+struct TopicFloor {
+  int topics = 0;
+  int partitions = 0;                        // 0: created by the broker on first use
+  double rss_bytes_per_topic = 0;            // resident growth per topic
+  double trimmed_rss_bytes_per_topic = 0;    // the same after malloc_trim(0)
+  double heap_bytes_per_topic = 0;           // heap in use (mallinfo2) per topic
+};
+
 struct ScalingResult {
   int groups = 0;
   int steps_per_group = 0;
@@ -36,6 +48,10 @@ struct ScalingResult {
   std::int64_t rss_after = 0;          // ... after every group's first StepAssigned
   std::int64_t rss_after_window = 0;
   double rss_bytes_per_group = 0;     // (after - before) / groups_joined
+  // After the idle period: the coordinator has given the join burst's freed heap back
+  // (common/heap_trim.h), so this is what the open groups keep resident.
+  std::int64_t rss_after_idle = 0;
+  double rss_bytes_per_group_settled = 0;   // (after_idle - before) / groups_joined
   // The coordinator core's own share, measured in td-bench: heap bytes in use (mallinfo2) per
   // group after the same registrations go into an in-process Core and each group's td.state
   // record is encoded once. No librdkafka, no transient cycle buffers.
@@ -54,7 +70,24 @@ struct ScalingResult {
   // Set when a step after the registrations failed (e.g. the window timed out): the fields
   // measured before it are kept, the later ones are 0.
   std::string error;
+  // td-topic-floor beside this size (td-bench --no-topic-floor skips it), or why it failed.
+  std::optional<TopicFloor> topic_floor;
+  std::string topic_floor_error;
 };
+
+struct TopicFloorSpec {
+  std::string bin;
+  std::string bootstrap;
+  kafka::Properties kafka;   // -X
+  int topics = 0;
+  int partitions = 0;
+  std::string prefix;
+  std::filesystem::path log;   // its stdout and stderr
+  std::chrono::milliseconds time_limit{300000};
+};
+// Runs td-topic-floor and reads its JSON line. Errors: kIo (spawn), kInternal (it failed, or
+// printed no figures), kTimeout.
+td::Result<TopicFloor> measureTopicFloor(const TopicFloorSpec& spec);
 
 // One peer per group, `groups` groups on one fresh, ready coordinator (env.coordinator):
 //  1. RSS; register every peer (Fleet::join: each group's first assignment held); RSS;

@@ -393,6 +393,7 @@ td::Status Service::run() {
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
       TD_RETURN_IF_ERROR(writeCycle({}));
       probe_.ticks.fetch_add(1);
+      trimHeap();
       next_tick = clock_.now().mono + options_.tick_interval;
     }
     if (options_.publish_stats) publishStats();
@@ -620,6 +621,13 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
   std::vector<kafka::TopicPartitionOffset> offsets;
   for (const auto& [tp, offset] : next) offsets.push_back({tp.first, tp.second, offset});
   return writeCycle(offsets);
+}
+
+void Service::trimHeap() {
+  const auto trimmed = heap_trimmer_.maybeTrim(clock_.now().mono);
+  if (!trimmed) return;
+  log_->debug("gave freed heap back: resident {} -> {} bytes", trimmed->resident_before,
+              trimmed->resident_after);
 }
 
 void Service::deliverFlowAnswers() {

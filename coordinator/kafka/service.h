@@ -46,6 +46,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/heap_trim.h"
 #include "common/log.h"
 #include "common/result.h"
 #include "common/time.h"
@@ -85,6 +86,8 @@ struct ServiceOptions {
   // exactly_once (one transactional producer). Chosen by measurement (docs/performance.md,
   // "Producer shards for td.assign (issue 7)").
   std::size_t assign_groups_per_producer = 256;
+  // When freed heap is given back to the system (common/heap_trim.h), checked on each tick.
+  HeapTrimPolicy heap_trim;
 };
 
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
@@ -229,6 +232,8 @@ class Service {
   // Hands the core FlowProber's answers: PartitionCaughtUp for an owned td.registrations
   // partition whose leader's high watermark this coordinator has handled.
   void deliverFlowAnswers();
+  // Gives heap freed after a burst back to the system when the policy says so (on a tick).
+  void trimHeap();
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
   td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
   // Creates the assignment topics of the groups this cycle's output goes to (admin mode).
@@ -291,6 +296,7 @@ class Service {
   // This cycle's PublishStepStats, the latest per key.
   std::map<std::string, td::v1::StepStats> stats_out_;
   ServiceProbe probe_;
+  HeapTrimmer heap_trimmer_{options_.heap_trim};
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;
   struct DeadLetterRecord {

@@ -1,0 +1,143 @@
+// td-topic-floor: what librdkafka alone holds per td.assign topic, measured apart from
+// td-coordinator (issue 16 asks for this floor). td-coordinator's own producer pool
+// (AssignProducers, 256 topics per producer, the coordinator's producer settings) writes one
+// record to each of N topics, with nothing else in the process; the resident size and the heap
+// in use (mallinfo2) are read before and after, and after malloc_trim(0). td-bench runs it
+// beside each scaling size (docs/performance.md, "Memory per open group against librdkafka's
+// floor"). Prints one JSON object on stdout.
+// Exit codes: 0 measured, 1 a Kafka step failed, 2 usage.
+#include <malloc.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/heap_trim.h"
+#include "coordinator/kafka/assign_producers.h"
+#include "kafka/admin.h"
+#include "kafka/client_settings.h"
+#include "kafka/kafka.h"
+
+namespace {
+
+struct Options {
+  std::string bootstrap;
+  int topics = 1000;
+  std::string prefix = "td.assign.floor.";
+  int partitions = 0;   // 0: the broker creates each topic on first use
+  std::size_t per_producer = 256;
+  std::vector<std::string> properties;
+};
+
+std::int64_t heapInUse() {
+  const struct mallinfo2 m = mallinfo2();
+  return static_cast<std::int64_t>(m.uordblks + m.hblkhd);
+}
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "td-topic-floor: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"What librdkafka holds per td.assign topic, without td-coordinator"};
+  app.add_option("--bootstrap-server", o.bootstrap, "HOST:PORT")->required();
+  app.add_option("--topics", o.topics, "topics to write one record each to")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--prefix", o.prefix, "topic name prefix")->capture_default_str();
+  app.add_option("--partitions", o.partitions,
+                 "create each topic with this many partitions through the Admin API (0: leave "
+                 "it to the broker's auto-creation)")
+      ->check(CLI::Range(0, 1000))->capture_default_str();
+  app.add_option("--topics-per-producer", o.per_producer, "as td-coordinator's shards")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("-X", o.properties, "a librdkafka property KEY=VALUE for every client");
+  CLI11_PARSE(app, argc, argv);
+
+  td::kafka::Properties overrides;
+  for (const auto& kv : o.properties) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "td-topic-floor: -X %s: expected KEY=VALUE\n", kv.c_str());
+      return 2;
+    }
+    overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  // td-coordinator's producer settings (coordinator/kafka/service.cpp, clientProperties).
+  td::kafka::Properties producer_own{{"message.timeout.ms", "0"}};
+  producer_own.insert(producer_own.end(), overrides.begin(), overrides.end());
+  td::coordinator::AssignProducers pool(o.per_producer, [&](std::uint64_t index) {
+    return td::kafka::Producer::create(td::kafka::producerSettings(
+        o.bootstrap, fmt::format("td-topic-floor-assign-{}", index), producer_own));
+  });
+  std::unique_ptr<td::kafka::Admin> admin;
+  if (o.partitions > 0) {
+    auto made = td::kafka::Admin::create(
+        td::kafka::producerSettings(o.bootstrap, "td-topic-floor-admin", overrides));
+    if (!made) return fail("admin client: " + made.error().message());
+    admin = std::move(*made);
+  }
+  auto createTopics = [&](int from, int to) -> td::Status {
+    if (!admin) return {};
+    std::vector<td::kafka::NewTopic> batch;
+    for (int i = from; i < to; ++i) {
+      batch.push_back({.name = fmt::format("{}{}", o.prefix, i), .partitions = o.partitions});
+      if (batch.size() == 500 || i + 1 == to) {
+        for (const auto& outcome : admin->createTopics(batch, std::chrono::seconds(60))) {
+          if (!outcome.status) return std::unexpected(outcome.status.error());
+        }
+        batch.clear();
+      }
+    }
+    return {};
+  };
+  auto produceTo = [&](int from, int to) -> td::Status {
+    int failed = 0;
+    std::string first_error;
+    for (int i = from; i < to; ++i) {
+      auto status = pool.produce(fmt::format("{}{}", o.prefix, i), 0, "k", "v",
+                                 [&](const td::Status& s, std::int32_t, std::int64_t) {
+                                   if (s) return;
+                                   if (failed++ == 0) first_error = s.error().message();
+                                 });
+      if (!status) return status;
+    }
+    TD_RETURN_IF_ERROR(pool.flush(std::chrono::seconds(120)));
+    if (failed > 0) {
+      return td::makeError(td::Errc::kIo, fmt::format("{} records failed, the first: {}", failed, first_error));
+    }
+    return {};
+  };
+  // Topic 0 opens the first producer and its connections before the first reading.
+  if (auto s = createTopics(0, 1); !s) return fail("creating topics: " + s.error().message());
+  if (auto s = produceTo(0, 1); !s) return fail("producing: " + s.error().message());
+  malloc_trim(0);
+  const std::int64_t rss_before = td::residentBytes();
+  const std::int64_t heap_before = heapInUse();
+  if (auto s = createTopics(1, o.topics + 1); !s) {
+    return fail("creating topics: " + s.error().message());
+  }
+  if (auto s = produceTo(1, o.topics + 1); !s) return fail("producing: " + s.error().message());
+  const std::int64_t rss_after = td::residentBytes();
+  const std::int64_t heap_after = heapInUse();
+  malloc_trim(0);
+  const std::int64_t rss_trimmed = td::residentBytes();
+  const double n = o.topics;
+  std::printf(
+      "{\"topics\":%d,\"partitions\":%d,\"producers\":%zu,\"rss_before\":%lld,"
+      "\"rss_after\":%lld,\"rss_trimmed\":%lld,\"heap_before\":%lld,\"heap_after\":%lld,"
+      "\"rss_bytes_per_topic\":%.0f,\"trimmed_rss_bytes_per_topic\":%.0f,"
+      "\"heap_bytes_per_topic\":%.0f}\n",
+      o.topics, o.partitions, pool.openShards(), static_cast<long long>(rss_before),
+      static_cast<long long>(rss_after), static_cast<long long>(rss_trimmed),
+      static_cast<long long>(heap_before), static_cast<long long>(heap_after),
+      (rss_after - rss_before) / n, (rss_trimmed - rss_before) / n,
+      (heap_after - heap_before) / n);
+  return 0;
+}
