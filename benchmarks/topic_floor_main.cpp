@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/heap_trim.h"
@@ -128,6 +129,28 @@ int main(int argc, char** argv) {
   const std::int64_t heap_after = heapInUse();
   malloc_trim(0);
   const std::int64_t rss_trimmed = td::residentBytes();
+  // Topics made through the Admin API are deleted again (the broker made the others).
+  if (admin) {
+    std::vector<std::string> names;
+    for (int i = 0; i <= o.topics; ++i) {
+      names.push_back(fmt::format("{}{}", o.prefix, i));
+      if (names.size() == 500 || i == o.topics) {
+        admin->deleteTopics(names, std::chrono::seconds(60));
+        names.clear();
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    std::size_t failed = 0;
+    while (admin->deletesInFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      for (const auto& outcome : admin->takeDeleted()) failed += outcome.status ? 0 : 1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    for (const auto& outcome : admin->takeDeleted()) failed += outcome.status ? 0 : 1;
+    if (failed > 0 || admin->deletesInFlight() > 0) {
+      std::fprintf(stderr, "td-topic-floor: %zu topics not deleted, %zu still in flight\n",
+                   failed, admin->deletesInFlight());
+    }
+  }
   const double n = o.topics;
   std::printf(
       "{\"topics\":%d,\"partitions\":%d,\"producers\":%zu,\"rss_before\":%lld,"

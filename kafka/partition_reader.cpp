@@ -12,10 +12,6 @@ namespace td::kafka {
 
 using namespace internal;
 
-namespace {
-constexpr int kWarmupMs = 500;  // metadata wait in assign()/add()
-}  // namespace
-
 static_assert(kOffsetBeginning == RD_KAFKA_OFFSET_BEGINNING);
 static_assert(kOffsetEnd == RD_KAFKA_OFFSET_END);
 static_assert(kOffsetStored == RD_KAFKA_OFFSET_STORED);

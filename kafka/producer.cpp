@@ -11,10 +11,6 @@ namespace td::kafka {
 
 using namespace internal;
 
-namespace {
-constexpr int kWarmupMs = 500;  // metadata wait on the first produce to a topic
-}  // namespace
-
 struct Producer::Impl {
   HandlePtr rk;
   PeriodicLog error_log;

@@ -6,10 +6,6 @@
 
 namespace td::kafka::internal {
 
-namespace {
-constexpr int kWarmupMs = 500;  // the longest wait for a topic's metadata in HotTwin::add()
-}  // namespace
-
 bool NextOffsets::accept(const Message& m) {
   auto [it, first] = next_.try_emplace({m.topic, m.partition}, m.offset + 1);
   if (first) return true;

@@ -115,6 +115,9 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
 // DESCRIBE on it, UNKNOWN_TOPIC_OR_PART, ...), else NO_ERROR: librdkafka 2.0.2 never reports
 // the former to a consumer that assign()ed the topic, which then waits for it silently.
 rd_kafka_resp_err_t warmMetadata(rd_kafka_t* rk, const std::string& topic, int timeout_ms);
+// The longest a client waits in warmMetadata() before a topic's first use (a reader's assign,
+// a producer's first record to it, a hot twin's add): half of librdkafka's 1 s topic scan.
+inline constexpr int kWarmupMs = 500;
 
 // The "kafka" logger.
 std::shared_ptr<spdlog::logger> logger();
