@@ -3,14 +3,15 @@
 // (AssignProducers, 256 topics per producer, the coordinator's producer settings) writes one
 // record to each of N topics, with nothing else in the process; the resident size and the heap
 // in use (mallinfo2) are read before and after, and after malloc_trim(0). td-bench runs it
-// beside each scaling size (docs/performance.md, "Memory per open group against librdkafka's
-// floor"). Prints one JSON object on stdout.
+// beside each scaling size (docs/performance.md, "Issue 16, third step"). Prints one JSON
+// object on stdout.
 // Exit codes: 0 measured, 1 a Kafka step failed, 2 usage.
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "common/heap_trim.h"
 #include "coordinator/kafka/assign_producers.h"
 #include "kafka/admin.h"
+#include "coordinator/kafka/service.h"
 #include "kafka/client_settings.h"
 #include "kafka/kafka.h"
 
@@ -61,18 +63,13 @@ int main(int argc, char** argv) {
   app.add_option("-X", o.properties, "a librdkafka property KEY=VALUE for every client");
   CLI11_PARSE(app, argc, argv);
 
-  td::kafka::Properties overrides;
-  for (const auto& kv : o.properties) {
-    const auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::fprintf(stderr, "td-topic-floor: -X %s: expected KEY=VALUE\n", kv.c_str());
-      return 2;
-    }
-    overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  auto overrides = td::kafka::parseProperties(o.properties);
+  if (!overrides) {
+    std::fprintf(stderr, "td-topic-floor: -X: %s\n", overrides.error().message().c_str());
+    return 2;
   }
-  // td-coordinator's producer settings (coordinator/kafka/service.cpp, clientProperties).
-  td::kafka::Properties producer_own{{"message.timeout.ms", "0"}};
-  producer_own.insert(producer_own.end(), overrides.begin(), overrides.end());
+  const td::kafka::Properties producer_own =
+      td::coordinator::producerOwnSettings({.kafka = *overrides});
   td::coordinator::AssignProducers pool(o.per_producer, [&](std::uint64_t index) {
     return td::kafka::Producer::create(td::kafka::producerSettings(
         o.bootstrap, fmt::format("td-topic-floor-assign-{}", index), producer_own));
@@ -80,20 +77,21 @@ int main(int argc, char** argv) {
   std::unique_ptr<td::kafka::Admin> admin;
   if (o.partitions > 0) {
     auto made = td::kafka::Admin::create(
-        td::kafka::producerSettings(o.bootstrap, "td-topic-floor-admin", overrides));
+        td::kafka::producerSettings(o.bootstrap, "td-topic-floor-admin", *overrides));
     if (!made) return fail("admin client: " + made.error().message());
     admin = std::move(*made);
   }
+  auto topic = [&](int i) { return fmt::format("{}{}", o.prefix, i); };
+  // Topics [from, to) by the Admin API, 500 to a request.
   auto createTopics = [&](int from, int to) -> td::Status {
     if (!admin) return {};
-    std::vector<td::kafka::NewTopic> batch;
-    for (int i = from; i < to; ++i) {
-      batch.push_back({.name = fmt::format("{}{}", o.prefix, i), .partitions = o.partitions});
-      if (batch.size() == 500 || i + 1 == to) {
-        for (const auto& outcome : admin->createTopics(batch, std::chrono::seconds(60))) {
-          if (!outcome.status) return std::unexpected(outcome.status.error());
-        }
-        batch.clear();
+    for (int first = from; first < to; first += 500) {
+      std::vector<td::kafka::NewTopic> batch;
+      for (int i = first; i < std::min(to, first + 500); ++i) {
+        batch.push_back({.name = topic(i), .partitions = o.partitions});
+      }
+      for (const auto& outcome : admin->createTopics(batch, std::chrono::seconds(60))) {
+        if (!outcome.status) return std::unexpected(outcome.status.error());
       }
     }
     return {};
@@ -102,7 +100,7 @@ int main(int argc, char** argv) {
     int failed = 0;
     std::string first_error;
     for (int i = from; i < to; ++i) {
-      auto status = pool.produce(fmt::format("{}{}", o.prefix, i), 0, "k", "v",
+      auto status = pool.produce(topic(i), 0, "k", "v",
                                  [&](const td::Status& s, std::int32_t, std::int64_t) {
                                    if (s) return;
                                    if (failed++ == 0) first_error = s.error().message();
@@ -111,7 +109,8 @@ int main(int argc, char** argv) {
     }
     TD_RETURN_IF_ERROR(pool.flush(std::chrono::seconds(120)));
     if (failed > 0) {
-      return td::makeError(td::Errc::kIo, fmt::format("{} records failed, the first: {}", failed, first_error));
+      return td::makeError(td::Errc::kIo,
+                           fmt::format("{} records failed, the first: {}", failed, first_error));
     }
     return {};
   };
@@ -131,13 +130,10 @@ int main(int argc, char** argv) {
   const std::int64_t rss_trimmed = td::residentBytes();
   // Topics made through the Admin API are deleted again (the broker made the others).
   if (admin) {
-    std::vector<std::string> names;
-    for (int i = 0; i <= o.topics; ++i) {
-      names.push_back(fmt::format("{}{}", o.prefix, i));
-      if (names.size() == 500 || i == o.topics) {
-        admin->deleteTopics(names, std::chrono::seconds(60));
-        names.clear();
-      }
+    for (int first = 0; first <= o.topics; first += 500) {
+      std::vector<std::string> names;
+      for (int i = first; i < std::min(o.topics + 1, first + 500); ++i) names.push_back(topic(i));
+      admin->deleteTopics(names, std::chrono::seconds(60));
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     std::size_t failed = 0;

@@ -103,21 +103,8 @@ ClientProperties clientProperties(const ServiceOptions& o, kafka::BrokerKind kin
                                  {"enable.auto.commit", o.exactly_once ? "false" : "true"},
                                  {"auto.commit.interval.ms", "200"}};
   if (o.static_membership) consumer_own.emplace_back("group.instance.id", o.core.coordinator_id);
-  // Output is never dropped: through an outage it waits (and the batch's offsets stay
-  // uncommitted) until the broker is back.
-  kafka::Properties producer_own{{"message.timeout.ms", "0"}};
-  if (o.exactly_once) {
-    // Stable per instance: a restarted instance fences its predecessor's open transaction.
-    producer_own.emplace_back("transactional.id", o.consumer_group + "." + o.core.coordinator_id);
-    // A cycle's transaction lasts milliseconds; one open for 10 s belongs to a coordinator
-    // that stalled (SIGSTOP, a frozen VM) inside it. Until the broker aborts it, every
-    // read_committed reader of the partitions it wrote (workers, the next owner's restore of
-    // td.state, td-audit) waits behind it, so the broker should abort it soon: 10 s, plus up
-    // to the broker's transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
-    producer_own.emplace_back("transaction.timeout.ms", "10000");
-  }
   consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
-  producer_own.insert(producer_own.end(), o.kafka.begin(), o.kafka.end());
+  kafka::Properties producer_own = producerOwnSettings(o);
   ClientProperties out;
   out.consumer =
       kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, kind, consumer_own);
@@ -140,6 +127,24 @@ ClientProperties clientProperties(const ServiceOptions& o, kafka::BrokerKind kin
 }
 
 }  // namespace
+
+kafka::Properties producerOwnSettings(const ServiceOptions& o) {
+  // Output is never dropped: through an outage it waits (and the batch's offsets stay
+  // uncommitted) until the broker is back.
+  kafka::Properties own{{"message.timeout.ms", "0"}};
+  if (o.exactly_once) {
+    // Stable per instance: a restarted instance fences its predecessor's open transaction.
+    own.emplace_back("transactional.id", o.consumer_group + "." + o.core.coordinator_id);
+    // A cycle's transaction lasts milliseconds; one open for 10 s belongs to a coordinator
+    // that stalled (SIGSTOP, a frozen VM) inside it. Until the broker aborts it, every
+    // read_committed reader of the partitions it wrote (workers, the next owner's restore of
+    // td.state, td-audit) waits behind it, so the broker should abort it soon: 10 s, plus up
+    // to the broker's transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
+    own.emplace_back("transaction.timeout.ms", "10000");
+  }
+  own.insert(own.end(), o.kafka.begin(), o.kafka.end());
+  return own;
+}
 
 td::Status Service::checkOptions(const ServiceOptions& options) {
   if (options.assign_groups_per_producer < 1) {

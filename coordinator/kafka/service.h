@@ -90,6 +90,11 @@ struct ServiceOptions {
   HeapTrimPolicy heap_trim;
 };
 
+// The librdkafka properties td-coordinator's producers (the main one and the td.assign shards)
+// set under `options`' -X overrides, which come last. Also used by td-topic-floor, so its
+// floor is measured with the coordinator's own producer settings.
+kafka::Properties producerOwnSettings(const ServiceOptions& options);
+
 // A latency histogram with fixed bucket bounds (seconds), in the shape Prometheus wants.
 struct LatencyHistogram {
   static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
