@@ -470,12 +470,18 @@ std::uint64_t Group::expectedWorkLeft(const Member& member, Instant now) const {
 
 void Group::schedule(Instant now, Effects& out) {
   if (status_ != td::v1::GROUP_STATUS_RUNNING) return;
-  // Cost: O(queued steps x members) for this group only; nothing here scans other groups.
-  // Candidates in queue order: longest expected first (QueueKey).
-  std::vector<std::size_t> candidates;
-  candidates.reserve(queued_.size());
-  for (const auto& key : queued_) candidates.push_back(key.index);
-  for (std::size_t index : candidates) {
+  // Cost: O(members) to count the free slots, then O(members) per step looked at, and the walk
+  // stops once every free slot is taken: a completion that frees one slot costs O(members), not
+  // O(queued steps). Nothing here scans other groups.
+  std::size_t free_slots = 0;
+  for (const auto& member : members_) {
+    if (!member.present || member.leaving || member.running.size() >= member.slots) continue;
+    free_slots += member.slots - member.running.size();
+  }
+  // Steps in queue order: longest expected first (QueueKey). assign() erases only the step it
+  // places, so the iterator to the next one stays valid.
+  for (auto it = queued_.begin(); free_slots > 0 && it != queued_.end();) {
+    const std::size_t index = (it++)->index;
     const StepRun& step = steps_[index];
     const bool backoff_over = now.mono >= step.retry_not_before;
     // The least loaded member that has not failed it: fewest steps assigned, then the least
@@ -485,10 +491,8 @@ void Group::schedule(Instant now, Effects& out) {
     Member* preferred = nullptr;
     std::pair<std::size_t, std::uint64_t> preferred_load{};
     Member* fallback = nullptr;
-    bool anyone_idle = false;
     for (auto& member : members_) {
       if (!member.present || member.leaving || member.running.size() >= member.slots) continue;
-      anyone_idle = true;
       if (!step.failed_on.contains(member.peer_id)) {
         const std::pair<std::size_t, std::uint64_t> load{member.running.size(),
                                                          expectedWorkLeft(member, now)};
@@ -501,9 +505,10 @@ void Group::schedule(Instant now, Effects& out) {
       }
       if (backoff_over && fallback == nullptr) fallback = &member;
     }
-    if (!anyone_idle) break;   // later steps cannot be placed either
     Member* chosen = preferred != nullptr ? preferred : fallback;
-    if (chosen != nullptr) assign(index, *chosen, now, out);
+    if (chosen == nullptr) continue;
+    assign(index, *chosen, now, out);
+    --free_slots;
   }
 }
 
