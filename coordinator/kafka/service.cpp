@@ -60,17 +60,6 @@ const std::string* groupOf(const Effect& effect) {
 
 }  // namespace
 
-void LatencyHistogram::observe(double seconds) {
-  ++count;
-  sum += seconds;
-  for (std::size_t i = 0; i < kBounds.size(); ++i) {
-    if (seconds <= kBounds[i]) {
-      ++buckets[i];
-      return;
-    }
-  }
-}
-
 Service::Service(ServiceOptions options, const Clock& clock)
     : options_(std::move(options)),
       clock_(clock),

@@ -1,0 +1,16 @@
+#include "coordinator/kafka/service_probe.h"
+
+namespace td::coordinator {
+
+void LatencyHistogram::observe(double seconds) {
+  ++count;
+  sum += seconds;
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    if (seconds <= kBounds[i]) {
+      ++buckets[i];
+      return;
+    }
+  }
+}
+
+}  // namespace td::coordinator
