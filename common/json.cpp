@@ -3,36 +3,9 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "common/utf8.h"
+
 namespace td {
-
-namespace {
-
-// Length of the valid UTF-8 sequence at s[i], or 0 if there is none.
-std::size_t utf8Length(std::string_view s, std::size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  std::size_t n = 0;
-  std::uint32_t min = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2, min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3, min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4, min = 0x10000;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  std::uint32_t cp = c & (0x7F >> n);
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
-}  // namespace
 
 std::string jsonEscape(std::string_view text) {
   std::string out;
@@ -40,13 +13,14 @@ std::string jsonEscape(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
-      const std::size_t n = utf8Length(text, i);
-      if (n == 0) {
+      // Each byte of an invalid sequence becomes one U+FFFD.
+      const Utf8Sequence sequence = utf8SequenceAt(text, i);
+      if (!sequence.valid) {
         out += "\\ufffd";
         ++i;
       } else {
-        out.append(text.substr(i, n));
-        i += n;
+        out.append(text.substr(i, sequence.length));
+        i += sequence.length;
       }
       continue;
     }

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/utf8.h"
 #include "worker/step_supervisor.h"
 
 extern char** environ;
@@ -126,52 +127,6 @@ Clock::time_point saturatingAdd(Clock::time_point t, milliseconds d) {
 bool isContinuation(unsigned char c) { return c >= 0x80 && c <= 0xBF; }
 
 }  // namespace
-
-std::string sanitizeUtf8(std::string_view bytes) {
-  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
-  std::string out;
-  out.reserve(bytes.size());
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    const auto lead = static_cast<unsigned char>(bytes[i]);
-    if (lead < 0x80) {
-      out.push_back(static_cast<char>(lead));
-      ++i;
-      continue;
-    }
-    // Length and the allowed range of the second byte, per Unicode Table 3-7 (this excludes
-    // overlongs, surrogates and code points above U+10FFFF).
-    std::size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      len = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      len = 3;
-      if (lead == 0xE0) lo = 0xA0;
-      if (lead == 0xED) hi = 0x9F;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      len = 4;
-      if (lead == 0xF0) lo = 0x90;
-      if (lead == 0xF4) hi = 0x8F;
-    }
-    std::size_t matched = 1;
-    if (len != 0) {
-      while (matched < len && i + matched < bytes.size()) {
-        const auto c = static_cast<unsigned char>(bytes[i + matched]);
-        const bool ok = matched == 1 ? (c >= lo && c <= hi) : isContinuation(c);
-        if (!ok) break;
-        ++matched;
-      }
-    }
-    if (len != 0 && matched == len) {
-      out.append(bytes.substr(i, len));
-    } else {
-      out.append(kReplacement);  // one U+FFFD per maximal invalid subpart
-    }
-    i += matched;
-  }
-  return out;
-}
 
 td::Result<std::unique_ptr<StepProcess>> StepProcess::start(const StepSpecToRun& spec) {
   return startImpl(spec, /*use_pidfd=*/true);

@@ -190,10 +190,6 @@ class StepProcess {
   std::optional<RunResult> result_;
 };
 
-// Replaces each maximal invalid UTF-8 subsequence of `bytes` with U+FFFD (Unicode's "maximal
-// subpart" practice; rejects overlongs, surrogates and code points above U+10FFFF).
-std::string sanitizeUtf8(std::string_view bytes);
-
 // Starts `spec` and loops poll(2) + service() until it completes. Blocks the calling thread; for
 // tests and simple callers. Errors: those of start(), or Errc::kIo if poll(2) fails (the step is
 // then killed).

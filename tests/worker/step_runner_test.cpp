@@ -239,15 +239,6 @@ TEST_P(StepRunnerTest, TailCutDropsPartialCharacter) {
   EXPECT_EQ(r->output_tail, "\xE2\x82\xAC");
 }
 
-TEST(SanitizeUtf8Test, ReplacesMaximalInvalidSubparts) {
-  EXPECT_EQ(sanitizeUtf8("plain"), "plain");
-  EXPECT_EQ(sanitizeUtf8("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");             // U+1F600
-  EXPECT_EQ(sanitizeUtf8("\xC0\x80"), kFffd + kFffd);                          // overlong NUL
-  EXPECT_EQ(sanitizeUtf8("\xF4\x90\x80\x80"), kFffd + kFffd + kFffd + kFffd);  // > U+10FFFF
-  EXPECT_EQ(sanitizeUtf8("\xF0\x9F\x98"), kFffd);                              // truncated
-  EXPECT_EQ(sanitizeUtf8("\xE2\x82x"), kFffd + "x");
-}
-
 TEST_P(StepRunnerTest, TimeoutKillsTheWholeGroup) {
   const fs::path pid_file = dir_ / "grandchild.pid";
   auto spec = makeSpec("sleep 100 & echo $! > '" + pid_file.string() + "'; sleep 30", 300ms);
