@@ -80,10 +80,10 @@ class EventSource {
 
   td::Status open() {
     auto extra = td::kafka::parseProperties(common_.props);
-    if (!extra) return std::unexpected(extra.error());
+    if (!extra) return td::unexpected(extra.error());
     auto reader =
         td::audit::TopicReader::open(common_.bootstrap, *extra, topic_, std::chrono::seconds(10));
-    if (!reader) return std::unexpected(reader.error());
+    if (!reader) return td::unexpected(reader.error());
     reader_ = std::move(*reader);
     return {};
   }
@@ -383,7 +383,7 @@ int main(int argc, char** argv) {
   // property or a bad value is a bad flag (exit 2), not a failure to connect.
   auto p = td::kafka::parseProperties(c.props);
   if (p) {
-    if (auto checked = td::kafka::checkProperties(*p); !checked) p = std::unexpected(checked.error());
+    if (auto checked = td::kafka::checkProperties(*p); !checked) p = td::unexpected(checked.error());
   }
   if (!p) {
     std::cerr << "td-audit: -X: " << p.error().message() << "\n";   // secrets redacted

@@ -16,14 +16,14 @@ td::Result<std::unique_ptr<TopicReader>> TopicReader::open(const std::string& bo
                                        {"client.id", "td-audit"}};
   producer_props.insert(producer_props.end(), props.begin(), props.end());
   auto producer = td::kafka::Producer::create(producer_props);
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   auto count = (*producer)->partitionCount(r->topic_, timeout);
-  if (!count) return std::unexpected(count.error());
+  if (!count) return td::unexpected(count.error());
   const auto kind =
       td::kafka::brokerKindOf((*producer)->clusterId(std::chrono::milliseconds(1000)));
   auto reader = td::kafka::PartitionReader::create(
       td::kafka::readerSettings(bootstrap, "td-audit", kind, props));
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   r->reader_ = std::move(*reader);
   r->partitions_ = *count;
   return r;
@@ -52,7 +52,7 @@ td::Status TopicReader::poll(std::chrono::milliseconds timeout, const OnMessage&
     return {};
   }
   auto batch = reader_->poll(1000, timeout);
-  if (!batch) return std::unexpected(batch.error());
+  if (!batch) return td::unexpected(batch.error());
   for (const auto& m : *batch) on_message(m);
   return {};
 }

@@ -47,7 +47,7 @@ td::Status createOutsideTopics(const BenchOptions& options,
   kafka::Properties props{{"bootstrap.servers", options.bootstrap_servers}};
   props.insert(props.end(), options.kafka.begin(), options.kafka.end());
   auto admin = kafka::Admin::create(props);
-  if (!admin) return std::unexpected(admin.error());
+  if (!admin) return td::unexpected(admin.error());
   std::vector<kafka::NewTopic> requests;
   for (const auto& [name, partitions] : topics) {
     requests.push_back({.name = name, .partitions = partitions});
@@ -71,14 +71,14 @@ td::Result<Broker> openBroker(const BenchOptions& options, const protocol::Topic
     // As td-coordinator and td-worker learn it: from the cluster's id.
     auto producer = kafka::Producer::create(
         kafka::producerSettings(options.bootstrap_servers, "td-bench", options.kafka));
-    if (!producer) return std::unexpected(producer.error());
+    if (!producer) return td::unexpected(producer.error());
     const auto kind = kafka::brokerKindOf((*producer)->clusterId(std::chrono::seconds(10)));
     return Broker{nullptr, options.bootstrap_servers, options.bootstrap_servers, kind};
   }
   kafka::EmbeddedBroker::Options broker_options;
   broker_options.topics = std::move(needed);
   auto broker = kafka::EmbeddedBroker::start(broker_options);
-  if (!broker) return std::unexpected(broker.error());
+  if (!broker) return td::unexpected(broker.error());
   std::string bootstrap = (*broker)->bootstrapServers();
   return Broker{std::move(*broker), std::move(bootstrap), "embedded (in td-bench)"};
 }
@@ -149,7 +149,7 @@ class Run {
   td::Result<BenchReport> execute() {
     const protocol::Topics topics(options_.topic_prefix);
     auto broker = openBroker(options_, topics);
-    if (!broker) return std::unexpected(broker.error());
+    if (!broker) return td::unexpected(broker.error());
     report_.broker = broker->description;
     broker_kind_ = broker->kind;
     report_.fetch_wait_ms = static_cast<int>(kafka::fetchWait(broker_kind_).count());
@@ -163,7 +163,7 @@ class Run {
                                          .log_level = options_.coordinator_log_level,
                                          .log_name = "coordinator.log"},
                                         broker->bootstrap, scratch_);
-    if (!coordinator) return std::unexpected(coordinator.error());
+    if (!coordinator) return td::unexpected(coordinator.error());
     const CaseEnv env = caseEnv(broker->bootstrap, topics, coordinator->get());
     TD_RETURN_IF_ERROR(awaitCoordinator(env));
     TD_RETURN_IF_ERROR(runCases(env));
@@ -206,7 +206,7 @@ class Run {
                                         .warmup = options_.warmup,
                                         .round_trips = options_.round_trips,
                                         .deadline = Clock::now() + options_.time_limit});
-    if (!rtt) return std::unexpected(rtt.error());
+    if (!rtt) return td::unexpected(rtt.error());
     report_.floor = summarize(std::move(*rtt));
     log_->info("floor: p50 {:.2f} ms, p99 {:.2f} ms", report_.floor.p50_ms, report_.floor.p99_ms);
     return {};
@@ -220,7 +220,7 @@ class Run {
                                     .records = options_.produce_records,
                                     .record_bytes = options_.produce_bytes,
                                     .deadline = Clock::now() + options_.time_limit});
-    if (!rate) return std::unexpected(rate.error());
+    if (!rate) return td::unexpected(rate.error());
     report_.produce = *rate;
     log_->info("produce floor: {} records of {} bytes in {:.3f} s, {:.0f} records/s",
                rate->records, rate->record_bytes, rate->seconds, rate->per_s);
@@ -250,11 +250,11 @@ class Run {
                         "--heartbeat-interval-ms", std::to_string(options_.scaling_heartbeat_ms)},
          .log_name = fmt::format("coordinator-scale{}.log", groups)},
         broker.bootstrap, scratch_);
-    if (!coordinator) return std::unexpected(coordinator.error());
+    if (!coordinator) return td::unexpected(coordinator.error());
     CaseEnv env = caseEnv(broker.bootstrap, topics, coordinator->get());
     auto probe = runSimulatedCase(
         {.name = "probe", .groups = 1, .workers_per_group = 1, .steps_per_group = 1}, env);
-    if (!probe) return std::unexpected(probe.error());
+    if (!probe) return td::unexpected(probe.error());
     env.time_limit = options_.scaling_time_limit;
     auto result = runScalingCase({.groups = groups,
                                   .steps_per_group = options_.scaling_steps,
@@ -263,7 +263,7 @@ class Run {
                                   .families = options_.scaling_families,
                                   .idle = std::chrono::milliseconds(options_.scaling_idle_ms)},
                                  env);
-    if (!result) return std::unexpected(result.error());
+    if (!result) return td::unexpected(result.error());
     const std::string error = result->error;
     log_->info(
         "scaling {} groups: joined in {:.2f} s, {:.0f} B RSS per group, idle {:.1f} ms CPU/s, "
@@ -300,7 +300,7 @@ class Run {
          .time_limit = options_.scaling_time_limit});
     if (!floor) {
       result.topic_floor_error = floor.error().message();
-      return std::unexpected(floor.error());
+      return td::unexpected(floor.error());
     }
     log_->info("topic floor {} topics ({} partitions): {:.0f} B RSS per topic ({:.0f} after "
                "malloc_trim), {:.0f} B heap per topic; the coordinator: {:.0f} B settled RSS "
@@ -318,7 +318,7 @@ class Run {
     const auto start = Clock::now();
     auto probe = runSimulatedCase(
         {.name = "probe", .groups = 1, .workers_per_group = 1, .steps_per_group = 1}, env);
-    if (!probe) return std::unexpected(probe.error());
+    if (!probe) return td::unexpected(probe.error());
     report_.coordinator_ready_s = std::chrono::duration<double>(Clock::now() - start).count();
     log_->info("td-coordinator ready after {:.2f} s", report_.coordinator_ready_s);
     return {};
@@ -368,7 +368,7 @@ class Run {
     if (options_.makespan) {
       auto makespan =
           runMakespanCase({.peers = 4, .durations = makespanDurations()}, env);
-      if (!makespan) return std::unexpected(makespan.error());
+      if (!makespan) return td::unexpected(makespan.error());
       report_.makespan = std::move(*makespan);
     }
     if (options_.idle_groups > 0) {
@@ -378,14 +378,14 @@ class Run {
                                .window = std::chrono::seconds(options_.idle_seconds),
                                .families = options_.partitions},
                               env);
-      if (!idle) return std::unexpected(idle.error());
+      if (!idle) return td::unexpected(idle.error());
       report_.idle = std::move(*idle);
     }
     return {};
   }
 
   td::Status record(td::Result<CaseResult> result) {
-    if (!result) return std::unexpected(result.error());
+    if (!result) return td::unexpected(result.error());
     log_->info("{}: {} steps in {:.2f} s, {:.0f} steps/s{}", result->name, result->steps,
                result->wall_s, result->completions_per_s,
                result->dispatch ? fmt::format(", dispatch p50 {:.2f} ms p99 {:.2f} ms",
@@ -429,7 +429,7 @@ BenchOptions smokeOptions(BenchOptions base) {
 
 td::Result<BenchReport> runBench(const BenchOptions& options) {
   auto scratch = ScratchDir::create("td-bench");
-  if (!scratch) return std::unexpected(scratch.error());
+  if (!scratch) return td::unexpected(scratch.error());
   if (options.keep_logs) {
     (*scratch)->keep();
     td::log::get("bench")->info("logs and schemas in {}", (*scratch)->path().string());

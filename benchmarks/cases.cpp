@@ -139,7 +139,7 @@ td::Status awaitAll(std::vector<std::unique_ptr<SimTask>>& tasks, const CaseEnv&
         if (pending == nullptr) pending = task.get();
         continue;
       }
-      if (auto& result = task->result(); !result) return std::unexpected(result.error());
+      if (auto& result = task->result(); !result) return td::unexpected(result.error());
     }
     if (pending == nullptr) return {};
     TD_RETURN_IF_ERROR(stillGoing(env, deadline, name));
@@ -174,7 +174,7 @@ std::string noopSchemaYaml(const std::string& name, int steps, const std::string
 td::Result<CaseResult> runSimulatedCase(const SimulatedCase& spec, const CaseEnv& env) {
   auto schema = schema::parse(noopSchemaYaml("bench-" + spec.name, spec.steps_per_group, "true"),
                               "td-bench:" + spec.name);
-  if (!schema) return std::unexpected(schema.error());
+  if (!schema) return td::unexpected(schema.error());
   // Declared before the tasks, which point into them: destroyed after the threads are joined.
   StartGate gate(spec.groups * spec.workers_per_group);
   std::vector<SimWorkerConfig> configs;
@@ -206,13 +206,13 @@ td::Result<CaseResult> runSimulatedCase(const SimulatedCase& spec, const CaseEnv
 td::Result<CaseResult> runRealWorkerCase(const RealWorkerCase& spec, const CaseEnv& env) {
   auto schema = env.scratch->writeFile(spec.name + ".yaml",
                                        noopSchemaYaml("bench-" + spec.name, spec.steps, "true"));
-  if (!schema) return std::unexpected(schema.error());
+  if (!schema) return td::unexpected(schema.error());
   const auto start = Clock::now();
   const auto deadline = start + env.time_limit;
   std::vector<std::unique_ptr<ChildProcess>> workers;
   for (int i = 0; i < spec.workers; ++i) {
     auto worker = spawnWorker(spec, env, *schema, i);
-    if (!worker) return std::unexpected(worker.error());
+    if (!worker) return td::unexpected(worker.error());
     workers.push_back(std::move(*worker));
   }
   for (int i = 0; i < spec.workers; ++i) {

@@ -38,7 +38,7 @@ td::Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return std::unexpected(ioError("spawn " + args[0], rc));
+  if (rc != 0) return td::unexpected(ioError("spawn " + args[0], rc));
 
   const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
@@ -46,7 +46,7 @@ td::Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
-    return std::unexpected(ioError("pidfd_open", err));
+    return td::unexpected(ioError("pidfd_open", err));
   }
   ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid, pidfd, output));
@@ -96,7 +96,7 @@ td::Result<std::unique_ptr<ScratchDir>> ScratchDir::create(const std::string& pr
       (std::filesystem::path(tmp != nullptr && *tmp ? tmp : "/tmp") / (prefix + ".XXXXXX"))
           .string();
   if (::mkdtemp(pattern.data()) == nullptr) {
-    return std::unexpected(ioError("mkdtemp " + pattern, errno));
+    return td::unexpected(ioError("mkdtemp " + pattern, errno));
   }
   return std::unique_ptr<ScratchDir>(new ScratchDir(pattern));
 }

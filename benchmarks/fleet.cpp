@@ -122,7 +122,7 @@ struct Fleet::State {
   td::Status pump() {
     TD_RETURN_IF_ERROR(heartbeatsDue());
     auto batch = reader->poll(kPollMax, kPollSlice);
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     const auto arrival = Clock::now();
     for (const auto& msg : *batch) TD_RETURN_IF_ERROR(onMessage(msg, arrival));
     producer->poll(0);
@@ -372,15 +372,15 @@ td::Result<std::unique_ptr<Fleet>> Fleet::create(const FleetConfig& config) {
   const std::string client_id = "td-bench-fleet-" + config.groups.front().front().peer_id;
   auto producer =
       kafka::Producer::create(producerSettings(config.bootstrap, client_id, config.kafka));
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   auto reader =
       kafka::PartitionReader::create(readerSettings(config.bootstrap, client_id, config.broker_kind, config.kafka));
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   state->producer = std::move(*producer);
   state->reader = std::move(*reader);
   const auto& topics = config.topics;
   auto count = state->producer->partitionCount(topics.registrations(), kSetupTimeout);
-  if (!count) return std::unexpected(count.error());
+  if (!count) return td::unexpected(count.error());
   std::set<std::pair<std::string, std::int32_t>> reads;
   for (std::size_t g = 0; g < config.groups.size(); ++g) {
     state->groups.emplace_back();
@@ -397,13 +397,13 @@ td::Result<std::unique_ptr<Fleet>> Fleet::create(const FleetConfig& config) {
   }
   if (config.source == FleetSource::kEvents) {
     auto events = state->producer->partitionCount(topics.events(), kSetupTimeout);
-    if (!events) return std::unexpected(events.error());
+    if (!events) return td::unexpected(events.error());
     for (int p = 0; p < *events; ++p) reads.emplace(topics.events(), p);
   }
   std::vector<kafka::TopicPartitionOffset> from_end;
   for (const auto& [topic, partition] : reads) {
     auto marks = state->reader->watermarks(topic, partition, kSetupTimeout);
-    if (!marks) return std::unexpected(marks.error());
+    if (!marks) return td::unexpected(marks.error());
     from_end.push_back({topic, partition, marks->second});
   }
   TD_RETURN_IF_ERROR(state->reader->assign(from_end));

@@ -52,7 +52,7 @@ std::vector<std::vector<worker::PeerInfo>> fleetPeers(const CaseEnv& env, const 
 td::Result<CaseResult> runFleetCase(const FleetCase& spec, const CaseEnv& env) {
   auto schema = schema::parse(noopSchemaYaml("bench-" + spec.name, spec.steps_per_group, "true"),
                               "td-bench:" + spec.name);
-  if (!schema) return std::unexpected(schema.error());
+  if (!schema) return td::unexpected(schema.error());
   auto fleet = Fleet::create(
       FleetConfig{.bootstrap = env.bootstrap,
                   .kafka = env.kafka,
@@ -63,7 +63,7 @@ td::Result<CaseResult> runFleetCase(const FleetCase& spec, const CaseEnv& env) {
                   .schema = &*schema,
                   .report_started = env.report_started,
                   .check = [&env] { return coordinatorAlive(env); }});
-  if (!fleet) return std::unexpected(fleet.error());
+  if (!fleet) return td::unexpected(fleet.error());
   const auto start = Clock::now();
   const auto deadline = start + env.time_limit;
   TD_RETURN_IF_ERROR((*fleet)->join(deadline));

@@ -24,17 +24,17 @@ struct Endpoint {
 td::Result<Endpoint> openEndpoint(const FloorConfig& config, const std::string& name,
                                   const std::string& write_topic, const std::string& read_topic) {
   auto producer = kafka::Producer::create(producerSettings(config.bootstrap, name, config.kafka));
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   // The product's readers: hot for kafka::kHotFetchWindow after each heat() (a reply is due).
   auto reader = kafka::PartitionReader::create(readerSettings(config.bootstrap, name, config.broker_kind, config.kafka),
                                                kafka::kHotFetchWindow);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   for (const auto* topic : {&write_topic, &read_topic}) {
     auto partitions = (*producer)->partitionCount(*topic, kSetupTimeout);  // creates it if allowed
-    if (!partitions) return std::unexpected(partitions.error());
+    if (!partitions) return td::unexpected(partitions.error());
   }
   auto marks = (*reader)->watermarks(read_topic, 0, kSetupTimeout);
-  if (!marks) return std::unexpected(marks.error());
+  if (!marks) return td::unexpected(marks.error());
   TD_RETURN_IF_ERROR((*reader)->assign({{read_topic, 0, marks->second}}));
   return Endpoint{std::move(*producer), std::move(*reader)};
 }
@@ -43,7 +43,7 @@ td::Result<Endpoint> openEndpoint(const FloorConfig& config, const std::string& 
 td::Status echo(Endpoint& endpoint, const std::string& topic, std::stop_token stop) {
   while (!stop.stop_requested()) {
     auto batch = endpoint.reader->poll(100, kPollSlice);
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       endpoint.reader->heat();   // the next ping follows the reply
       TD_RETURN_IF_ERROR(endpoint.producer->produce(topic, 0, {}, msg.value));
@@ -57,7 +57,7 @@ td::Status echo(Endpoint& endpoint, const std::string& topic, std::stop_token st
 td::Status awaitReply(Endpoint& endpoint, std::string_view payload, Clock::time_point deadline) {
   while (Clock::now() < deadline) {
     auto batch = endpoint.reader->poll(100, kPollSlice);
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       if (msg.value == payload) return {};
     }
@@ -86,10 +86,10 @@ td::Result<std::vector<double>> pingLoop(Endpoint& pinger, const FloorConfig& co
 
 td::Result<std::vector<double>> measureFloor(const FloorConfig& config) {
   auto pinger = openEndpoint(config, "td-bench-ping", config.ping_topic, config.pong_topic);
-  if (!pinger) return std::unexpected(pinger.error());
+  if (!pinger) return td::unexpected(pinger.error());
   // Opened here, before anything is sent, so the echo side reads from before the first ping.
   auto ponger = openEndpoint(config, "td-bench-pong", config.pong_topic, config.ping_topic);
-  if (!ponger) return std::unexpected(ponger.error());
+  if (!ponger) return td::unexpected(ponger.error());
   BackgroundTask<td::Status> echoer(
       [&ponger, &config](std::stop_token stop) { return echo(*ponger, config.pong_topic, stop); });
   auto rtt_ms = pingLoop(*pinger, config);
@@ -98,16 +98,16 @@ td::Result<std::vector<double>> measureFloor(const FloorConfig& config) {
     return makeError(td::Errc::kTimeout, "floor: the echo thread did not stop");
   }
   // The echo side's error first: it is the cause of a missing reply.
-  if (auto& status = echoer.result(); !status) return std::unexpected(status.error());
+  if (auto& status = echoer.result(); !status) return td::unexpected(status.error());
   return rtt_ms;
 }
 
 td::Result<ProduceRate> measureProduceRate(const ProduceConfig& config) {
   auto producer =
       kafka::Producer::create(producerSettings(config.bootstrap, "td-bench-produce", config.kafka));
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   auto partitions = (*producer)->partitionCount(config.topic, kSetupTimeout);
-  if (!partitions) return std::unexpected(partitions.error());
+  if (!partitions) return td::unexpected(partitions.error());
   const std::string value(static_cast<std::size_t>(config.record_bytes), 'x');
   int failures = 0;
   std::string last_error;

@@ -75,11 +75,11 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
   const std::string command = fmt::format("touch {}/$TD_STEP_ID && exec sleep 3600", marks.string());
   auto schema_file = env.scratch->writeFile(
       "idle.yaml", noopSchemaYaml("bench-idle", spec.workers, command, "2h"));
-  if (!schema_file) return std::unexpected(schema_file.error());
+  if (!schema_file) return td::unexpected(schema_file.error());
   // The fleet's groups: two steps each, so holding the first keeps the group open.
   auto fleet_schema = schema::parse(noopSchemaYaml("bench-idle-fleet", 2, "true", "2h"),
                                     "td-bench:idle-fleet");
-  if (!fleet_schema) return std::unexpected(fleet_schema.error());
+  if (!fleet_schema) return td::unexpected(fleet_schema.error());
   // No fleet for one group: then the pauses below only wait.
   std::unique_ptr<Fleet> fleet;
   if (spec.groups > 1) {
@@ -93,7 +93,7 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
         .schema = &*fleet_schema,
         .report_started = env.report_started,
         .check = [&env] { return coordinatorAlive(env); }});
-    if (!made) return std::unexpected(made.error());
+    if (!made) return td::unexpected(made.error());
     fleet = std::move(*made);
     TD_RETURN_IF_ERROR(fleet->join(Clock::now() + env.time_limit));
   }
@@ -106,7 +106,7 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
   Workers workers;
   for (int i = 0; i < spec.workers; ++i) {
     auto worker = spawnWorker({.name = name, .worker_bin = spec.worker_bin}, env, *schema_file, i);
-    if (!worker) return std::unexpected(worker.error());
+    if (!worker) return td::unexpected(worker.error());
     workers.processes.push_back(std::move(*worker));
   }
   TD_RETURN_IF_ERROR(awaitSteps(pause, workers, marks, spec.workers, env));
@@ -118,19 +118,19 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
   std::vector<ProcessUsage> workers_before;
   for (const auto& p : workers.processes) {
     auto usage = readUsage(p->pid());
-    if (!usage) return std::unexpected(usage.error());
+    if (!usage) return td::unexpected(usage.error());
     workers_before.push_back(*usage);
   }
-  if (!coordinator_before) return std::unexpected(coordinator_before.error());
-  if (!bench_before) return std::unexpected(bench_before.error());
+  if (!coordinator_before) return td::unexpected(coordinator_before.error());
+  if (!bench_before) return td::unexpected(bench_before.error());
   const std::uint64_t heartbeats_before = fleet ? fleet->counters().heartbeats : 0;
   const auto start = Clock::now();
   TD_RETURN_IF_ERROR(pause(start + spec.window));
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   auto coordinator_after = readUsage(coordinator);
   auto bench_after = readUsage(::getpid());
-  if (!coordinator_after) return std::unexpected(coordinator_after.error());
-  if (!bench_after) return std::unexpected(bench_after.error());
+  if (!coordinator_after) return td::unexpected(coordinator_after.error());
+  if (!bench_after) return td::unexpected(bench_after.error());
 
   IdleResult r{.groups = spec.groups,
                .workers = spec.workers,
@@ -140,7 +140,7 @@ td::Result<IdleResult> runIdleCase(const IdleCase& spec, const CaseEnv& env) {
   r.fleet_heartbeats = fleet ? fleet->counters().heartbeats - heartbeats_before : 0;
   for (std::size_t i = 0; i < workers.processes.size(); ++i) {
     auto after = readUsage(workers.processes[i]->pid());
-    if (!after) return std::unexpected(after.error());
+    if (!after) return td::unexpected(after.error());
     r.worker_cpu_pct.push_back(percentOf(workers_before[i], *after, seconds));
   }
   if (!r.worker_cpu_pct.empty()) {

@@ -161,7 +161,7 @@ td::Result<MakespanResult> runMakespanCase(const MakespanCase& spec, const CaseE
   // Its own schema name per run: an outside broker's td.step-stats may hold an earlier run's.
   auto schema = schema::parse(schemaYaml("bench-makespan-" + env.run_id, spec.durations.size()),
                               "td-bench:makespan");
-  if (!schema) return std::unexpected(schema.error());
+  if (!schema) return td::unexpected(schema.error());
   std::map<std::string, std::chrono::milliseconds> sleeps;
   std::vector<double> ms;
   for (std::size_t i = 0; i < spec.durations.size(); ++i) {
@@ -181,17 +181,17 @@ td::Result<MakespanResult> runMakespanCase(const MakespanCase& spec, const CaseE
   result.ideal_longest_first_ms = greedyMakespan(longest_first, spec.peers);
 
   auto fallback = runGroup(spec, *schema, sleeps, 1, 0, result.lower_bound_ms, env);
-  if (!fallback) return std::unexpected(fallback.error());
+  if (!fallback) return td::unexpected(fallback.error());
   result.fallback = std::move(*fallback);
   log->info("makespan, no history: {:.1f} ms ({:.3f} x bound {:.0f} ms)",
             result.fallback.makespan_ms, result.fallback.over_bound, result.lower_bound_ms);
   auto history = runGroup(spec, *schema, sleeps, 2, 0, result.lower_bound_ms, env);
-  if (!history) return std::unexpected(history.error());
+  if (!history) return td::unexpected(history.error());
   result.history = std::move(*history);
   log->info("makespan, with history: {:.1f} ms ({:.3f} x bound)", result.history.makespan_ms,
             result.history.over_bound);
   auto ahead = runGroup(spec, *schema, sleeps, 3, 1, result.lower_bound_ms, env);
-  if (!ahead) return std::unexpected(ahead.error());
+  if (!ahead) return td::unexpected(ahead.error());
   result.prefetch = std::move(*ahead);
   log->info("makespan, with history and --prefetch 1: {:.1f} ms ({:.3f} x bound)",
             result.prefetch.makespan_ms, result.prefetch.over_bound);

@@ -189,7 +189,7 @@ void addFlags(CLI::App& app, BenchOptions& o, int& seconds, std::vector<std::str
 
 }  // namespace
 
-std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
+td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   CLI::App app{
       "td-bench: the Kafka round-trip floor, then dispatch latency and throughput "
       "through one real td-coordinator, on one broker"};
@@ -214,13 +214,13 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return std::unexpected(app.exit(e) == 0 ? 0 : 2);  // --help is 0; every usage error is 2
+    return td::unexpected(app.exit(e) == 0 ? 0 : 2);  // --help is 0; every usage error is 2
   }
   (void)td::log::setLevel(level);  // checked by IsMember above
   auto parsed = kafka::parseProperties(properties);
   if (!parsed) {
     std::fprintf(stderr, "td-bench: -X: %s\n", parsed.error().message().c_str());
-    return std::unexpected(2);
+    return td::unexpected(2);
   }
   line.options.kafka = std::move(*parsed);
   line.options.time_limit = std::chrono::seconds(seconds);

@@ -1,8 +1,8 @@
 // td-bench's command line: flags -> BenchOptions.
 #pragma once
 
-#include <expected>
 
+#include "common/expected.h"
 #include "benchmarks/bench.h"
 
 namespace td::bench {
@@ -14,6 +14,6 @@ struct CommandLine {
 
 // On success the options; on failure the exit code (0 after --help, 2 after a usage error),
 // with the message already printed. Also sets td-bench's own log level (--log-level).
-std::expected<CommandLine, int> parseCommandLine(int argc, char** argv);
+td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv);
 
 }  // namespace td::bench

@@ -22,7 +22,7 @@ td::Result<std::string> readText(const std::filesystem::path& path) {
 td::Result<std::int64_t> rssBytes(pid_t pid) {
   const auto path = fmt::format("/proc/{}/status", pid);
   auto text = readText(path);
-  if (!text) return std::unexpected(text.error());
+  if (!text) return td::unexpected(text.error());
   const auto at = text->find("VmRSS:");
   if (at == std::string::npos) return makeError(td::Errc::kIo, path + " has no VmRSS");
   return std::stoll(text->substr(at + 6)) * 1024;  // "VmRSS:    1234 kB"
@@ -32,7 +32,7 @@ td::Result<std::int64_t> rssBytes(pid_t pid) {
 td::Result<double> statCpuSeconds(pid_t pid) {
   const auto path = fmt::format("/proc/{}/stat", pid);
   auto text = readText(path);
-  if (!text) return std::unexpected(text.error());
+  if (!text) return td::unexpected(text.error());
   std::istringstream fields(text->substr(text->rfind(')') + 1));
   std::string field;
   long long utime = 0;
@@ -59,9 +59,9 @@ double schedCpuSeconds(pid_t pid) {
 
 td::Result<ProcessUsage> readUsage(pid_t pid) {
   auto rss = rssBytes(pid);
-  if (!rss) return std::unexpected(rss.error());
+  if (!rss) return td::unexpected(rss.error());
   auto cpu = statCpuSeconds(pid);
-  if (!cpu) return std::unexpected(cpu.error());
+  if (!cpu) return td::unexpected(cpu.error());
   return ProcessUsage{.rss_bytes = *rss, .cpu_stat_s = *cpu, .cpu_sched_s = schedCpuSeconds(pid)};
 }
 

@@ -30,7 +30,7 @@ td::Status measureWindow(const ScalingCase& spec, const CaseEnv& env, Fleet& fle
   const auto idle_start = Clock::now();
   TD_RETURN_IF_ERROR(fleet.idle(idle_start + spec.idle));
   auto idle_end = readUsage(pid);
-  if (!idle_end) return std::unexpected(idle_end.error());
+  if (!idle_end) return td::unexpected(idle_end.error());
   r.rss_after_idle = idle_end->rss_bytes;
   if (r.groups_joined > 0) {
     r.rss_bytes_per_group_settled =
@@ -45,7 +45,7 @@ td::Status measureWindow(const ScalingCase& spec, const CaseEnv& env, Fleet& fle
   TD_RETURN_IF_ERROR(fleet.drive(Fleet::Goal::kQuotaReached, deadline));
   r.window_s = secondsBetween(window_start, Clock::now());
   auto after = readUsage(pid);
-  if (!after) return std::unexpected(after.error());
+  if (!after) return td::unexpected(after.error());
   const auto& now_counted = fleet.counters();
   r.window_started = now_counted.started - counted.started;
   r.window_finished = now_counted.finished - counted.finished;
@@ -95,7 +95,7 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
   // A long step timeout: held steps must not time out during the run.
   auto schema = schema::parse(noopSchemaYaml("bench-" + name, spec.steps_per_group, "true", "1h"),
                               "td-bench:" + name);
-  if (!schema) return std::unexpected(schema.error());
+  if (!schema) return td::unexpected(schema.error());
   ScalingResult r{.groups = spec.groups,
                   .steps_per_group = spec.steps_per_group,
                   .reads = std::string(sourceName(spec.source))};
@@ -122,19 +122,19 @@ td::Result<ScalingResult> runScalingCase(const ScalingCase& spec, const CaseEnv&
                                          .report_started = env.report_started,
                                          .quota_per_group = r.quota_per_group,
                                          .check = [&env] { return coordinatorAlive(env); }});
-  if (!fleet) return std::unexpected(fleet.error());
+  if (!fleet) return td::unexpected(fleet.error());
   const pid_t pid = env.coordinator->pid();
   const auto deadline = Clock::now() + env.time_limit;
 
   auto before = readUsage(pid);
-  if (!before) return std::unexpected(before.error());
+  if (!before) return td::unexpected(before.error());
   const auto join_start = Clock::now();
   const auto joined_status = (*fleet)->join(deadline);
   r.join_s = secondsBetween(join_start, Clock::now());
   r.add_s = (*fleet)->addSeconds();
   r.groups_joined = static_cast<int>((*fleet)->groupsAssigned());
   auto joined = readUsage(pid);
-  if (!joined) return std::unexpected(joined.error());
+  if (!joined) return td::unexpected(joined.error());
   r.rss_before = before->rss_bytes;
   r.rss_after = joined->rss_bytes;
   if (r.groups_joined > 0) {
@@ -177,7 +177,7 @@ td::Result<TopicFloor> measureTopicFloor(const TopicFloorSpec& spec) {
     args.push_back(key + "=" + value);
   }
   auto child = ChildProcess::spawn(args, spec.log);
-  if (!child) return std::unexpected(child.error());
+  if (!child) return td::unexpected(child.error());
   const auto code = (*child)->waitFor(spec.time_limit);
   if (!code) {
     return makeError(td::Errc::kTimeout,

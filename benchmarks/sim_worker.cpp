@@ -33,13 +33,13 @@ class SimWorker {
   td::Result<SimWorkerOutcome> run(std::stop_token stop) {
     if (auto prepared = prepareJoin(); !prepared) {
       config_.gate->arrive();
-      return std::unexpected(prepared.error());
+      return td::unexpected(prepared.error());
     }
     if (!config_.gate->arriveAndWait(stop)) {
       return makeError(td::Errc::kUnavailable, config_.peer.peer_id + ": stopped");
     }
     auto joined = registerAndJoin(stop);
-    if (!joined) return std::unexpected(joined.error());
+    if (!joined) return td::unexpected(joined.error());
     outcome_.group_id = joined->group_id();
     TD_RETURN_IF_ERROR(follow(*joined, stop));
     return std::move(outcome_);
@@ -51,10 +51,10 @@ class SimWorker {
     TD_RETURN_IF_ERROR(openClients());
     const auto& topics = config_.topics;
     auto count = producer_->partitionCount(topics.registrations(), kMetadataTimeout);
-    if (!count) return std::unexpected(count.error());
+    if (!count) return td::unexpected(count.error());
     partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
     auto marks = reader_->watermarks(topics.joins(), partition_, kMetadataTimeout);
-    if (!marks) return std::unexpected(marks.error());
+    if (!marks) return td::unexpected(marks.error());
     return reader_->assign({{topics.joins(), partition_, marks->second}});
   }
 
@@ -62,11 +62,11 @@ class SimWorker {
     const std::string client_id = "td-bench-" + config_.peer.peer_id;
     auto producer =
         kafka::Producer::create(producerSettings(config_.bootstrap, client_id, config_.kafka));
-    if (!producer) return std::unexpected(producer.error());
+    if (!producer) return td::unexpected(producer.error());
     auto reader =
         kafka::PartitionReader::create(readerSettings(config_.bootstrap, client_id, config_.broker_kind, config_.kafka),
                                        kafka::kHotFetchWindow);
-    if (!reader) return std::unexpected(reader.error());
+    if (!reader) return td::unexpected(reader.error());
     producer_ = std::move(*producer);
     reader_ = std::move(*reader);
     return {};
@@ -101,7 +101,7 @@ class SimWorker {
     const auto deadline = Clock::now() + config_.join_timeout;
     while (Clock::now() < deadline && !stop.stop_requested()) {
       auto batch = reader_->poll(100, kPollSlice);
-      if (!batch) return std::unexpected(batch.error());
+      if (!batch) return td::unexpected(batch.error());
       for (const auto& msg : *batch) {
         td::v1::JoinRecord reply;
         if (!reply.ParseFromString(msg.value)) continue;  // not ours to judge
@@ -147,7 +147,7 @@ class SimWorker {
         next_heartbeat = Clock::now() + heartbeat_every;
       }
       auto batch = reader_->poll(100, kPollSlice);
-      if (!batch) return std::unexpected(batch.error());
+      if (!batch) return td::unexpected(batch.error());
       const auto arrival = Clock::now();
       if (batch->empty()) {
         if (arrival > idle_deadline) {
@@ -162,7 +162,7 @@ class SimWorker {
         td::v1::AssignmentRecord record;
         if (!record.ParseFromString(msg.value)) continue;
         auto done = onRecord(session, record, arrival);
-        if (!done) return std::unexpected(done.error());
+        if (!done) return td::unexpected(done.error());
         if (*done) return {};
       }
     }

@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
         batch.push_back({.name = topic(i), .partitions = o.partitions});
       }
       for (const auto& outcome : admin->createTopics(batch, std::chrono::seconds(60))) {
-        if (!outcome.status) return std::unexpected(outcome.status.error());
+        if (!outcome.status) return td::unexpected(outcome.status.error());
       }
     }
     return {};

@@ -111,7 +111,7 @@ td::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options) 
   broker_options.brokers = options.brokers;
   for (const auto& topic : kTopics) broker_options.topics.emplace_back(topic, options.partitions);
   auto broker = kafka::EmbeddedBroker::start(broker_options);
-  if (!broker) return std::unexpected(broker.error());
+  if (!broker) return td::unexpected(broker.error());
   server->broker_ = std::move(*broker);
 
   if (!options.control_path.empty()) {

@@ -2,10 +2,11 @@
 // Errors that cross a module boundary travel as these; exceptions never do.
 #pragma once
 
-#include <expected>
 #include <string>
 #include <system_error>
 #include <utility>
+
+#include "common/expected.h"
 
 namespace td {
 
@@ -25,11 +26,11 @@ class [[nodiscard]] Error {
 };
 
 template <typename T>
-using Result = std::expected<T, Error>;
-using Status = std::expected<void, Error>;
+using Result = td::Expected<T, Error>;
+using Status = td::Expected<void, Error>;
 
-inline std::unexpected<Error> makeError(std::error_code code, std::string context) {
-  return std::unexpected<Error>(Error(code, std::move(context)));
+inline td::Unexpected<Error> makeError(std::error_code code, std::string context) {
+  return td::Unexpected<Error>(Error(code, std::move(context)));
 }
 
 // Generic errors used across modules; each module may add its own category.
@@ -53,5 +54,5 @@ struct std::is_error_code_enum<td::Errc> : std::true_type {};
 #define TD_RETURN_IF_ERROR(expr)                                \
   do {                                                          \
     auto td_status_ = (expr);                                   \
-    if (!td_status_) return std::unexpected(td_status_.error()); \
+    if (!td_status_) return td::unexpected(td_status_.error()); \
   } while (0)

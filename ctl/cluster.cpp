@@ -14,7 +14,7 @@ td::Result<std::unique_ptr<Cluster>> Cluster::open(const std::string& bootstrap,
   c->bootstrap_ = bootstrap;
   c->props_ = props;
   auto producer = kafka::Producer::create(kafka::producerSettings(bootstrap, "td-ctl", props));
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   c->producer_ = std::move(*producer);
   return c;
 }
@@ -25,7 +25,7 @@ td::Result<kafka::PartitionReader*> Cluster::reader() {
   const auto kind = kafka::brokerKindOf(producer_->clusterId(std::chrono::milliseconds(1000)));
   auto reader =
       kafka::PartitionReader::create(kafka::readerSettings(bootstrap_, "td-ctl", kind, props_));
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   reader_ = std::move(*reader);
   return reader_.get();
 }
@@ -38,9 +38,9 @@ td::Result<std::int32_t> Cluster::partitions(const std::string& topic,
 td::Result<GroupTable> Cluster::readGroups(std::chrono::milliseconds timeout) {
   const std::string topic = topics_.state();
   auto count = partitions(topic, timeout);
-  if (!count) return std::unexpected(count.error());
+  if (!count) return td::unexpected(count.error());
   auto reader = this->reader();
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   GroupTable table;
   TD_RETURN_IF_ERROR(kafka::readToEnd(**reader, topic, *count, timeout, [&](const kafka::Message& m) {
     table.add(m.key, m.value, m.partition, m.offset);
@@ -52,13 +52,13 @@ td::Result<std::map<std::int32_t, std::int64_t>> Cluster::eventsEnd(
     std::chrono::milliseconds timeout) {
   const std::string topic = topics_.events();
   auto count = partitions(topic, timeout);
-  if (!count) return std::unexpected(count.error());
+  if (!count) return td::unexpected(count.error());
   auto reader = this->reader();
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   std::map<std::int32_t, std::int64_t> end;
   for (std::int32_t p = 0; p < *count; ++p) {
     auto marks = (*reader)->watermarks(topic, p, timeout);
-    if (!marks) return std::unexpected(marks.error());
+    if (!marks) return td::unexpected(marks.error());
     end[p] = marks->second;
   }
   return end;
@@ -87,11 +87,11 @@ td::Result<td::v1::Event> Cluster::waitForEnd(const std::string& group_id,
   std::vector<kafka::TopicPartitionOffset> assignment;
   for (const auto& [p, offset] : from) assignment.push_back({topic, p, offset});
   auto reader = this->reader();
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   TD_RETURN_IF_ERROR((*reader)->assign(assignment));
   while (std::chrono::steady_clock::now() < deadline) {
     auto batch = (*reader)->poll(1000, std::chrono::milliseconds(200));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& m : *batch) {
       if (m.key != group_id) continue;
       td::v1::Event e;

@@ -36,7 +36,7 @@ td::Result<AdminOptionsPtr> adminOptions(rd_kafka_t* rk, rd_kafka_admin_op_t op,
                                                 sizeof errstr) != RD_KAFKA_RESP_ERR_NO_ERROR ||
       rd_kafka_AdminOptions_set_operation_timeout(options.get(), operation_ms, errstr,
                                                   sizeof errstr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return std::unexpected(
+    return td::unexpected(
         td::Error(make_error_code(Errc::kInvalidArg), std::string("admin options: ") + errstr));
   }
   rd_kafka_AdminOptions_set_opaque(options.get(), opaque);
@@ -50,7 +50,7 @@ td::Status topicStatus(const rd_kafka_topic_result_t* result, rd_kafka_resp_err_
   const rd_kafka_resp_err_t err = rd_kafka_topic_result_error(result);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == benign) return {};
   const char* message = rd_kafka_topic_result_error_string(result);
-  return std::unexpected(td::Error(
+  return td::unexpected(td::Error(
       make_error_code(static_cast<Errc>(err)),
       std::string(what) + " " + rd_kafka_topic_result_name(result) + ": " +
           (message != nullptr && *message != '\0' ? message : rd_kafka_err2str(err))));
@@ -69,7 +69,7 @@ std::vector<TopicOutcome> outcomes(const std::vector<std::string>& names,
     TopicOutcome outcome{name, {}};
     if (request_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       const char* message = rd_kafka_event_error_string(event);
-      outcome.status = std::unexpected(td::Error(
+      outcome.status = td::unexpected(td::Error(
           make_error_code(static_cast<Errc>(request_err)),
           std::string(what) + " " + name + ": " + (message != nullptr ? message : "")));
     } else {
@@ -77,7 +77,7 @@ std::vector<TopicOutcome> outcomes(const std::vector<std::string>& names,
         return name == rd_kafka_topic_result_name(r);
       });
       outcome.status = it == results + count
-                           ? std::unexpected(td::Error(make_error_code(Errc::kFail),
+                           ? td::unexpected(td::Error(make_error_code(Errc::kFail),
                                                        std::string(what) + " " + name +
                                                            ": not in the broker's answer"))
                            : topicStatus(*it, benign, what);
@@ -109,9 +109,9 @@ Admin::~Admin() {
 td::Result<std::unique_ptr<Admin>> Admin::create(const Properties& props) {
   auto impl = std::make_unique<Impl>();
   auto conf = makeConf({}, props, impl.get());
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   auto rk = makeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
+  if (!rk) return td::unexpected(rk.error());
   impl->rk = std::move(*rk);
   impl->deletes.reset(rd_kafka_queue_new(impl->rk.get()));
   return std::unique_ptr<Admin>(new Admin(std::move(impl)));
@@ -123,7 +123,7 @@ std::vector<TopicOutcome> Admin::createTopics(const std::vector<NewTopic>& topic
   for (const auto& t : topics) names.push_back(t.name);
   auto fail = [&](const td::Error& error) {
     std::vector<TopicOutcome> out;
-    for (const auto& name : names) out.push_back({name, std::unexpected(error)});
+    for (const auto& name : names) out.push_back({name, td::unexpected(error)});
     return out;
   };
   if (topics.empty()) return {};
@@ -179,7 +179,7 @@ void Admin::deleteTopics(const std::vector<std::string>& topics,
     names.release();  // freed by takeDeleted() (or the destructor) with its answer
   } else {
     for (const auto& name : topics)
-      impl_->refused.push_back({name, std::unexpected(options.error())});
+      impl_->refused.push_back({name, td::unexpected(options.error())});
   }
   rd_kafka_DeleteTopic_destroy_array(array.data(), array.size());
 }

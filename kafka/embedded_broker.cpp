@@ -141,9 +141,9 @@ td::Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(const Options&
   // The host handle has no bootstrap.servers and would warn about it (CONFWARN) and nothing
   // else of use: log errors only.
   auto conf = makeConf({{"log_level", "3"}, {"client.id", "td-embedded-broker"}}, {}, impl.get());
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   auto host = makeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
-  if (!host) return std::unexpected(host.error());
+  if (!host) return td::unexpected(host.error());
   impl->host = std::move(*host);
   impl->cluster.reset(rd_kafka_mock_cluster_new(impl->host.get(), options.brokers));
   if (!impl->cluster) return makeError(Errc::kFail, "EmbeddedBroker: could not start the cluster");

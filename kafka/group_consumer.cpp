@@ -142,7 +142,7 @@ td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(
                         {"enable.auto.offset.store", "false"},
                         {"auto.offset.reset", "earliest"}},
                        props, impl.get());
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   auto group = confGet(conf->get(), "group.id");
   if (!group || group->empty()) {
     return makeError(Errc::kInvalidArg, "GroupConsumer: the property group.id is required");
@@ -150,7 +150,7 @@ td::Result<std::unique_ptr<GroupConsumer>> GroupConsumer::create(
   rd_kafka_conf_set_rebalance_cb(conf->get(), &Impl::onRebalance);
   rd_kafka_conf_set_offset_commit_cb(conf->get(), &Impl::onCommit);
   auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
+  if (!rk) return td::unexpected(rk.error());
   impl->rk = std::move(*rk);
   // Errors, rebalances and commit results all arrive through rd_kafka_consumer_poll.
   rd_kafka_poll_set_consumer(impl->rk.get());

@@ -43,7 +43,7 @@ td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(
     const Properties& props, std::chrono::milliseconds hot_window) {
   auto impl = std::make_unique<Impl>();
   auto pipe = WakePipe::open();
-  if (!pipe) return std::unexpected(pipe.error());
+  if (!pipe) return td::unexpected(pipe.error());
   impl->pipe = std::move(*pipe);
   // assign() needs a group.id; a unique one is never joined, subscribed or committed to.
   auto consumer = makeAssignOnlyConsumer({{"group.id", placeholderGroup("td-reader")},
@@ -51,7 +51,7 @@ td::Result<std::unique_ptr<PartitionReader>> PartitionReader::create(
                                           {"enable.auto.offset.store", "false"},
                                           {"auto.offset.reset", "earliest"}},
                                          props, impl.get(), impl->pipe);
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   impl->rk = std::move(consumer->rk);
   impl->queue = std::move(consumer->queue);
   impl->hot = HotReading(hot_window, props);
@@ -84,7 +84,7 @@ td::Status PartitionReader::add(const TopicPartitionOffset& partition) {
   auto list = toPartitionList({partition});
   ErrorPtr error(rd_kafka_incremental_assign(impl_->rk.get(), list.get()));
   if (error) {
-    return std::unexpected(fromRdKafka(
+    return td::unexpected(fromRdKafka(
         error.get(), "add " + partition.topic + "[" + std::to_string(partition.partition) + "]"));
   }
   impl_->hot.assigned({partition});

@@ -29,7 +29,7 @@ struct Producer::Impl {
     if (!callback || !*callback) return;
     td::Status result;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      result = std::unexpected(fromRdKafka(
+      result = td::unexpected(fromRdKafka(
           m->err, std::string("delivery to ") + (m->rkt ? rd_kafka_topic_name(m->rkt) : "?")));
     }
     (*callback)(result, m->partition, m->err ? -1 : m->offset);
@@ -68,11 +68,11 @@ Producer::~Producer() {
 td::Result<std::unique_ptr<Producer>> Producer::create(const Properties& props) {
   auto impl = std::make_unique<Impl>();
   auto conf = makeConf({{"enable.idempotence", "true"}, {"linger.ms", "1"}}, props, impl.get());
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   rd_kafka_conf_set_dr_msg_cb(conf->get(), &Impl::onDelivery);
   rd_kafka_conf_set_error_cb(conf->get(), &Impl::onError);
   auto rk = makeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
+  if (!rk) return td::unexpected(rk.error());
   impl->rk = std::move(*rk);
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
 }
@@ -133,12 +133,12 @@ td::Status transactionStatus(rd_kafka_error_t* raw, const char* what) {
   if (!error) return {};
   if (rd_kafka_error_is_fatal(error.get()) &&
       !isAccessDenied(make_error_code(static_cast<Errc>(rd_kafka_error_code(error.get()))))) {
-    return std::unexpected(fromRdKafka(RD_KAFKA_RESP_ERR__FATAL,
+    return td::unexpected(fromRdKafka(RD_KAFKA_RESP_ERR__FATAL,
                                        std::string(rd_kafka_error_name(error.get())) + ": " +
                                            rd_kafka_error_string(error.get()),
                                        what));
   }
-  return std::unexpected(fromRdKafka(error.get(), what));
+  return td::unexpected(fromRdKafka(error.get(), what));
 }
 int asMs(std::chrono::milliseconds timeout) { return static_cast<int>(timeout.count()); }
 }  // namespace
@@ -228,7 +228,7 @@ td::Result<int> Producer::partitionCount(const std::string& topic,
     if (accessDenied(last)) break;
     rd_kafka_poll(impl_->rk.get(), 0);
     if (impl_->refusal && isAccessDenied(impl_->refusal->code())) {
-      return std::unexpected(td::Error(impl_->refusal->code(),
+      return td::unexpected(td::Error(impl_->refusal->code(),
                                        "partition count of " + topic + ": " +
                                            impl_->refusal->message()));
     }

@@ -14,7 +14,7 @@ td::Status readToEnd(PartitionReader& reader, const std::string& topic, std::int
   std::vector<TopicPartitionOffset> assignment;
   for (std::int32_t p = 0; p < partitions; ++p) {
     auto marks = reader.watermarks(topic, p, timeout);
-    if (!marks) return std::unexpected(marks.error());
+    if (!marks) return td::unexpected(marks.error());
     if (marks->second <= marks->first) {
       if (on_past) assignment.push_back({topic, p, marks->second});
       continue;
@@ -40,7 +40,7 @@ td::Status readToEnd(PartitionReader& reader, const std::string& topic, std::int
                                std::to_string(timeout.count()) + " ms");
     }
     auto batch = reader.poll(1000, std::chrono::milliseconds(200));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& m : *batch) {
       next[m.partition] = std::max(next[m.partition], m.offset + 1);
       const auto h = high.find(m.partition);

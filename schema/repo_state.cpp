@@ -14,7 +14,7 @@ namespace td::schema {
 
 namespace {
 
-std::unexpected<Error> fail(Errc code, std::string_view source, const YAML::Mark& mark,
+td::Unexpected<Error> fail(Errc code, std::string_view source, const YAML::Mark& mark,
                             const std::string& message) {
   std::string context(source);
   if (!mark.is_null() && mark.line >= 0) {
@@ -50,7 +50,7 @@ td::Result<std::vector<RepoEntry>> parseRepoState(std::string_view yaml_text,
     for (const auto& kv : root) {
       RepoEntry entry;
       auto repository = scalar(source, kv.first, "a repository");
-      if (!repository) return std::unexpected(repository.error());
+      if (!repository) return td::unexpected(repository.error());
       entry.repository = *repository;
       const YAML::Node& body = kv.second;
       if (!body.IsMap()) {
@@ -61,7 +61,7 @@ td::Result<std::vector<RepoEntry>> parseRepoState(std::string_view yaml_text,
         const std::string key = field.first.as<std::string>();
         if (key == "base_ref" || key == "change_ref") {
           auto value = scalar(source, field.second, key);
-          if (!value) return std::unexpected(value.error());
+          if (!value) return td::unexpected(value.error());
           (key == "base_ref" ? entry.base_ref : entry.change_ref) = *value;
         } else if (key == "builds_on") {
           if (!field.second.IsSequence()) {
@@ -70,7 +70,7 @@ td::Result<std::vector<RepoEntry>> parseRepoState(std::string_view yaml_text,
           }
           for (const auto& ref : field.second) {
             auto value = scalar(source, ref, "a builds_on ref");
-            if (!value) return std::unexpected(value.error());
+            if (!value) return td::unexpected(value.error());
             entry.builds_on.push_back(*value);
           }
         } else {

@@ -187,7 +187,7 @@ class Parser {
     std::vector<YAML::Mark> depends_on;
   };
 
-  std::unexpected<Error> fail(Errc code, const YAML::Mark& mark, std::string_view message) const {
+  td::Unexpected<Error> fail(Errc code, const YAML::Mark& mark, std::string_view message) const {
     std::string context = source_;
     if (!mark.is_null() && mark.line >= 0 && mark.column >= 0) {
       context += ':' + std::to_string(mark.line + 1) + ':' + std::to_string(mark.column + 1);
@@ -331,15 +331,15 @@ class Parser {
                       typeName(f->value));
     }
     auto fields = readMap(f->value, "defaults", kDefaultsKeys);
-    if (!fields) return std::unexpected(fields.error());
+    if (!fields) return td::unexpected(fields.error());
     if (const Field* t = fields->get("timeout")) {
       auto timeout = readDuration(*t);
-      if (!timeout) return std::unexpected(timeout.error());
+      if (!timeout) return td::unexpected(timeout.error());
       defaults.timeout = *timeout;
     }
     if (const Field* a = fields->get("max_attempts")) {
       auto attempts = readAttempts(*a);
-      if (!attempts) return std::unexpected(attempts.error());
+      if (!attempts) return td::unexpected(attempts.error());
       defaults.max_attempts = *attempts;
     }
     TD_RETURN_IF_ERROR(readRetry(*fields, defaults.retry));
@@ -394,25 +394,25 @@ class Parser {
                     "jitter: 0.2}, got " + typeName(b->value));
       }
       auto backoff = readMap(b->value, "backoff", kBackoffKeys);
-      if (!backoff) return std::unexpected(backoff.error());
+      if (!backoff) return td::unexpected(backoff.error());
       if (const Field* f = backoff->get("initial")) {
         auto v = readWait(*f);
-        if (!v) return std::unexpected(v.error());
+        if (!v) return td::unexpected(v.error());
         retry.backoff_initial = *v;
       }
       if (const Field* f = backoff->get("multiplier")) {
         auto v = readNumber(*f, 1, 100);
-        if (!v) return std::unexpected(v.error());
+        if (!v) return td::unexpected(v.error());
         retry.backoff_multiplier = *v;
       }
       if (const Field* f = backoff->get("max")) {
         auto v = readWait(*f);
-        if (!v) return std::unexpected(v.error());
+        if (!v) return td::unexpected(v.error());
         retry.backoff_max = *v;
       }
       if (const Field* f = backoff->get("jitter")) {
         auto v = readNumber(*f, 0, 1);
-        if (!v) return std::unexpected(v.error());
+        if (!v) return td::unexpected(v.error());
         retry.backoff_jitter = *v;
       }
       if (retry.backoff_max < retry.backoff_initial) {
@@ -457,12 +457,12 @@ class Parser {
     }
     if (const Field* c = fields.get("count_lost_attempts")) {
       auto v = readBool(*c);
-      if (!v) return std::unexpected(v.error());
+      if (!v) return td::unexpected(v.error());
       retry.count_lost_attempts = *v;
     }
     if (const Field* m = fields.get("max_lost_attempts")) {
       auto v = readAttempts(*m);
-      if (!v) return std::unexpected(v.error());
+      if (!v) return td::unexpected(v.error());
       retry.max_lost_attempts = *v;
     }
     return {};
@@ -505,7 +505,7 @@ class Parser {
     schema.source = source_;
     if (isBareTargetMap(root)) {
       auto name = schemaName(nullptr, /*targets=*/true, root);
-      if (!name) return std::unexpected(name.error());
+      if (!name) return td::unexpected(name.error());
       schema.name = std::move(*name);
       const Field all{"the top level", YAML::Node(), root};
       TD_RETURN_IF_ERROR(parseTargets(all, nullptr, Defaults{}, schema));
@@ -514,7 +514,7 @@ class Parser {
       return schema;
     }
     auto fields = readMap(root, "the top level", kTopKeys);
-    if (!fields) return std::unexpected(fields.error());
+    if (!fields) return td::unexpected(fields.error());
 
     const Field* name = fields->get("name");
     const Field* steps_field = fields->get("steps");
@@ -523,7 +523,7 @@ class Parser {
     const bool targets = steps_field != nullptr && steps_field->value.IsMap() &&
                          !steps_field->value["id"] && !steps_field->value["run"];
     auto name_value = schemaName(name, targets, root);
-    if (!name_value) return std::unexpected(name_value.error());
+    if (!name_value) return td::unexpected(name_value.error());
     schema.name = std::move(*name_value);
 
     if (const Field* description = fields->get("description");
@@ -532,7 +532,7 @@ class Parser {
                   "'description' must be a string, got " + typeName(description->value));
     }
     auto defaults = readDefaults(fields->get("defaults"));
-    if (!defaults) return std::unexpected(defaults.error());
+    if (!defaults) return td::unexpected(defaults.error());
 
     const Field* steps = fields->get("steps");
     const Field* tasks = fields->get("tasks");
@@ -548,16 +548,16 @@ class Parser {
     Status body = targets            ? parseTargets(*steps, command, *defaults, schema)
                   : steps != nullptr ? parseSteps(*steps, command, *defaults, schema)
                                      : parseTasks(*tasks, command, *defaults, schema);
-    if (!body) return std::unexpected(body.error());
+    if (!body) return td::unexpected(body.error());
     if (const Field* universe = fields->get("universe")) {
       auto value = readString(*universe);
-      if (!value) return std::unexpected(value.error());
+      if (!value) return td::unexpected(value.error());
       if (steps != nullptr && !targets) {
         schema.universe = std::move(*value);   // native form: a command
       } else {
         // The tasks and targets forms: a target, through the same template as the steps.
         auto command_template = taskTemplate(command, root);
-        if (!command_template) return std::unexpected(command_template.error());
+        if (!command_template) return td::unexpected(command_template.error());
         schema.universe = substitute(*command_template, *value);
       }
       schema.universe_timeout = defaults->timeout;
@@ -603,7 +603,7 @@ class Parser {
                         typeName(item));
       }
       auto fields = readMap(item, "a step", kStepKeys);
-      if (!fields) return std::unexpected(fields.error());
+      if (!fields) return td::unexpected(fields.error());
       Step step;
       StepMarks step_marks;
 
@@ -613,7 +613,7 @@ class Parser {
                     "steps[" + std::to_string(index) + "] is missing required key 'id'");
       }
       auto id_value = readIdentifier(*id);
-      if (!id_value) return std::unexpected(id_value.error());
+      if (!id_value) return td::unexpected(id_value.error());
       step.id = std::move(*id_value);
       step_marks.id = id->value.Mark();
       if (auto it = first_line.find(step.id); it != first_line.end()) {
@@ -629,19 +629,19 @@ class Parser {
                     "step " + quote(step.id) + " is missing required key 'run'");
       }
       auto run_value = readString(*run);
-      if (!run_value) return std::unexpected(run_value.error());
+      if (!run_value) return td::unexpected(run_value.error());
       step.run = std::move(*run_value);
 
       step.timeout = defaults.timeout;
       if (const Field* t = fields->get("timeout")) {
         auto timeout = readDuration(*t);
-        if (!timeout) return std::unexpected(timeout.error());
+        if (!timeout) return td::unexpected(timeout.error());
         step.timeout = *timeout;
       }
       step.max_attempts = defaults.max_attempts;
       if (const Field* a = fields->get("max_attempts")) {
         auto attempts = readAttempts(*a);
-        if (!attempts) return std::unexpected(attempts.error());
+        if (!attempts) return td::unexpected(attempts.error());
         step.max_attempts = *attempts;
       }
       if (const Field* d = fields->get("depends_on")) {
@@ -672,7 +672,7 @@ class Parser {
     for (const YAML::Node& entry : f.value) {
       Field as_field{"depends_on", f.key_node, entry};
       auto dep = readIdentifier(as_field);
-      if (!dep) return std::unexpected(dep.error());
+      if (!dep) return td::unexpected(dep.error());
       if (std::find(step.depends_on.begin(), step.depends_on.end(), *dep) !=
           step.depends_on.end()) {
         return fail(Errc::kBadValue, valueMark(as_field),
@@ -779,7 +779,7 @@ class Parser {
                     Schema& schema) const {
     TD_RETURN_IF_ERROR(checkList(list));
     auto command_template = taskTemplate(command, list.key_node);
-    if (!command_template) return std::unexpected(command_template.error());
+    if (!command_template) return td::unexpected(command_template.error());
     std::size_t index = 0;
     for (const YAML::Node& item : list.value) {
       if (!item.IsMap()) {
@@ -788,14 +788,14 @@ class Parser {
                         "] must be a map like '- task: //:target', got " + typeName(item));
       }
       auto fields = readMap(item, "a task", kTaskKeys);
-      if (!fields) return std::unexpected(fields.error());
+      if (!fields) return td::unexpected(fields.error());
       const Field* task = fields->get("task");
       if (task == nullptr) {
         return fail(Errc::kMissingField, item.Mark(),
                     "tasks[" + std::to_string(index) + "] is missing required key 'task'");
       }
       auto value = readString(*task);
-      if (!value) return std::unexpected(value.error());
+      if (!value) return td::unexpected(value.error());
 
       Step step;
       step.id = std::to_string(index);
@@ -818,7 +818,7 @@ class Parser {
       return fail(Errc::kEmpty, map.value.Mark(), "schema has no steps");
     }
     auto command_template = taskTemplate(command, map.value);
-    if (!command_template) return std::unexpected(command_template.error());
+    if (!command_template) return td::unexpected(command_template.error());
     struct Entry {
       std::optional<std::uint64_t> number;
       std::size_t order;
@@ -834,7 +834,7 @@ class Parser {
       const Field entry{item.first.Scalar(), item.first, item.second};
       const Field id_field{"step id", item.first, item.first};
       auto id = readIdentifier(id_field);
-      if (!id) return std::unexpected(id.error());
+      if (!id) return td::unexpected(id.error());
       auto [at, fresh] = first_line.try_emplace(*id, item.first.Mark().line + 1);
       if (!fresh) {
         return fail(Errc::kDuplicateId, item.first.Mark(),
@@ -842,7 +842,7 @@ class Parser {
                         std::to_string(at->second) + ")");
       }
       auto target = readString(entry);
-      if (!target) return std::unexpected(target.error());
+      if (!target) return td::unexpected(target.error());
       Entry e{.number = std::nullopt, .order = entries.size(), .step = {}};
       if (std::all_of(id->begin(), id->end(), [](char c) { return c >= '0' && c <= '9'; }) &&
           id->size() <= 18) {

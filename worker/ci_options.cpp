@@ -68,7 +68,7 @@ td::Result<RepoResolution> resolveRepoState(const RepoFlags& flags, const EnvMap
   // The checkout's facts only where the flags leave a value open (its notes would be noise).
   out.detected = detectRepo(env, flags_name_repo ? GitFacts{} : git);
   auto resolved = resolveRepo(flags.repository, flags.base_ref, flags.change_ref, out.detected);
-  if (!resolved) return std::unexpected(resolved.error());
+  if (!resolved) return td::unexpected(resolved.error());
   out.sources = std::move(*resolved);
   out.state.set_repository(out.sources.repository.value);
   out.state.set_base_ref(out.sources.base_ref.value);

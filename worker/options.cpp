@@ -17,7 +17,7 @@
 
 namespace td::worker {
 
-std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
+td::Expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
                                                                             char** argv) {
   CLI::App app{"td-worker: a CI peer that runs its share of a schema's steps"};
   WorkerOptions options;
@@ -130,7 +130,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
   layers.addCheck([&]() -> td::Status {
     if (!repo_state.empty()) {
       auto repos = schema::loadRepoState(repo_state);
-      if (!repos) return std::unexpected(repos.error());
+      if (!repos) return td::unexpected(repos.error());
       for (const auto& r : *repos) {
         td::v1::RepoState state;
         state.set_repository(redactCredentials(r.repository));   // never send a token
@@ -157,12 +157,12 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
     schema::ParseOptions parse_options;
     if (!task_command.empty()) parse_options.task_command = task_command;
     auto schema = schema::loadFile(schema_path, parse_options);
-    if (!schema) return std::unexpected(schema.error());
+    if (!schema) return td::unexpected(schema.error());
     loaded = std::move(*schema);
     return {};
   });
   if (auto exit = layers.parse(argc, argv, config::processEnvironment(), std::cout, std::cerr)) {
-    return std::unexpected(*exit);
+    return td::unexpected(*exit);
   }
   // Steps inherit this environment; a secret meant for librdkafka is not theirs to read.
   for (const auto& name : layers.secretEnvironmentNames()) ::unsetenv(name.c_str());
@@ -182,7 +182,7 @@ std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(in
     sources.schema_path = schema_path;
     auto reg = buildRegistration(options.peer, "(new each run)", *loaded);
     std::fputs(formatRegistrationReport(reg, sources).c_str(), stdout);
-    return std::unexpected(0);
+    return td::unexpected(0);
   }
   return std::make_pair(std::move(options), std::move(*loaded));
 }

@@ -1,9 +1,9 @@
 // td-worker's command line: flags -> WorkerOptions plus the loaded schema.
 #pragma once
 
-#include <expected>
 #include <utility>
 
+#include "common/expected.h"
 #include "schema/schema.h"
 #include "worker/kafka/worker_app.h"
 
@@ -14,7 +14,7 @@ namespace td::worker {
 // --print-registration, which prints the registration and where its values came from; 2 after
 // a usage, configuration or schema error, with the message already printed to stderr).
 // Unsets the environment variables that held secrets, so steps do not inherit them.
-std::expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
+td::Expected<std::pair<WorkerOptions, schema::Schema>, int> parseCommandLine(int argc,
                                                                             char** argv);
 
 }  // namespace td::worker

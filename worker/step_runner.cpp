@@ -35,7 +35,7 @@ constexpr milliseconds kFallbackWaitTick{20};
 
 std::string errnoText(int err) { return std::strerror(err); }
 
-std::unexpected<Error> stepError(Errc code, const std::string& step_id, const std::string& what) {
+td::Unexpected<Error> stepError(Errc code, const std::string& step_id, const std::string& what) {
   return makeError(code, "step '" + step_id + "': " + what);
 }
 
@@ -508,7 +508,7 @@ td::Result<RunResult> runToCompletion(const StepSpecToRun& spec) {
 td::Result<RunResult> runToCompletion(const StepSpecToRun& spec, int wake_fd,
                                       const std::function<bool()>& interrupted) {
   auto started = StepProcess::start(spec);
-  if (!started) return std::unexpected(started.error());
+  if (!started) return td::unexpected(started.error());
   StepProcess& proc = **started;
   std::vector<pollfd> pfds;
   while (true) {

@@ -20,7 +20,7 @@ AssignProducers::~AssignProducers() = default;
 td::Result<std::uint64_t> AssignProducers::place(const std::string& topic) {
   if (!current_) {
     auto producer = factory_(next_index_);
-    if (!producer) return std::unexpected(producer.error());
+    if (!producer) return td::unexpected(producer.error());
     current_ = next_index_++;
     shards_.emplace(*current_, Shard{.producer = std::move(*producer)});
     td::log::get("coordinator")
@@ -46,7 +46,7 @@ td::Status AssignProducers::produce(const std::string& topic, std::int32_t parti
     index = it->second;
   } else {
     auto placed = place(topic);
-    if (!placed) return std::unexpected(placed.error());
+    if (!placed) return td::unexpected(placed.error());
     index = *placed;
   }
   return shards_.at(index).producer->produce(topic, partition, key, value,

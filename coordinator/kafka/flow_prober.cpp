@@ -8,7 +8,7 @@ td::Result<std::unique_ptr<FlowProber>> FlowProber::create(const kafka::Properti
                                                            std::string topic,
                                                            std::chrono::milliseconds timeout) {
   auto reader = kafka::PartitionReader::create(props);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   return std::unique_ptr<FlowProber>(new FlowProber(std::move(*reader), std::move(topic),
                                                     timeout));
 }

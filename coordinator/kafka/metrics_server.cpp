@@ -270,7 +270,7 @@ td::Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::strin
                                                                const Clock& clock,
                                                                Millis stall_after) {
   auto ports = civetPort(listen);
-  if (!ports) return std::unexpected(ports.error());
+  if (!ports) return td::unexpected(ports.error());
   auto impl = std::unique_ptr<Impl>(new Impl{.probe = probe, .clock = clock,
                                              .stall_after = stall_after});
   impl->metrics.impl = impl->health.impl = impl->readiness.impl = impl.get();
@@ -292,7 +292,7 @@ td::Result<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::strin
 
 td::Status MetricsServer::checkAddress(const std::string& listen) {
   auto ports = civetPort(listen);
-  if (!ports) return std::unexpected(ports.error());
+  if (!ports) return td::unexpected(ports.error());
   return {};
 }
 

@@ -16,7 +16,7 @@
 
 namespace td::coordinator {
 
-std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
+td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   CLI::App app{"td-coordinator: groups CI peers and shards their schema's steps over Kafka"};
   CommandLine line;
   ServiceOptions& options = line.service;
@@ -150,7 +150,7 @@ std::expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   });
   const auto env = td::config::processEnvironment();
   if (auto exit = layers.parse(argc, argv, env, std::cout, std::cerr)) {
-    return std::unexpected(*exit);   // --help, --version, --print-config: 0; errors: 2
+    return td::unexpected(*exit);   // --help, --version, --print-config: 0; errors: 2
   }
   td::log::setFormat(log_format);
   (void)td::log::setLevel(level);   // one of --log-level's IsMember values

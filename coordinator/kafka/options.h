@@ -2,9 +2,9 @@
 // (config/layers.h) -> ServiceOptions and the metrics address.
 #pragma once
 
-#include <expected>
 #include <string>
 
+#include "common/expected.h"
 #include "coordinator/kafka/service.h"
 
 namespace td::coordinator {
@@ -17,6 +17,6 @@ struct CommandLine {
 // On success the options; otherwise the exit code (0 after --help or --print-config, 2 after a
 // usage or configuration error, with the message already printed to stderr). Sets the log
 // level and format.
-std::expected<CommandLine, int> parseCommandLine(int argc, char** argv);
+td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv);
 
 }  // namespace td::coordinator

@@ -157,9 +157,9 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   TD_RETURN_IF_ERROR(checkOptions(o));
   const ClientProperties props = clientProperties(o, service->broker_kind_);
   auto consumer = service->makeConsumer();
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   auto reader = kafka::PartitionReader::create(props.state_reader);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   service->consumer_ = std::move(*consumer);
   TD_RETURN_IF_ERROR(service->makeProducers());
   service->state_reader_ = std::move(*reader);
@@ -168,17 +168,17 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
   auto prober = FlowProber::create(props.flow_prober, o.core.topics.registrations(),
                                    std::chrono::duration_cast<std::chrono::milliseconds>(
                                        probe_timeout));
-  if (!prober) return std::unexpected(prober.error());
+  if (!prober) return td::unexpected(prober.error());
   service->flow_prober_ = std::move(*prober);
   if (o.core.step_stats) {
     auto stats_reader = kafka::PartitionReader::create(props.stats_reader);
-    if (!stats_reader) return std::unexpected(stats_reader.error());
+    if (!stats_reader) return td::unexpected(stats_reader.error());
     service->stats_reader_ = std::move(*stats_reader);
   }
   if (o.assign_topics.create) {
     auto assign = AssignTopics::create(o.assign_topics, props.admin, o.core.topics,
                                        service->probe_.assign_topics);
-    if (!assign) return std::unexpected(assign.error());
+    if (!assign) return td::unexpected(assign.error());
     service->assign_topics_ = std::move(*assign);
   }
   return service;
@@ -187,7 +187,7 @@ td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, con
 td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
   auto consumer = kafka::GroupConsumer::create(clientProperties(options_, broker_kind_).consumer,
                                                kafka::kHotFetchWindow);
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   (*consumer)->onRebalance(
       [this](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
         onRebalance(assigned, partitions);
@@ -202,7 +202,7 @@ td::Status Service::makeProducers() {
   assign_.reset();
   producer_.reset();
   auto producer = kafka::Producer::create(props.producer);
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   producer_ = std::move(*producer);
   if (!options_.exactly_once) {
     // Shards write td.assign only, with the main producer's settings. (With exactly_once one
@@ -238,7 +238,7 @@ td::Status Service::rejoin() {
   consumer_->close();
   rejoin_needed_ = false;
   auto consumer = makeConsumer();
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   consumer_ = std::move(*consumer);
   return consumer_->subscribe({options_.core.topics.registrations()});
 }
@@ -280,10 +280,10 @@ td::Status Service::adoptBrokerKind() {
              kafka::fetchWait(kind).count());
   // Neither has subscribed or read yet.
   auto consumer = makeConsumer();
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   consumer_ = std::move(*consumer);
   auto reader = kafka::PartitionReader::create(clientProperties(options_, kind).state_reader);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   state_reader_ = std::move(*reader);
   return {};
 }
@@ -340,7 +340,7 @@ td::Status Service::checkPartitionCounts(Millis timeout) {
   std::vector<std::pair<std::string, int>> counts;
   for (const auto& topic : {topics.registrations(), topics.completions(), topics.state()}) {
     auto count = producer_->partitionCount(topic, timeout);
-    if (!count) return std::unexpected(count.error());
+    if (!count) return td::unexpected(count.error());
     counts.emplace_back(topic, *count);
   }
   for (const auto& [topic, count] : counts) {
@@ -378,7 +378,7 @@ td::Status Service::run() {
     auto batch = consumer_->poll(options_.batch_max, wait);
     const Millis polled_at = clock_.now().mono;
     if (fatal_) return *fatal_;
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch, polled_at));
     deliverFlowAnswers();
     if (clock_.now().mono >= next_tick) {
@@ -424,7 +424,7 @@ void Service::onRebalance(bool assigned,
     }
     if (fatal_ || rejoin_needed_) continue;   // a rejoin restores every partition anew
     if (auto status = restorePartition(tp.partition); !status) {
-      fatal_ = std::unexpected(status.error());
+      fatal_ = td::unexpected(status.error());
     }
   }
   probe_.restoring.store(false);
@@ -447,7 +447,7 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
                                    options_.restore_timeout.count()));
     }
     auto batch = state_reader_->poll(1000, std::chrono::milliseconds(100));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       if (msg.offset >= to) break;
       visit(msg);
@@ -518,7 +518,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
     if (marks) break;
     log_->warn("restore of partition {}: {}", partition, marks.error().message());
   }
-  if (!marks) return std::unexpected(marks.error());
+  if (!marks) return td::unexpected(marks.error());
   TD_RETURN_IF_ERROR(readState(partition, marks->first, marks->second, visit));
   // Above every epoch in the log, not only the claims: a log that lost its oldest records (the
   // embedded broker keeps about 5 MiB per partition) may have lost the latest claim too, and

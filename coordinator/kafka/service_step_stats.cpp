@@ -31,7 +31,7 @@ td::Status Service::loadStepStats() {
   std::map<std::int32_t, std::int64_t> high;   // partition -> high watermark at start
   for (std::int32_t p = 0; p < *count; ++p) {
     auto marks = stats_reader_->watermarks(topic, p, std::chrono::seconds(10));
-    if (!marks) return std::unexpected(marks.error());
+    if (!marks) return td::unexpected(marks.error());
     if (marks->second > marks->first) high[p] = marks->second;
     partitions.push_back({topic, p, kafka::kOffsetBeginning});
   }
@@ -47,7 +47,7 @@ td::Status Service::loadStepStats() {
       break;
     }
     auto batch = stats_reader_->poll(1000, std::chrono::milliseconds(100));
-    if (!batch) return std::unexpected(batch.error());
+    if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       learnStepStats(msg);
       ++records;

@@ -39,7 +39,7 @@ td::Result<std::unique_ptr<HotTwin>> HotTwin::create(const Properties& props,
                                           {"enable.auto.offset.store", "false"},
                                           {"auto.offset.reset", "latest"}},
                                          own, twin.get(), pipe);
-  if (!consumer) return std::unexpected(consumer.error());
+  if (!consumer) return td::unexpected(consumer.error());
   twin->rk_ = std::move(consumer->rk);
   twin->queue_ = std::move(consumer->queue);
   twin->window_ = window;

@@ -85,7 +85,7 @@ namespace td::kafka {
 
 td::Status checkProperties(const Properties& props) {
   auto conf = internal::makeConf({}, props, nullptr);
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   return {};
 }
 
@@ -211,7 +211,7 @@ td::Result<std::vector<Message>> consume(rd_kafka_t* rk, std::size_t max,
     const bool is_quiet = std::find(quiet.begin(), quiet.end(), m->err) != quiet.end();
     if (!is_quiet && accessDenied(m->err)) {
       // Failed authentication, or an ACL refusing a read: no retry helps (see kafka/error.h).
-      return std::unexpected(fromRdKafka(
+      return td::unexpected(fromRdKafka(
           m->err, rd_kafka_message_errstr(m.get()),
           m->rkt != nullptr ? std::string("reading ") + rd_kafka_topic_name(m->rkt)
                             : std::string("consumer")));

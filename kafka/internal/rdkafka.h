@@ -67,9 +67,9 @@ inline bool accessDenied(rd_kafka_resp_err_t err) {
 }
 // Same for an rd_kafka_error_t (uses its code and its own message).
 td::Error fromRdKafka(const rd_kafka_error_t* error, const std::string& context);
-inline std::unexpected<td::Error> rdKafkaError(rd_kafka_resp_err_t err,
+inline td::Unexpected<td::Error> rdKafkaError(rd_kafka_resp_err_t err,
                                                const std::string& context) {
-  return std::unexpected(fromRdKafka(err, context));
+  return td::unexpected(fromRdKafka(err, context));
 }
 
 // Builds a configuration: `defaults`, then `props` (later entries win), with librdkafka's logs

@@ -68,9 +68,9 @@ td::Result<AssignOnlyConsumer> makeAssignOnlyConsumer(const Properties& defaults
                                                       const Properties& props, void* opaque,
                                                       const WakePipe& pipe) {
   auto conf = makeConf(defaults, props, opaque);
-  if (!conf) return std::unexpected(conf.error());
+  if (!conf) return td::unexpected(conf.error());
   auto rk = makeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  if (!rk) return std::unexpected(rk.error());
+  if (!rk) return td::unexpected(rk.error());
   AssignOnlyConsumer out{.rk = std::move(*rk)};
   rd_kafka_poll_set_consumer(out.rk.get());
   out.queue.reset(rd_kafka_queue_get_consumer(out.rk.get()));

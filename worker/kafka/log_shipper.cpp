@@ -37,7 +37,7 @@ td::Result<std::unique_ptr<LogShipper>> LogShipper::create(const std::string& bo
                          {"queue.buffering.max.messages", "2048"}};
   ours.insert(ours.end(), overrides.begin(), overrides.end());
   auto producer = kafka::Producer::create(kafka::producerSettings(bootstrap, client_id, ours));
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   return std::unique_ptr<LogShipper>(new LogShipper(std::move(*producer), std::move(topic), cap));
 }
 

@@ -119,16 +119,16 @@ td::Result<std::unique_ptr<WorkerApp>> WorkerApp::create(WorkerOptions options,
   const auto reader_props = kafka::readerSettings(o.bootstrap_servers, client_id,
                                                   app->reader_kind_, o.kafka);
   auto producer = kafka::Producer::create(producer_props);
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) return td::unexpected(producer.error());
   auto reader = kafka::PartitionReader::create(reader_props, kafka::kHotFetchWindow);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   app->producer_ = std::move(*producer);
   app->producer_settings_ = producer_props;
   app->reader_ = std::move(*reader);
   if (o.log_cap > 0) {
     auto logs = LogShipper::create(o.bootstrap_servers, client_id, o.kafka, o.topics.logs(),
                                    o.log_cap);
-    if (!logs) return std::unexpected(logs.error());
+    if (!logs) return td::unexpected(logs.error());
     app->logs_ = std::move(*logs);
   }
   app->registration_ = buildRegistration(o.peer, app->session_id_, schema);
@@ -198,7 +198,7 @@ auto WorkerApp::untilAnswered(std::string_view waiting, F request) -> decltype(r
     if (kafka::isAccessDenied(answer.error().code())) return answer;
     if (stopping_) return makeError(td::Errc::kUnavailable, "interrupted while registering");
     if (auto silent = brokerSilent(waiting, answer.error()); !silent) {
-      return std::unexpected(silent.error());
+      return td::unexpected(silent.error());
     }
   }
 }
@@ -229,7 +229,7 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
         heartbeatIfDue();
         // Credentials the broker refuses: the record will never be acknowledged.
         if (auto refusal = producer_->refusal(); refusal && kafka::isAccessDenied(refusal->code())) {
-          return std::unexpected(refused(*refusal, "write " + topic));
+          return td::unexpected(refused(*refusal, "write " + topic));
         }
         if (stopping_) {
           if (Clock::now() >= leaveDeadline()) {
@@ -249,10 +249,10 @@ td::Status WorkerApp::publish(const std::string& topic, const std::string& value
     // Refused by an ACL (the delivery failed, or the producer failed fatally because its
     // principal may write nothing at all): retrying cannot help.
     if (status.error().code() == kafka::Errc::kFatal && producer_->refusal()) {
-      status = std::unexpected(*producer_->refusal());
+      status = td::unexpected(*producer_->refusal());
     }
     if (kafka::isAccessDenied(status.error().code())) {
-      return std::unexpected(refused(status.error(), "write " + topic));
+      return td::unexpected(refused(status.error(), "write " + topic));
     }
     renewProducerIfDead();
     if (stopping_) return status;
@@ -319,7 +319,7 @@ td::Status WorkerApp::adoptBrokerKind() {
   auto reader = kafka::PartitionReader::create(
       kafka::readerSettings(options_.bootstrap_servers, client_id, kind, options_.kafka),
       kafka::kHotFetchWindow);
-  if (!reader) return std::unexpected(reader.error());
+  if (!reader) return td::unexpected(reader.error());
   reader_ = std::move(*reader);   // nothing assigned or read yet
   reader_kind_ = kind;
   return {};
@@ -332,15 +332,15 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   auto count = untilAnswered("registering (metadata of " + topics.registrations() + ")", [&] {
     return producer_->partitionCount(topics.registrations(), std::chrono::seconds(2));
   });
-  if (!count) return std::unexpected(refused(count.error(), "write " + topics.registrations()));
+  if (!count) return td::unexpected(refused(count.error(), "write " + topics.registrations()));
   partition_ = protocol::partitionFor(registration_.compatibility_key(), *count);
   TD_RETURN_IF_ERROR(adoptBrokerKind());
   auto marks = untilAnswered("registering (watermarks of " + topics.joins() + ")", [&] {
     return reader_->watermarks(topics.joins(), partition_, std::chrono::seconds(2));
   });
-  if (!marks) return std::unexpected(refused(marks.error(), "read " + topics.joins()));
+  if (!marks) return td::unexpected(refused(marks.error(), "read " + topics.joins()));
   if (auto assigned = reader_->assign({{topics.joins(), partition_, marks->second}}); !assigned) {
-    return std::unexpected(refused(assigned.error(), "read " + topics.joins()));
+    return td::unexpected(refused(assigned.error(), "read " + topics.joins()));
   }
 
   td::v1::RegistrationRecord record;
@@ -355,7 +355,7 @@ td::Result<td::v1::GroupJoined> WorkerApp::registerAndJoin() {
   const auto deadline = Clock::now() + options_.join_timeout;
   while (Clock::now() < deadline && !stopping_) {
     auto batch = reader_->poll(100, std::chrono::milliseconds(100));
-    if (!batch) return std::unexpected(refused(batch.error(), "read " + topics.joins()));
+    if (!batch) return td::unexpected(refused(batch.error(), "read " + topics.joins()));
     if (!batch->empty()) brokerAnswered();
     probeBroker();
     TD_RETURN_IF_ERROR(brokerSilent("waiting for a coordinator's reply on " + topics.joins()));
@@ -423,7 +423,7 @@ td::Result<int> WorkerApp::joinAndFollow() {
         log_->error("{}", joined.error().message());
         return kExitUsage;
       }
-      return std::unexpected(joined.error());
+      return td::unexpected(joined.error());
     }
     log_->info("peer={} joined group={} ({}, members: {})", registration_.peer_id(),
                joined->group_id(), protocol::statusName(joined->status()),
@@ -569,7 +569,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
   // librdkafka retries only after 500 ms when the topic is new; auto.offset.reset=earliest
   // covers a log whose start was deleted.
   if (auto assigned = reader_->assign({{joined.assign_topic(), 0, 0}}); !assigned) {
-    return std::unexpected(refused(assigned.error(), "read " + joined.assign_topic()));
+    return td::unexpected(refused(assigned.error(), "read " + joined.assign_topic()));
   }
   ProgressAwareLog progress_aware_log(progress_);
   joined_at_ = Clock::now();
@@ -640,7 +640,7 @@ td::Result<int> WorkerApp::follow(const td::v1::GroupJoined& joined) {
 
     constexpr std::size_t kBatch = 100;
     auto batch = reader_->poll(kBatch, std::chrono::milliseconds(0));
-    if (!batch) return std::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
+    if (!batch) return td::unexpected(refused(batch.error(), "read " + joined.assign_topic()));
     if (!batch->empty()) brokerAnswered();
     // A full batch may have more behind it, such as a SessionEnded for this session (a worker
     // that was frozen catches up on everything written meanwhile): start nothing until the

@@ -1,12 +1,13 @@
-// A minimal std::expected for clang 14 on libstdc++ 12, used ONLY by the clang libFuzzer build
-// in fuzz/ (fuzz/CMakeLists.txt puts this directory first on the include path when the real
-// <expected> does not compile).
+// A minimal stand-in for std::expected, in namespace td::standin, for clang 14 on libstdc++ 12:
+// used ONLY by the clang libFuzzer build in fuzz/, which defines TD_EXPECTED_STANDIN when the
+// real <expected> does not compile; common/expected.h then makes td::Expected and
+// td::Unexpected these types. Nothing is added to namespace std.
 //
 // Why: libstdc++ 12's <expected> is guarded by __cpp_concepts >= 202002L, and clang 14 reports
 // 201907L because it lacks P0848 (conditionally trivial special members); forcing the macro
 // makes std::expected<T, E> with a non-trivial E unusable (its destructor is deleted). This file
-// provides the subset the project uses: construction from a value or std::unexpected, copy and
-// move, has_value/operator bool, *, ->, value(), error(), and expected<void, E>.
+// provides the subset the project uses: construction from a value or an unexpected, copy and
+// move, has_value/operator bool, *, ->, value(), error(), value_or(), and expected<void, E>.
 // The regular g++ build never sees this file.
 #pragma once
 
@@ -16,13 +17,13 @@
 #include <type_traits>
 #include <utility>
 
-namespace std {
+namespace td::standin {
 
 template <typename E>
 class unexpected {
  public:
   template <typename G = E>
-    requires(!is_same_v<remove_cvref_t<G>, unexpected> && is_constructible_v<E, G>)
+    requires(!std::is_same_v<std::remove_cvref_t<G>, unexpected> && std::is_constructible_v<E, G>)
   constexpr explicit unexpected(G&& e) : error_(std::forward<G>(e)) {}
   constexpr const E& error() const& noexcept { return error_; }
   constexpr E& error() & noexcept { return error_; }
@@ -40,7 +41,7 @@ struct unexpect_t {
 inline constexpr unexpect_t unexpect{};
 
 template <typename E>
-class bad_expected_access : public exception {
+class bad_expected_access : public std::exception {
  public:
   explicit bad_expected_access(E e) : error_(std::move(e)) {}
   const char* what() const noexcept override { return "bad access to std::expected without value"; }
@@ -57,12 +58,12 @@ class expected {
   using error_type = E;
 
   constexpr expected()
-    requires is_default_constructible_v<T>
+    requires std::is_default_constructible_v<T>
       : has_(true) {
     ::new (&value_) T();
   }
   template <typename U = T>
-    requires(!is_same_v<remove_cvref_t<U>, expected> && is_constructible_v<T, U>)
+    requires(!std::is_same_v<std::remove_cvref_t<U>, expected> && std::is_constructible_v<T, U>)
   constexpr expected(U&& v) : has_(true) {
     ::new (&value_) T(std::forward<U>(v));
   }
@@ -78,8 +79,8 @@ class expected {
     if (has_) ::new (&value_) T(o.value_);
     else ::new (&error_) E(o.error_);
   }
-  expected(expected&& o) noexcept(is_nothrow_move_constructible_v<T> &&
-                                  is_nothrow_move_constructible_v<E>)
+  expected(expected&& o) noexcept(std::is_nothrow_move_constructible_v<T> &&
+                                  std::is_nothrow_move_constructible_v<E>)
       : has_(o.has_) {
     if (has_) ::new (&value_) T(std::move(o.value_));
     else ::new (&error_) E(std::move(o.error_));
@@ -161,7 +162,7 @@ class expected<void, E> {
   expected(const expected& o) : has_(o.has_) {
     if (!has_) ::new (&error_) E(o.error_);
   }
-  expected(expected&& o) noexcept(is_nothrow_move_constructible_v<E>) : has_(o.has_) {
+  expected(expected&& o) noexcept(std::is_nothrow_move_constructible_v<E>) : has_(o.has_) {
     if (!has_) ::new (&error_) E(std::move(o.error_));
   }
   expected& operator=(const expected& o) {
@@ -202,4 +203,4 @@ class expected<void, E> {
   };
 };
 
-}  // namespace std
+}  // namespace td::standin
