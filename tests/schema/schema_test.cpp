@@ -287,6 +287,16 @@ TEST(SchemaDigest, StableAcrossCommentsLayoutAndDescriptions) {
   EXPECT_EQ(first->digest, second->digest);
 }
 
+// The digest travels in every registration and is part of the compatibility key: workers of two
+// versions that read one schema file must agree on it. Golden: the canonical form and its hash.
+TEST(SchemaDigest, GoldenValue) {
+  auto schema = parse("name: n\nsteps:\n  - id: a\n    run: make a\n"
+                      "  - {id: b, run: make b, depends_on: [a], max_attempts: 2, timeout: 90s}\n",
+                      "golden.yaml");
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  EXPECT_EQ(schema->digest, "794f3b4cc76b6ec24a11647af1b0a42a384b7b2f8dc2e8cc77e248e61c908dd6");
+}
+
 TEST(SchemaDigest, ChangesWithAnythingThatAffectsExecution) {
   const auto digestOf = [](const std::string& text) {
     auto schema = parseText(text);
