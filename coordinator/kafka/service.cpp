@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "coordinator/changelog_fold.h"
 #include "coordinator/codec.h"
 #include "td/v1/dlq.pb.h"
 #include "td/v1/state.pb.h"
@@ -16,8 +17,6 @@ namespace td::coordinator {
 
 namespace {
 
-// Key of the partition-claim records in td.state (group ids are topic-safe, never '#').
-constexpr std::string_view kOwnerKey = "#owner";
 // A td.state record stays under Kafka's default 1 MiB limit; a larger snapshot first drops its
 // outbox events (td.events copies; a fail-over in that window would leave a sequence gap).
 constexpr std::size_t kMaxStateRecordBytes = 900 * 1024;
@@ -468,46 +467,11 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
 td::Status Service::restorePartition(std::int32_t partition) {
   const auto started = clock_.now().mono;
   const auto& topic = options_.core.topics.state();
-  std::map<std::string, td::v1::GroupSnapshot> latest;
-  std::map<std::string, td::v1::ForgottenGroup> forgotten;
-  std::uint64_t claimed = 0;   // highest epoch claimed so far in the log
-  std::uint64_t highest = 0;   // highest epoch of any record: claims may have been truncated
-  std::uint64_t skipped = 0;
+  ChangelogFold fold;   // the rules: coordinator/changelog_fold.h
   auto visit = [&](const kafka::Message& msg) {
-    if (msg.key == kOwnerKey) {
-      td::v1::StateRecord record;
-      if (record.ParseFromString(msg.value) && record.has_owner()) {
-        claimed = std::max(claimed, record.owner().epoch());
-        highest = std::max(highest, claimed);
-        return;
-      }
-    } else if (msg.value.empty()) {
-      latest.erase(msg.key);   // deleted
-      forgotten.erase(msg.key);
-      return;
-    } else if (td::v1::StateRecord record; record.ParseFromString(msg.value)) {
-      if (record.has_forgotten() && record.forgotten().group_id() == msg.key) {
-        highest = std::max(highest, record.forgotten().coordinator_epoch());
-        if (record.forgotten().coordinator_epoch() < claimed) {
-          ++skipped;
-          return;
-        }
-        latest.erase(msg.key);
-        forgotten[msg.key] = std::move(*record.mutable_forgotten());
-        return;
-      }
-      if (record.has_group() && record.group().group_id() == msg.key) {
-        highest = std::max(highest, record.group().coordinator_epoch());
-        if (record.group().coordinator_epoch() < claimed) {
-          ++skipped;   // written by a coordinator that had lost the partition (a zombie)
-          return;
-        }
-        forgotten.erase(msg.key);
-        latest[msg.key] = std::move(*record.mutable_group());
-        return;
-      }
+    if (fold.add(msg.key, msg.value) == ChangelogFold::Outcome::kUndecodable) {
+      collect(&msg, Effects{DeadLetter{.reason = "undecodable td.state record"}});
     }
-    collect(&msg, Effects{DeadLetter{.reason = "undecodable td.state record"}});
   };
   // Everything written so far, then the claim, then whatever a previous owner wrote before the
   // claim landed: the snapshots restored are exactly those before the claim.
@@ -520,10 +484,8 @@ td::Status Service::restorePartition(std::int32_t partition) {
   }
   if (!marks) return td::unexpected(marks.error());
   TD_RETURN_IF_ERROR(readState(partition, marks->first, marks->second, visit));
-  // Above every epoch in the log, not only the claims: a log that lost its oldest records (the
-  // embedded broker keeps about 5 MiB per partition) may have lost the latest claim too, and
-  // workers fence a new owner whose epoch is not above what they have seen.
-  const std::uint64_t epoch = highest + 1;
+  // Above every epoch in the log (ChangelogFold::nextEpoch()), not only the claims.
+  const std::uint64_t epoch = fold.nextEpoch();
   td::v1::StateRecord claim;
   claim.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   claim.mutable_owner()->set_epoch(epoch);
@@ -550,15 +512,11 @@ td::Status Service::restorePartition(std::int32_t partition) {
   const std::int64_t claim_offset = *claimed_at;
   TD_RETURN_IF_ERROR(readState(partition, marks->second, claim_offset, visit));
 
-  std::vector<td::v1::GroupSnapshot> snapshots;
-  snapshots.reserve(latest.size());
-  for (auto& [id, snapshot] : latest) snapshots.push_back(std::move(snapshot));
-  std::vector<td::v1::ForgottenGroup> refused;
-  for (auto& [id, record] : forgotten) {
+  auto [snapshots, refused] = fold.take();
+  for (const auto& record : refused) {
     // Its topic's deletion may have been lost with the previous owner: deleting again is
     // harmless (a missing topic counts as deleted).
-    if (assign_topics_) assign_topics_->retire(id, clock_.now().mono);
-    refused.push_back(std::move(record));
+    if (assign_topics_) assign_topics_->retire(record.group_id(), clock_.now().mono);
   }
   collect(nullptr, core_.restore(partition, epoch, snapshots, refused, clock_.now()));
   TD_RETURN_IF_ERROR(writeCycle({}));
@@ -568,8 +526,9 @@ td::Status Service::restorePartition(std::int32_t partition) {
              "{}",
              partition, epoch, snapshots.size(), claim_offset - marks->first, topic,
              (clock_.now().mono - started).count(),
-             skipped > 0 ? fmt::format(" ({} stale snapshots of an earlier owner skipped)", skipped)
-                         : std::string());
+             fold.skipped() > 0
+                 ? fmt::format(" ({} stale snapshots of an earlier owner skipped)", fold.skipped())
+                 : std::string());
   return {};
 }
 
