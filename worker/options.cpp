@@ -11,6 +11,7 @@
 #include "config/bounds.h"
 #include "config/layers.h"
 #include "config/version.h"
+#include "kafka/client_settings.h"
 #include "schema/repo_state.h"
 #include "worker/ci_options.h"
 #include "worker/git_facts.h"

@@ -5,7 +5,7 @@
 
 #include "common/expected.h"
 #include "schema/schema.h"
-#include "worker/kafka/worker_app.h"
+#include "worker/worker_options.h"
 
 namespace td::worker {
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "worker/worker_options.h"
+
 namespace td::worker {
 
 bool Session::isMine(const std::string& group, const std::string& peer,
@@ -78,7 +80,7 @@ Action Session::onRecord(const td::v1::AssignmentRecord& record) {
       if (fenced(c.coordinator_epoch())) {
         return IgnoredStale{c.coordinator_epoch(), owner_epoch_, "group_cancelled"};
       }
-      return GroupDone{5, record};   // td-worker's kExitCancelled
+      return GroupDone{kExitCancelled, record};
     }
     case td::v1::AssignmentRecord::kSessionEnded: {
       const auto& e = record.session_ended();
