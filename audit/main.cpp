@@ -1,15 +1,15 @@
 // td-audit: reads the audit stream (td.events) and checks, shows, follows or reports it.
-// It reads with a td_kafka PartitionReader over every partition: no consumer group is joined
-// and nothing is committed, so it never disturbs the coordinators.
+// It reads through audit/kafka/ (EventSource, TopicReader: a td_kafka PartitionReader over
+// every partition; no consumer group is joined and nothing is committed, so it never disturbs
+// the coordinators) and hands the events to the pure model (audit.h) and renderers (render.h).
+// This file is the command line and the SIGINT/SIGTERM flag that `tail` and `logs` stop on.
 // Exit codes: 0 fine, 1 violations found (verify) or a runtime error, 2 bad flags; `logs`:
 // 0 output printed, 1 none on td.logs, 2 bad flags, 3 the broker unreachable.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <signal.h>
-#include <time.h>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -19,14 +19,14 @@
 #include <set>
 
 #include "audit/audit.h"
-#include "audit/logs_command.h"
+#include "audit/kafka/logs_command.h"
 #include "audit/render.h"
-#include "audit/topic_reader.h"
+#include "audit/kafka/event_source.h"
+#include "audit/time_arg.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "config/version.h"
 #include "kafka/kafka.h"
-#include "kafka/read_to_end.h"
 #include "protocol/protocol.h"
 
 namespace {
@@ -35,6 +35,7 @@ using td::audit::Replay;
 using td::audit::Timeline;
 using td::audit::Violation;
 
+// Set by SIGINT and SIGTERM (tail, logs): the readers stop at their next poll.
 std::atomic<bool> g_stop{false};
 void onSignal(int) { g_stop = true; }
 
@@ -45,89 +46,10 @@ struct Common {
   bool json = false;
   std::string log_level = "warn";
   std::string log_format = "text";
+  td::kafka::Properties properties;   // `props` parsed and checked
 };
 
-// Unix milliseconds from "1700000000000" or ISO-8601 "2026-11-23T15:00:00[.123][Z]" (UTC).
-std::optional<std::int64_t> parseTime(const std::string& text) {
-  std::int64_t ms = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
-  if (ec == std::errc() && end == text.data() + text.size()) return ms;
-  struct tm tm {};
-  const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (rest == nullptr) rest = strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
-  if (rest == nullptr) {
-    rest = strptime(text.c_str(), "%Y-%m-%d", &tm);
-    if (rest == nullptr || *rest != '\0') return std::nullopt;
-  }
-  std::int64_t frac = 0;
-  if (*rest == '.') {
-    ++rest;
-    int digits = 0;
-    while (*rest >= '0' && *rest <= '9') {
-      if (digits < 3) frac = frac * 10 + (*rest - '0'), ++digits;
-      ++rest;
-    }
-    while (digits++ < 3) frac *= 10;
-  }
-  if (*rest == 'Z') ++rest;
-  if (*rest != '\0') return std::nullopt;
-  return static_cast<std::int64_t>(timegm(&tm)) * 1000 + frac;
-}
-
-class EventSource {
- public:
-  explicit EventSource(const Common& c) : common_(c), topic_(td::protocol::Topics(c.prefix).events()) {}
-
-  td::Status open() {
-    auto extra = td::kafka::parseProperties(common_.props);
-    if (!extra) return td::unexpected(extra.error());
-    auto reader =
-        td::audit::TopicReader::open(common_.bootstrap, *extra, topic_, std::chrono::seconds(10));
-    if (!reader) return td::unexpected(reader.error());
-    reader_ = std::move(*reader);
-    return {};
-  }
-
-  // Every record up to the high watermarks as they are now.
-  td::Result<std::vector<td::v1::Event>> readAll() {
-    std::vector<td::v1::Event> out;
-    TD_RETURN_IF_ERROR(reader_->readToEnd([&](const td::kafka::Message& m) { parse(m, out); }));
-    return out;
-  }
-
-  // Calls on_event for each record from `since_ms` (or new ones only when < 0) until SIGINT.
-  td::Status follow(std::int64_t since_ms, const std::function<void(const td::v1::Event&)>& on_event) {
-    TD_RETURN_IF_ERROR(reader_->assignAll(since_ms >= 0));
-    while (!g_stop) {
-      std::vector<td::v1::Event> events;
-      TD_RETURN_IF_ERROR(reader_->poll(std::chrono::milliseconds(200),
-                                       [&](const td::kafka::Message& m) { parse(m, events); }));
-      for (const auto& e : events) {
-        if (since_ms >= 0 && e.timestamp_ms() < since_ms) continue;
-        on_event(e);
-      }
-    }
-    return {};
-  }
-
-  std::size_t unparsable() const { return unparsable_; }
-
- private:
-  void parse(const td::kafka::Message& m, std::vector<td::v1::Event>& out) {
-    td::v1::Event e;
-    if (!e.ParseFromString(m.value)) {
-      ++unparsable_;
-      td::log::get("audit")->warn("{}[{}]@{}: not an Event; skipped", m.topic, m.partition, m.offset);
-      return;
-    }
-    out.push_back(std::move(e));
-  }
-
-  const Common& common_;
-  std::string topic_;
-  std::unique_ptr<td::audit::TopicReader> reader_;
-  std::size_t unparsable_ = 0;
-};
+std::string eventsTopic(const Common& c) { return td::protocol::Topics(c.prefix).events(); }
 
 int fail(const std::string& what, const td::Error& e) {
   std::cerr << "td-audit: " << what << ": " << e.message() << "\n";
@@ -142,19 +64,19 @@ struct Loaded {
 };
 std::optional<Loaded> load(const Common& c, const std::string& group, std::int64_t since,
                            std::int64_t until, int& rc) {
-  EventSource source(c);
-  if (auto s = source.open(); !s) {
-    rc = fail("connecting", s.error());
+  auto source = td::audit::EventSource::open(c.bootstrap, c.properties, eventsTopic(c));
+  if (!source) {
+    rc = fail("connecting", source.error());
     return std::nullopt;
   }
-  auto events = source.readAll();
+  auto events = (*source)->readAll();
   if (!events) {
     rc = fail("reading", events.error());
     return std::nullopt;
   }
   Loaded all;
   all.records = events->size();
-  all.unparsable = source.unparsable();
+  all.unparsable = (*source)->unparsable();
   for (auto& e : *events) {
     if (!group.empty() && e.group_id() != group) continue;
     all.replay.add(std::move(e));
@@ -189,7 +111,7 @@ void addCommon(CLI::App* app, Common& c) {
 
 std::int64_t timeOrDie(const std::string& s, const char* flag) {
   if (s.empty()) return -1;
-  auto t = parseTime(s);
+  auto t = td::audit::parseTimeArg(s);
   if (!t) throw CLI::ValidationError(flag, "not a time (ISO-8601 or unix ms): " + s);
   return *t;
 }
@@ -287,8 +209,8 @@ int runReport(const Common& c, const std::string& group, const std::string& out)
 
 int runTail(const Common& c, const std::string& group, const std::string& peer,
             const std::string& step, const std::string& outcome, std::int64_t since) {
-  EventSource source(c);
-  if (auto s = source.open(); !s) return fail("connecting", s.error());
+  auto source = td::audit::EventSource::open(c.bootstrap, c.properties, eventsTopic(c));
+  if (!source) return fail("connecting", source.error());
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigaction(SIGINT, &sa, nullptr);
@@ -304,7 +226,7 @@ int runTail(const Common& c, const std::string& group, const std::string& peer,
     return has("peer", peer) && has("step", step) && has("outcome", outcome) &&
            (outcome.empty() || e.has_step_finished());
   };
-  auto status = source.follow(since, [&](const td::v1::Event& e) {
+  auto status = (*source)->follow(since, g_stop, [&](const td::v1::Event& e) {
     if (!matches(e)) return;
     if (c.json) {
       std::cout << td::audit::eventJson(e) << std::endl;
@@ -389,6 +311,7 @@ int main(int argc, char** argv) {
     std::cerr << "td-audit: -X: " << p.error().message() << "\n";   // secrets redacted
     return 2;
   }
+  c.properties = *p;
   td::protocol::routeProtobufLogs();
   if (*verify) return runVerify(c, group, since_ms, until_ms);
   if (*show) return runShow(c, group);

@@ -9,6 +9,7 @@
 
 #include "audit/audit.h"
 #include "audit/render.h"
+#include "audit/time_arg.h"
 #include "protocol/protocol.h"
 
 namespace td::audit {
@@ -840,6 +841,21 @@ TEST(AuditUniverse, UniverseEventsHaveDescriptions) {
 
 TEST(Audit, JsonEscapes) {
   EXPECT_EQ(jsonString("a\"b\\c\n\x01"), R"("a\"b\\c\n\u0001")");
+}
+
+TEST(TimeArg, UnixMillisecondsAndIso8601InUtc) {
+  EXPECT_EQ(parseTimeArg("1700000000000"), 1700000000000);
+  EXPECT_EQ(parseTimeArg("2023-11-14T22:13:20"), 1700000000000);
+  EXPECT_EQ(parseTimeArg("2023-11-14T22:13:20Z"), 1700000000000);
+  EXPECT_EQ(parseTimeArg("2023-11-14 22:13:20.123Z"), 1700000000123);
+  EXPECT_EQ(parseTimeArg("2023-11-14T22:13:20.5"), 1700000000500);
+  EXPECT_EQ(parseTimeArg("2023-11-14T22:13:20.123456"), 1700000000123);
+  EXPECT_EQ(parseTimeArg("2023-11-14"), 1699920000000);
+  EXPECT_EQ(parseTimeArg(""), std::nullopt);
+  EXPECT_EQ(parseTimeArg("yesterday"), std::nullopt);
+  EXPECT_EQ(parseTimeArg("2023-11-14T22:13:20+01:00"), std::nullopt);
+  EXPECT_EQ(parseTimeArg("2023-11-14x"), std::nullopt);
+  EXPECT_EQ(parseTimeArg("17000x"), std::nullopt);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "audit/topic_reader.h"
+#include "audit/kafka/topic_reader.h"
 
 #include "kafka/read_to_end.h"
 

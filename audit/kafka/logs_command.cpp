@@ -1,4 +1,4 @@
-#include "audit/logs_command.h"
+#include "audit/kafka/logs_command.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <optional>
 #include <vector>
 
-#include "audit/topic_reader.h"
+#include "audit/kafka/topic_reader.h"
 #include "common/log.h"
 #include "kafka/kafka.h"
 
