@@ -137,14 +137,15 @@ int runVerify(const Common& c, const std::string& group, std::int64_t since, std
     unfinished += td::audit::unfinishedUniverses(t);
   }
   if (c.json) {
-    std::string groups, vs;
-    for (const auto& t : timelines) groups += (groups.empty() ? "" : ",") + td::audit::timelineSummaryJson(t);
-    for (const auto& v : violations) vs += (vs.empty() ? "" : ",") + td::audit::violationJson(v);
-    std::cout << fmt::format(R"({{"records":{},"unparsable":{},"events":{},"groups":{},"redelivered":{},"restores":{},"unconfirmed_ends":{},"universe_runs":{},"universes_unfinished":{},"violation_count":{},"group_summaries":[{}],"violations":[{}]}})",
-                             loaded->records, loaded->unparsable, loaded->replay.eventCount(),
-                             timelines.size(), redelivered, restores, unconfirmed, universes,
-                             unfinished, violations.size(), groups, vs)
-              << "\n";
+    const td::audit::VerifyTotals totals{.records = loaded->records,
+                                         .unparsable = loaded->unparsable,
+                                         .events = loaded->replay.eventCount(),
+                                         .redelivered = redelivered,
+                                         .restores = restores,
+                                         .unconfirmed_ends = unconfirmed,
+                                         .universe_runs = universes,
+                                         .universes_unfinished = unfinished};
+    std::cout << td::audit::verifyJson(totals, timelines, violations) << "\n";
   } else {
     std::cout << fmt::format("{} group(s), {} event(s), {} redelivered, {} restore(s), {} violation(s)\n",
                              timelines.size(), loaded->replay.eventCount(), redelivered, restores,
@@ -198,9 +199,7 @@ int runReport(const Common& c, const std::string& group, const std::string& out)
     return 1;
   }
   if (c.json) {
-    std::cout << fmt::format(R"({{"out":{},"groups":{},"violation_count":{}}})", td::audit::jsonString(out),
-                             timelines.size(), violations.size())
-              << "\n";
+    std::cout << td::audit::reportWrittenJson(out, timelines.size(), violations.size()) << "\n";
   } else {
     std::cout << fmt::format("wrote {} ({} group(s), {} violation(s))\n", out, timelines.size(), violations.size());
   }

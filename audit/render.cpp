@@ -5,12 +5,11 @@
 
 #include <algorithm>
 
-#include "common/json.h"
+#include <nlohmann/json.hpp>
+
 #include "protocol/protocol.h"
 
 namespace td::audit {
-
-std::string jsonString(std::string_view s) { return td::jsonQuoted(s); }
 
 namespace {
 
@@ -83,95 +82,166 @@ Totals totals(const Timeline& t) {
 
 }  // namespace
 
-std::string violationJson(const Violation& v) {
-  return fmt::format(R"({{"kind":{},"group":{},"step":{},"message":{}}})",
-                     jsonString(kindName(v.kind)), jsonString(v.group), jsonString(v.step),
-                     jsonString(v.message));
+namespace {
+
+// Objects keep their keys in insertion order: the order is part of the --json output.
+using Json = nlohmann::ordered_json;
+
+// Compact, UTF-8 kept as is; a byte that is not valid UTF-8 becomes U+FFFD instead of throwing.
+std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+Json violationObject(const Violation& v) {
+  return {{"kind", kindName(v.kind)}, {"group", v.group}, {"step", v.step}, {"message", v.message}};
 }
 
-std::string timelineSummaryJson(const Timeline& t) {
+Json summaryObject(const Timeline& t) {
   const Totals x = totals(t);
   std::size_t peers_lost = 0;
   for (const auto& p : t.peers) peers_lost += p.lost ? 1 : 0;
-  return fmt::format(
-      R"({{"group":{},"status":{},"events":{},"steps":{},"attempts":{},"successes":{},)"
-      R"("failures":{},"lost":{},"retries":{},"peers":{},"peers_lost":{},"ignored":{},)"
-      R"("wall_ms":{},"redelivered":{},"restores":{},"epochs":[{}],"universe_runs":{},)"
-      R"("universes_succeeded":{},"universes_unfinished":{}}})",
-      jsonString(t.group_id), jsonString(protocol::statusName(t.status)), t.events,
-      t.steps.size(), x.attempts, x.successes, x.failures, x.lost, x.retries, t.peers.size(),
-      peers_lost, t.ignored.size(),
-      t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1, t.redelivered, t.restores.size(),
-      fmt::join(t.epochs, ","), t.universes.size(), universesSucceeded(t),
-      unfinishedUniverses(t));
+  return {{"group", t.group_id},
+          {"status", protocol::statusName(t.status)},
+          {"events", t.events},
+          {"steps", t.steps.size()},
+          {"attempts", x.attempts},
+          {"successes", x.successes},
+          {"failures", x.failures},
+          {"lost", x.lost},
+          {"retries", x.retries},
+          {"peers", t.peers.size()},
+          {"peers_lost", peers_lost},
+          {"ignored", t.ignored.size()},
+          {"wall_ms", t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1},
+          {"redelivered", t.redelivered},
+          {"restores", t.restores.size()},
+          {"epochs", t.epochs},
+          {"universe_runs", t.universes.size()},
+          {"universes_succeeded", universesSucceeded(t)},
+          {"universes_unfinished", unfinishedUniverses(t)}};
 }
 
+}  // namespace
+
+std::string jsonString(std::string_view s) { return dump(Json(std::string(s))); }
+
+std::string violationJson(const Violation& v) { return dump(violationObject(v)); }
+
+std::string timelineSummaryJson(const Timeline& t) { return dump(summaryObject(t)); }
+
 std::string timelineJson(const Timeline& t) {
-  std::string peers, steps, ignored;
+  Json peers = Json::array();
   for (const auto& p : t.peers) {
-    if (!peers.empty()) peers += ",";
-    peers += fmt::format(R"({{"peer":{},"session":{},"joined_ms":{},"gone_ms":{},"lost":{},"reason":{}}})",
-                         jsonString(p.peer_id), jsonString(p.session_id), t.relative(p.joined_ms),
-                         t.relative(p.gone_ms), p.lost ? "true" : "false",
-                         jsonString(p.gone_reason));
+    peers.push_back({{"peer", p.peer_id},
+                     {"session", p.session_id},
+                     {"joined_ms", t.relative(p.joined_ms)},
+                     {"gone_ms", t.relative(p.gone_ms)},
+                     {"lost", p.lost},
+                     {"reason", p.gone_reason}});
   }
+  Json steps = Json::array();
   for (const auto& s : t.steps) {
-    std::string attempts;
+    Json attempts = Json::array();
     for (const auto& a : s.attempts) {
-      if (!attempts.empty()) attempts += ",";
-      attempts += fmt::format(
-          R"({{"attempt":{},"peer":{},"queued_reason":{},"backoff_ms":{},"queued_ms":{},)"
-          R"("assigned_ms":{},"started_ms":{},"finished_ms":{},"outcome":{},"exit_code":{},)"
-          R"("signal":{},"duration_ms":{},"abort_reason":{},"detail":{}}})",
-          a.number, jsonString(a.peer_id), jsonString(a.queued_reason), a.backoff_ms,
-          t.relative(a.queued_ms), t.relative(a.assigned_ms), t.relative(a.started_ms),
-          t.relative(a.finished_ms), jsonString(outcomeOf(a)), a.exit_code, a.signal,
-          a.duration_ms, jsonString(a.abort_reason), jsonString(a.finish_detail));
+      attempts.push_back({{"attempt", a.number},
+                          {"peer", a.peer_id},
+                          {"queued_reason", a.queued_reason},
+                          {"backoff_ms", a.backoff_ms},
+                          {"queued_ms", t.relative(a.queued_ms)},
+                          {"assigned_ms", t.relative(a.assigned_ms)},
+                          {"started_ms", t.relative(a.started_ms)},
+                          {"finished_ms", t.relative(a.finished_ms)},
+                          {"outcome", outcomeOf(a)},
+                          {"exit_code", a.exit_code},
+                          {"signal", a.signal},
+                          {"duration_ms", a.duration_ms},
+                          {"abort_reason", a.abort_reason},
+                          {"detail", a.finish_detail}});
     }
-    steps += fmt::format(
-        R"({}{{"step":{},"max_attempts":{},"successes":{},"failures":{},"lost":{},"retries":{},"attempts":[{}]}})",
-        steps.empty() ? "" : ",", jsonString(s.id), s.spec.max_attempts(), s.successes,
-        s.failures, s.lost, s.retries, attempts);
+    steps.push_back({{"step", s.id},
+                     {"max_attempts", s.spec.max_attempts()},
+                     {"successes", s.successes},
+                     {"failures", s.failures},
+                     {"lost", s.lost},
+                     {"retries", s.retries},
+                     {"attempts", std::move(attempts)}});
   }
-  std::string restores;
+  Json restores = Json::array();
   for (const auto& r : t.restores) {
-    if (!restores.empty()) restores += ",";
-    restores += fmt::format(
-        R"({{"sequence":{},"at_ms":{},"partition":{},"previous_epoch":{},)"
-        R"("previous_coordinator":{},"epoch":{},"coordinator":{},"republished":{}}})",
-        r.sequence, t.relative(r.at_ms), r.partition, r.previous_epoch,
-        jsonString(r.previous_coordinator), r.epoch, jsonString(r.coordinator), r.republished);
+    restores.push_back({{"sequence", r.sequence},
+                        {"at_ms", t.relative(r.at_ms)},
+                        {"partition", r.partition},
+                        {"previous_epoch", r.previous_epoch},
+                        {"previous_coordinator", r.previous_coordinator},
+                        {"epoch", r.epoch},
+                        {"coordinator", r.coordinator},
+                        {"republished", r.republished}});
   }
-  std::string universes;
+  Json universes = Json::array();
   for (const auto& u : t.universes) {
-    if (!universes.empty()) universes += ",";
-    universes += fmt::format(
-        R"({{"peer":{},"session":{},"started_ms":{},"finished_ms":{},"outcome":{},)"
-        R"("exit_code":{},"signal":{},"duration_ms":{},"detail":{}}})",
-        jsonString(u.peer_id), jsonString(u.session_id), t.relative(u.started_ms),
-        t.relative(u.finished_ms), jsonString(outcomeOf(u)), u.exit_code, u.signal,
-        u.duration_ms, jsonString(u.output_tail));
+    universes.push_back({{"peer", u.peer_id},
+                         {"session", u.session_id},
+                         {"started_ms", t.relative(u.started_ms)},
+                         {"finished_ms", t.relative(u.finished_ms)},
+                         {"outcome", outcomeOf(u)},
+                         {"exit_code", u.exit_code},
+                         {"signal", u.signal},
+                         {"duration_ms", u.duration_ms},
+                         {"detail", u.output_tail}});
   }
+  Json ignored = Json::array();
   for (const auto& i : t.ignored) {
-    if (!ignored.empty()) ignored += ",";
-    ignored += fmt::format(R"({{"at_ms":{},"reason":{},"peer":{},"step":{},"attempt":{},"detail":{}}})",
-                           t.relative(i.at_ms), jsonString(i.reason), jsonString(i.peer_id),
-                           jsonString(i.step_id), i.attempt, jsonString(i.detail));
+    ignored.push_back({{"at_ms", t.relative(i.at_ms)},
+                       {"reason", i.reason},
+                       {"peer", i.peer_id},
+                       {"step", i.step_id},
+                       {"attempt", i.attempt},
+                       {"detail", i.detail}});
   }
-  return fmt::format(
-      R"({{"group":{},"schema":{},"status":{},"created_ms":{},"failed_step":{},"failure_reason":{},)"
-      R"("summary":{},"peers":[{}],"steps":[{}],"universes":[{}],"ignored":[{}],"restores":[{}]}})",
-      jsonString(t.group_id), jsonString(t.schema_name), jsonString(protocol::statusName(t.status)),
-      t.created_ms, jsonString(t.failed_step), jsonString(t.failure_reason),
-      timelineSummaryJson(t), peers, steps, universes, ignored, restores);
+  return dump({{"group", t.group_id},
+               {"schema", t.schema_name},
+               {"status", protocol::statusName(t.status)},
+               {"created_ms", t.created_ms},
+               {"failed_step", t.failed_step},
+               {"failure_reason", t.failure_reason},
+               {"summary", summaryObject(t)},
+               {"peers", std::move(peers)},
+               {"steps", std::move(steps)},
+               {"universes", std::move(universes)},
+               {"ignored", std::move(ignored)},
+               {"restores", std::move(restores)}});
 }
 
 std::string eventJson(const td::v1::Event& e) {
-  std::string kind = protocol::describe(e);
-  kind = kind.substr(0, kind.find(' '));
-  return fmt::format(R"({{"group":{},"sequence":{},"timestamp_ms":{},"kind":{},"description":{}}})",
-                     jsonString(e.group_id()), e.sequence(), e.timestamp_ms(), jsonString(kind),
-                     jsonString(protocol::describe(e)));
+  const std::string description = protocol::describe(e);
+  return dump({{"group", e.group_id()},
+               {"sequence", e.sequence()},
+               {"timestamp_ms", e.timestamp_ms()},
+               {"kind", description.substr(0, description.find(' '))},
+               {"description", description}});
+}
+
+std::string verifyJson(const VerifyTotals& totals, const std::vector<Timeline>& timelines,
+                       const std::vector<Violation>& violations) {
+  Json groups = Json::array();
+  for (const auto& t : timelines) groups.push_back(summaryObject(t));
+  Json found = Json::array();
+  for (const auto& v : violations) found.push_back(violationObject(v));
+  return dump({{"records", totals.records},
+               {"unparsable", totals.unparsable},
+               {"events", totals.events},
+               {"groups", timelines.size()},
+               {"redelivered", totals.redelivered},
+               {"restores", totals.restores},
+               {"unconfirmed_ends", totals.unconfirmed_ends},
+               {"universe_runs", totals.universe_runs},
+               {"universes_unfinished", totals.universes_unfinished},
+               {"violation_count", violations.size()},
+               {"group_summaries", std::move(groups)},
+               {"violations", std::move(found)}});
+}
+
+std::string reportWrittenJson(const std::string& out, std::size_t groups,
+                              std::size_t violations) {
+  return dump({{"out", out}, {"groups", groups}, {"violation_count", violations}});
 }
 
 std::string timelineText(const Timeline& t) {

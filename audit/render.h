@@ -1,8 +1,11 @@
-// Renderings of audit results: JSON (hand-written, no dependency), readable text, and a
-// self-contained HTML report (inline CSS and SVG, no scripts).
+// Renderings of audit results: JSON (nlohmann-json; the keys and their order are td-audit's
+// --json contract, docs/audit.md), readable text, and a self-contained HTML report (inline CSS
+// and SVG, no scripts).
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "audit/audit.h"
@@ -21,6 +24,24 @@ std::string timelineSummaryJson(const Timeline& t);
 std::string timelineJson(const Timeline& t);
 // One event as JSON: group, sequence, timestamp, kind, description.
 std::string eventJson(const td::v1::Event& e);
+
+// What `td-audit verify --json` prints besides the groups and violations it is given.
+struct VerifyTotals {
+  std::size_t records = 0;      // read from td.events
+  std::size_t unparsable = 0;   // of those, not an Event
+  std::size_t events = 0;       // in the groups checked
+  std::size_t redelivered = 0;
+  std::size_t restores = 0;
+  std::size_t unconfirmed_ends = 0;
+  std::size_t universe_runs = 0;
+  std::size_t universes_unfinished = 0;
+};
+// {"records":..,"unparsable":..,...,"violation_count":..,"group_summaries":[..],"violations":[..]}
+std::string verifyJson(const VerifyTotals& totals, const std::vector<Timeline>& timelines,
+                       const std::vector<Violation>& violations);
+// `td-audit report --json`: {"out":..,"groups":..,"violation_count":..}
+std::string reportWrittenJson(const std::string& out, std::size_t groups,
+                              std::size_t violations);
 
 // A readable multi-line timeline (times relative to the group's creation).
 std::string timelineText(const Timeline& t);

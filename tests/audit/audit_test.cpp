@@ -7,6 +7,8 @@
 #include <functional>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "audit/audit.h"
 #include "audit/render.h"
 #include "audit/time_arg.h"
@@ -837,6 +839,35 @@ TEST(AuditUniverse, UniverseEventsHaveDescriptions) {
   EXPECT_EQ(protocol::describe(s.events()[7]), "universe_started peer=w1");
   EXPECT_EQ(protocol::describe(s.events()[10]),
             "universe_finished peer=w2 outcome=failed exit=2 ms=7");
+}
+
+// Every --json output parses, whatever bytes the events carry (invalid UTF-8, control
+// characters, quotes), and keeps the text it can keep.
+TEST(Audit, JsonOutputParsesWhateverTheEventsCarry) {
+  const std::string odd = "q\"b\\s\x01\x7f t\xc3\xbcr \xff\xc3";
+  Stream s("g1");
+  s.created({{"build " + odd, 2}}).joined("w1").ran("build " + odd, 1, "w1", kFailed, 1);
+  s.leftPeer("w1", "gone " + odd);
+  Replay replay;
+  for (const auto& e : s.events()) replay.add(e);
+  auto t = replay.timeline("g1");
+  ASSERT_TRUE(t.has_value());
+  const auto violations = verify(replay);
+  const std::vector<std::string> outputs = {
+      timelineJson(*t), timelineSummaryJson(*t), eventJson(s.events().back()),
+      verifyJson(VerifyTotals{.records = 5, .events = 5}, {*t}, violations),
+      reportWrittenJson("out " + odd + ".html", 1, violations.size()), jsonString(odd)};
+  for (const auto& out : outputs) {
+    EXPECT_NO_THROW((void)nlohmann::json::parse(out)) << out;
+  }
+  const auto timeline = nlohmann::json::parse(timelineJson(*t));
+  EXPECT_EQ(timeline["steps"][0]["step"], "build q\"b\\s\x01\x7f t\xc3\xbcr \xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(timeline["peers"][0]["reason"].get<std::string>().substr(0, 5), "gone ");
+  const auto verified = nlohmann::json::parse(verifyJson(VerifyTotals{.records = 5}, {*t}, {}));
+  EXPECT_EQ(verified["records"], 5);
+  EXPECT_EQ(verified["groups"], 1);
+  EXPECT_EQ(verified["group_summaries"][0]["group"], "g1");
+  EXPECT_EQ(verified["violation_count"], 0);
 }
 
 TEST(Audit, JsonEscapes) {
