@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +23,42 @@ namespace {
 td::Error ioError(const std::string& what, int err) {
   return td::Error(td::Errc::kIo, what + ": " + std::strerror(err));
 }
+
+// Children not reaped yet, for the termination handler (0: a free slot). Lock-free atomics, so
+// the handler may read them.
+std::array<std::atomic<pid_t>, 1024> g_live{};
+static_assert(std::atomic<pid_t>::is_always_lock_free);
+
+void track(pid_t pid) {
+  for (auto& slot : g_live) {
+    pid_t free = 0;
+    if (slot.compare_exchange_strong(free, pid)) return;
+  }
+}
+
+void untrack(pid_t pid) {
+  for (auto& slot : g_live) {
+    pid_t mine = pid;
+    if (slot.compare_exchange_strong(mine, 0)) return;
+  }
+}
+
+extern "C" void onTermination(int signal_number) {
+  for (auto& slot : g_live) {
+    const pid_t pid = slot.load();
+    if (pid > 0) ::kill(pid, SIGTERM);
+  }
+  ::signal(signal_number, SIG_DFL);
+  ::raise(signal_number);
+}
 }  // namespace
+
+void stopChildrenOnTermination() {
+  struct sigaction action {};
+  action.sa_handler = onTermination;
+  ::sigemptyset(&action.sa_mask);
+  for (int signal_number : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(signal_number, &action, nullptr);
+}
 
 td::Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<std::string>& args,
                                                               const std::filesystem::path& output) {
@@ -49,6 +86,7 @@ td::Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const std::vector<
     return td::unexpected(ioError("pidfd_open", err));
   }
   ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  track(pid);
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid, pidfd, output));
 }
 
@@ -64,6 +102,7 @@ std::optional<int> ChildProcess::waitFor(std::chrono::milliseconds timeout) {
   if (ready <= 0) return std::nullopt;
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+  untrack(pid_);
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return exit_code_;
 }
@@ -75,6 +114,7 @@ int ChildProcess::stop() {
   ::kill(pid_, SIGKILL);
   int status = 0;
   ::waitpid(pid_, &status, 0);
+  untrack(pid_);
   exit_code_ = 128 + SIGKILL;
   return *exit_code_;
 }

@@ -52,6 +52,11 @@ class ChildProcess {
   std::optional<int> exit_code_;
 };
 
+// Makes SIGTERM, SIGINT and SIGHUP of td-bench pass SIGTERM on to every ChildProcess not reaped
+// yet before td-bench dies of the signal, so no td-coordinator or td-worker outlives a killed
+// bench (SIGKILL cannot be caught: children of a SIGKILLed bench live on). Call once, early.
+void stopChildrenOnTermination();
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents by the destructor
 // unless keep() was called.
 class ScratchDir {

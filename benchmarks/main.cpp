@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "benchmarks/bench.h"
+#include "benchmarks/child_process.h"
 #include "benchmarks/options.h"
 #include "benchmarks/report.h"
 #include "protocol/protocol.h"
@@ -10,6 +11,7 @@
 int main(int argc, char** argv) {
   auto line = td::bench::parseCommandLine(argc, argv);
   if (!line) return line.error();
+  td::bench::stopChildrenOnTermination();
   td::protocol::routeProtobufLogs();
   auto report = td::bench::runBench(line->options);
   if (!report) {
