@@ -21,6 +21,12 @@
 
 namespace td::coordinator {
 
+// A group's outbox in wire form, for Core::encodeState: each call appends one GroupSnapshot
+// `outbox` entry holding OutboxRecord{event or assignment} with the record's serialized bytes,
+// the same bytes the shell produces to the record's own topic.
+void appendOutboxEvent(std::string_view event_bytes, std::string* wire);
+void appendOutboxAssignment(std::string_view record_bytes, std::string* wire);
+
 class Core {
  public:
   explicit Core(CoreConfig config);
@@ -57,6 +63,10 @@ class Core {
   std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
   // The same as a serialized td.state record with `outbox` (Group::encodeState: costs what
   // changed since the group's previous record).
+  // `outbox_wire` is the outbox in wire form (appendOutboxEvent, appendOutboxAssignment below).
+  std::optional<std::string> encodeState(const std::string& group_id, Instant now,
+                                         std::string_view outbox_wire) const;
+  // The same with the outbox as messages (tests, benchmarks).
   std::optional<std::string> encodeState(
       const std::string& group_id, Instant now,
       const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const;

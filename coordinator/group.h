@@ -32,6 +32,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -85,9 +86,9 @@ class Group {
   // It parses to exactly that record (the steps come last on the wire). A step is re-encoded
   // only when its state changed since the previous call, so a cycle costs what it changed plus
   // a copy of the other steps' bytes, not a rebuild of the whole group.
-  std::string encodeState(Instant now,
-                          const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox)
-      const;
+  // `outbox_wire`: the outbox already in wire form (appendOutboxEvent/appendOutboxAssignment
+  // in core.h), so the shell serializes each output record once for td.state and its topic.
+  std::string encodeState(Instant now, std::string_view outbox_wire) const;
 
   const std::string& id() const { return id_; }
   const std::string& compatibilityKey() const { return compatibility_key_; }

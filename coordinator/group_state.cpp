@@ -156,10 +156,25 @@ void appendLengthDelimited(int field, std::string_view bytes, std::string* out) 
   out->append(bytes);
 }
 
+// GroupSnapshot field `outbox` holding OutboxRecord{`body_field`: `bytes`}.
+void appendOutboxRecord(int body_field, std::string_view bytes, std::string* wire) {
+  std::string record;
+  record.reserve(bytes.size() + 6);
+  appendLengthDelimited(body_field, bytes, &record);
+  appendLengthDelimited(td::v1::GroupSnapshot::kOutboxFieldNumber, record, wire);
+}
+
 }  // namespace
 
-std::string Group::encodeState(
-    Instant now, const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const {
+void appendOutboxEvent(std::string_view event_bytes, std::string* wire) {
+  appendOutboxRecord(td::v1::OutboxRecord::kEventFieldNumber, event_bytes, wire);
+}
+
+void appendOutboxAssignment(std::string_view record_bytes, std::string* wire) {
+  appendOutboxRecord(td::v1::OutboxRecord::kAssignmentFieldNumber, record_bytes, wire);
+}
+
+std::string Group::encodeState(Instant now, std::string_view outbox_wire) const {
   encoded_.resize(steps_.size());
   std::size_t steps_bytes = 0;
   td::v1::StepSnapshot scratch;
@@ -176,11 +191,10 @@ std::string Group::encodeState(
     }
     steps_bytes += cached.bytes.size();
   }
-  td::v1::GroupSnapshot head = snapshotHead(now);
-  *head.mutable_outbox() = outbox;
-  std::string group = head.SerializeAsString();
-  group.reserve(group.size() + steps_bytes);
+  std::string group = snapshotHead(now).SerializeAsString();
+  group.reserve(group.size() + steps_bytes + outbox_wire.size());
   for (const auto& cached : encoded_) group += cached.bytes;   // repeated fields may come last
+  group += outbox_wire;
   td::v1::StateRecord record;
   record.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
   std::string out = record.SerializeAsString();

@@ -244,6 +244,7 @@ td::Status Service::rejoin() {
 
 void Service::dropCycle() {
   pending_.clear();
+  encoded_.clear();
   dead_letters_.clear();
   stats_out_.clear();
   dispatch_started_.clear();
@@ -651,30 +652,39 @@ void Service::collect(const kafka::Message* source, Effects effects) {
 void Service::writeSnapshots() {
   const Instant now = clock_.now();
   const auto& topic = options_.core.topics.state();
-  // Groups in the order this cycle first touched them, each with its output as the outbox.
+  // Each output record is serialized once, here: its bytes go into its group's outbox and,
+  // after the snapshot is acknowledged, to its own topic (produceOutput()).
+  encoded_.resize(pending_.size());
+  // Groups in the order this cycle first touched them, each with its output as the outbox (and
+  // the same with assignments only, for a snapshot that would be too large).
+  struct Outbox {
+    std::string wire;
+    std::string assignments_only;
+  };
   std::vector<std::string> order;
-  std::unordered_map<std::string, google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>>
-      outboxes;
-  for (const auto& effect : pending_) {
+  std::unordered_map<std::string, Outbox> outboxes;
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    const Effect& effect = pending_[i];
     const std::string* group_id = groupOf(effect);
     if (group_id == nullptr) continue;
     auto [it, inserted] = outboxes.try_emplace(*group_id);
     if (inserted) order.push_back(*group_id);
-    auto& outbox = *it->second.Add();
-    if (const auto* e = std::get_if<PublishEvent>(&effect)) *outbox.mutable_event() = e->event;
-    if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
-      *outbox.mutable_assignment() = a->record;
+    std::string& bytes = encoded_[i];
+    if (const auto* e = std::get_if<PublishEvent>(&effect)) {
+      if (bytes.empty()) bytes = e->event.SerializeAsString();
+      appendOutboxEvent(bytes, &it->second.wire);
+    } else if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
+      if (bytes.empty()) bytes = a->record.SerializeAsString();
+      appendOutboxAssignment(bytes, &it->second.wire);
+      appendOutboxAssignment(bytes, &it->second.assignments_only);
     }
   }
   for (const auto& group_id : order) {
-    auto& outbox = outboxes.at(group_id);
-    auto value = core_.encodeState(group_id, now, outbox);
+    const Outbox& outbox = outboxes.at(group_id);
+    auto value = core_.encodeState(group_id, now, outbox.wire);
     if (!value) continue;   // forgotten in this cycle: its forgotten-group record follows
     if (value->size() > kMaxStateRecordBytes) {
-      outbox.erase(std::remove_if(outbox.begin(), outbox.end(),
-                                  [](const auto& r) { return r.has_event(); }),
-                   outbox.end());
-      value = core_.encodeState(group_id, now, outbox);
+      value = core_.encodeState(group_id, now, outbox.assignments_only);
       log_->warn("group {}: snapshot over {} KiB; its outbox keeps assignments only", group_id,
                  kMaxStateRecordBytes / 1024);
     }
@@ -812,7 +822,14 @@ void Service::publishStats() {
 
 void Service::produceOutput() {
   const auto& topics = options_.core.topics;
-  for (const auto& effect : pending_) {
+  // Bytes writeSnapshots() already made (empty: not made; exactly_once writes everything in one
+  // transaction, but through writeSnapshots() too).
+  auto bytesOf = [this](std::size_t i, const auto& message) {
+    return i < encoded_.size() && !encoded_[i].empty() ? std::move(encoded_[i])
+                                                       : message.SerializeAsString();
+  };
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    const Effect& effect = pending_[i];
     if (const auto* join = std::get_if<PublishJoin>(&effect)) {
       produce(topics.joins(), join->partition, join->key, join->record.SerializeAsString());
       if (join->record.has_rejected()) {
@@ -820,7 +837,7 @@ void Service::produceOutput() {
                    join->record.rejected().reason());
       }
     } else if (const auto* assignment = std::get_if<PublishAssignment>(&effect)) {
-      produceAssignment(*assignment);
+      produceAssignment(*assignment, bytesOf(i, assignment->record));
     } else if (const auto* event = std::get_if<PublishEvent>(&effect)) {
       // Group-level transitions at info, step-level ones at debug (docs/operations.md, "Logs"):
       // one info line per step event cost about 20 % of w1_g1000's throughput.
@@ -829,11 +846,12 @@ void Service::produceOutput() {
         log_->log(level, "group={} seq={} {}", event->event.group_id(), event->event.sequence(),
                   protocol::describe(event->event));
       }
-      produce(topics.events(), -1, event->event.group_id(), event->event.SerializeAsString());
+      produce(topics.events(), -1, event->event.group_id(), bytesOf(i, event->event));
     }
   }
   for (const auto& dead : dead_letters_) produce(topics.dlq(), -1, dead.key, dead.value);
   pending_.clear();
+  encoded_.clear();
   dead_letters_.clear();
   publishAssignProbe();
 }
@@ -874,17 +892,16 @@ void Service::produce(const std::string& topic, std::int32_t partition, const st
   if (!status) produceFailed(topic, status.error());
 }
 
-void Service::produceAssignment(const PublishAssignment& assignment) {
+void Service::produceAssignment(const PublishAssignment& assignment, const std::string& bytes) {
   // A step handed out may be reported done soon.
   consumer_->heat();
   const std::string topic = options_.core.topics.assign(assignment.group_id);
   if (!assign_) {   // exactly_once: inside the cycle's transaction
-    produce(topic, 0, assignment.group_id, assignment.record.SerializeAsString());
+    produce(topic, 0, assignment.group_id, bytes);
     return;
   }
   probe_.records_out.fetch_add(1);
-  auto status = assign_->produce(topic, 0, assignment.group_id,
-                                 assignment.record.SerializeAsString(), tracked(topic, {}),
+  auto status = assign_->produce(topic, 0, assignment.group_id, bytes, tracked(topic, {}),
                                  /*block_ms=*/10000);
   if (!status) produceFailed(topic, status.error());
 }

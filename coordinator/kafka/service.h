@@ -165,7 +165,8 @@ class Service {
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
                const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
   // The same for an assignment, through its group's shard (the main producer with exactly_once).
-  void produceAssignment(const PublishAssignment& assignment);
+  // `bytes`: assignment.record serialized.
+  void produceAssignment(const PublishAssignment& assignment, const std::string& bytes);
   // `on_delivery` wrapped to count and log a failed delivery of a record for `topic`.
   kafka::Producer::DeliveryCallback tracked(const std::string& topic,
                                             kafka::Producer::DeliveryCallback on_delivery);
@@ -221,6 +222,9 @@ class Service {
   HeapTrimmer heap_trimmer_{options_.heap_trim};
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;
+  // pending_[i]'s record serialized by writeSnapshots() (empty: none), reused by
+  // produceOutput().
+  std::vector<std::string> encoded_;
   struct DeadLetterRecord {
     std::string key;
     std::string value;

@@ -356,7 +356,7 @@ class StateStore {
     for (const auto& id : touched) {
       // What the shell writes (encodeState, with its per-step cache) must parse to exactly the
       // group's fresh snapshot; the store keeps the parsed record, as td.state would.
-      auto encoded = core.encodeState(id, now, {});
+      auto encoded = core.encodeState(id, now, std::string_view());
       auto snapshot = core.snapshot(id, now);
       if (!encoded || !snapshot) continue;
       td::v1::StateRecord record;
