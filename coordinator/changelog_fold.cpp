@@ -5,6 +5,19 @@
 
 namespace td::coordinator {
 
+template <typename Into, typename Other, typename Record>
+ChangelogFold::Outcome ChangelogFold::keep(std::string_view key, std::uint64_t epoch, Into& into,
+                                           Other& other, Record&& record, Outcome kept) {
+  highest_ = std::max(highest_, epoch);
+  if (epoch < claimed_) {   // written by a coordinator that had lost the partition (a zombie)
+    ++skipped_;
+    return Outcome::kStale;
+  }
+  if (auto it = other.find(key); it != other.end()) other.erase(it);
+  into.insert_or_assign(std::string(key), std::forward<Record>(record));
+  return kept;
+}
+
 ChangelogFold::Outcome ChangelogFold::add(std::string_view key, std::string_view value) {
   td::v1::StateRecord record;
   const bool parsed = record.ParseFromArray(value.data(), static_cast<int>(value.size()));
@@ -21,24 +34,12 @@ ChangelogFold::Outcome ChangelogFold::add(std::string_view key, std::string_view
   }
   if (!parsed) return Outcome::kUndecodable;
   if (record.has_forgotten() && record.forgotten().group_id() == key) {
-    highest_ = std::max(highest_, record.forgotten().coordinator_epoch());
-    if (record.forgotten().coordinator_epoch() < claimed_) {
-      ++skipped_;
-      return Outcome::kStale;
-    }
-    if (auto it = latest_.find(key); it != latest_.end()) latest_.erase(it);
-    forgotten_.insert_or_assign(std::string(key), std::move(*record.mutable_forgotten()));
-    return Outcome::kForgotten;
+    return keep(key, record.forgotten().coordinator_epoch(), forgotten_, latest_,
+                std::move(*record.mutable_forgotten()), Outcome::kForgotten);
   }
   if (record.has_group() && record.group().group_id() == key) {
-    highest_ = std::max(highest_, record.group().coordinator_epoch());
-    if (record.group().coordinator_epoch() < claimed_) {
-      ++skipped_;
-      return Outcome::kStale;
-    }
-    if (auto it = forgotten_.find(key); it != forgotten_.end()) forgotten_.erase(it);
-    latest_.insert_or_assign(std::string(key), std::move(*record.mutable_group()));
-    return Outcome::kSnapshot;
+    return keep(key, record.group().coordinator_epoch(), latest_, forgotten_,
+                std::move(*record.mutable_group()), Outcome::kSnapshot);
   }
   return Outcome::kUndecodable;
 }

@@ -53,6 +53,12 @@ class ChangelogFold {
   Restore take();
 
  private:
+  // `record` (of the group `key`, written at `epoch`) replaces the group's record in `into` and
+  // its record in `other`, unless a newer claim makes it a zombie's.
+  template <typename Into, typename Other, typename Record>
+  Outcome keep(std::string_view key, std::uint64_t epoch, Into& into, Other& other,
+               Record&& record, Outcome kept);
+
   std::map<std::string, td::v1::GroupSnapshot, std::less<>> latest_;
   std::map<std::string, td::v1::ForgottenGroup, std::less<>> forgotten_;
   std::uint64_t claimed_ = 0;
