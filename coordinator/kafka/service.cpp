@@ -245,6 +245,8 @@ td::Status Service::rejoin() {
 void Service::dropCycle() {
   pending_.clear();
   encoded_.clear();
+  deferred_offsets_.clear();
+  deferred_until_.reset();
   dead_letters_.clear();
   stats_out_.clear();
   dispatch_started_.clear();
@@ -374,18 +376,25 @@ td::Status Service::run() {
     turned();
     if (rejoin_needed_) TD_RETURN_IF_ERROR(rejoin());
     const Instant now = clock_.now();
-    const auto wait = std::max(Millis(0), std::min(options_.tick_interval, next_tick - now.mono));
+    Millis until = std::min(next_tick, now.mono + options_.tick_interval);
+    if (deferred_until_) until = std::min(until, *deferred_until_);
+    const auto wait = std::max(Millis(0), until - now.mono);
     auto batch = consumer_->poll(options_.batch_max, wait);
     const Millis polled_at = clock_.now().mono;
     if (fatal_) return *fatal_;
     if (!batch) return td::unexpected(batch.error());
     if (!batch->empty()) TD_RETURN_IF_ERROR(handleBatch(*batch, polled_at));
+    if (deferred_until_ && clock_.now().mono >= *deferred_until_) {
+      TD_RETURN_IF_ERROR(writeDeferredCycle());
+    }
     deliverFlowAnswers();
     if (clock_.now().mono >= next_tick) {
       pollStepStats();
       if (assign_topics_) assign_topics_->poll(clock_.now().mono);
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
-      TD_RETURN_IF_ERROR(writeCycle({}));
+      // A cycle that waits goes on waiting if the tick added nothing anyone waits for;
+      // otherwise the tick's output is written with it.
+      if (!deferred_until_ || !quietCycle()) TD_RETURN_IF_ERROR(writeDeferredCycle());
       probe_.ticks.fetch_add(1);
       trimHeap();
       next_tick = clock_.now().mono + options_.tick_interval;
@@ -393,6 +402,7 @@ td::Status Service::run() {
     if (options_.publish_stats) publishStats();
   }
   log_->info("coordinator stopping: flushing");
+  TD_RETURN_IF_ERROR(writeDeferredCycle());
   TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
   if (assign_) TD_RETURN_IF_ERROR(assign_->flush(std::chrono::seconds(10)));
   consumer_->close();
@@ -402,6 +412,10 @@ td::Status Service::run() {
 void Service::onRebalance(bool assigned,
                           const std::vector<kafka::TopicPartitionOffset>& partitions) {
   (assigned ? probe_.rebalances_assigned : probe_.rebalances_revoked).fetch_add(1);
+  // A cycle that waits is written first, while its groups are still this coordinator's.
+  if (deferred_until_ && !fatal_ && !rejoin_needed_) {
+    if (auto status = writeDeferredCycle(); !status) fatal_ = td::unexpected(status.error());
+  }
   if (assigned) probe_.joined.store(true);
   probe_.restoring.store(assigned);
   for (const auto& tp : partitions) {
@@ -572,8 +586,40 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
       handled = std::max(handled, msg.offset + 1);
     }
   }
-  std::vector<kafka::TopicPartitionOffset> offsets;
-  for (const auto& [tp, offset] : next) offsets.push_back({tp.first, tp.second, offset});
+  // This batch's offsets join those of a cycle that waits (offsets only grow).
+  for (const auto& [tp, offset] : next) {
+    auto it = std::find_if(deferred_offsets_.begin(), deferred_offsets_.end(), [&](const auto& o) {
+      return o.topic == tp.first && o.partition == tp.second;
+    });
+    if (it == deferred_offsets_.end()) {
+      deferred_offsets_.push_back({tp.first, tp.second, offset});
+    } else {
+      it->offset = std::max(it->offset, offset);
+    }
+  }
+  if (quietCycle()) {
+    const Millis now = clock_.now().mono;
+    if (!deferred_until_) deferred_until_ = now + options_.quiet_cycle_wait;
+    if (now < *deferred_until_) return {};   // written with the next input, or when it is due
+  }
+  return writeDeferredCycle();
+}
+
+bool Service::quietCycle() const {
+  // Not with exactly_once: there a cycle written in a rebalance callback would have to send
+  // offsets to a transaction from inside the callback.
+  if (options_.exactly_once || options_.quiet_cycle_wait <= Millis(0) || !dead_letters_.empty()) {
+    return false;
+  }
+  return std::none_of(pending_.begin(), pending_.end(), [](const Effect& e) {
+    return std::holds_alternative<PublishJoin>(e) || std::holds_alternative<PublishAssignment>(e);
+  });
+}
+
+td::Status Service::writeDeferredCycle() {
+  std::vector<kafka::TopicPartitionOffset> offsets = std::move(deferred_offsets_);
+  deferred_offsets_.clear();
+  deferred_until_.reset();
   return writeCycle(offsets);
 }
 

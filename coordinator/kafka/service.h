@@ -89,6 +89,14 @@ struct ServiceOptions {
   std::size_t assign_groups_per_producer = 256;
   // When freed heap is given back to the system (common/heap_trim.h), checked on each tick.
   HeapTrimPolicy heap_trim;
+  // A cycle of input whose output nobody waits for (no td.joins or td.assign record: a
+  // StepStarted, a heartbeat's event) waits up to this long for more input and is written with
+  // it, in one cycle. Most such input is a StepStarted, and its StepFinished follows within a
+  // millisecond when the step is quick: written together, the StepFinished's assignment does
+  // not queue behind the StepStarted's two acknowledged writes. Nothing is lost by waiting:
+  // offsets are stored only after the cycle is written. 0: every cycle is written at once.
+  // Ignored with exactly_once.
+  Millis quiet_cycle_wait{5};
 };
 
 // The librdkafka properties td-coordinator's producers (the main one and the td.assign shards)
@@ -158,6 +166,11 @@ class Service {
   void trimHeap();
   // Steps 1-3 of a cycle (see the top of this file) for what collect() queued.
   td::Status writeCycle(const std::vector<kafka::TopicPartitionOffset>& offsets);
+  // True when the cycle in pending_ may wait (ServiceOptions::quiet_cycle_wait): no output a
+  // worker or peer waits for, no dead letter.
+  bool quietCycle() const;
+  // Writes the cycle that waits (if any) with its input's offsets.
+  td::Status writeDeferredCycle();
   // Creates the assignment topics of the groups this cycle's output goes to (admin mode).
   void ensureAssignTopics();
   void writeSnapshots();
@@ -222,6 +235,9 @@ class Service {
   HeapTrimmer heap_trimmer_{options_.heap_trim};
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;
+  // The input offsets of a cycle that waits (handleBatch(), quiet_cycle_wait), and until when.
+  std::vector<kafka::TopicPartitionOffset> deferred_offsets_;
+  std::optional<Millis> deferred_until_;
   // pending_[i]'s record serialized by writeSnapshots() (empty: none), reused by
   // produceOutput().
   std::vector<std::string> encoded_;
