@@ -860,9 +860,22 @@ TEST(Failover, ApacheKafkaExactlyOnceZombieGetsNoRecordInFrontOfAWorker) {
       }
     }
   }
-  for (const auto& e : cluster.events()) {
+  // No event of the zombie either. A victim whose refused transaction made it join the group
+  // again may be given a partition back: it then restores the group under an epoch above the
+  // survivor's, and its events from then on are an owner's, not a zombie's.
+  std::map<std::string, std::uint64_t> survivor_epoch;   // group -> epoch of the survivor's restore
+  const auto events = cluster.events();
+  for (const auto& e : events) {
+    if (e.has_group_restored() && e.coordinator_id() == survivor) {
+      auto& epoch = survivor_epoch[e.group_id()];
+      epoch = std::max(epoch, e.coordinator_epoch());
+    }
+  }
+  for (const auto& e : events) {
+    const auto fence = survivor_epoch.find(e.group_id());
+    const bool reowned = fence != survivor_epoch.end() && e.coordinator_epoch() > fence->second;
     EXPECT_FALSE(e.coordinator_id() == victim && victim_groups.contains(e.group_id()) &&
-                 e.timestamp_ms() > stopped_at)
+                 e.timestamp_ms() > stopped_at && !reowned)
         << "the zombie's event is readable: " << e.DebugString();
   }
   // s1 ran twice (its failure, then the retry: once, by whichever owner), s2 once.
