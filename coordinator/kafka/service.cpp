@@ -577,24 +577,13 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
       })) {
     consumer_->heat();
   }
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;
+  // This batch's offsets join those of a cycle that waits, if one does (offsets only grow).
   for (const auto& msg : batch) {
-    auto& offset = next[{msg.topic, msg.partition}];
+    auto& offset = deferred_offsets_[{msg.topic, msg.partition}];
     offset = std::max(offset, msg.offset + 1);
     if (msg.topic == options_.core.topics.registrations()) {
       auto& handled = handled_next_[msg.partition];
       handled = std::max(handled, msg.offset + 1);
-    }
-  }
-  // This batch's offsets join those of a cycle that waits (offsets only grow).
-  for (const auto& [tp, offset] : next) {
-    auto it = std::find_if(deferred_offsets_.begin(), deferred_offsets_.end(), [&](const auto& o) {
-      return o.topic == tp.first && o.partition == tp.second;
-    });
-    if (it == deferred_offsets_.end()) {
-      deferred_offsets_.push_back({tp.first, tp.second, offset});
-    } else {
-      it->offset = std::max(it->offset, offset);
     }
   }
   if (quietCycle()) {
@@ -617,7 +606,11 @@ bool Service::quietCycle() const {
 }
 
 td::Status Service::writeDeferredCycle() {
-  std::vector<kafka::TopicPartitionOffset> offsets = std::move(deferred_offsets_);
+  std::vector<kafka::TopicPartitionOffset> offsets;
+  offsets.reserve(deferred_offsets_.size());
+  for (const auto& [tp, offset] : deferred_offsets_) {
+    offsets.push_back({tp.first, tp.second, offset});
+  }
   deferred_offsets_.clear();
   deferred_until_.reset();
   return writeCycle(offsets);
@@ -701,14 +694,10 @@ void Service::writeSnapshots() {
   // Each output record is serialized once, here: its bytes go into its group's outbox and,
   // after the snapshot is acknowledged, to its own topic (produceOutput()).
   encoded_.resize(pending_.size());
-  // Groups in the order this cycle first touched them, each with its output as the outbox (and
-  // the same with assignments only, for a snapshot that would be too large).
-  struct Outbox {
-    std::string wire;
-    std::string assignments_only;
-  };
+  // Groups in the order this cycle first touched them, each with its output as the outbox (in
+  // wire form).
   std::vector<std::string> order;
-  std::unordered_map<std::string, Outbox> outboxes;
+  std::unordered_map<std::string, std::string> outboxes;
   for (std::size_t i = 0; i < pending_.size(); ++i) {
     const Effect& effect = pending_[i];
     const std::string* group_id = groupOf(effect);
@@ -718,19 +707,24 @@ void Service::writeSnapshots() {
     std::string& bytes = encoded_[i];
     if (const auto* e = std::get_if<PublishEvent>(&effect)) {
       if (bytes.empty()) bytes = e->event.SerializeAsString();
-      appendOutboxEvent(bytes, &it->second.wire);
+      appendOutboxEvent(bytes, &it->second);
     } else if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
       if (bytes.empty()) bytes = a->record.SerializeAsString();
-      appendOutboxAssignment(bytes, &it->second.wire);
-      appendOutboxAssignment(bytes, &it->second.assignments_only);
+      appendOutboxAssignment(bytes, &it->second);
     }
   }
   for (const auto& group_id : order) {
-    const Outbox& outbox = outboxes.at(group_id);
-    auto value = core_.encodeState(group_id, now, outbox.wire);
+    auto value = core_.encodeState(group_id, now, outboxes.at(group_id));
     if (!value) continue;   // forgotten in this cycle: its forgotten-group record follows
     if (value->size() > kMaxStateRecordBytes) {
-      value = core_.encodeState(group_id, now, outbox.assignments_only);
+      std::string assignments_only;
+      for (std::size_t i = 0; i < pending_.size(); ++i) {
+        const auto* a = std::get_if<PublishAssignment>(&pending_[i]);
+        if (a != nullptr && a->group_id == group_id) {
+          appendOutboxAssignment(encoded_[i], &assignments_only);
+        }
+      }
+      value = core_.encodeState(group_id, now, assignments_only);
       log_->warn("group {}: snapshot over {} KiB; its outbox keeps assignments only", group_id,
                  kMaxStateRecordBytes / 1024);
     }

@@ -235,8 +235,10 @@ class Service {
   HeapTrimmer heap_trimmer_{options_.heap_trim};
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;
-  // The input offsets of a cycle that waits (handleBatch(), quiet_cycle_wait), and until when.
-  std::vector<kafka::TopicPartitionOffset> deferred_offsets_;
+  // The next input offset per (topic, partition) of the input handled but not yet written:
+  // handleBatch() adds each batch's, writeDeferredCycle() stores and clears them; and until when
+  // a quiet cycle waits (quiet_cycle_wait).
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> deferred_offsets_;
   std::optional<Millis> deferred_until_;
   // pending_[i]'s record serialized by writeSnapshots() (empty: none), reused by
   // produceOutput().
