@@ -71,7 +71,6 @@ double coreBytesPerGroup(const std::vector<std::vector<worker::PeerInfo>>& peers
   }
   std::vector<std::string> group_ids;
   group_ids.reserve(peers.size());
-  const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord> no_outbox;
   const Instant now{.mono = Millis(1'000'000), .wall = Millis(1'800'000'000'000)};
   const auto before = mallinfo2().uordblks;
   auto core = std::make_unique<coordinator::Core>(coordinator::CoreConfig{.topics = topics});
@@ -82,7 +81,7 @@ double coreBytesPerGroup(const std::vector<std::vector<worker::PeerInfo>>& peers
       }
     }
   }
-  for (const auto& id : group_ids) (void)core->encodeState(id, now, no_outbox);
+  for (const auto& id : group_ids) (void)core->encodeState(id, now, std::string_view());
   const auto after = mallinfo2().uordblks;
   const std::size_t groups = core->groupCount();
   return groups == 0 ? 0 : static_cast<double>(after - before) / static_cast<double>(groups);

@@ -435,19 +435,6 @@ std::optional<std::string> Core::encodeState(const std::string& group_id, Instan
   return it->second->encodeState(now, outbox_wire);
 }
 
-std::optional<std::string> Core::encodeState(
-    const std::string& group_id, Instant now,
-    const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const {
-  std::string wire;
-  for (const auto& record : outbox) {
-    if (record.has_event()) appendOutboxEvent(record.event().SerializeAsString(), &wire);
-    if (record.has_assignment()) {
-      appendOutboxAssignment(record.assignment().SerializeAsString(), &wire);
-    }
-  }
-  return encodeState(group_id, now, wire);
-}
-
 std::optional<std::int32_t> Core::partitionOf(const std::string& group_id) const {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return std::nullopt;

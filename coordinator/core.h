@@ -63,13 +63,9 @@ class Core {
   std::optional<td::v1::GroupSnapshot> snapshot(const std::string& group_id, Instant now) const;
   // The same as a serialized td.state record with `outbox` (Group::encodeState: costs what
   // changed since the group's previous record).
-  // `outbox_wire` is the outbox in wire form (appendOutboxEvent, appendOutboxAssignment below).
+  // `outbox_wire` is the outbox in wire form (appendOutboxEvent, appendOutboxAssignment above).
   std::optional<std::string> encodeState(const std::string& group_id, Instant now,
                                          std::string_view outbox_wire) const;
-  // The same with the outbox as messages (tests, benchmarks).
-  std::optional<std::string> encodeState(
-      const std::string& group_id, Instant now,
-      const google::protobuf::RepeatedPtrField<td::v1::OutboxRecord>& outbox) const;
   std::optional<std::int32_t> partitionOf(const std::string& group_id) const;
   // Groups forgotten (retention passed) since the last call: the shell replaces their snapshots
   // with these records, so their ids and sessions stay refused after a fail-over too.

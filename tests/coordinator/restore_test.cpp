@@ -106,28 +106,22 @@ TEST_F(Restore, EncodedStateIsTheSnapshotWithItsOutboxAfterEveryChange) {
   auto g = join(PeerBuilder("1").change("c1").steps(3));
   join(PeerBuilder("2").change("c1").steps(3));
   auto check = [&](const Effects& effects) {
-    google::protobuf::RepeatedPtrField<td::v1::OutboxRecord> outbox;
     td::v1::StateRecord expected;
     expected.set_protocol_version(td::v1::PROTOCOL_VERSION_1);
     *expected.mutable_group() = *core_.snapshot(g, clock_.now());
     std::string wire;   // the same outbox as the shell builds it: each record's bytes once
     for (const auto& effect : effects) {
       if (const auto* e = std::get_if<PublishEvent>(&effect)) {
-        *outbox.Add()->mutable_event() = e->event;
         *expected.mutable_group()->add_outbox()->mutable_event() = e->event;
         appendOutboxEvent(e->event.SerializeAsString(), &wire);
       } else if (const auto* a = std::get_if<PublishAssignment>(&effect)) {
-        *outbox.Add()->mutable_assignment() = a->record;
         *expected.mutable_group()->add_outbox()->mutable_assignment() = a->record;
         appendOutboxAssignment(a->record.SerializeAsString(), &wire);
       }
     }
     td::v1::StateRecord parsed;
-    ASSERT_TRUE(parsed.ParseFromString(*core_.encodeState(g, clock_.now(), outbox)));
+    ASSERT_TRUE(parsed.ParseFromString(*core_.encodeState(g, clock_.now(), wire)));
     EXPECT_EQ(parsed.ShortDebugString(), expected.ShortDebugString());
-    td::v1::StateRecord from_wire;
-    ASSERT_TRUE(from_wire.ParseFromString(*core_.encodeState(g, clock_.now(), wire)));
-    EXPECT_EQ(from_wire.ShortDebugString(), expected.ShortDebugString());
   };
   check({});
   check(finish(g, "1", "a", 1, td::v1::STEP_OUTCOME_FAILED));   // a: queued with a backoff
