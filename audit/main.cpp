@@ -10,18 +10,15 @@
 #include <signal.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <optional>
-#include <set>
 
 #include "audit/audit.h"
+#include "audit/kafka/event_source.h"
 #include "audit/kafka/logs_command.h"
 #include "audit/render.h"
-#include "audit/kafka/event_source.h"
 #include "audit/time_arg.h"
 #include "common/log.h"
 #include "common/time.h"
