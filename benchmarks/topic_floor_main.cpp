@@ -20,7 +20,7 @@
 #include "common/heap_trim.h"
 #include "coordinator/kafka/assign_producers.h"
 #include "kafka/admin.h"
-#include "coordinator/kafka/service.h"
+#include "coordinator/kafka/kafka_port.h"
 #include "kafka/client_settings.h"
 #include "kafka/kafka.h"
 

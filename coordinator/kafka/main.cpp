@@ -8,7 +8,8 @@
 #include "common/log.h"
 #include "coordinator/kafka/metrics_server.h"
 #include "coordinator/kafka/options.h"
-#include "coordinator/kafka/service.h"
+#include "coordinator/kafka/kafka_port.h"
+#include "coordinator/shell/service.h"
 #include "kafka/error.h"
 
 namespace {
@@ -30,7 +31,8 @@ int main(int argc, char** argv) {
   const std::string metrics_listen = line->metrics_listen;
   td::protocol::routeProtobufLogs();
   td::SystemClock clock;
-  auto service = td::coordinator::Service::create(std::move(line->service), clock);
+  auto service = td::coordinator::Service::create(std::move(line->service), clock,
+                                                  td::coordinator::KafkaPort::create);
   if (!service) {
     std::fprintf(stderr, "td-coordinator: %s\n", service.error().message().c_str());
     if (td::kafka::isAccessDenied(service.error().code())) {

@@ -15,7 +15,7 @@
 
 #include "common/result.h"
 #include "common/time.h"
-#include "coordinator/kafka/service_probe.h"
+#include "coordinator/shell/service_probe.h"
 
 namespace td::coordinator {
 

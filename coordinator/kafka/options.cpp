@@ -12,6 +12,7 @@
 #include "config/bounds.h"
 #include "config/layers.h"
 #include "config/version.h"
+#include "coordinator/kafka/kafka_port.h"
 #include "coordinator/kafka/metrics_server.h"
 
 namespace td::coordinator {
@@ -142,7 +143,7 @@ td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
     }
     options.core.topics = td::protocol::Topics(prefix);
     // Every librdkafka property of every client, on a real configuration object.
-    TD_RETURN_IF_ERROR(Service::checkOptions(options));
+    TD_RETURN_IF_ERROR(KafkaPort::checkOptions(options));
     if (!line.metrics_listen.empty()) {
       TD_RETURN_IF_ERROR(MetricsServer::checkAddress(line.metrics_listen));
     }

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "common/expected.h"
-#include "coordinator/kafka/service.h"
+#include "coordinator/shell/service.h"
 
 namespace td::coordinator {
 

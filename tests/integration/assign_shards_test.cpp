@@ -14,7 +14,8 @@
 #include <thread>
 
 #include "common/time.h"
-#include "coordinator/kafka/service.h"
+#include "coordinator/kafka/kafka_port.h"
+#include "coordinator/shell/service.h"
 #include "td/v1/state.pb.h"
 #include "tests/integration/cluster.h"
 
@@ -29,7 +30,8 @@ constexpr auto kRunTimeout = 90s;
 class InProcessCoordinator {
  public:
   explicit InProcessCoordinator(coordinator::ServiceOptions options) {
-    auto service = coordinator::Service::create(std::move(options), clock_);
+    auto service = coordinator::Service::create(std::move(options), clock_,
+                                                coordinator::KafkaPort::create);
     if (!service) {
       ADD_FAILURE() << "Service::create: " << service.error().message();
       return;

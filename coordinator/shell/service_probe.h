@@ -14,8 +14,8 @@
 
 #include "common/time.h"
 #include "coordinator/core_types.h"
-#include "coordinator/kafka/assign_topics.h"
-#include "kafka/kafka.h"
+#include "coordinator/shell/assign_topic_options.h"
+#include "coordinator/shell/port.h"
 
 namespace td::coordinator {
 
@@ -36,8 +36,8 @@ struct LatencyHistogram {
 struct ProbeStats {
   Census census;   // the core's counts after the cycle
   // Per assigned input partition (td.registrations and td.completions), refreshed at most
-  // once a second (GroupConsumer::lag).
-  std::vector<kafka::GroupConsumer::PartitionLag> lag;
+  // once a second (Port::lag).
+  std::vector<Port::PartitionLag> lag;
   // Coordinator dispatch latency: from the poll that returned a StepFinished to the broker's
   // acknowledgement of the StepAssigned it caused for the same peer (in the same cycle; a peer
   // left idle for want of queued work is not observed). Covers decoding, the core, the

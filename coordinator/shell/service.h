@@ -1,24 +1,23 @@
-// The coordinator's Kafka shell: consumes td.registrations (in a consumer group, cooperative
+// The coordinator's shell: consumes td.registrations (in a consumer group, cooperative
 // rebalancing) with td.completions co-partitioned, feeds the pure Core, and carries out its
 // effects (td.joins, td.assign.<group>, td.events, td.dlq), keeping every group's state in
-// the compacted changelog td.state so another coordinator can take the group over.
+// the compacted changelog td.state so another coordinator can take the group over. It does all
+// of that through a Port (coordinator/shell/port.h): KafkaPort (coordinator/kafka/) in
+// td-coordinator, an in-memory bus under the deterministic simulation (simulation/).
 //
 // One cycle (a batch of input, or a tick that changed something):
 //   1. snapshot every group the cycle changed, with the cycle's output for it as its outbox,
 //      to td.state; wait for the broker's acknowledgement;
 //   2. write the output itself; wait for the acknowledgement;
-//   3. store the input offsets, which librdkafka commits within 200 ms (outside rebalances).
+//   3. store the input offsets, which the port commits later (KafkaPort: librdkafka's timer,
+//      within 200 ms, outside rebalances).
 // A crash before 1 is acknowledged loses nothing (the input is replayed against the previous
 // snapshot); after it, the next owner re-publishes the outbox (identical records) and the
 // replayed input is recognised as duplicate by the core. On partition assignment the shell
 // claims the partition in td.state with a higher epoch, restores its groups and only then
 // reads its input (docs/architecture.md, "Fail-over").
 //
-// td.assign.<group> topics leave through AssignProducers, a pool of producers holding at most
-// ServiceOptions::assign_groups_per_producer groups' topics each (librdkafka's producer costs
-// CPU per partition it ever produced to); everything else through one main producer. With
-// exactly_once, all output is in the cycle's one transaction, so one transactional producer
-// writes everything, td.assign included (no pool).
+// With exactly_once, all output is in the cycle's one transaction.
 //
 // Duration history (unless CoreConfig::step_stats is off): before its first poll the shell
 // reads every partition of td.step-stats to its high watermark into the core, then keeps
@@ -26,10 +25,9 @@
 // records. Each cycle's PublishStepStats effects (the latest per key) are produced after the
 // cycle's output is acknowledged, and nothing waits for them: they are advisory.
 //
-// Assignment topics (ServiceOptions::assign_topics, coordinator/kafka/assign_topics.h): with
-// `create` set, a cycle creates the topics of groups new to it through the Admin API before
-// step 2, and the topics of forgotten groups (also those restored as forgotten) are deleted on
-// later ticks, without waiting.
+// Assignment topics (ServiceOptions::assign_topics): with `create` set, a cycle has the port
+// create the topics of groups new to it before step 2, and the topics of forgotten groups
+// (also those restored as forgotten) are deleted on later ticks, without waiting.
 //
 // Thread safety: run() owns everything; stop() may be called from any thread or signal context.
 #pragma once
@@ -51,12 +49,10 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "coordinator/core.h"
-#include "coordinator/kafka/assign_topics.h"
-#include "coordinator/kafka/assign_producers.h"
-#include "coordinator/kafka/flow_prober.h"
-#include "coordinator/kafka/service_probe.h"
-#include "kafka/client_settings.h"
-#include "kafka/kafka.h"
+#include "coordinator/shell/assign_topic_options.h"
+#include "coordinator/shell/port.h"
+#include "coordinator/shell/service_probe.h"
+#include "kafka/types.h"
 
 namespace td::coordinator {
 
@@ -99,11 +95,6 @@ struct ServiceOptions {
   Millis quiet_cycle_wait{5};
 };
 
-// The librdkafka properties td-coordinator's producers (the main one and the td.assign shards)
-// set under `options`' -X overrides, which come last. Also used by td-topic-floor, so its
-// floor is measured with the coordinator's own producer settings.
-kafka::Properties producerOwnSettings(const ServiceOptions& options);
-
 // True for errors a restart would only repeat, which td-coordinator exits 2 on: refused
 // credentials or ACLs (kafka::isAccessDenied), td::Errc::kInvalidArgument (input topics whose
 // partition counts differ, bad options), a session.timeout.ms the broker refuses.
@@ -111,11 +102,14 @@ bool isConfigurationError(const std::error_code& code);
 
 class Service {
  public:
-  // Makes the clients; contacts no broker. Errors: checkOptions()'s.
-  static td::Result<std::unique_ptr<Service>> create(ServiceOptions options, const Clock& clock);
-  // What create() checks before it makes anything: every librdkafka property of every client
-  // set on a real configuration (Errc::kInvalidArg naming the property), the option values.
-  // For --print-config.
+  // Makes the port (its clients) with `make_port`; contacts no broker. Errors: checkOptions()'s
+  // and the port's.
+  using PortFactory = std::function<td::Result<std::unique_ptr<Port>>(const ServiceOptions&,
+                                                                     ServiceProbe&)>;
+  static td::Result<std::unique_ptr<Service>> create(ServiceOptions options, const Clock& clock,
+                                                     const PortFactory& make_port);
+  // The option values the shell itself needs (Errc::kInvalidArgument). KafkaPort::checkOptions
+  // adds every librdkafka property.
   static td::Status checkOptions(const ServiceOptions& options);
 
   // Waits for the broker (connect(): an unreachable broker is retried with backoff, logged
@@ -131,15 +125,13 @@ class Service {
   // (equal, or kInvalidArgument), the transactional producer's init (exactly_once), then the
   // subscription. Returns early (OK) on stop(); errors: configuration errors, kFatal.
   td::Status connect();
-  // Once the broker answered: on the embedded broker, remakes the consumer and the state reader
-  // (neither has read yet) with its fetch wait (kafka::fetchWait). Errors: making them.
-  td::Status adoptBrokerKind();
   td::Status checkPartitionCounts(Millis timeout);
   void onRebalance(bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions);
   td::Status restorePartition(std::int32_t partition);
   // Reads td.state[partition] over [from, to), calling `visit` for each record.
   td::Status readState(std::int32_t partition, std::int64_t from, std::int64_t to,
                        const std::function<void(const kafka::Message&)>& visit);
+  LogReader& stateReader() { return port_->stateReader(); }
   // `polled_at`: Clock mono time the poll that returned `batch` came back (dispatch latency).
   td::Status handleBatch(const std::vector<kafka::Message>& batch, Millis polled_at);
   // Marks the loop as turning (liveness).
@@ -176,13 +168,12 @@ class Service {
   void writeSnapshots();
   // Produces through the main producer; a failure (now or on delivery) fails the cycle.
   void produce(const std::string& topic, std::int32_t partition, const std::string& key,
-               const std::string& value, kafka::Producer::DeliveryCallback on_delivery = {});
+               const std::string& value, Port::Delivery on_delivery = {});
   // The same for an assignment, through its group's shard (the main producer with exactly_once).
   // `bytes`: assignment.record serialized.
   void produceAssignment(const PublishAssignment& assignment, const std::string& bytes);
   // `on_delivery` wrapped to count and log a failed delivery of a record for `topic`.
-  kafka::Producer::DeliveryCallback tracked(const std::string& topic,
-                                            kafka::Producer::DeliveryCallback on_delivery);
+  Port::Delivery tracked(const std::string& topic, Port::Delivery on_delivery);
   void produceFailed(const std::string& topic, const td::Error& error);
   // The group produces no more assignments here (forgotten, or its partition moved away).
   void forgetAssignTopic(const std::string& group_id);
@@ -200,38 +191,25 @@ class Service {
   // Forgets what this cycle collected (output, dead letters, step stats, dispatch times)
   // without writing it.
   void dropCycle();
-  // (Re)makes producer_ and, unless exactly_once, the td.assign shards; the old ones are
-  // destroyed first.
-  td::Status makeProducers();
-  // A consumer with this service's settings, rebalance callback and companions.
-  td::Result<std::unique_ptr<kafka::GroupConsumer>> makeConsumer();
   void produceOutput();
 
   ServiceOptions options_;
   const Clock& clock_;
   Core core_;
-  // Declared before the producers: a producer destroyed with records outstanding runs their
+  // Declared before the port: a producer destroyed with records outstanding runs their
   // delivery callbacks (purged), which use these.
   std::shared_ptr<spdlog::logger> log_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> delivery_failures_{0};
-  // What the readers were made for: Apache Kafka until connect() learns otherwise.
-  kafka::BrokerKind broker_kind_ = kafka::BrokerKind::kApacheKafka;
-  std::unique_ptr<kafka::GroupConsumer> consumer_;
-  std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<AssignProducers> assign_;   // null with exactly_once
-  std::unique_ptr<kafka::PartitionReader> state_reader_;
-  std::unique_ptr<kafka::PartitionReader> stats_reader_;   // null: history off or unavailable
-  std::unique_ptr<FlowProber> flow_prober_;
+  ServiceProbe probe_;
+  std::unique_ptr<Port> port_;
   // Per owned td.registrations partition: the offset after the last record handled since it
   // was assigned (absent before one was).
   std::map<std::int32_t, std::int64_t> handled_next_;
   std::set<std::int32_t> owned_;   // td.registrations partitions assigned now
-  std::unique_ptr<AssignTopics> assign_topics_;   // null: the broker auto-creates them
   bool stats_writable_ = false;
   // This cycle's PublishStepStats, the latest per key.
   std::map<std::string, td::v1::StepStats> stats_out_;
-  ServiceProbe probe_;
   HeapTrimmer heap_trimmer_{options_.heap_trim};
   // The current cycle's output, in order, and its dead letters (serialized td.dlq records).
   Effects pending_;

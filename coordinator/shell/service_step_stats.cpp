@@ -4,13 +4,13 @@
 
 #include <map>
 
-#include "coordinator/kafka/service.h"
+#include "coordinator/shell/service.h"
 #include "td/v1/stats.pb.h"
 
 namespace td::coordinator {
 
 td::Status Service::loadStepStats() {
-  if (!stats_reader_) {
+  if (port_->statsReader() == nullptr) {
     log_->info("step stats off (--no-step-stats): steps are handed out in schema order");
     return {};
   }
@@ -18,24 +18,24 @@ td::Status Service::loadStepStats() {
   const auto& topic = options_.core.topics.stepStats();
   // Asks the broker to auto-create it where allowed (the embedded broker does; td-broker and
   // deploy/ create it up front).
-  auto count = producer_->partitionCount(topic, std::chrono::seconds(10));
+  auto count = port_->partitionCount(topic, std::chrono::seconds(10));
   if (!count) {
     log_->warn("{} unavailable ({}): no duration history, steps are handed out in schema order "
                "(docs/operations.md)",
                topic, count.error().message());
-    stats_reader_.reset();
+    port_->dropStatsReader();
     return {};
   }
   stats_writable_ = true;
   std::vector<kafka::TopicPartitionOffset> partitions;
   std::map<std::int32_t, std::int64_t> high;   // partition -> high watermark at start
   for (std::int32_t p = 0; p < *count; ++p) {
-    auto marks = stats_reader_->watermarks(topic, p, std::chrono::seconds(10));
+    auto marks = port_->statsReader()->watermarks(topic, p, std::chrono::seconds(10));
     if (!marks) return td::unexpected(marks.error());
     if (marks->second > marks->first) high[p] = marks->second;
     partitions.push_back({topic, p, kafka::kOffsetBeginning});
   }
-  TD_RETURN_IF_ERROR(stats_reader_->assign(partitions));
+  TD_RETURN_IF_ERROR(port_->statsReader()->assign(partitions));
   std::uint64_t records = 0;
   int quiet_polls = 0;
   const Millis deadline = clock_.now().mono + options_.restore_timeout;
@@ -46,7 +46,7 @@ td::Status Service::loadStepStats() {
                  options_.restore_timeout.count(), high.size());
       break;
     }
-    auto batch = stats_reader_->poll(1000, std::chrono::milliseconds(100));
+    auto batch = port_->statsReader()->poll(1000, std::chrono::milliseconds(100));
     if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       learnStepStats(msg);
@@ -67,8 +67,9 @@ td::Status Service::loadStepStats() {
 }
 
 void Service::pollStepStats() {
-  if (!stats_reader_) return;
-  auto batch = stats_reader_->poll(1000, std::chrono::milliseconds(0));
+  LogReader* reader = port_->statsReader();
+  if (reader == nullptr) return;
+  auto batch = reader->poll(1000, std::chrono::milliseconds(0));
   if (!batch) {
     log_->warn("reading {} failed: {}", options_.core.topics.stepStats(),
                batch.error().message());
@@ -102,7 +103,7 @@ void Service::produceStepStats() {
   for (const auto& [key, stats] : stats_out_) {
     probe_.step_stats_written.fetch_add(1);
     // Not through produce(): a failure here must not fail the cycle (advisory data).
-    auto status = producer_->produce(
+    auto status = port_->produce(
         topic, -1, key, stats.SerializeAsString(),
         [this](const td::Status& result, std::int32_t, std::int64_t) {
           if (result) return;

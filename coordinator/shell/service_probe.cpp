@@ -1,4 +1,4 @@
-#include "coordinator/kafka/service_probe.h"
+#include "coordinator/shell/service_probe.h"
 
 namespace td::coordinator {
 

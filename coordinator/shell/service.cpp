@@ -1,14 +1,14 @@
-#include "coordinator/kafka/service.h"
+#include "coordinator/shell/service.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <map>
-#include <thread>
 
 #include "common/log.h"
 #include "coordinator/changelog_fold.h"
 #include "coordinator/codec.h"
+#include "kafka/error.h"
 #include "td/v1/dlq.pb.h"
 #include "td/v1/state.pb.h"
 #include "td/v1/stats.pb.h"
@@ -65,156 +65,26 @@ Service::Service(ServiceOptions options, const Clock& clock)
       core_(options_.core),
       log_(td::log::get("coordinator")) {}
 
-namespace {
-
-// The librdkafka properties of each client the service makes, in one place for create() and
-// checkOptions().
-struct ClientProperties {
-  kafka::Properties consumer, producer, state_reader, stats_reader, flow_prober, admin;
-  kafka::Properties producer_own;   // the producer's own settings (the td.assign shards')
-};
-
-ClientProperties clientProperties(const ServiceOptions& o, kafka::BrokerKind kind) {
-  // session.timeout.ms 6 s (librdkafka's default is 45 s; 6 s is Apache Kafka's lowest accepted
-  // by default): a dead coordinator's partitions move sooner, and a join the embedded broker
-  // sometimes holds for a whole session timeout (seen: 47 s before the first assignment on a
-  // fresh td-broker) resolves in seconds. Cooperative rebalancing: partitions that do not move
-  // keep being served while others do.
-  // Offsets are stored once a cycle's output is acknowledged and committed by librdkafka's
-  // timer, which skips the rebalance window: an explicit commit that lands in it carries a
-  // stale generation, and librdkafka then drops the whole assignment (seen on scale-out: a
-  // coordinator re-restored the partitions it kept).
-  kafka::Properties consumer_own{{"group.id", o.consumer_group},
-                                 {"session.timeout.ms", "6000"},
-                                 {"heartbeat.interval.ms", "2000"},
-                                 {"partition.assignment.strategy", "cooperative-sticky"},
-                                 {"enable.auto.commit", o.exactly_once ? "false" : "true"},
-                                 {"auto.commit.interval.ms", "200"}};
-  if (o.static_membership) consumer_own.emplace_back("group.instance.id", o.core.coordinator_id);
-  consumer_own.insert(consumer_own.end(), o.kafka.begin(), o.kafka.end());
-  kafka::Properties producer_own = producerOwnSettings(o);
-  ClientProperties out;
-  out.consumer =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id, kind, consumer_own);
-  out.producer = kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id, producer_own);
-  out.state_reader =
-      kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-state", kind, o.kafka);
-  // History is not latency-sensitive: read as on Apache Kafka (the broker may hold an idle
-  // fetch for 100 ms), so following the topic costs ten requests a second, not 200.
-  out.stats_reader = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-stats",
-                                           kafka::BrokerKind::kApacheKafka, o.kafka);
-  // The consumer group's id, to ask for its committed offsets (the prober never joins it).
-  kafka::Properties prober_props{{"group.id", o.consumer_group}};
-  prober_props.insert(prober_props.end(), o.kafka.begin(), o.kafka.end());
-  out.flow_prober = kafka::readerSettings(o.bootstrap_servers, o.core.coordinator_id + "-flow",
-                                          kind, prober_props);
-  out.admin =
-      kafka::producerSettings(o.bootstrap_servers, o.core.coordinator_id + "-admin", o.kafka);
-  out.producer_own = std::move(producer_own);
-  return out;
-}
-
-}  // namespace
-
-kafka::Properties producerOwnSettings(const ServiceOptions& o) {
-  // Output is never dropped: through an outage it waits (and the batch's offsets stay
-  // uncommitted) until the broker is back.
-  kafka::Properties own{{"message.timeout.ms", "0"}};
-  if (o.exactly_once) {
-    // Stable per instance: a restarted instance fences its predecessor's open transaction.
-    own.emplace_back("transactional.id", o.consumer_group + "." + o.core.coordinator_id);
-    // A cycle's transaction lasts milliseconds; one open for 10 s belongs to a coordinator
-    // that stalled (SIGSTOP, a frozen VM) inside it. Until the broker aborts it, every
-    // read_committed reader of the partitions it wrote (workers, the next owner's restore of
-    // td.state, td-audit) waits behind it, so the broker should abort it soon: 10 s, plus up
-    // to the broker's transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s).
-    own.emplace_back("transaction.timeout.ms", "10000");
-  }
-  own.insert(own.end(), o.kafka.begin(), o.kafka.end());
-  return own;
-}
-
 td::Status Service::checkOptions(const ServiceOptions& options) {
   if (options.assign_groups_per_producer < 1) {
     return makeError(td::Errc::kInvalidArgument, "assign_groups_per_producer must be >= 1");
   }
-  const ClientProperties props = clientProperties(options, kafka::BrokerKind::kApacheKafka);
-  kafka::Properties admin = props.admin;
-  admin.insert(admin.end(), options.assign_topics.admin_kafka.begin(),
-               options.assign_topics.admin_kafka.end());
-  for (const kafka::Properties* list : {&props.consumer, &props.producer, &props.state_reader,
-                                        &props.stats_reader, &props.flow_prober,
-                                        static_cast<const kafka::Properties*>(&admin)}) {
-    TD_RETURN_IF_ERROR(kafka::checkProperties(*list));
-  }
   return {};
 }
 
-td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock) {
+td::Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, const Clock& clock,
+                                                     const PortFactory& make_port) {
+  TD_RETURN_IF_ERROR(checkOptions(options));
   std::unique_ptr<Service> service(new Service(std::move(options), clock));
-  const auto& o = service->options_;
-  TD_RETURN_IF_ERROR(checkOptions(o));
-  const ClientProperties props = clientProperties(o, service->broker_kind_);
-  auto consumer = service->makeConsumer();
-  if (!consumer) return td::unexpected(consumer.error());
-  auto reader = kafka::PartitionReader::create(props.state_reader);
-  if (!reader) return td::unexpected(reader.error());
-  service->consumer_ = std::move(*consumer);
-  TD_RETURN_IF_ERROR(service->makeProducers());
-  service->state_reader_ = std::move(*reader);
-  // A question waits at most a quarter of a lease (2 s at most, so a stop is not held up).
-  const auto probe_timeout = std::clamp(o.core.lease / 4, Millis(100), Millis(2000));
-  auto prober = FlowProber::create(props.flow_prober, o.core.topics.registrations(),
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       probe_timeout));
-  if (!prober) return td::unexpected(prober.error());
-  service->flow_prober_ = std::move(*prober);
-  if (o.core.step_stats) {
-    auto stats_reader = kafka::PartitionReader::create(props.stats_reader);
-    if (!stats_reader) return td::unexpected(stats_reader.error());
-    service->stats_reader_ = std::move(*stats_reader);
-  }
-  if (o.assign_topics.create) {
-    auto assign = AssignTopics::create(o.assign_topics, props.admin, o.core.topics,
-                                       service->probe_.assign_topics);
-    if (!assign) return td::unexpected(assign.error());
-    service->assign_topics_ = std::move(*assign);
-  }
-  return service;
-}
-
-td::Result<std::unique_ptr<kafka::GroupConsumer>> Service::makeConsumer() {
-  auto consumer = kafka::GroupConsumer::create(clientProperties(options_, broker_kind_).consumer,
-                                               kafka::kHotFetchWindow);
-  if (!consumer) return td::unexpected(consumer.error());
-  (*consumer)->onRebalance(
-      [this](bool assigned, const std::vector<kafka::TopicPartitionOffset>& partitions) {
-        onRebalance(assigned, partitions);
+  auto port = make_port(service->options_, service->probe_);
+  if (!port) return td::unexpected(port.error());
+  service->port_ = std::move(*port);
+  service->port_->setRebalanceListener(
+      [raw = service.get()](bool assigned,
+                            const std::vector<kafka::TopicPartitionOffset>& partitions) {
+        raw->onRebalance(assigned, partitions);
       });
-  (*consumer)->setCompanions({options_.core.topics.completions()});
-  return consumer;
-}
-
-td::Status Service::makeProducers() {
-  const ClientProperties props = clientProperties(options_, broker_kind_);
-  // The old ones first: destroying them runs the callbacks of what they still hold.
-  assign_.reset();
-  producer_.reset();
-  auto producer = kafka::Producer::create(props.producer);
-  if (!producer) return td::unexpected(producer.error());
-  producer_ = std::move(*producer);
-  if (!options_.exactly_once) {
-    // Shards write td.assign only, with the main producer's settings. (With exactly_once one
-    // transactional producer writes everything: a transaction belongs to one producer.)
-    assign_ = std::make_unique<AssignProducers>(
-        options_.assign_groups_per_producer,
-        [this, producer_own = props.producer_own](std::uint64_t index) {
-          return kafka::Producer::create(kafka::producerSettings(
-              options_.bootstrap_servers,
-              fmt::format("{}-assign-{}", options_.core.coordinator_id, index), producer_own));
-        });
-  }
-  return {};
+  return service;
 }
 
 td::Status Service::rejoin() {
@@ -226,7 +96,7 @@ td::Status Service::rejoin() {
     // A producer that failed for good (an idempotence sequence desynchronisation) delivers
     // nothing more; new ones get new producer ids.
     renew_producers_ = false;
-    TD_RETURN_IF_ERROR(makeProducers());
+    TD_RETURN_IF_ERROR(port_->renewProducers());
     publishAssignProbe();
   }
   delivery_failures_.store(0);
@@ -234,12 +104,9 @@ td::Status Service::rejoin() {
   in_transaction_ = false;
   probe_.rejoins.fetch_add(1);
   // Revokes every partition through onRebalance: the core drops their groups.
-  consumer_->close();
+  port_->leaveGroup();
   rejoin_needed_ = false;
-  auto consumer = makeConsumer();
-  if (!consumer) return td::unexpected(consumer.error());
-  consumer_ = std::move(*consumer);
-  return consumer_->subscribe({options_.core.topics.registrations()});
+  return port_->subscribe();
 }
 
 void Service::dropCycle() {
@@ -255,7 +122,7 @@ void Service::dropCycle() {
 bool Service::failedTransaction(const td::Error& error) {
   const auto& code = error.code();
   if (code == kafka::Errc::kFatal || kafka::isAccessDenied(code)) return false;
-  auto aborted = producer_->abortTransaction(std::chrono::seconds(60));
+  auto aborted = port_->abortTransaction(std::chrono::seconds(60));
   in_transaction_ = false;
   if (!aborted) {
     log_->error("abort_transaction: {}", aborted.error().message());
@@ -271,25 +138,6 @@ bool isConfigurationError(const std::error_code& code) {
          code == kafka::Errc::kInvalidSessionTimeout;
 }
 
-td::Status Service::adoptBrokerKind() {
-  // The partition counts were just read, so the cluster's id is known.
-  const kafka::BrokerKind kind =
-      kafka::brokerKindOf(producer_->clusterId(std::chrono::milliseconds(1000)));
-  if (kind == broker_kind_) return {};
-  broker_kind_ = kind;
-  log_->info("the broker is the embedded one: its readers wait {} ms for an empty fetch, "
-             "and fetch hot while input flows (docs/configuration.md, \"Fetch waits\")",
-             kafka::fetchWait(kind).count());
-  // Neither has subscribed or read yet.
-  auto consumer = makeConsumer();
-  if (!consumer) return td::unexpected(consumer.error());
-  consumer_ = std::move(*consumer);
-  auto reader = kafka::PartitionReader::create(clientProperties(options_, kind).state_reader);
-  if (!reader) return td::unexpected(reader.error());
-  state_reader_ = std::move(*reader);
-  return {};
-}
-
 td::Status Service::connect() {
   const auto started = clock_.now().mono;
   Millis backoff(250);
@@ -300,7 +148,7 @@ td::Status Service::connect() {
     // Short requests, so a stop() is heard within a few seconds.
     auto status = checkPartitionCounts(std::chrono::seconds(2));
     if (status && !transactions_ready) {
-      status = producer_->initTransactions(std::chrono::seconds(5));
+      status = port_->initTransactions(std::chrono::seconds(5));
       transactions_ready = status.has_value();
     }
     if (status) {
@@ -308,8 +156,8 @@ td::Status Service::connect() {
         log_->info("the Kafka broker at {} answers again after {} s", options_.bootstrap_servers,
                    (clock_.now().mono - started).count() / 1000);
       }
-      TD_RETURN_IF_ERROR(adoptBrokerKind());
-      return consumer_->subscribe({options_.core.topics.registrations()});
+      TD_RETURN_IF_ERROR(port_->brokerAnswered());
+      return port_->subscribe();
     }
     // Refused credentials or ACLs, partition counts that differ: a restart would only repeat
     // them. A fatal client error cannot pass either.
@@ -330,7 +178,7 @@ td::Status Service::connect() {
     const Millis until = clock_.now().mono + backoff;
     while (!stopping_.load() && clock_.now().mono < until) {
       turned();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      port_->pause(Millis(100));
     }
     backoff = std::min(backoff * 2, Millis(10000));
   }
@@ -341,7 +189,7 @@ td::Status Service::checkPartitionCounts(Millis timeout) {
   const auto& topics = options_.core.topics;
   std::vector<std::pair<std::string, int>> counts;
   for (const auto& topic : {topics.registrations(), topics.completions(), topics.state()}) {
-    auto count = producer_->partitionCount(topic, timeout);
+    auto count = port_->partitionCount(topic, timeout);
     if (!count) return td::unexpected(count.error());
     counts.emplace_back(topic, *count);
   }
@@ -379,7 +227,7 @@ td::Status Service::run() {
     Millis until = std::min(next_tick, now.mono + options_.tick_interval);
     if (deferred_until_) until = std::min(until, *deferred_until_);
     const auto wait = std::max(Millis(0), until - now.mono);
-    auto batch = consumer_->poll(options_.batch_max, wait);
+    auto batch = port_->poll(options_.batch_max, wait);
     const Millis polled_at = clock_.now().mono;
     if (fatal_) return *fatal_;
     if (!batch) return td::unexpected(batch.error());
@@ -390,7 +238,7 @@ td::Status Service::run() {
     deliverFlowAnswers();
     if (clock_.now().mono >= next_tick) {
       pollStepStats();
-      if (assign_topics_) assign_topics_->poll(clock_.now().mono);
+      port_->pollAssignTopics(clock_.now().mono);
       collect(nullptr, core_.handle(Tick{}, clock_.now()));
       // A cycle that waits goes on waiting if the tick added nothing anyone waits for;
       // otherwise the tick's output is written with it.
@@ -403,9 +251,8 @@ td::Status Service::run() {
   }
   log_->info("coordinator stopping: flushing");
   TD_RETURN_IF_ERROR(writeDeferredCycle());
-  TD_RETURN_IF_ERROR(producer_->flush(std::chrono::seconds(10)));
-  if (assign_) TD_RETURN_IF_ERROR(assign_->flush(std::chrono::seconds(10)));
-  consumer_->close();
+  TD_RETURN_IF_ERROR(port_->flush(std::chrono::seconds(10)));
+  port_->leaveGroup();
   return {};
 }
 
@@ -431,7 +278,7 @@ void Service::onRebalance(bool assigned,
       // Its groups' output is acknowledged (cycles wait for it): their shards may close.
       for (const auto& group_id : core_.dropPartition(tp.partition)) {
         forgetAssignTopic(group_id);
-        if (assign_topics_) assign_topics_->forget(group_id);
+        port_->dropAssignTopic(group_id);
       }
       log_->info("partition {} revoked: its groups are another coordinator's now", tp.partition);
       continue;
@@ -449,7 +296,7 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
                               const std::function<void(const kafka::Message&)>& visit) {
   if (from >= to) return {};
   const auto& topic = options_.core.topics.state();
-  TD_RETURN_IF_ERROR(state_reader_->assign({{topic, partition, from}}));
+  TD_RETURN_IF_ERROR(stateReader().assign({{topic, partition, from}}));
   const Millis deadline = clock_.now().mono + options_.restore_timeout;
   std::int64_t next = from;
   while (next < to) {
@@ -460,7 +307,7 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
                                    topic, partition, from, to, next,
                                    options_.restore_timeout.count()));
     }
-    auto batch = state_reader_->poll(1000, std::chrono::milliseconds(100));
+    auto batch = stateReader().poll(1000, std::chrono::milliseconds(100));
     if (!batch) return td::unexpected(batch.error());
     for (const auto& msg : *batch) {
       if (msg.offset >= to) break;
@@ -471,8 +318,8 @@ td::Status Service::readState(std::int32_t partition, std::int64_t from, std::in
       // The records before `to` may be gone (compaction) or never handed out (with
       // --exactly-once the log ends in a transaction marker, and aborted records are skipped):
       // the reader's position, or the log end, tells.
-      if (state_reader_->position(topic, partition) >= to) break;
-      auto marks = state_reader_->watermarks(topic, partition, std::chrono::seconds(5));
+      if (stateReader().position(topic, partition) >= to) break;
+      auto marks = stateReader().watermarks(topic, partition, std::chrono::seconds(5));
       if (marks && marks->second <= next) break;
     }
   }
@@ -493,7 +340,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
   td::Result<std::pair<std::int64_t, std::int64_t>> marks =
       makeError(td::Errc::kTimeout, "no attempt");
   for (int tries = 0; tries < 12 && !stopping_.load(); ++tries) {
-    marks = state_reader_->watermarks(topic, partition, std::chrono::seconds(5));
+    marks = stateReader().watermarks(topic, partition, std::chrono::seconds(5));
     if (marks) break;
     log_->warn("restore of partition {}: {}", partition, marks.error().message());
   }
@@ -516,7 +363,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
           });
   if (in_transaction_) {
     in_transaction_ = false;
-    if (auto committed = producer_->commitTransaction(std::chrono::seconds(60)); !committed) {
+    if (auto committed = port_->commitTransaction(std::chrono::seconds(60)); !committed) {
       log_->error("transaction failed: {}; aborting", committed.error().message());
       if (failedTransaction(committed.error())) return {};
       return committed;
@@ -531,7 +378,7 @@ td::Status Service::restorePartition(std::int32_t partition) {
   for (const auto& record : refused) {
     // Its topic's deletion may have been lost with the previous owner: deleting again is
     // harmless (a missing topic counts as deleted).
-    if (assign_topics_) assign_topics_->retire(record.group_id(), clock_.now().mono);
+    port_->retireAssignTopic(record.group_id(), clock_.now().mono);
   }
   collect(nullptr, core_.restore(partition, epoch, snapshots, refused, clock_.now()));
   TD_RETURN_IF_ERROR(writeCycle({}));
@@ -575,7 +422,7 @@ td::Status Service::handleBatch(const std::vector<kafka::Message>& batch, Millis
   if (std::any_of(batch.begin(), batch.end(), [&](const kafka::Message& m) {
         return m.topic == options_.core.topics.completions();
       })) {
-    consumer_->heat();
+    port_->heat();
   }
   // This batch's offsets join those of a cycle that waits, if one does (offsets only grow).
   for (const auto& msg : batch) {
@@ -624,7 +471,7 @@ void Service::trimHeap() {
 }
 
 void Service::deliverFlowAnswers() {
-  for (const auto& answer : flow_prober_->answers()) {
+  for (const auto& answer : port_->flowAnswers()) {
     if (!owned_.contains(answer.partition)) continue;   // moved away meanwhile
     const std::string topic =
         fmt::format("{}[{}]", options_.core.topics.registrations(), answer.partition);
@@ -653,7 +500,7 @@ void Service::deliverFlowAnswers() {
 void Service::collect(const kafka::Message* source, Effects effects) {
   for (auto& effect : effects) {
     if (const auto* probe = std::get_if<ProbeFlow>(&effect)) {
-      flow_prober_->ask(probe->partition);
+      port_->askFlow(probe->partition);
       continue;
     }
     if (auto* stats = std::get_if<PublishStepStats>(&effect)) {
@@ -737,7 +584,7 @@ void Service::writeSnapshots() {
     const std::string group_id = forgotten.group_id();
     const std::int32_t partition = forgotten.partition();
     forgetAssignTopic(group_id);   // no more output to it; its last was acknowledged
-    if (assign_topics_) assign_topics_->retire(group_id, now.mono);
+    port_->retireAssignTopic(group_id, now.mono);
     *record.mutable_forgotten() = std::move(forgotten);
     produce(topic, partition, group_id, record.SerializeAsString());
   }
@@ -766,7 +613,7 @@ td::Status Service::writeCycle(const std::vector<kafka::TopicPartitionOffset>& o
   produceStepStats();
   // 3. Only now is the input done with (committed within 200 ms by librdkafka's timer).
   if (offsets.empty()) return {};
-  auto stored = consumer_->storeOffsets(offsets);
+  auto stored = port_->storeOffsets(offsets);
   if (!stored) log_->warn("storing offsets failed: {}", stored.error().message());
   return {};
 }
@@ -787,7 +634,7 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
     if (delivery_failures_.load() == 0) return {};
     return makeError(td::Errc::kUnavailable, "a transaction could not begin");
   }
-  if (!in_transaction_) TD_RETURN_IF_ERROR(producer_->beginTransaction());
+  if (!in_transaction_) TD_RETURN_IF_ERROR(port_->beginTransaction());
   in_transaction_ = false;
   // Every transaction carries offsets, even a cycle with no input (a tick's retry or lease):
   // the batch's, and the position of every other assigned partition. The group coordinator
@@ -796,14 +643,14 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
   // its transaction aborts and read_committed readers (workers, td-audit, the next owner)
   // never see its records.
   auto fenced = offsets;
-  for (auto& position : consumer_->positions()) {
+  for (auto& position : port_->positions()) {
     const bool in_batch = std::any_of(fenced.begin(), fenced.end(), [&](const auto& o) {
       return o.topic == position.topic && o.partition == position.partition;
     });
     if (!in_batch) fenced.push_back(std::move(position));
   }
-  auto status = producer_->sendOffsetsToTransaction(fenced, *consumer_, timeout);
-  if (status) status = producer_->commitTransaction(timeout);
+  auto status = port_->sendOffsetsToTransaction(fenced, timeout);
+  if (status) status = port_->commitTransaction(timeout);
   if (!status) {
     // Nothing of this cycle is visible, but the core applied its input. A transaction that
     // can be aborted (a rebalance changed the group's generation under it, a timeout) is
@@ -821,12 +668,12 @@ td::Status Service::writeTransaction(const std::vector<kafka::TopicPartitionOffs
 }
 
 void Service::ensureAssignTopics() {
-  if (!assign_topics_) return;
+  if (!options_.assign_topics.create) return;
   std::vector<std::string> groups;
   for (const auto& effect : pending_) {
     if (const auto* a = std::get_if<PublishAssignment>(&effect)) groups.push_back(a->group_id);
   }
-  assign_topics_->ensure(groups);
+  port_->ensureAssignTopics(groups);
 }
 
 void Service::observeDispatch() {
@@ -842,14 +689,14 @@ void Service::observeDispatch() {
 
 void Service::publishStats() {
   const Millis now = clock_.now().mono;
-  std::optional<std::vector<kafka::GroupConsumer::PartitionLag>> lag;
+  std::optional<std::vector<Port::PartitionLag>> lag;
   if (now >= next_slow_stats_) {
     next_slow_stats_ = now + Millis(1000);
-    lag = consumer_->lag();
+    lag = port_->lag();
     // Output acknowledged within the last second shows the broker answers; only a quiet
     // coordinator pays for a metadata round trip (the cheapest request that shows it).
     if (now - acknowledged_at_ > Millis(1000)) {
-      auto count = producer_->partitionCount(options_.core.topics.registrations(), Millis(1000));
+      auto count = port_->partitionCount(options_.core.topics.registrations(), Millis(1000));
       probe_.broker_reachable.store(count.has_value());
       turned();
     }
@@ -896,8 +743,7 @@ void Service::produceOutput() {
   publishAssignProbe();
 }
 
-kafka::Producer::DeliveryCallback Service::tracked(const std::string& topic,
-                                                   kafka::Producer::DeliveryCallback on_delivery) {
+Port::Delivery Service::tracked(const std::string& topic, Port::Delivery on_delivery) {
   return [this, topic, on_delivery = std::move(on_delivery)](
              const td::Status& result, std::int32_t p, std::int64_t offset) {
     if (!result) {
@@ -916,10 +762,10 @@ void Service::produceFailed(const std::string& topic, const td::Error& error) {
 }
 
 void Service::produce(const std::string& topic, std::int32_t partition, const std::string& key,
-                      const std::string& value, kafka::Producer::DeliveryCallback on_delivery) {
+                      const std::string& value, Port::Delivery on_delivery) {
   if (rejoin_needed_) return;   // the state it comes from is dropped at the rejoin
   if (options_.exactly_once && !in_transaction_) {
-    auto begun = producer_->beginTransaction();
+    auto begun = port_->beginTransaction();
     if (!begun) {
       produceFailed(topic, begun.error());
       return;
@@ -927,51 +773,40 @@ void Service::produce(const std::string& topic, std::int32_t partition, const st
     in_transaction_ = true;
   }
   probe_.records_out.fetch_add(1);
-  auto status = producer_->produce(topic, partition, key, value,
-                                   tracked(topic, std::move(on_delivery)), /*block_ms=*/10000);
+  auto status = port_->produce(topic, partition, key, value, tracked(topic, std::move(on_delivery)));
   if (!status) produceFailed(topic, status.error());
 }
 
 void Service::produceAssignment(const PublishAssignment& assignment, const std::string& bytes) {
   // A step handed out may be reported done soon.
-  consumer_->heat();
+  port_->heat();
   const std::string topic = options_.core.topics.assign(assignment.group_id);
-  if (!assign_) {   // exactly_once: inside the cycle's transaction
+  if (options_.exactly_once) {   // inside the cycle's transaction
     produce(topic, 0, assignment.group_id, bytes);
     return;
   }
   probe_.records_out.fetch_add(1);
-  auto status = assign_->produce(topic, 0, assignment.group_id, bytes, tracked(topic, {}),
-                                 /*block_ms=*/10000);
+  auto status = port_->produceAssignment(topic, assignment.group_id, bytes, tracked(topic, {}));
   if (!status) produceFailed(topic, status.error());
 }
 
 void Service::forgetAssignTopic(const std::string& group_id) {
-  const std::string topic = options_.core.topics.assign(group_id);
-  if (!assign_) {
-    producer_->forgetTopic(topic);
-    return;
-  }
-  assign_->forget(topic);
+  port_->forgetAssignTopic(options_.core.topics.assign(group_id));
   publishAssignProbe();
 }
 
 void Service::publishAssignProbe() {
-  if (!assign_) return;
-  probe_.assign_producers_open.store(static_cast<std::int64_t>(assign_->openShards()));
-  probe_.assign_producers_closed.store(assign_->closedShards());
+  if (options_.exactly_once) return;   // no td.assign shards
+  const auto [open, closed] = port_->assignProducers();
+  probe_.assign_producers_open.store(open);
+  probe_.assign_producers_closed.store(closed);
 }
 
 td::Status Service::awaitAcknowledgements() {
-  const int outstanding = producer_->outstanding() + (assign_ ? assign_->outstanding() : 0);
+  const int outstanding = port_->outstanding();
   if (outstanding == 0 && delivery_failures_.load() == 0) return {};
   while (true) {
-    auto flushed = producer_->flush(std::chrono::seconds(5));
-    if (assign_) {
-      // Every shard with records of this cycle; their delivery callbacks run here too.
-      auto shards = assign_->flush(std::chrono::seconds(5));
-      if (flushed && !shards) flushed = std::move(shards);
-    }
+    auto flushed = port_->flush(std::chrono::seconds(5));
     turned();   // waiting out an outage is the loop doing its job, not a hang
     probe_.broker_reachable.store(flushed.has_value());
     if (flushed) {
