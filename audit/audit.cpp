@@ -163,7 +163,27 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
   const td::v1::Event* first = nullptr;   // the applied record of sequence `last`
   std::optional<std::string> first_bytes;  // its canonical bytes, once a repeat needs them
   std::set<std::uint64_t> epochs;
+  // The fence: where each coordinator epoch's own records begin (its group_restored, or the
+  // group_created of a group it made). A zombie's cycle starts from state the next owner also
+  // starts from, so its records have sequences from there on.
+  std::map<std::uint64_t, std::uint64_t> fences;   // epoch -> its lowest sequence
   for (const auto& e : events) {
+    if (e.coordinator_epoch() == 0) continue;
+    auto [it, inserted] = fences.try_emplace(e.coordinator_epoch(), e.sequence());
+    if (!inserted) it->second = std::min(it->second, e.sequence());
+  }
+  auto fenced = [&](const td::v1::Event& e) {
+    if (e.coordinator_epoch() == 0) return false;
+    for (auto it = fences.upper_bound(e.coordinator_epoch()); it != fences.end(); ++it) {
+      if (it->second <= e.sequence()) return true;
+    }
+    return false;
+  };
+  for (const auto& e : events) {
+    if (fenced(e)) {
+      ++t.fenced;
+      continue;
+    }
     if (have_last && e.sequence() == last) {
       if (!first_bytes) first_bytes = canonicalBytes(*first);
       if (canonicalBytes(e) == *first_bytes) {

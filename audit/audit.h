@@ -137,6 +137,10 @@ struct Timeline {
   // Records repeating an earlier record of the group byte for byte (same sequence, same
   // content): redeliveries, e.g. an outbox re-published after a fail-over. Not violations.
   std::size_t redelivered = 0;
+  // Records of a coordinator that had lost the group (a zombie: stalled past its session
+  // timeout, at-least-once mode): their epoch is below that of a record of the group at or
+  // before their sequence. Skipped, as workers skip its assignments. Not violations.
+  std::size_t fenced = 0;
   // Sequences seen again with DIFFERENT content than their first record (once each).
   std::vector<std::uint64_t> duplicates;
   std::uint64_t max_sequence = 0;
@@ -169,8 +173,12 @@ class Replay {
   std::size_t count_ = 0;
 };
 
-// Builds one group's timeline from its events (any order). Of the records with one sequence,
-// the first given is applied; each later one is counted in `redelivered` when it serializes
+// Builds one group's timeline from its events (any order). A record whose coordinator_epoch
+// (non-zero) is below that of another record of the group with a sequence at or below its own
+// is a zombie's and is skipped (counted in `fenced`): a new owner's records begin at its
+// group_restored (re-published records keep their first epoch) or at the group_created of a
+// group it made. Of the other records with one sequence, the
+// first given is applied; each later one is counted in `redelivered` when it serializes
 // (deterministically, unknown fields included) to the same bytes as that first one, and
 // listed in `duplicates` otherwise.
 Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> events);

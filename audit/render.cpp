@@ -112,6 +112,7 @@ Json summaryObject(const Timeline& t) {
           {"ignored", t.ignored.size()},
           {"wall_ms", t.ended_ms >= 0 ? t.relative(t.ended_ms) : -1},
           {"redelivered", t.redelivered},
+          {"fenced", t.fenced},
           {"restores", t.restores.size()},
           {"epochs", t.epochs},
           {"universe_runs", t.universes.size()},
@@ -249,6 +250,7 @@ std::string timelineText(const Timeline& t) {
                                 t.schema_name, protocol::statusName(t.status), t.events);
   if (t.ended_ms >= 0) out += fmt::format("  wall={}ms", t.relative(t.ended_ms));
   if (t.redelivered > 0) out += fmt::format("  redelivered={}", t.redelivered);
+  if (t.fenced > 0) out += fmt::format("  fenced={}", t.fenced);
   if (!t.restores.empty()) {
     out += fmt::format("  restores={} epochs={}", t.restores.size(), fmt::join(t.epochs, ","));
   }
