@@ -154,7 +154,10 @@ std::string timelineJson(const Timeline& t) {
                           {"signal", a.signal},
                           {"duration_ms", a.duration_ms},
                           {"abort_reason", a.abort_reason},
-                          {"detail", a.finish_detail}});
+                          {"detail", a.finish_detail},
+                          {"speculative", a.speculative},
+                          {"races", a.races},
+                          {"won_by", a.won_by}});
     }
     steps.push_back({{"step", s.id},
                      {"max_attempts", s.spec.max_attempts()},
@@ -284,6 +287,7 @@ std::string timelineText(const Timeline& t) {
       if (a.outcome && *a.outcome != td::v1::STEP_OUTCOME_LOST) {
         out += fmt::format(" exit={} took {}ms", a.exit_code, a.duration_ms);
       }
+      if (a.speculative) out += fmt::format(" [speculative, races #{}]", a.races);
       if (a.aborted) out += fmt::format(" (abort: {})", a.abort_reason);
       if (a.outcome == td::v1::STEP_OUTCOME_LOST) out += fmt::format(" ({})", a.finish_detail);
       out += "\n";
