@@ -44,7 +44,9 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
       const auto& r = step.racing();
       if (step.state() != td::v1::STEP_STATE_RUNNING || r.peer_id().empty() ||
           r.peer_id() == step.peer_id() || r.attempt() == 0 || r.attempt() == step.attempt() ||
-          std::max(r.attempt(), step.attempt()) > std::max(step.attempt(), step.attempts_handed_out())) {
+          std::max(r.attempt(), step.attempt()) > std::max(step.attempt(), step.attempts_handed_out()) ||
+          std::none_of(s.members().begin(), s.members().end(),
+                       [&](const td::v1::MemberSnapshot& m) { return m.peer_id() == r.peer_id(); })) {
         return invalid(s, fmt::format("step '{}' has an inconsistent racing attempt",
                                       step.spec().id()));
       }
@@ -72,9 +74,7 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
                                       s.steps_size()));
       }
       const auto& step = s.steps(static_cast<int>(index));
-      const bool runs_it = step.peer_id() == m.peer_id() ||
-                           (step.has_racing() && step.racing().peer_id() == m.peer_id());
-      if (step.state() != td::v1::STEP_STATE_RUNNING || !runs_it) {
+      if (step.state() != td::v1::STEP_STATE_RUNNING || step.peer_id() != m.peer_id()) {
         return invalid(s, fmt::format("member '{}' runs step '{}', which is not running on it",
                                       m.peer_id(), step.spec().id()));
       }
@@ -113,7 +113,14 @@ td::v1::GroupSnapshot Group::snapshotHead(Instant now) const {
     out.set_present(m.present);
     out.set_leaving(m.leaving);
     out.set_sent_at_ms(m.sent_at_ms);
-    for (std::size_t index : m.running) out.add_running(static_cast<std::uint32_t>(index));
+    for (std::size_t index : m.running) {
+      // Not the racing attempt of a speculative race: StepSnapshot.racing names its member,
+      // and a coordinator from before speculation then reads a valid snapshot (that member
+      // idle, its reports ignored) instead of refusing the group.
+      const StepRun& step = steps_[index];
+      if (step.racing && step.racing->peer_id == m.peer_id) continue;
+      out.add_running(static_cast<std::uint32_t>(index));
+    }
     out.set_universe(m.universe);
   }
   std::vector<std::string> refs(refs_.begin(), refs_.end());
@@ -306,6 +313,12 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                                  .last_seen = now.mono,   // grace: a full lease to be heard
                                  .sent_at_ms = m.sent_at_ms(),
                                  .universe = m.universe()});
+  }
+  // A racing attempt's member runs it too (not listed in MemberSnapshot.running).
+  for (std::size_t i = 0; i < g->steps_.size(); ++i) {
+    if (const auto& racing = g->steps_[i].racing) {
+      g->members_[g->member_index_.at(racing->peer_id)].running.insert(i);
+    }
   }
   g->refs_.insert(s.refs().begin(), s.refs().end());
   if (g->status_ == td::v1::GROUP_STATUS_RUNNING &&

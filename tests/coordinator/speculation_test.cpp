@@ -356,6 +356,29 @@ TEST_F(Speculation, ARestoredGroupKeepsBothAttempts) {
   EXPECT_TRUE(has(won, AssignmentRecord::kCompleted));
 }
 
+TEST_F(Speculation, ACoordinatorFromBeforeSpeculationRestoresTheRaceAsTheOriginalAlone) {
+  // A rolling upgrade: an older owner does not know StepSnapshot.racing (unknown fields, here
+  // cleared). The snapshot is still valid for it: "2" is idle there, a runs on "1".
+  const std::string g = raced();
+  auto snapshot = *core_.snapshot(g, clock_.now());
+  for (const auto& m : snapshot.members()) {
+    if (m.peer_id() == "2") EXPECT_EQ(m.running_size(), 0);
+  }
+  for (auto& step : *snapshot.mutable_steps()) {
+    step.clear_racing();
+    step.clear_attempts_handed_out();
+    step.clear_speculated();
+  }
+  Core older(CoreConfig{.coordinator_id = "older", .speculation = false});
+  Effects restored = older.restore(0, 2, {snapshot}, {}, clock_.now());
+  EXPECT_EQ(deadLetters(restored), 0);
+  Effects twin = older.handle(finishedIn(g, "2", "a", 2, kSucceeded, 900), clock_.now());
+  ASSERT_EQ(events(twin).size(), 1u);
+  EXPECT_EQ(events(twin)[0].input_ignored().reason(), "unassigned_attempt");
+  EXPECT_TRUE(has(older.handle(finishedIn(g, "1", "a", 1, kSucceeded, 9000), clock_.now()),
+                  AssignmentRecord::kCompleted));
+}
+
 TEST_F(Speculation, ARestoredGroupRacesNoSecondTwin) {
   const std::string g = raced();
   run(finishedIn(g, "2", "a", 2, kFailed, 100));   // the twin failed; a runs on on "1"
