@@ -713,11 +713,19 @@ TEST(AuditSpeculation, ASpeculativeAttemptMayRunAlongsideTheAttemptItRaces) {
   EXPECT_TRUE(verify(s.events()).empty());
   Replay replay;
   for (auto& e : s.events()) replay.add(e);
-  const auto* x = replay.timelines().at(0).step("x");
+  const auto timelines = replay.timelines();
+  ASSERT_EQ(timelines.size(), 1u);
+  const auto& t = timelines[0];
+  const auto* x = t.step("x");
   ASSERT_NE(x, nullptr);
   EXPECT_EQ(x->speculative, 1u);
   EXPECT_TRUE(x->attempts.at(1).speculative);
   EXPECT_EQ(x->attempts.at(1).races, 1u);
+  // show and the report's chart draw both, the speculative one marked.
+  EXPECT_THAT(timelineText(t), HasSubstr("-> succeeded exit=0 took 5ms [speculative, races #1]"));
+  const std::string html = htmlReport({t}, {});
+  EXPECT_THAT(html, HasSubstr(R"(class="speculative"><title>x #2 on w2: succeeded, speculative, races #1)"));
+  EXPECT_THAT(html, HasSubstr("<title>x #1 on w1: abort_sent"));
 }
 
 TEST(AuditSpeculation, TheSameOverlapWithoutTheSpeculativeMarkIsAViolation) {
