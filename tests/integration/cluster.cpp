@@ -66,7 +66,7 @@ Cluster::Broker Cluster::requestedBroker() {
   return name.starts_with("kafka") ? Broker::kKafka : Broker::kEmbedded;
 }
 
-Cluster::Cluster(Options options) {
+Cluster::Cluster(Options options) : speculation_(options.speculation) {
   std::filesystem::create_directories(marks());
   broker_kind_ = requestedBroker();
   switch (broker_kind_) {

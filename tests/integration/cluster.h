@@ -62,6 +62,7 @@ class Cluster {
     int kafka_nodes = 0;                        // Apache Kafka nodes (0: TD_TEST_BROKER's)
     bool sasl = false;                          // Apache Kafka with SASL and ACLs
     std::vector<std::string> kafka_args;        // more `kafka-broker run` arguments
+    bool speculation = false;                   // coordinators race stragglers (below)
   };
   enum class Broker { kEmbedded, kKafka, kOutside };
   // What TD_TEST_BROKER asks for.
