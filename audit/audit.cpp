@@ -107,6 +107,19 @@ void workerEnded(Attempt& a, const td::v1::StepFinished& m, const td::v1::Event&
                           : e.timestamp_ms();
 }
 
+// Whether the other attempt of `a`'s speculative race (the attempt it races, or the
+// speculative attempt racing it) was handed out and has neither finished nor been aborted.
+bool raceRunsOn(const StepTimeline& s, const Attempt& a) {
+  for (const auto& other : s.attempts) {
+    const bool partner = (a.speculative && other.number == a.races) ||
+                         (other.speculative && other.races == a.number);
+    if (partner && &other != &a && other.assigned_seq != 0 && !other.outcome && !other.aborted) {
+      return true;
+    }
+  }
+  return false;
+}
+
 PeerTimeline* currentPeer(Timeline& t, const std::string& peer_id) {
   for (auto it = t.peers.rbegin(); it != t.peers.rend(); ++it) {
     if (it->peer_id == peer_id) return &*it;
@@ -254,6 +267,11 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         a.session_id = m.session_id();
         a.assigned_ms = at;
         a.assigned_seq = e.sequence();
+        if (m.speculative()) {
+          a.speculative = true;
+          a.races = m.races_attempt();
+          ++stepOf(t, m.step_id()).speculative;
+        }
         break;
       }
       case E::kStepStarted: {
@@ -271,6 +289,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         auto& a = attemptOf(s, m.attempt());
         if (a.peer_id.empty()) a.peer_id = m.peer_id();
         a.finished_ms = at;
+        a.finished_seq = e.sequence();
         a.outcome = m.outcome();
         a.exit_code = m.exit_code();
         a.signal = m.signal();
@@ -279,6 +298,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         if (m.outcome() != td::v1::STEP_OUTCOME_LOST) workerEnded(a, m, e);
         const bool running = t.status == td::v1::GROUP_STATUS_RUNNING;
         const auto retry = protocol::retryPolicyOf(s.spec);
+        const std::uint32_t failures_before = s.failures, lost_before = s.lost;
         switch (m.outcome()) {
           case td::v1::STEP_OUTCOME_SUCCEEDED:
             ++s.successes;
@@ -304,6 +324,10 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
           default:
             break;
         }
+        if (raceRunsOn(s, a)) {
+          s.race_failures += s.failures - failures_before;
+          s.race_lost += s.lost - lost_before;
+        }
         break;
       }
       case E::kStepAborted: {
@@ -312,6 +336,7 @@ Timeline buildTimeline(std::string_view group_id, std::vector<td::v1::Event> eve
         if (a.peer_id.empty()) a.peer_id = m.peer_id();
         a.aborted = true;
         a.abort_reason = m.reason();
+        a.won_by = m.won_by_attempt();
         a.aborted_ms = at;
         a.aborted_seq = e.sequence();
         break;
@@ -473,6 +498,7 @@ std::int64_t startOf(const Attempt& b) {
 // Why `a` (earlier) and `b` (later) may have run at the same time, or empty (see verify()).
 std::string overlap(const Timeline& t, const Attempt& a, const Attempt& b) {
   if (b.assigned_seq == 0 || !b.ran || !a.ran) return {};
+  if (b.speculative && b.races == a.number) return {};   // a race, on purpose
   if (a.ended_seq != 0 && a.ended_seq < b.assigned_seq) return {};   // ended, then handed out
   if (a.ended_seq != 0 && a.aborted_seq != 0 && a.aborted_seq < b.assigned_seq) return {};
   if (neverReportedLost(t, a)) return {};   // ended with its worker
@@ -562,12 +588,15 @@ std::vector<Violation> verify(const Timeline& t) {
     }
     if (s.spec_known) {
       const auto retry = protocol::retryPolicyOf(s.spec);
-      if (s.failures > s.spec.max_attempts()) {
+      if (s.failures > s.spec.max_attempts() + s.race_failures) {
         add(ViolationKind::kTooManyFailures, s.id,
-            fmt::format("group {} step {}: {} counted failures, max_attempts is {}", t.group_id,
-                        s.id, s.failures, s.spec.max_attempts()));
+            fmt::format("group {} step {}: {} counted failures, max_attempts is {}{}", t.group_id,
+                        s.id, s.failures, s.spec.max_attempts(),
+                        s.race_failures > 0
+                            ? fmt::format(" (+{} ended while its race ran on)", s.race_failures)
+                            : std::string()));
       }
-      if (retry.max_lost_attempts() > 0 && s.lost > retry.max_lost_attempts()) {
+      if (retry.max_lost_attempts() > 0 && s.lost > retry.max_lost_attempts() + s.race_lost) {
         add(ViolationKind::kTooManyLost, s.id,
             fmt::format("group {} step {}: lost {} times, max_lost_attempts is {}", t.group_id,
                         s.id, s.lost, retry.max_lost_attempts()));

@@ -48,6 +48,12 @@ struct Attempt {
   std::uint64_t ended_seq = 0;          // the event with its worker's finish; 0: never reported
   std::int64_t worker_ended_ms = -1;    // worker_started_ms + duration_ms, else that event's time
   bool late_report = false;             // the finish came after it was lost/replaced
+  // A speculative attempt (step_assigned speculative: docs/architecture.md, "Speculative
+  // attempts") races attempt `races`, which ran on another peer; the two may overlap.
+  bool speculative = false;
+  std::uint32_t races = 0;
+  std::uint32_t won_by = 0;             // its step_aborted: the attempt that succeeded first
+  std::uint64_t finished_seq = 0;       // its step_finished (0: none)
 };
 
 struct StepTimeline {
@@ -59,6 +65,12 @@ struct StepTimeline {
   std::uint32_t failures = 0;      // counted toward max_attempts (see verify())
   std::uint32_t lost = 0;          // lost attempts (incl. worker-aborted while running)
   std::uint32_t retries = 0;       // step_queued events other than the first
+  // Of `failures` and `lost`: those that ended while the other attempt of their race (a
+  // speculative attempt and the attempt it races) still ran. The coordinator counts them but
+  // never fails a step while an attempt of it runs, so each allows one over the limit.
+  std::uint32_t race_failures = 0;
+  std::uint32_t race_lost = 0;
+  std::uint32_t speculative = 0;   // speculative attempts handed out
 };
 
 struct PeerTimeline {
@@ -213,7 +225,10 @@ struct Violation {
 //  - counted failures (failed / timed_out / rejected finishes, plus lost ones when
 //    retry.count_lost_attempts) <= max_attempts; lost attempts (lost finishes, and aborted
 //    finishes while the group was running: the coordinator counts both) <= max_lost_attempts
-//    when that is > 0. A spec without retry gets protocol::defaultRetryPolicy();
+//    when that is > 0. A spec without retry gets protocol::defaultRetryPolicy(). An attempt
+//    that ended so while the other attempt of its speculative race still ran raises its
+//    step's limit by one (StepTimeline::race_failures, race_lost): the step does not fail
+//    while an attempt of it runs;
 //  - no group_completed while a step of its group_created has no success;
 //  - every step_assigned is answered by a step_finished (any outcome) or a step_aborted,
 //    unless the group is still running at the end of the input;
@@ -229,7 +244,9 @@ struct Violation {
 //    lease; not a replaced or leaving session): then it is taken to have ended with its
 //    worker (td-worker's step supervisor kills a step when its worker dies; a worker that was
 //    only frozen reports the attempt's real end when it comes back, and that report is
-//    checked as above) and is counted by unconfirmedEnds(). See docs/audit.md;
+//    checked as above) and is counted by unconfirmedEnds(). A speculative attempt (its
+//    step_assigned says speculative, racing attempt N) may overlap attempt N: that is the
+//    point of it; it must not overlap any other. See docs/audit.md;
 //  - universe runs: every universe_started / universe_finished comes after group_completed,
 //    from a session that joined the group and is still a member, and each at most once per
 //    session. A finish without a start is fine (the worker does not wait for its start

@@ -155,7 +155,10 @@ std::string timelineJson(const Timeline& t) {
                           {"signal", a.signal},
                           {"duration_ms", a.duration_ms},
                           {"abort_reason", a.abort_reason},
-                          {"detail", a.finish_detail}});
+                          {"detail", a.finish_detail},
+                          {"speculative", a.speculative},
+                          {"races", a.races},
+                          {"won_by", a.won_by}});
     }
     steps.push_back({{"step", s.id},
                      {"max_attempts", s.spec.max_attempts()},
@@ -286,6 +289,7 @@ std::string timelineText(const Timeline& t) {
       if (a.outcome && *a.outcome != td::v1::STEP_OUTCOME_LOST) {
         out += fmt::format(" exit={} took {}ms", a.exit_code, a.duration_ms);
       }
+      if (a.speculative) out += fmt::format(" [speculative, races #{}]", a.races);
       if (a.aborted) out += fmt::format(" (abort: {})", a.abort_reason);
       if (a.outcome == td::v1::STEP_OUTCOME_LOST) out += fmt::format(" ({})", a.finish_detail);
       out += "\n";
@@ -379,9 +383,12 @@ std::string attemptBars(const Timeline& t, const std::string& peer, int y, const
       const std::int64_t to = a.finished_ms >= 0 ? a.finished_ms
                               : a.aborted_ms >= 0 ? a.aborted_ms
                               : (t.ended_ms >= 0 ? t.ended_ms : t.first_ms + axis.end);
-      svg += bar(t, axis, y, from, to, colourOf(a), "",
-                 fmt::format("{} #{} on {}: {}", htmlEscape(s.id), a.number, htmlEscape(peer),
-                             outcomeOf(a)),
+      // A speculative attempt is outlined, and says which attempt it raced.
+      svg += bar(t, axis, y, from, to, colourOf(a), a.speculative ? "speculative" : "",
+                 fmt::format("{} #{} on {}: {}{}", htmlEscape(s.id), a.number, htmlEscape(peer),
+                             outcomeOf(a),
+                             a.speculative ? fmt::format(", speculative, races #{}", a.races)
+                                           : std::string()),
                  fmt::format("{}#{}", htmlEscape(s.id), a.number), 30);
     }
   }
@@ -489,13 +496,13 @@ body{font-family:sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f0f0f0}.gantt{border:1px solid #ddd;background:#fafafa}
 .axis{font-size:11px;fill:#666}.peer{font-size:13px}.bar{font-size:11px;fill:#fff}
-.grid{stroke:#e0e0e0}.universe{stroke:#1a237e;stroke-width:2;stroke-dasharray:5 2}.lostmark{stroke:#8e24aa;stroke-width:3}.leftmark{stroke:#555;stroke-width:2;stroke-dasharray:3 2}
+.grid{stroke:#e0e0e0}.universe{stroke:#1a237e;stroke-width:2;stroke-dasharray:5 2}.speculative{stroke:#ff6f00;stroke-width:2;stroke-dasharray:2 2}.lostmark{stroke:#8e24aa;stroke-width:3}.leftmark{stroke:#555;stroke-width:2;stroke-dasharray:3 2}
 .ok{color:#2e7d32}.bad{color:#c62828}.legend span{display:inline-block;padding:2px 8px;margin-right:6px;color:#fff;border-radius:3px}
 </style></head><body>
 <h1>Task Director audit report</h1>
 )";
   html += fmt::format("<p>{} group(s), {} violation(s).</p>\n", timelines.size(), violations.size());
-  html += R"(<p class="legend"><span style="background:#43a047">succeeded</span><span style="background:#e53935">failed</span><span style="background:#fb8c00">timed_out</span><span style="background:#8e24aa">lost</span><span style="background:#757575">aborted</span><span style="background:#6d4c41">rejected</span><span style="background:#64b5f6">running</span><span style="background:#43a047;outline:2px dashed #1a237e">universe (outlined)</span></p>)";
+  html += R"(<p class="legend"><span style="background:#43a047">succeeded</span><span style="background:#e53935">failed</span><span style="background:#fb8c00">timed_out</span><span style="background:#8e24aa">lost</span><span style="background:#757575">aborted</span><span style="background:#6d4c41">rejected</span><span style="background:#64b5f6">running</span><span style="background:#43a047;outline:2px dashed #1a237e">universe (outlined)</span><span style="background:#43a047;outline:2px dotted #ff6f00">speculative attempt (outlined)</span></p>)";
   if (!violations.empty()) {
     html += "<h2 class=\"bad\">Violations</h2><table><tr><th>kind</th><th>group</th><th>step</th><th>message</th></tr>\n";
     for (const auto& v : violations) {

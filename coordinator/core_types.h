@@ -46,6 +46,18 @@ struct CoreConfig {
   // expected queued step first (docs/architecture.md, "Scheduling order"). false: schema
   // order, nothing learned or recorded.
   bool step_stats = true;
+  // Speculative attempts for stragglers (docs/architecture.md, "Speculative attempts"): when a
+  // running group has no queued step and a member with nothing to run, an attempt that has run
+  // longer than max(speculation_factor x expected, expected + speculation_margin) gets a twin
+  // on that member; the first success wins and the other is aborted. `expected` is the step's
+  // duration history (step_stats), else the median of the group's own successful steps.
+  // false: never (td-coordinator --no-speculation); a step's `speculative: false` also turns
+  // it off for that step.
+  bool speculation = true;
+  double speculation_factor = 2.0;     // >= 1
+  Millis speculation_margin{2000};     // >= 0: short steps are not raced over noise
+  // Speculative attempts one group runs at once, at most (>= 1).
+  std::uint32_t max_speculative_per_group = 2;
   protocol::Topics topics;
 };
 
@@ -102,6 +114,12 @@ struct Census {
   std::uint64_t groups_cancelled_total = 0;   // cancelled by an operator (td-ctl cancel)
   std::uint64_t steps_assigned_total = 0;
   std::uint64_t peers_lost_total = 0;       // declared lost: missed their lease
+  // Speculative attempts (docs/architecture.md, "Speculative attempts"): handed out; those
+  // that won the race (the step's success is theirs); those that lost it (aborted because the
+  // attempt they raced succeeded first, or failed or lost while it ran on).
+  std::uint64_t speculative_started_total = 0;
+  std::uint64_t speculative_won_total = 0;
+  std::uint64_t speculative_lost_total = 0;
   std::array<std::uint64_t, kRetryReasonCount> retries_total{};   // by RetryReason
   // Universe runs reported finished (universe_finished events), by outcome: index
   // universeOutcomeIndex() of "succeeded", "failed", "timed_out", "aborted".

@@ -300,7 +300,8 @@ void Group::addMember(const td::v1::PeerRegistered& peer, const std::vector<std:
   schedule(now, out);
 }
 
-void Group::publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out) {
+void Group::publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out,
+                         std::uint32_t won_by) {
   step.abort_requested = true;
   ++step.version;
   td::v1::AssignmentRecord record;
@@ -312,8 +313,46 @@ void Group::publishAbort(StepRun& step, const std::string& reason, Instant now, 
   abort.set_session_id(step.session_id);
   abort.set_reason(reason);
   abort.set_coordinator_epoch(epoch_);
+  abort.set_won_by_attempt(won_by);
   *emit(now, out).mutable_step_aborted() = abort;
   publish(std::move(record), out);
+}
+
+void Group::abortRunning(StepRun& step, const std::string& reason, Instant now, Effects& out) {
+  if (!step.abort_requested) publishAbort(step, reason, now, out);
+  if (step.racing && !step.racing->abort_requested) {
+    swapRacing(step);
+    publishAbort(step, reason, now, out);
+    swapRacing(step);
+  }
+}
+
+void Group::swapRacing(StepRun& step) {
+  TD_CHECK(step.racing.has_value());
+  auto& r = *step.racing;
+  std::swap(step.attempt, r.attempt);
+  std::swap(step.peer_id, r.peer_id);
+  std::swap(step.session_id, r.session_id);
+  std::swap(step.abort_requested, r.abort_requested);
+  std::swap(step.speculative, r.speculative);
+  std::swap(step.assigned_at, r.assigned_at);
+  std::swap(step.assigned_wall, r.assigned_wall);
+  ++step.version;
+}
+
+void Group::promoteRacing(StepRun& step) {
+  swapRacing(step);
+  step.racing.reset();
+}
+
+bool Group::focus(StepRun& step, const std::string& peer_id) {
+  if (!step.racing) return false;
+  if (step.racing->peer_id == peer_id) swapRacing(step);
+  return true;
+}
+
+std::uint32_t Group::attemptOf(const StepRun& step, const std::string& peer_id) {
+  return step.racing && step.racing->peer_id == peer_id ? step.racing->attempt : step.attempt;
 }
 
 void Group::dropMember(Member& member, Gone how, const std::string& reason,
@@ -346,9 +385,9 @@ void Group::dropMember(Member& member, Gone how, const std::string& reason,
                                           member.peer_id, replaced_by);
       for (std::size_t index : running) {
         StepRun& step = steps_[index];
-        if (step.state == StepState::kRunning && !step.abort_requested) {
-          publishAbort(step, why, now, out);
-        }
+        if (step.state != StepState::kRunning) continue;
+        focus(step, member.peer_id);   // its own attempt, not the one racing it
+        if (!step.abort_requested) publishAbort(step, why, now, out);
       }
       ended.set_cause(td::v1::SessionEnded::CAUSE_REPLACED);
       ended.set_reason(why);
@@ -360,12 +399,15 @@ void Group::dropMember(Member& member, Gone how, const std::string& reason,
     for (std::size_t index : running) {
       auto& requeued = *ended.add_requeued();
       requeued.set_step_id(steps_[index].spec->id());
-      requeued.set_attempt(steps_[index].attempt);
+      requeued.set_attempt(attemptOf(steps_[index], member.peer_id));
     }
     ended.set_coordinator_epoch(epoch_);
     publish(std::move(record), out);
   }
-  for (std::size_t step : running) lostAttempt(step, reason, /*record=*/true, now, out);
+  for (std::size_t step : running) {
+    if (steps_[step].state == StepState::kRunning) focus(steps_[step], member.peer_id);
+    lostAttempt(step, reason, /*record=*/true, now, out);
+  }
   schedule(now, out);
 }
 
@@ -420,7 +462,7 @@ void Group::checkLease(const std::string& peer_id, Instant now, Effects& out) {
         notice.set_peer_id(member->peer_id);
         notice.set_session_id(member->session_id);
         notice.set_step_id(step.spec->id());
-        notice.set_attempt(step.attempt);
+        notice.set_attempt(attemptOf(step, member->peer_id));
         notice.set_silent_for_ms(static_cast<std::uint64_t>(silent_for.count()));
         notice.set_lease_ms(static_cast<std::uint64_t>(config_.lease.count()));
         notice.set_heard_at_ms((now.wall - silent_for).count());
@@ -449,7 +491,7 @@ void Group::queue(std::size_t index, const std::string& reason, Millis backoff, 
   enqueue(index);
   auto& queued = *emit(now, out).mutable_step_queued();
   queued.set_step_id(step.spec->id());
-  queued.set_next_attempt(step.attempt + 1);
+  queued.set_next_attempt(step.handed_out + 1);
   queued.set_reason(reason);
   queued.set_backoff_ms(static_cast<std::uint64_t>(backoff.count()));
   if (backoff > Millis(0)) timers_.at(step.retry_not_before, id_);
@@ -461,8 +503,12 @@ std::uint64_t Group::expectedWorkLeft(const Member& member, Instant now) const {
   for (std::size_t index : member.running) {
     const auto expected = durations_->expectedMs(schema_name_, steps_[index].spec->id());
     if (!expected) continue;
-    const auto elapsed = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(0, (now.mono - steps_[index].assigned_at).count()));
+    const StepRun& step = steps_[index];
+    const Millis assigned_at = step.racing && step.racing->peer_id == member.peer_id
+                                   ? step.racing->assigned_at
+                                   : step.assigned_at;
+    const auto elapsed =
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now.mono - assigned_at).count()));
     left += *expected > elapsed ? *expected - elapsed : 0;
   }
   return left;
@@ -510,6 +556,119 @@ void Group::schedule(Instant now, Effects& out) {
     assign(index, *chosen, now, out);
     --free_slots;
   }
+  if (queued_.empty()) speculate(now, out);
+}
+
+std::optional<std::uint64_t> Group::expectedOf(std::size_t index) const {
+  if (durations_ != nullptr) {
+    if (auto expected = durations_->expectedMs(schema_name_, steps_[index].spec->id())) {
+      return expected;
+    }
+  }
+  if (succeeded_ms_.empty()) return std::nullopt;
+  if (!succeeded_ms_sorted_) {
+    std::sort(succeeded_ms_.begin(), succeeded_ms_.end());
+    succeeded_ms_sorted_ = true;
+  }
+  return succeeded_ms_[succeeded_ms_.size() / 2];
+}
+
+void Group::speculate(Instant now, Effects& out) {
+  if (!config_.speculation || status_ != td::v1::GROUP_STATUS_RUNNING) return;
+  // Cost: O(members x slots) plus the candidates' sort; only while the queue is empty and a
+  // member idles (the end of a group), and nothing here scans other groups.
+  const auto idle = [](const Member& m) { return m.present && !m.leaving && m.running.empty(); };
+  if (std::none_of(members_.begin(), members_.end(), idle)) return;   // a finish calls again
+  struct Candidate {
+    Millis overdue;
+    std::size_t index;
+    std::uint64_t expected_ms;
+  };
+  std::vector<Candidate> due;
+  std::optional<Millis> next_due;
+  std::size_t racing = 0;
+  for (const auto& member : members_) {
+    for (std::size_t index : member.running) {
+      const StepRun& step = steps_[index];
+      if (step.state != StepState::kRunning || step.peer_id != member.peer_id) continue;
+      if (step.racing) {
+        ++racing;
+        continue;
+      }
+      if (step.speculated || step.abort_requested || step.spec->no_speculation() ||
+          step.assigned_wall == Millis(0)) {
+        continue;
+      }
+      const auto expected = expectedOf(index);
+      if (!expected) continue;
+      const auto scaled = static_cast<std::int64_t>(
+          std::llround(static_cast<double>(*expected) * config_.speculation_factor));
+      const Millis threshold =
+          std::max(Millis(scaled), Millis(static_cast<std::int64_t>(*expected)) +
+                                       config_.speculation_margin);
+      const Millis due_at = step.assigned_at + threshold;
+      if (due_at < now.mono) {
+        due.push_back({now.mono - due_at, index, *expected});
+      } else if (!next_due || due_at < *next_due) {
+        next_due = due_at;
+      }
+    }
+  }
+  // Most overdue first; schema order breaks ties (a replay decides the same).
+  std::sort(due.begin(), due.end(), [](const Candidate& a, const Candidate& b) {
+    return a.overdue != b.overdue ? a.overdue > b.overdue : a.index < b.index;
+  });
+  for (const auto& candidate : due) {
+    if (racing >= config_.max_speculative_per_group) break;
+    const StepRun& step = steps_[candidate.index];
+    auto chosen = std::find_if(members_.begin(), members_.end(), [&](const Member& m) {
+      return idle(m) && m.peer_id != step.peer_id && !step.failed_on.contains(m.peer_id);
+    });
+    if (chosen == members_.end()) continue;
+    assignSpeculative(candidate.index, *chosen, candidate.expected_ms, now, out);
+    ++racing;
+  }
+  // Nothing else happens when an attempt crosses its threshold: wake up then (once per
+  // instant; a stale wake-up only runs the scheduler).
+  if (next_due && racing < config_.max_speculative_per_group &&
+      std::any_of(members_.begin(), members_.end(), idle) &&
+      (speculation_wake_ <= now.mono || *next_due < speculation_wake_)) {
+    // Strictly after the threshold: an attempt is raced once it has run longer than it.
+    speculation_wake_ = *next_due + Millis(1);
+    timers_.at(speculation_wake_, id_);
+  }
+}
+
+void Group::assignSpeculative(std::size_t index, Member& member, std::uint64_t expected_ms,
+                              Instant now, Effects& out) {
+  StepRun& step = steps_[index];
+  ++step.version;
+  step.speculated = true;
+  step.handed_out = std::max(step.handed_out, step.attempt) + 1;
+  step.racing = StepRun::Racing{.attempt = step.handed_out,
+                                .peer_id = member.peer_id,
+                                .session_id = member.session_id,
+                                .speculative = true,
+                                .assigned_at = now.mono,
+                                .assigned_wall = now.wall};
+  member.running.insert(index);
+  if (census_ != nullptr) {
+    ++census_->steps_assigned_total;
+    ++census_->speculative_started_total;
+  }
+  td::v1::AssignmentRecord record;
+  auto& assigned = *record.mutable_assigned();
+  assigned.set_group_id(id_);
+  assigned.set_step_id(step.spec->id());
+  assigned.set_attempt(step.racing->attempt);
+  assigned.set_peer_id(member.peer_id);
+  assigned.set_session_id(member.session_id);
+  assigned.set_coordinator_epoch(epoch_);
+  assigned.set_speculative(true);
+  assigned.set_races_attempt(step.attempt);
+  assigned.set_expected_ms(expected_ms);
+  *emit(now, out).mutable_step_assigned() = assigned;
+  publish(std::move(record), out);
 }
 
 void Group::assign(std::size_t index, Member& member, Instant now, Effects& out) {
@@ -518,7 +677,10 @@ void Group::assign(std::size_t index, Member& member, Instant now, Effects& out)
   setState(step, StepState::kRunning);
   ++step.version;
   step.assigned_at = now.mono;
-  step.attempt += 1;
+  step.assigned_wall = now.wall;
+  step.speculative = false;
+  step.handed_out = std::max(step.handed_out, step.attempt) + 1;
+  step.attempt = step.handed_out;
   if (census_ != nullptr) ++census_->steps_assigned_total;
   step.peer_id = member.peer_id;
   step.session_id = member.session_id;
@@ -558,6 +720,14 @@ Group::StepRun* Group::matchRunning(const std::string& peer_id, const std::strin
   }
   StepRun& step = steps_[*found];
   *index = *found;
+  if (step.racing && attempt == step.racing->attempt && peer_id == step.racing->peer_id) {
+    if (session_id != step.racing->session_id) {
+      ignore("stale_session", "the attempt belongs to another session of this peer", peer_id,
+             step_id, attempt, now, out);
+      return nullptr;
+    }
+    if (step.state == StepState::kRunning) return &step;
+  }
   const bool same_attempt = attempt == step.attempt && peer_id == step.peer_id;
   if (same_attempt && session_id != step.session_id) {
     ignore("stale_session", "the attempt belongs to another session of this peer", peer_id,
@@ -566,7 +736,8 @@ Group::StepRun* Group::matchRunning(const std::string& peer_id, const std::strin
   }
   if (step.state == StepState::kRunning && same_attempt) return &step;
   std::string reason = "stale_attempt";
-  if (attempt > step.attempt || (attempt == step.attempt && peer_id != step.peer_id)) {
+  if (attempt > std::max(step.attempt, step.handed_out) ||
+      (attempt == step.attempt && peer_id != step.peer_id)) {
     reason = "unassigned_attempt";
   } else if (same_attempt && step.state == StepState::kSucceeded) {
     reason = "duplicate";
@@ -629,6 +800,8 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
     attachLateReport(out, nullptr, &msg);
     return;
   }
+  // The reporting attempt becomes the step's own; `raced`: the other still runs (racing).
+  const bool raced = focus(*step, msg.peer_id());
   *emit(now, out).mutable_step_finished() = msg;
   if (Member* member = findMember(msg.peer_id())) {
     member->running.erase(index);
@@ -638,15 +811,54 @@ void Group::onFinished(const td::v1::StepFinished& msg, Instant now, Effects& ou
   step->last_outcome = msg.outcome();
   step->last_duration_ms = msg.duration_ms();
 
+  const bool running = status_ == td::v1::GROUP_STATUS_RUNNING;
+  if (census_ != nullptr && step->speculative &&
+      (!running || msg.outcome() != td::v1::STEP_OUTCOME_ABORTED)) {   // else lostAttempt's
+    ++(running && msg.outcome() == td::v1::STEP_OUTCOME_SUCCEEDED
+           ? census_->speculative_won_total
+           : census_->speculative_lost_total);
+  }
   if (status_ != td::v1::GROUP_STATUS_RUNNING) {
-    // An answer to the abort sent when the group failed; nothing more to do.
+    // An answer to the abort sent when the group failed; nothing more to do. The other
+    // attempt of a race was aborted too: its answer is ignored.
+    if (raced) {
+      swapRacing(*step);
+      if (census_ != nullptr && step->speculative) ++census_->speculative_lost_total;
+      if (Member* other = findMember(step->peer_id)) other->running.erase(index);
+      promoteRacing(*step);
+    }
     setState(*step, StepState::kFailed);
+    return;
+  }
+  if (raced && msg.outcome() != td::v1::STEP_OUTCOME_SUCCEEDED &&
+      msg.outcome() != td::v1::STEP_OUTCOME_ABORTED) {
+    // One attempt of a race failed while the other runs on: counted like any failure, but
+    // the step neither fails nor is queued again while an attempt of it runs.
+    step->failures += 1;
+    step->failed_on.insert(msg.peer_id());
+    promoteRacing(*step);
+    schedule(now, out);
     return;
   }
   switch (msg.outcome()) {
     case td::v1::STEP_OUTCOME_SUCCEEDED:
+      if (raced) {
+        // The first success wins: the other attempt is aborted at once, its member freed, and
+        // its result (whenever it comes) ignored as stale.
+        const std::uint32_t winner = step->attempt;
+        const std::string why = fmt::format("attempt {} on {} succeeded first", winner,
+                                            msg.peer_id());
+        swapRacing(*step);
+        if (census_ != nullptr && step->speculative) ++census_->speculative_lost_total;
+        publishAbort(*step, why, now, out, winner);
+        if (Member* loser = findMember(step->peer_id)) loser->running.erase(index);
+        swapRacing(*step);
+        step->racing.reset();
+      }
       setState(*step, StepState::kSucceeded);
       ++succeeded_;
+      succeeded_ms_.push_back(msg.duration_ms());
+      succeeded_ms_sorted_ = false;
       if (durations_ != nullptr) {
         PublishStepStats stats{.key = stepStatsKey(schema_name_, step->spec->id())};
         stats.stats = durations_->record(schema_name_, step->spec->id(), msg.duration_ms(),
@@ -779,7 +991,13 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
     step.last_outcome = td::v1::STEP_OUTCOME_LOST;
     ++step.version;
   }
+  if (census_ != nullptr && step.speculative) ++census_->speculative_lost_total;
   if (status_ != td::v1::GROUP_STATUS_RUNNING) {
+    if (step.racing) {
+      if (Member* other = findMember(step.racing->peer_id)) other->running.erase(index);
+      promoteRacing(step);
+      if (census_ != nullptr && step.speculative) ++census_->speculative_lost_total;
+    }
     setState(step, StepState::kFailed);
     return;
   }
@@ -787,6 +1005,11 @@ void Group::lostAttempt(std::size_t index, const std::string& reason, bool recor
   ++step.version;
   step.lost += 1;
   if (retry.count_lost_attempts()) step.failures += 1;
+  if (step.racing) {
+    // The other attempt of a race runs on: counted, nothing re-queued, the step goes on.
+    promoteRacing(step);
+    return;
+  }
   if (!retry.retry_on_lost()) {
     fail(index, fmt::format("step {} lost ({}); retry_on does not cover lost", step.spec->id(), reason),
          lostFailure(step.spec->id(), step.peer_id, step.attempt), now, out);
@@ -812,7 +1035,7 @@ void Group::fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>*
     s.set_step_id(step.spec->id());
     s.set_outcome(step.last_outcome);
     s.set_peer_id(step.peer_id);
-    s.set_attempts(step.attempt);
+    s.set_attempts(std::max(step.attempt, step.handed_out));
     s.set_duration_ms(step.last_duration_ms);
   }
 }
@@ -855,8 +1078,8 @@ void Group::abortInFlight(const std::string& reason, Instant now, Effects& out) 
     if (step.state == StepState::kQueued || step.state == StepState::kWaiting) {
       setState(step, StepState::kFailed);
     }
-    if (step.state != StepState::kRunning || step.abort_requested) continue;
-    publishAbort(step, reason, now, out);
+    if (step.state != StepState::kRunning) continue;
+    abortRunning(step, reason, now, out);
   }
   queued_.clear();
 }
@@ -888,9 +1111,7 @@ void Group::abandon(Instant now, Effects& out) {
   // A member's running steps were re-queued when it went, so normally nothing runs; an attempt
   // that still does (a restored snapshot's) is aborted, so the events show how it ended.
   for (auto& step : steps_) {
-    if (step.state == StepState::kRunning && !step.abort_requested) {
-      publishAbort(step, "group abandoned", now, out);
-    }
+    if (step.state == StepState::kRunning) abortRunning(step, "group abandoned", now, out);
     if (step.state != StepState::kSucceeded) setState(step, StepState::kFailed);
   }
   queued_.clear();

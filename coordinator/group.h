@@ -10,6 +10,13 @@
 //   running --lost (peer missed its lease, left, was replaced, or aborted it while leaving)-->
 //           queued at once, unless lost is not retryable, or lost attempts reach
 //           max_lost_attempts, or (count_lost_attempts) failures reach max_attempts => failed
+//   running --overran its expected duration, queue empty, a member idle--> running twice
+//           (a speculative attempt on the idle member races the running one)
+//   running twice --either succeeded--> succeeded, the other attempt aborted (AbortStep with
+//           won_by_attempt; its late result is ignored)
+//   running twice --either failed or was lost--> running (the other attempt goes on; the end
+//           is counted as usual, but nothing is re-queued and the step does not fail while an
+//           attempt of it runs)
 //
 // Group states: running --(every step succeeded)--> completed
 //               running --(a step failed for good)--> failed (in-flight attempts are aborted)
@@ -20,7 +27,18 @@
 // docs/architecture.md, "Scheduling order"). Each goes to the least loaded member with a free
 // slot that has not failed it (fewest steps assigned, then least expected work left, then join
 // order: with one slot each, the first idle member); a member that failed it may take it only
-// once its backoff has passed. Members are live while they heartbeat: the
+// once its backoff has passed.
+//
+// Speculative attempts (docs/architecture.md, "Speculative attempts"): once no step is
+// queued and a member runs nothing, a running attempt that has run longer than
+// max(CoreConfig::speculation_factor x expected, expected + speculation_margin) gets a twin on
+// that member (not the one running it, nor one that failed the step). `expected` is the step's
+// DurationTable history, else the median of this group's successful steps; without either,
+// nothing is raced. At most one speculative attempt per step in the group's life, at most
+// max_speculative_per_group at once, none for a step with `speculative: false` (StepSpec
+// no_speculation) or when CoreConfig::speculation is off. Most overdue first.
+//
+// Members are live while they heartbeat: the
 // Core checks leases through the TimerQueue and calls loseMember() when one lapses.
 // Thread safety: none; owned by the Core.
 #pragma once
@@ -194,9 +212,29 @@ class Group {
     // re-encodes a step only when it moved. A write without a raise would leave td.state
     // behind; coordinator_property_test compares every record written with snapshot().
     std::uint64_t version = 0;
-    // When the running attempt was assigned (mono; not in td.state: a restored step counts as
-    // assigned long ago). Only for choosing the least loaded member.
+    // When the running attempt was assigned (mono), for choosing the least loaded member and
+    // for speculation; `assigned_wall` is the same instant by the wall clock as written to
+    // td.state (0: unknown, a snapshot from before it was kept: counts as assigned long ago,
+    // and is never raced).
     Millis assigned_at{0};
+    Millis assigned_wall{0};
+    // Speculative attempts. `attempt`, `peer_id`, ... above are the step's own attempt (the
+    // running one, or the last); `racing` is a second attempt running at once. While both run,
+    // the step's own is the original and `racing` the speculative one; when one of them ends
+    // without winning, the other becomes the step's own (promoteRacing()).
+    std::uint32_t handed_out = 0;     // highest attempt number handed out (>= attempt)
+    bool speculative = false;         // the step's own attempt is a speculative one
+    bool speculated = false;          // it had its speculative attempt (one per step)
+    struct Racing {
+      std::uint32_t attempt = 0;
+      std::string peer_id;
+      std::string session_id;
+      bool abort_requested = false;
+      bool speculative = true;
+      Millis assigned_at{0};
+      Millis assigned_wall{0};
+    };
+    std::optional<Racing> racing;
   };
   // Position in queued_: (has history, longest first, schema order). Fixed when the step is
   // queued, so a td.step-stats update never reorders a queue (and costs no group any work).
@@ -263,6 +301,27 @@ class Group {
   // without history counts 0), for schedule().
   std::uint64_t expectedWorkLeft(const Member& member, Instant now) const;
   void assign(std::size_t step, Member& member, Instant now, Effects& out);
+  // ---- Speculative attempts (see the class comment) ----
+  // The expected duration of step `index`: its history, else the median of the group's
+  // successful steps; nullopt without either.
+  std::optional<std::uint64_t> expectedOf(std::size_t index) const;
+  // Hands out speculative attempts that are due to idle members, and arms a wake-up for the
+  // next one that will be. Called by schedule() once the queue is empty.
+  void speculate(Instant now, Effects& out);
+  // Hands step `index` (running on another member) to `member` as a speculative attempt.
+  void assignSpeculative(std::size_t index, Member& member, std::uint64_t expected_ms,
+                         Instant now, Effects& out);
+  // Exchanges the step's own attempt with the racing one.
+  static void swapRacing(StepRun& step);
+  // The step's own attempt ended without winning while `racing` runs on: the racing attempt
+  // becomes the step's own.
+  void promoteRacing(StepRun& step);
+  // If `peer_id` runs the racing attempt of `step`, makes it the step's own (swapRacing), so
+  // the code that ends an attempt ends the step's own. Returns whether another attempt of the
+  // step still runs (then in `racing`).
+  static bool focus(StepRun& step, const std::string& peer_id);
+  // The attempt of `step` that `peer_id` runs (its number), for its own session's records.
+  static std::uint32_t attemptOf(const StepRun& step, const std::string& peer_id);
   void complete(Instant now, Effects& out);
   // Ends the group as failed by `step`; `failure` is its last attempt (GroupFailed.failure).
   void fail(std::size_t step, const std::string& reason, td::v1::StepFailure failure, Instant now,
@@ -287,7 +346,11 @@ class Group {
   // Ends every step that has not finished: waiting and queued ones fail unrun, running ones get
   // an AbortStep with `reason` (their workers answer with an aborted finish).
   void abortInFlight(const std::string& reason, Instant now, Effects& out);
-  void publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out);
+  // Aborts the step's own attempt (and, with `racing_too`, the racing one) unless already
+  // asked to. `won_by`: the attempt whose success made this one unnecessary (0: none).
+  void publishAbort(StepRun& step, const std::string& reason, Instant now, Effects& out,
+                    std::uint32_t won_by = 0);
+  void abortRunning(StepRun& step, const std::string& reason, Instant now, Effects& out);
   Millis backoffFor(const StepRun& step) const;
   void fillSummary(google::protobuf::RepeatedPtrField<td::v1::StepSummary>* out) const;
   Member* findMember(const std::string& peer_id);
@@ -298,6 +361,7 @@ class Group {
                            td::v1::UniverseProgress to, std::string_view what, Instant now,
                            Effects& out);
   // Finds the step a worker message refers to, or records why it is ignored and returns null.
+  // A report of the racing attempt is matched too (the caller focus()es on it).
   StepRun* matchRunning(const std::string& peer_id, const std::string& session_id,
                         const std::string& step_id, std::uint32_t attempt, std::size_t* index,
                         Instant now, Effects& out);
@@ -328,6 +392,10 @@ class Group {
   std::unordered_set<std::string> refs_;
   mutable std::vector<EncodedStep> encoded_;   // by step index; see encodeState()
   std::array<std::int64_t, 5> step_counts_{};  // by StepState
+  // Durations of the group's successful steps, for expectedOf() (sorted lazily).
+  mutable std::vector<std::uint64_t> succeeded_ms_;
+  mutable bool succeeded_ms_sorted_ = true;
+  Millis speculation_wake_{-1};                // the wake-up speculate() armed last (mono)
   Census* census_ = nullptr;                   // not owned; see attach()
 };
 

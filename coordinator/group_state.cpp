@@ -40,6 +40,17 @@ td::Status validate(const td::v1::GroupSnapshot& s, std::uint64_t epoch) {
     if (step.state() < td::v1::STEP_STATE_WAITING || step.state() > td::v1::STEP_STATE_FAILED) {
       return invalid(s, fmt::format("step '{}' has state {}", step.spec().id(), +step.state()));
     }
+    if (step.has_racing()) {
+      const auto& r = step.racing();
+      if (step.state() != td::v1::STEP_STATE_RUNNING || r.peer_id().empty() ||
+          r.peer_id() == step.peer_id() || r.attempt() == 0 || r.attempt() == step.attempt() ||
+          std::max(r.attempt(), step.attempt()) > std::max(step.attempt(), step.attempts_handed_out()) ||
+          std::none_of(s.members().begin(), s.members().end(),
+                       [&](const td::v1::MemberSnapshot& m) { return m.peer_id() == r.peer_id(); })) {
+        return invalid(s, fmt::format("step '{}' has an inconsistent racing attempt",
+                                      step.spec().id()));
+      }
+    }
   }
   for (const auto& step : s.steps()) {
     for (const auto& dep : step.spec().depends_on()) {
@@ -102,7 +113,14 @@ td::v1::GroupSnapshot Group::snapshotHead(Instant now) const {
     out.set_present(m.present);
     out.set_leaving(m.leaving);
     out.set_sent_at_ms(m.sent_at_ms);
-    for (std::size_t index : m.running) out.add_running(static_cast<std::uint32_t>(index));
+    for (std::size_t index : m.running) {
+      // Not the racing attempt of a speculative race: StepSnapshot.racing names its member,
+      // and a coordinator from before speculation then reads a valid snapshot (that member
+      // idle, its reports ignored) instead of refusing the group.
+      const StepRun& step = steps_[index];
+      if (step.racing && step.racing->peer_id == m.peer_id) continue;
+      out.add_running(static_cast<std::uint32_t>(index));
+    }
     out.set_universe(m.universe);
   }
   std::vector<std::string> refs(refs_.begin(), refs_.end());
@@ -131,6 +149,18 @@ void Group::fillStep(const StepRun& step, std::int64_t retry_not_before_ms,
   out->set_abort_requested(step.abort_requested);
   out->set_last_outcome(step.last_outcome);
   out->set_last_duration_ms(step.last_duration_ms);
+  if (step.handed_out != step.attempt) out->set_attempts_handed_out(step.handed_out);
+  out->set_speculative(step.speculative);
+  out->set_speculated(step.speculated);
+  out->set_assigned_at_ms(step.assigned_wall.count());
+  if (step.racing) {
+    auto& r = *out->mutable_racing();
+    r.set_attempt(step.racing->attempt);
+    r.set_peer_id(step.racing->peer_id);
+    r.set_session_id(step.racing->session_id);
+    r.set_abort_requested(step.racing->abort_requested);
+    r.set_assigned_at_ms(step.racing->assigned_wall.count());
+  }
 }
 
 td::v1::GroupSnapshot Group::snapshot(Instant now) const {
@@ -237,8 +267,32 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                 .session_id = step.session_id(),
                 .abort_requested = step.abort_requested(),
                 .last_outcome = step.last_outcome(),
-                .last_duration_ms = step.last_duration_ms()};
-    if (run.state == StepState::kSucceeded) ++g->succeeded_;
+                .last_duration_ms = step.last_duration_ms(),
+                .handed_out = std::max(step.attempt(), step.attempts_handed_out()),
+                .speculative = step.speculative(),
+                .speculated = step.speculated()};
+    // A snapshot from before assignment times were kept: assigned long ago, never raced.
+    if (step.assigned_at_ms() != 0) {
+      run.assigned_wall = Millis(step.assigned_at_ms());
+      run.assigned_at = monoOf(run.assigned_wall, now);
+    }
+    if (step.has_racing()) {
+      const auto& r = step.racing();
+      run.racing = StepRun::Racing{.attempt = r.attempt(),
+                                   .peer_id = r.peer_id(),
+                                   .session_id = r.session_id(),
+                                   .abort_requested = r.abort_requested(),
+                                   .speculative = true};
+      if (r.assigned_at_ms() != 0) {
+        run.racing->assigned_wall = Millis(r.assigned_at_ms());
+        run.racing->assigned_at = monoOf(run.racing->assigned_wall, now);
+      }
+    }
+    if (run.state == StepState::kSucceeded) {
+      ++g->succeeded_;
+      g->succeeded_ms_.push_back(step.last_duration_ms());
+      g->succeeded_ms_sorted_ = false;
+    }
     ++g->step_counts_[static_cast<std::size_t>(run.state)];
     g->steps_.push_back(std::move(run));
   }
@@ -259,6 +313,12 @@ td::Result<std::unique_ptr<Group>> Group::restore(const td::v1::GroupSnapshot& s
                                  .last_seen = now.mono,   // grace: a full lease to be heard
                                  .sent_at_ms = m.sent_at_ms(),
                                  .universe = m.universe()});
+  }
+  // A racing attempt's member runs it too (not listed in MemberSnapshot.running).
+  for (std::size_t i = 0; i < g->steps_.size(); ++i) {
+    if (const auto& racing = g->steps_[i].racing) {
+      g->members_[g->member_index_.at(racing->peer_id)].running.insert(i);
+    }
   }
   g->refs_.insert(s.refs().begin(), s.refs().end());
   if (g->status_ == td::v1::GROUP_STATUS_RUNNING &&

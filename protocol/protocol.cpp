@@ -127,8 +127,12 @@ std::string describe(const td::v1::Event& e) {
                              ? fmt::format(" backoff_ms={}", e.step_queued().backoff_ms())
                              : std::string());
     case E::kStepAssigned:
-      return fmt::format("step_assigned step={} attempt={} peer={}", e.step_assigned().step_id(),
-                         e.step_assigned().attempt(), e.step_assigned().peer_id());
+      return fmt::format("step_assigned step={} attempt={} peer={}{}", e.step_assigned().step_id(),
+                         e.step_assigned().attempt(), e.step_assigned().peer_id(),
+                         e.step_assigned().speculative()
+                             ? fmt::format(" speculative races={}",
+                                           e.step_assigned().races_attempt())
+                             : std::string());
     case E::kStepStarted:
       return fmt::format("step_started step={} attempt={} peer={}", e.step_started().step_id(),
                          e.step_started().attempt(), e.step_started().peer_id());

@@ -52,11 +52,12 @@ constexpr std::string_view kTaskPlaceholder = "{task}";
 constexpr std::string_view kTopKeys[] = {"name",  "description", "defaults", "steps",
                                          "tasks", "command",     "universe"};
 constexpr std::string_view kDefaultsKeys[] = {"timeout",  "max_attempts",        "backoff",
-                                              "retry_on", "count_lost_attempts", "max_lost_attempts"};
+                                              "retry_on", "count_lost_attempts", "max_lost_attempts",
+                                              "speculative"};
 constexpr std::string_view kStepKeys[] = {"id",         "run",         "timeout",
                                           "max_attempts", "depends_on", "description",
                                           "backoff",    "retry_on",    "count_lost_attempts",
-                                          "max_lost_attempts"};
+                                          "max_lost_attempts", "speculative"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "multiplier", "max", "jitter"};
 constexpr std::string_view kTaskKeys[] = {"task"};
 
@@ -180,6 +181,7 @@ class Parser {
     std::chrono::milliseconds timeout = kDefaultTimeout;
     std::uint32_t max_attempts = kDefaultMaxAttempts;
     RetryPolicy retry;
+    bool speculative = true;
   };
   // Where each step's id and depends_on entries were written, for reference errors.
   struct StepMarks {
@@ -343,6 +345,11 @@ class Parser {
       defaults.max_attempts = *attempts;
     }
     TD_RETURN_IF_ERROR(readRetry(*fields, defaults.retry));
+    if (const Field* f = fields->get("speculative")) {
+      auto v = readBool(*f);
+      if (!v) return td::unexpected(v.error());
+      defaults.speculative = *v;
+    }
     return defaults;
   }
 
@@ -649,6 +656,12 @@ class Parser {
       }
       step.retry = defaults.retry;
       TD_RETURN_IF_ERROR(readRetry(*fields, step.retry));
+      step.speculative = defaults.speculative;
+      if (const Field* f = fields->get("speculative")) {
+        auto v = readBool(*f);
+        if (!v) return td::unexpected(v.error());
+        step.speculative = *v;
+      }
       if (const Field* description = fields->get("description"); description != nullptr &&
                                                                  !description->value.IsNull() &&
                                                                  !description->value.IsScalar()) {
@@ -803,6 +816,7 @@ class Parser {
       step.timeout = defaults.timeout;
       step.max_attempts = defaults.max_attempts;
       step.retry = defaults.retry;
+      step.speculative = defaults.speculative;
       schema.steps.push_back(std::move(step));
       ++index;
     }
@@ -853,6 +867,7 @@ class Parser {
       e.step.timeout = defaults.timeout;
       e.step.max_attempts = defaults.max_attempts;
       e.step.retry = defaults.retry;
+      e.step.speculative = defaults.speculative;
       entries.push_back(std::move(e));
     }
     std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
@@ -989,6 +1004,8 @@ std::string canonicalForm(const Schema& schema) {
     for (int code : r.retry_on_exit_codes) out += ' ' + std::to_string(code);
     out += "\nlost " + std::string(r.count_lost_attempts ? "counted" : "uncounted") + ' ' +
            std::to_string(r.max_lost_attempts);
+    // Only when off: schemas that do not say keep their digests.
+    if (!step.speculative) out += "\nspeculative off";
     out += '\n';
   }
   return out;

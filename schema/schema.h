@@ -15,6 +15,9 @@
 //       timeout: 45m                          # optional, overrides defaults
 //       max_attempts: 2                       # optional, integer in [1, 100]
 //       depends_on: [common]                  # optional list of other step ids, no cycles
+//       speculative: false                    # optional (also in defaults:), default true:
+//                                             # false never races a slow attempt with a
+//                                             # second one (steps with side effects)
 //       description: free text                # optional, ignored
 //
 // Task-sharding form (the original server's format):
@@ -91,6 +94,9 @@ struct Step {
   std::uint32_t max_attempts = kDefaultMaxAttempts;    // in [1, 100]
   std::vector<std::string> depends_on;  // ids of earlier-or-later steps that must succeed first
   RetryPolicy retry;
+  // `speculative:` (step or defaults): the coordinator may run a second attempt of a
+  // straggling attempt at once on an idle peer (docs/architecture.md, "Speculative attempts").
+  bool speculative = true;
 };
 
 // A validated schema. parse()/loadFile() guarantee: a valid name, at least one step, unique
@@ -157,8 +163,9 @@ td::Result<Schema> parse(std::string_view yaml_text, std::string_view source_nam
 td::Result<std::chrono::milliseconds> parseDuration(std::string_view text);
 
 // A stable, unambiguous text of everything that affects execution: the name and, in order, every
-// step's id, run, timeout in ms, max_attempts and depends_on (sorted). Excludes source,
-// descriptions, comments and layout, so reformatting a file keeps its digest.
+// step's id, run, timeout in ms, max_attempts and depends_on (sorted), its retry policy and,
+// only when false, `speculative`. Excludes source, descriptions, comments and layout, so
+// reformatting a file keeps its digest.
 std::string canonicalForm(const Schema& schema);
 
 }  // namespace td::schema

@@ -43,6 +43,7 @@ td::v1::PeerRegistered buildRegistration(const PeerInfo& peer, const std::string
     retry.set_retry_on_lost(r.retry_on_lost);
     retry.set_count_lost_attempts(r.count_lost_attempts);
     retry.set_max_lost_attempts(r.max_lost_attempts);
+    spec.set_no_speculation(!step.speculative);
   }
   reg.set_complex(peer.complex);
   reg.set_slots(1 + peer.prefetch);

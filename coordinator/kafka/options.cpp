@@ -63,6 +63,11 @@ td::Expected<CommandLine, int> parseCommandLine(int argc, char** argv) {
   app.add_flag("!--no-step-stats", options.core.step_stats,
                "hand out steps in schema order, and neither read nor write the duration history "
                "on td.step-stats (default: longest expected step first)");
+  app.add_flag("!--no-speculation", options.core.speculation,
+               "never race a straggling step with a speculative attempt on an idle peer, for "
+               "every group (default: a step that ran over twice its expected duration, and "
+               "2 s over it, once nothing is queued; docs/architecture.md, \"Speculative "
+               "attempts\")");
   app.add_option("--log-level", level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();

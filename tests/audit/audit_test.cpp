@@ -94,6 +94,16 @@ class Stream {
     return *this;
   }
   // `worker_ms`: StepStarted.started_at_ms, the worker's clock (0: unset).
+  // A speculative attempt racing attempt `races` (docs/architecture.md, "Speculative attempts").
+  Stream& speculative(const std::string& step, std::uint32_t attempt, const std::string& peer,
+                      std::uint32_t races) {
+    assigned(step, attempt, peer);
+    auto& a = *events_.back().mutable_step_assigned();
+    a.set_speculative(true);
+    a.set_races_attempt(races);
+    a.set_expected_ms(1000);
+    return *this;
+  }
   Stream& started(const std::string& step, std::uint32_t attempt, const std::string& peer,
                   std::int64_t worker_ms = 0, const std::string& session = "") {
     auto& a = *next().mutable_step_started();
@@ -720,6 +730,90 @@ TEST(AuditOverlap, AFinishReportedBeforeTheNextAttemptWasAssignedSettlesItWhatev
       .queued("x", 2, "retry").assigned("x", 2, "w2").started("x", 2, "w2", 1000)
       .finished("x", 2, "w2", kOk).completed();
   EXPECT_TRUE(verify(s.events()).empty());
+}
+
+// x runs on w1 (attempt 1) far longer than expected; a speculative attempt 2 races it on w2.
+Stream raced(std::uint32_t max_attempts = 3) {
+  Stream s("g");
+  s.created({{"x", max_attempts}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .assigned("x", 1, "w1").started("x", 1, "w1", 1100)
+      .speculative("x", 2, "w2", 1).started("x", 2, "w2", 4100);
+  return s;
+}
+
+TEST(AuditSpeculation, ASpeculativeAttemptMayRunAlongsideTheAttemptItRaces) {
+  // w2 wins; w1's attempt is aborted and its late report shows it ran on meanwhile.
+  auto s = raced();
+  s.finished("x", 2, "w2", kOk).aborted("x", 1, "w1", "attempt 2 on w2 succeeded first")
+      .completed().lateFinish("x", 1, "w1", td::v1::STEP_OUTCOME_ABORTED, 3500);
+  EXPECT_TRUE(verify(s.events()).empty());
+  Replay replay;
+  for (auto& e : s.events()) replay.add(e);
+  const auto timelines = replay.timelines();
+  ASSERT_EQ(timelines.size(), 1u);
+  const auto& t = timelines[0];
+  const auto* x = t.step("x");
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(x->speculative, 1u);
+  EXPECT_TRUE(x->attempts.at(1).speculative);
+  EXPECT_EQ(x->attempts.at(1).races, 1u);
+  // show and the report's chart draw both, the speculative one marked.
+  EXPECT_THAT(timelineText(t), HasSubstr("-> succeeded exit=0 took 5ms [speculative, races #1]"));
+  const std::string html = htmlReport({t}, {});
+  EXPECT_THAT(html, HasSubstr(R"(class="speculative"><title>x #2 on w2: succeeded, speculative, races #1)"));
+  EXPECT_THAT(html, HasSubstr("<title>x #1 on w1: abort_sent"));
+}
+
+TEST(AuditSpeculation, TheSameOverlapWithoutTheSpeculativeMarkIsAViolation) {
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .assigned("x", 1, "w1").started("x", 1, "w1", 1100)
+      .assigned("x", 2, "w2").started("x", 2, "w2", 4100)
+      .finished("x", 2, "w2", kOk).aborted("x", 1, "w1", "attempt 2 on w2 succeeded first")
+      .completed().lateFinish("x", 1, "w1", td::v1::STEP_OUTCOME_ABORTED, 3500);
+  EXPECT_EQ(only(verify(s.events()), ViolationKind::kOverlappingAttempts).size(), 1u);
+}
+
+TEST(AuditSpeculation, ASpeculativeAttemptMustNotOverlapAnyOtherAttempt) {
+  // Attempt 3 races attempt 2, yet attempt 1 (lost, then reported ended late) ran on after
+  // attempt 3 started: that pair is not a race.
+  Stream s("g");
+  s.created({{"x", 3}}).joined("w1").joined("w2").joined("w3").queued("x", 1, "initial")
+      .assigned("x", 1, "w1").started("x", 1, "w1", 1100)
+      .leftPeer("w1", "replaced").finished("x", 1, "w1", kLost).queued("x", 2, "retry after lost")
+      .assigned("x", 2, "w2").started("x", 2, "w2", 1200)
+      .speculative("x", 3, "w3", 2).started("x", 3, "w3", 1300)
+      .lateFinish("x", 1, "w1", kOk, 5000)
+      .finished("x", 3, "w3", kOk).aborted("x", 2, "w2", "attempt 3 on w3 succeeded first")
+      .completed();
+  auto v = only(verify(s.events()), ViolationKind::kOverlappingAttempts);
+  ASSERT_EQ(v.size(), 2u);   // 1 with 2, and 1 with 3; never 2 with 3
+  for (const auto& violation : v) EXPECT_THAT(violation.message, HasSubstr("attempts 1 and"));
+}
+
+TEST(AuditSpeculation, AFailureWhileTheRaceRunsOnMayGoOneOverMaxAttempts) {
+  // max_attempts 1: the speculative attempt fails while the original runs, then the original
+  // fails too and the group fails. Two counted failures, one of them during the race.
+  auto s = raced(1);
+  s.finished("x", 2, "w2", kFailed, 1).finished("x", 1, "w1", kFailed, 1).failed("x");
+  EXPECT_TRUE(verify(s.events()).empty());
+  // Without a race the same two failures are one too many.
+  Stream plain("g");
+  plain.created({{"x", 1}}).joined("w1").joined("w2").queued("x", 1, "initial")
+      .ran("x", 1, "w1", kFailed, 1).queued("x", 2, "retry").ran("x", 2, "w2", kFailed, 1)
+      .failed("x");
+  EXPECT_EQ(only(verify(plain.events()), ViolationKind::kTooManyFailures).size(), 1u);
+}
+
+TEST(AuditSpeculation, OnlyFailuresDuringTheRaceAreAllowedOver) {
+  // The race ended (both failed), then two more failures: 4 counted, max 2, one allowed over.
+  auto s = raced(2);
+  s.finished("x", 2, "w2", kFailed, 1).finished("x", 1, "w1", kFailed, 1)
+      .queued("x", 3, "retry").ran("x", 3, "w1", kFailed, 1)
+      .queued("x", 4, "retry").ran("x", 4, "w2", kFailed, 1).failed("x");
+  auto v = only(verify(s.events()), ViolationKind::kTooManyFailures);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_THAT(v[0].message, HasSubstr("4 counted failures, max_attempts is 2 (+1"));
 }
 
 // The same peer id registered again while its first process ran x (a CI job retried).

@@ -71,6 +71,10 @@ PeerBuilder& PeerBuilder::step(std::string id, std::uint32_t max_attempts,
   for (auto& d : depends_on) s->add_depends_on(std::move(d));
   return *this;
 }
+PeerBuilder& PeerBuilder::noSpeculation() {
+  no_speculation_ = true;
+  return *this;
+}
 td::v1::PeerRegistered PeerBuilder::build() const {
   td::v1::PeerRegistered p = peer_;
   if (p.steps_size() == 0) {
@@ -81,11 +85,15 @@ td::v1::PeerRegistered PeerBuilder::build() const {
       s->set_timeout_ms(60'000);
     }
   }
+  if (no_speculation_) {
+    for (auto& s : *p.mutable_steps()) s.set_no_speculation(true);
+  }
   p.set_compatibility_key(protocol::compatibilityKey(p));
   return p;
 }
 
 CoreTest::CoreTest() : core_(CoreConfig{.coordinator_id = "test"}) {}
+CoreTest::CoreTest(CoreConfig config) : core_(std::move(config)) {}
 
 Effects CoreTest::run(const Input& input) {
   Effects effects = core_.handle(input, clock_.now());

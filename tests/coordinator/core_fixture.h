@@ -31,16 +31,20 @@ class PeerBuilder {
   PeerBuilder& steps(int count, std::uint32_t max_attempts = 3);
   PeerBuilder& step(std::string id, std::uint32_t max_attempts = 3,
                     std::vector<std::string> depends_on = {});
+  // Every step says `speculative: false` (StepSpec no_speculation).
+  PeerBuilder& noSpeculation();
   td::v1::PeerRegistered build() const;
 
  private:
   td::v1::PeerRegistered peer_;
   bool custom_steps_ = false;
+  bool no_speculation_ = false;
 };
 
 class CoreTest : public ::testing::Test {
  protected:
   CoreTest();
+  explicit CoreTest(CoreConfig config);
   Effects run(const Input& input);
   // Registers (read from td.registrations[partition]) and returns the group id it was put in
   // ("" if rejected).

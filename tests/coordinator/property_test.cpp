@@ -10,7 +10,10 @@
 //       count_lost_attempts) never exceed max_attempts, lost attempts never exceed
 //       max_lost_attempts, and a group fails only when a limit or retry_on says so
 //   G6  per group, event sequence numbers are 1, 2, 3, ... with no gap or repeat
-//   and: at most one running attempt per step; attempt numbers strictly increase per step; a
+//   and: at most one running attempt per step, or two when the second is a speculative attempt
+//   racing the first (on another, idle member; once per step); the first success of a race
+//   aborts the other attempt (won_by_attempt), and a failure during a race may take the
+//   counted failures one over max_attempts; attempt numbers strictly increase per step; a
 //   step is assigned only to a present (joined, not left/lost/replaced), non-leaving member
 //   holding no other step (slots 1), only once its dependencies succeeded; nothing is assigned
 //   and no second verdict is given after group_completed/group_failed/group_abandoned (which
@@ -119,6 +122,10 @@ class Model {
   struct StepModel {
     td::v1::StepSpec spec;
     std::optional<Running> running;
+    std::optional<Running> racing;   // a speculative attempt racing `running`
+    bool speculated = false;
+    std::uint32_t race_failures = 0;   // counted while the other attempt of a race ran
+    std::uint32_t race_lost = 0;
     std::uint32_t last_attempt = 0;
     Running last;                   // peer, session and attempt of the last assignment
     int successes = 0;
@@ -144,6 +151,7 @@ class Model {
   std::map<std::string, GroupModel> groups;
   std::map<std::string, Joined> joined;  // last GroupJoined reply per peer
   int abandoned = 0;
+  int speculative = 0, races_lost = 0;
   int completed = 0, failed = 0, lost_attempts = 0, assigned = 0, ignored = 0, dead = 0,
       forgotten = 0, reused_ids = 0, failovers = 0, restored = 0;
 
@@ -214,7 +222,14 @@ class Model {
       auto sit = g.index.find(a.step_id());
       if (sit == g.index.end()) return "unknown step assigned";
       StepModel& s = g.steps[sit->second];
-      if (s.running) return "a second running attempt of one step";
+      if (a.speculative()) {
+        if (!s.running || s.racing) return "a speculative attempt without one attempt to race";
+        if (s.speculated) return "a second speculative attempt of one step";
+        if (a.races_attempt() != s.running->attempt) return "races the wrong attempt";
+        if (a.peer_id() == s.running->peer) return "races on the peer running it";
+      } else if (s.running) {
+        return "a second running attempt of one step";
+      }
       if (s.successes > 0) return "a succeeded step assigned again";
       if (a.attempt() <= s.last_attempt) {
         return "attempt " + std::to_string(a.attempt()) + " after " +
@@ -229,32 +244,47 @@ class Model {
         return "assigned to a member that is leaving";
       }
       for (const auto& other : g.steps) {
-        if (other.running && other.running->peer == a.peer_id() &&
-            other.running->session == a.session_id()) {
-          return "assigned to a member already running " + other.spec.id() + " (slots 1)";
+        for (const auto* r : {&other.running, &other.racing}) {
+          if (*r && (*r)->peer == a.peer_id() && (*r)->session == a.session_id()) {
+            return "assigned to a member already running " + other.spec.id() + " (slots 1)";
+          }
         }
       }
       for (const auto& dep : s.spec.depends_on()) {
         if (g.steps[g.index.at(dep)].successes != 1) return "assigned before dependency " + dep;
       }
-      s.running = Running{a.peer_id(), a.session_id(), a.attempt()};
-      s.last = *s.running;
+      if (a.speculative()) {
+        s.racing = Running{a.peer_id(), a.session_id(), a.attempt()};
+        s.speculated = true;
+        ++speculative;
+      } else {
+        s.running = Running{a.peer_id(), a.session_id(), a.attempt()};
+      }
+      s.last = Running{a.peer_id(), a.session_id(), a.attempt()};
       s.last_attempt = a.attempt();
     } else if (ev.has_step_finished()) {
       const auto& f = ev.step_finished();
       auto sit = g.index.find(f.step_id());
       if (sit == g.index.end()) return "step_finished for an unknown step";
       StepModel& s = g.steps[sit->second];
-      if (!s.running || s.running->attempt != f.attempt() || s.running->peer != f.peer_id() ||
-          s.running->session != f.session_id()) {
+      auto is = [&](const std::optional<Running>& r) {
+        return r && r->attempt == f.attempt() && r->peer == f.peer_id() &&
+               r->session == f.session_id();
+      };
+      if (!is(s.running) && !is(s.racing)) {
         return "step_finished for an attempt that is not running";
       }
-      s.running.reset();
+      // The other attempt of a race runs on (until a success aborts it).
+      const bool raced = s.running && s.racing;
+      if (is(s.running)) s.running = s.racing;
+      s.racing.reset();
+      if (!running) s.running.reset();   // the other's answer to the abort is ignored
       if (f.outcome() == td::v1::STEP_OUTCOME_SUCCEEDED) {
         if (++s.successes > 1) return "step succeeded twice";
       }
       if (running) {
         const auto& retry = s.spec.retry();
+        const std::uint32_t failures_before = s.failures, lost_before = s.lost;
         switch (f.outcome()) {
           case td::v1::STEP_OUTCOME_FAILED:
           case td::v1::STEP_OUTCOME_TIMED_OUT:
@@ -274,11 +304,15 @@ class Model {
         }
         s.last_counted = f.outcome();
         s.last_exit = f.exit_code();
-        if (s.failures > s.spec.max_attempts()) {
+        if (raced && f.outcome() != td::v1::STEP_OUTCOME_SUCCEEDED) {
+          s.race_failures += s.failures - failures_before;
+          s.race_lost += s.lost - lost_before;
+        }
+        if (s.failures > s.spec.max_attempts() + s.race_failures) {
           return "counted failures " + std::to_string(s.failures) + " > max_attempts " +
                  std::to_string(s.spec.max_attempts());
         }
-        if (s.lost > retry.max_lost_attempts()) {
+        if (s.lost > retry.max_lost_attempts() + s.race_lost) {
           return "lost attempts " + std::to_string(s.lost) + " > max_lost_attempts " +
                  std::to_string(retry.max_lost_attempts());
         }
@@ -312,6 +346,20 @@ class Model {
       if (!g.present.empty()) return "abandoned while a member is present";
       g.status = td::v1::GROUP_STATUS_ABANDONED;
       ++abandoned;
+    } else if (ev.has_step_aborted() && ev.step_aborted().won_by_attempt() != 0) {
+      // The loser of a race: it no longer runs as far as the core is concerned.
+      const auto& a = ev.step_aborted();
+      auto sit = g.index.find(a.step_id());
+      if (sit == g.index.end()) return "step_aborted for an unknown step";
+      StepModel& s = g.steps[sit->second];
+      if (s.successes != 1) return "a race lost before the step succeeded";
+      auto is = [&](const std::optional<Running>& r) {
+        return r && r->attempt == a.attempt() && r->peer == a.peer_id();
+      };
+      if (!is(s.running) && !is(s.racing)) return "aborted a race's loser that is not running";
+      if (is(s.running)) s.running = s.racing;
+      s.racing.reset();
+      ++races_lost;
     } else if (ev.has_input_ignored()) {
       ++ignored;
     } else if (ev.has_group_restored()) {
@@ -515,6 +563,7 @@ class Simulation {
       if (g.forgotten) continue;
       for (const auto& s : g.steps) {
         if (s.running) out.push_back({id, s.spec.id(), *s.running});
+        if (s.racing) out.push_back({id, s.spec.id(), *s.racing});
       }
     }
     return out;
@@ -796,14 +845,17 @@ TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
     totals.failovers += m.failovers;
     totals.restored += m.restored;
     totals.abandoned += m.abandoned;
+    totals.speculative += m.speculative;
+    totals.races_lost += m.races_lost;
   }
   std::printf("%llu seeds x %d ops: %d assigned, %d completed, %d failed, %d lost attempts, "
               "%d ignored, %d dead letters, %d forgotten groups, %d forgotten ids founded again, "
-              "%d fail-overs restoring %d running groups, %d abandoned\n",
+              "%d fail-overs restoring %d running groups, %d abandoned, %d speculative attempts "
+              "(%d races won by success while the other ran)\n",
               static_cast<unsigned long long>(seeds), ops, totals.assigned, totals.completed,
               totals.failed, totals.lost_attempts, totals.ignored, totals.dead,
               totals.forgotten, totals.reused_ids, totals.failovers, totals.restored,
-              totals.abandoned);
+              totals.abandoned, totals.speculative, totals.races_lost);
   if (only == 0 && seeds >= 100) {
     // The generator must reach the interesting states, or the properties prove little.
     EXPECT_GT(totals.completed, 100);
@@ -813,6 +865,8 @@ TEST(CoreProperties, InvariantsHoldOnRandomInputSequences) {
     EXPECT_GT(totals.failovers, 100);
     EXPECT_GT(totals.restored, 100);
     EXPECT_GT(totals.abandoned, 10);
+    EXPECT_GT(totals.speculative, 10);
+    EXPECT_GT(totals.races_lost, 5);
   }
 }
 

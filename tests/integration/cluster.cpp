@@ -66,7 +66,7 @@ Cluster::Broker Cluster::requestedBroker() {
   return name.starts_with("kafka") ? Broker::kKafka : Broker::kEmbedded;
 }
 
-Cluster::Cluster(Options options) {
+Cluster::Cluster(Options options) : speculation_(options.speculation) {
   std::filesystem::create_directories(marks());
   broker_kind_ = requestedBroker();
   switch (broker_kind_) {
@@ -270,6 +270,7 @@ Process& Cluster::startCoordinator(std::vector<std::string> extra_args) {
   std::vector<std::string> args = {TD_COORDINATOR_BIN, "--bootstrap-server", bootstrap_,
                                    "--log-level", "debug"};
   for (auto& a : clientArgs("td-coordinator")) args.push_back(std::move(a));
+  if (!speculation_) args.emplace_back("--no-speculation");
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   auto name = "coordinator-" + std::to_string(processes_.size()) + ".log";
   processes_.push_back(
@@ -281,6 +282,7 @@ Process& Cluster::startCoordinator(const std::string& id, std::vector<std::strin
   std::vector<std::string> args = {TD_COORDINATOR_BIN, "--bootstrap-server", bootstrap_,
                                    "--coordinator-id", id};
   for (auto& a : clientArgs("td-coordinator")) args.push_back(std::move(a));
+  if (!speculation_) args.emplace_back("--no-speculation");
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   processes_.push_back(std::make_unique<Process>(
       Process::Options{.args = args, .output = dir() / ("coordinator-" + id + ".log")}));

@@ -730,5 +730,51 @@ TEST(SchemaRetry, RejectsBadPolicies) {
   }
 }
 
+// ---- Speculative attempts -----------------------------------------------------------------------
+
+TEST(SchemaSpeculative, OnByDefaultOffPerStepOrInDefaults) {
+  auto schema = parse(R"(name: a
+defaults: {speculative: false}
+steps:
+  - id: deploy
+    run: ./deploy
+  - id: build
+    run: make
+    speculative: true
+)",
+                      "s.yaml");
+  ASSERT_TRUE(schema.has_value()) << schema.error().message();
+  EXPECT_FALSE(schema->steps[0].speculative);
+  EXPECT_TRUE(schema->steps[1].speculative);
+  auto plain = parse("name: a\nsteps: [{id: a, run: x}, {id: b, run: y, speculative: false}]\n",
+                     "s.yaml");
+  ASSERT_TRUE(plain.has_value()) << plain.error().message();
+  EXPECT_TRUE(plain->steps[0].speculative);
+  EXPECT_FALSE(plain->steps[1].speculative);
+  // The other forms take it from defaults.
+  auto tasks = parse("name: t\ncommand: run {task}\ndefaults: {speculative: false}\n"
+                     "tasks: [{task: x}]\n",
+                     "t.yaml");
+  ASSERT_TRUE(tasks.has_value()) << tasks.error().message();
+  EXPECT_FALSE(tasks->steps[0].speculative);
+}
+
+TEST(SchemaSpeculative, OnlyFalseChangesTheDigest) {
+  auto plain = parse("name: a\nsteps: [{id: a, run: x}]\n", "s.yaml");
+  auto on = parse("name: a\nsteps: [{id: a, run: x, speculative: true}]\n", "s.yaml");
+  auto off = parse("name: a\nsteps: [{id: a, run: x, speculative: false}]\n", "s.yaml");
+  ASSERT_TRUE(plain && on && off);
+  EXPECT_EQ(plain->digest, on->digest);   // schemas that do not say keep their digests
+  EXPECT_NE(plain->digest, off->digest);
+}
+
+TEST(SchemaSpeculative, RejectsWhatIsNotABoolean) {
+  EXPECT_TRUE(failsWith(parse("name: a\nsteps: [{id: a, run: x, speculative: no}]\n", "s.yaml"),
+                        Errc::kBadValue, "s.yaml:2:38", "'speculative' must be true or false"));
+  EXPECT_TRUE(failsWith(parse("name: a\ndefaults: {speculative: 1}\nsteps: [{id: a, run: x}]\n",
+                              "s.yaml"),
+                        Errc::kBadValue, "s.yaml:2:25", "'speculative' must be true or false"));
+}
+
 }  // namespace
 }  // namespace td::schema

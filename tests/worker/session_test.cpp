@@ -159,6 +159,30 @@ TEST(Session, AbortOnlyForItsOwnAttempt) {
   EXPECT_TRUE(std::holds_alternative<NothingToDo>(session.onRecord(abort)));
 }
 
+TEST(Session, ASpeculativeAttemptRunsLikeAnyAndItsLostRaceAbortsIt) {
+  // docs/architecture.md, "Speculative attempts": the worker runs its own command for a
+  // speculative assignment, and kills it on the abort that says another attempt won.
+  auto schema = twoSteps();
+  Session session("w1", "s1", "g", schema);
+  auto twin = assigned("a", 2);
+  twin.mutable_assigned()->set_speculative(true);
+  twin.mutable_assigned()->set_races_attempt(1);
+  const Action run = session.onRecord(twin);
+  ASSERT_TRUE(std::holds_alternative<RunStep>(run));
+  EXPECT_EQ(std::get<RunStep>(run).step->run, "echo a");
+  EXPECT_EQ(std::get<RunStep>(run).attempt, 2u);
+  auto lost = abortAt(0, "a", 2);
+  lost.mutable_abort()->set_won_by_attempt(1);
+  lost.mutable_abort()->set_reason("attempt 1 on w2 succeeded first");
+  const Action abort = session.onRecord(lost);
+  ASSERT_TRUE(std::holds_alternative<AbortRunning>(abort));
+  EXPECT_EQ(std::get<AbortRunning>(abort).attempt, 2u);
+  // The abort of the other attempt of the race (another peer's) is not for this worker.
+  auto other = abortAt(0, "a", 1);
+  other.mutable_abort()->set_peer_id("w2");
+  EXPECT_TRUE(std::holds_alternative<NothingToDo>(session.onRecord(other)));
+}
+
 // Fencing by coordinator epoch (worker/session.h).
 
 TEST(SessionFencing, RecordsOfAnOlderOwnerAfterOwnerChangedAreIgnoredAsStale) {
