@@ -20,7 +20,8 @@
 namespace {
 
 struct Totals {
-  std::uint64_t runs = 0, crashes = 0, rebalances = 0, violations = 0, failed_seeds = 0;
+  std::uint64_t runs = 0, crashes = 0, rebalances = 0, violations = 0, failed_seeds = 0,
+                speculative = 0;
 };
 
 // Runs seeds first, first + step, first + 2 step, ... below first + count.
@@ -34,6 +35,7 @@ Totals runSeeds(std::uint64_t first, std::uint64_t count, std::uint64_t step,
     ++t.runs;
     t.crashes += static_cast<std::uint64_t>(r.crashes);
     t.rebalances += r.rebalances;
+    t.speculative += r.speculative;
     t.violations += r.violations.size();
     if (!r.violations.empty()) {
       ++t.failed_seeds;
@@ -96,8 +98,9 @@ int main(int argc, char** argv) {
         close(fds[0]);
         const auto t = runSeeds(seed + static_cast<std::uint64_t>(j), runs - std::min<std::uint64_t>(runs, j),
                                 static_cast<std::uint64_t>(jobs), base, first_failure);
-        const std::string line = fmt::format("{} {} {} {} {}\n", t.runs, t.crashes, t.rebalances,
-                                             t.violations, t.failed_seeds);
+        const std::string line = fmt::format("{} {} {} {} {} {}\n", t.runs, t.crashes,
+                                             t.rebalances, t.violations, t.failed_seeds,
+                                             t.speculative);
         if (write(fds[1], line.data(), line.size()) < 0) _exit(2);
         _exit(0);
       }
@@ -111,8 +114,9 @@ int main(int argc, char** argv) {
       int status = 0;
       waitpid(pid, &status, 0);
       Totals t;
-      if (n <= 0 || std::sscanf(buffer, "%lu %lu %lu %lu %lu", &t.runs, &t.crashes,
-                                &t.rebalances, &t.violations, &t.failed_seeds) != 5) {
+      if (n <= 0 || std::sscanf(buffer, "%lu %lu %lu %lu %lu %lu", &t.runs, &t.crashes,
+                                &t.rebalances, &t.violations, &t.failed_seeds,
+                                &t.speculative) != 6) {
         std::fprintf(stderr, "td-sim: a child process died (status %d)\n", status);
         return 2;
       }
@@ -121,11 +125,13 @@ int main(int argc, char** argv) {
       total.rebalances += t.rebalances;
       total.violations += t.violations;
       total.failed_seeds += t.failed_seeds;
+      total.speculative += t.speculative;
     }
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fprintf(stderr, "td-sim: %.1f s\n", seconds);
+  std::fprintf(stderr, "td-sim: %.1f s, %lu steps raced by a speculative attempt\n", seconds,
+               total.speculative);
   std::printf("simulation: %lu runs, %lu crashes, %lu rebalances, %lu violations\n", total.runs,
               total.crashes, total.rebalances, total.violations);
   if (expect_violations) return total.violations > 0 ? 0 : 1;

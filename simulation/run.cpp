@@ -195,6 +195,10 @@ class Run {
     spec->fail_percent = s_.rng().chance(30) ? 10 : 0;
     spec->min_step = Millis(50);
     spec->max_step = Millis(200 + static_cast<std::int64_t>(s_.rng().below(2000)));
+    if (s_.rng().chance(15)) {   // a straggler: a noisy neighbour, a cold cache
+      spec->min_step *= 10;
+      spec->max_step *= 10;
+    }
     specs_.push_back(std::move(spec));
     outcomes_.emplace_back();
     const std::size_t i = specs_.size() - 1;
@@ -525,8 +529,18 @@ class Run {
                               e.group_id(), f.step_id(), f.attempt()));
       }
     }
+    // A raced step (a speculative attempt, issue 18) may succeed on both sides: the loser's
+    // abort can reach it too late (a broker outage), and the core ignores its report.
+    std::set<std::pair<std::string, std::string>> raced;
+    for (const auto& e : events) {
+      if (e.has_step_assigned() && e.step_assigned().speculative()) {
+        if (raced.insert({e.group_id(), e.step_assigned().step_id()}).second) {
+          ++result_.speculative;
+        }
+      }
+    }
     for (const auto& [key, count] : successes) {
-      if (count > 1) {
+      if (count > 1 && !(count == 2 && raced.contains(key))) {
         violation(fmt::format("group {} step {} succeeded {} times", key.first, key.second, count));
       }
     }

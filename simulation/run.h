@@ -21,6 +21,7 @@ struct RunResult {
   int freezes = 0;          // frozen (SIGSTOP) for a while
   int outages = 0;          // broker unreachable for a while
   std::uint64_t rebalances = 0;
+  std::uint64_t speculative = 0;   // speculative attempts handed out (issue 18)
   std::int64_t sim_ms = 0;  // simulated time the run took
   std::vector<std::string> violations;
 };
