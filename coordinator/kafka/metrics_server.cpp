@@ -81,6 +81,13 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   }
   counter(out, "td_coordinator_peers_lost_total", "Peers declared lost (missed their lease)",
           static_cast<double>(c.peers_lost_total));
+  auto& speculative = family(out, "td_coordinator_speculative_attempts_total",
+                             "Speculative attempts of straggling steps, by what became of them: "
+                             "handed out, won the race, lost it",
+                             MetricType::Counter);
+  sample(speculative, static_cast<double>(c.speculative_started_total), {{"result", "started"}});
+  sample(speculative, static_cast<double>(c.speculative_won_total), {{"result", "won"}});
+  sample(speculative, static_cast<double>(c.speculative_lost_total), {{"result", "lost"}});
   auto& universes = family(out, "td_coordinator_universe_runs_total",
                            "Universe runs of completed groups' peers recorded finished, by outcome",
                            MetricType::Counter);

@@ -54,6 +54,9 @@ TEST_F(MetricsServerTest, RendersTheCensusAndTheProbe) {
     stats.census.steps_queued = 5;
     stats.census.retries_total[static_cast<std::size_t>(RetryReason::kTimedOut)] = 4;
     stats.census.universe_runs_total[universeOutcomeIndex(td::v1::STEP_OUTCOME_FAILED)] = 2;
+    stats.census.speculative_started_total = 5;
+    stats.census.speculative_won_total = 3;
+    stats.census.speculative_lost_total = 2;
     stats.lag.push_back({"td.completions", 3, 12});
     stats.dispatch.observe(0.002);
     stats.dispatch.observe(0.2);
@@ -71,6 +74,9 @@ TEST_F(MetricsServerTest, RendersTheCensusAndTheProbe) {
   EXPECT_EQ(sampleOf(page, "td_coordinator_step_retries_total{reason=\"timed_out\"}"), 4.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_universe_runs_total{outcome=\"failed\"}"), 2.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_universe_runs_total{outcome=\"succeeded\"}"), 0.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_speculative_attempts_total{result=\"started\"}"), 5.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_speculative_attempts_total{result=\"won\"}"), 3.0);
+  EXPECT_EQ(sampleOf(page, "td_coordinator_speculative_attempts_total{result=\"lost\"}"), 2.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_dead_letters_total"), 3.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_cycles_total{trigger=\"input\"}"), 7.0);
   EXPECT_EQ(sampleOf(page, "td_coordinator_consumer_lag_records{partition=\"3\","

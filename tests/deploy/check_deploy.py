@@ -513,7 +513,7 @@ def code_topics(src):
         text = f.read()
     block = re.search(r"kTopics = \{(.*?)\};", text, re.S).group(1)
     broker = {t[len("td."):] for t in re.findall(r'"([a-z.-]+)"', block)}
-    with open(os.path.join(src, "coordinator", "kafka", "service.cpp"), encoding="utf-8") as f:
+    with open(os.path.join(src, "coordinator", "shell", "service.cpp"), encoding="utf-8") as f:
         text = f.read()
     body = re.search(r"Service::checkPartitionCounts\([^)]*\) \{(.*?)\n\}", text, re.S).group(1)
     same = set(re.findall(r"topics\.(\w+)\(\)", body))
@@ -679,11 +679,11 @@ def check_acls(check, src):
             check.fail(f"{rel} lists {acl}, which create-acls.sh does not grant")
     # What the code uses: the topics of protocol.h, the coordinator's default group and its
     # transactional.id (<consumer-group>.<coordinator-id>).
-    with open(os.path.join(src, "coordinator", "kafka", "service.h"), encoding="utf-8") as f:
+    with open(os.path.join(src, "coordinator", "shell", "service.h"), encoding="utf-8") as f:
         group = re.search(r'consumer_group = "([^"]+)"', f.read()).group(1)
-    with open(os.path.join(src, "coordinator", "kafka", "service.cpp"), encoding="utf-8") as f:
+    with open(os.path.join(src, "coordinator", "kafka", "kafka_port.cpp"), encoding="utf-8") as f:
         if not re.search(r'"transactional\.id", o\.consumer_group \+ "\." \+', f.read()):
-            check.fail("service.cpp's transactional.id is no longer <consumer-group>.<id>")
+            check.fail("kafka_port.cpp's transactional.id is no longer <consumer-group>.<id>")
     for principal, pattern, op, kind, name in full:
         if kind == "topic" and not (name[len("td."):] in names or name == "td.assign."):
             check.fail(f"create-acls.sh names topic {name}, which protocol.h does not have")
