@@ -18,28 +18,15 @@
 #include <string>
 #include <vector>
 
+#include "common/splitmix.h"
 #include "common/time.h"
 
 namespace td::sim {
 
-// splitmix64: the same sequence on every platform (std distributions are not).
-class Rng {
+// The simulation's generator: one per run, drawn from the run's seed.
+class Rng : public SplitMix64 {
  public:
-  explicit Rng(std::uint64_t seed) : state_(seed * 0x9e3779b97f4a7c15ULL + 0x5eed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-  bool chance(int percent) { return below(100) < static_cast<std::uint64_t>(percent); }
-  Millis between(Millis lo, Millis hi) {
-    return lo + Millis(static_cast<std::int64_t>(below(static_cast<std::uint64_t>((hi - lo).count()) + 1)));
-  }
-
- private:
-  std::uint64_t state_;
+  explicit Rng(std::uint64_t seed) : SplitMix64(seed, 0x5eed) {}
 };
 
 inline constexpr Millis kNever{std::numeric_limits<std::int64_t>::max() / 4};

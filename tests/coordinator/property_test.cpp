@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "common/splitmix.h"
 #include "protocol/protocol.h"
 #include "tests/coordinator/core_fixture.h"
 
@@ -42,23 +43,10 @@ namespace {
 
 using td::v1::StepOutcome;
 
-// splitmix64: reproducible everywhere (std distributions are not).
-class Rng {
+// The seeds' sequences of earlier runs (TD_PROPERTY_SEED) stay what they were.
+class Rng : public SplitMix64 {
  public:
-  explicit Rng(std::uint64_t seed) : state_(seed * 0x9e3779b97f4a7c15ULL + 12345) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-  bool chance(int percent) { return below(100) < static_cast<std::uint64_t>(percent); }
-  template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
-
- private:
-  std::uint64_t state_;
+  explicit Rng(std::uint64_t seed) : SplitMix64(seed, 12345) {}
 };
 
 std::uint64_t envOr(const char* name, std::uint64_t fallback) {
