@@ -153,7 +153,8 @@ std::vector<MetricFamily> collect(const ServiceProbe& probe, bool ready) {
   sample(rebalances, static_cast<double>(probe.rebalances_revoked.load()),
          {{"kind", "revoked"}});
   sample(family(out, "td_coordinator_rejoins_total",
-                "Consumer-group rejoins after an aborted transaction (--exactly-once)",
+                "Consumer-group rejoins: an aborted transaction (--exactly-once), output that "
+                "could not be delivered, a partition claimed by another coordinator at once",
                 MetricType::Counter),
          static_cast<double>(probe.rejoins.load()));
   sample(family(out, "td_coordinator_partitions_owned",

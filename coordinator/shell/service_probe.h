@@ -69,7 +69,9 @@ struct ServiceProbe {
                                                        // those run by input)
   std::atomic<std::uint64_t> rebalances_assigned{0};   // rebalance callbacks that assigned
   std::atomic<std::uint64_t> rebalances_revoked{0};    // ... and that revoked partitions
-  std::atomic<std::uint64_t> rejoins{0};   // exactly_once: rejoins after an aborted transaction
+  // Consumer-group rejoins: after an aborted transaction (exactly_once), undeliverable output,
+  // or a partition claimed by another coordinator at the same time (restorePartition()).
+  std::atomic<std::uint64_t> rejoins{0};
   std::atomic<std::int64_t> partitions_owned{0};       // td.registrations partitions held now
   AssignTopicCounters assign_topics;                   // with ServiceOptions::assign_topics
   std::atomic<std::int64_t> assign_producers_open{0};     // AssignProducers shards open now
