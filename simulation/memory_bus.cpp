@@ -20,7 +20,7 @@ const std::vector<kafka::Message>& MemoryBus::log(const std::string& topic,
 
 std::int64_t MemoryBus::append(const std::string& topic, std::int32_t partition,
                                const std::string& key, const std::string& value) {
-  if (partition < 0) partition = protocol::partitionFor(key, partitionCount(topic));
+  partition = partitionOf(topic, partition, key);
   log(topic, partition);   // creates the topic
   auto& records = topics_[topic][static_cast<std::size_t>(partition)];
   kafka::Message msg;

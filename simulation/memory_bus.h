@@ -54,7 +54,12 @@ class MemoryBus {
 
   // ---- Logs
   int partitionCount(const std::string& topic) const;
-  // partition -1: by key (protocol::partitionFor). Returns the record's offset.
+  // `partition`, or by key (protocol::partitionFor) when it is -1.
+  std::int32_t partitionOf(const std::string& topic, std::int32_t partition,
+                           const std::string& key) const {
+    return partition >= 0 ? partition : protocol::partitionFor(key, partitionCount(topic));
+  }
+  // partition -1: by key (partitionOf). Returns the record's offset.
   std::int64_t append(const std::string& topic, std::int32_t partition, const std::string& key,
                       const std::string& value);
   const std::vector<kafka::Message>& log(const std::string& topic, std::int32_t partition);

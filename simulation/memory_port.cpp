@@ -82,9 +82,7 @@ MemoryPort::~MemoryPort() {
   // the broker had a prefix of each partition's records, the rest never reached it.
   std::map<std::pair<std::string, std::int32_t>, bool> cut;
   for (const auto& q : queued_) {
-    const std::int32_t partition =
-        q.partition >= 0 ? q.partition
-                         : protocol::partitionFor(q.key, bus_.partitionCount(q.topic));
+    const std::int32_t partition = bus_.partitionOf(q.topic, q.partition, q.key);
     bool& stopped = cut[{q.topic, partition}];
     if (stopped || scheduler_.rng().chance(40)) {
       stopped = true;
@@ -255,9 +253,7 @@ td::Status MemoryPort::flush(Millis timeout) {
   };
   std::vector<Written> written;
   for (auto& q : queued_) {
-    const std::int32_t partition =
-        q.partition >= 0 ? q.partition
-                         : protocol::partitionFor(q.key, bus_.partitionCount(q.topic));
+    const std::int32_t partition = bus_.partitionOf(q.topic, q.partition, q.key);
     const std::int64_t offset = bus_.append(q.topic, partition, q.key, q.value);
     written.push_back({std::move(q.on_delivery), partition, offset});
   }

@@ -352,7 +352,7 @@ class Run {
         std::string bytes(s_.rng().below(64), '\0');
         for (auto& c : bytes) c = static_cast<char>(s_.rng().below(256));
         say(fmt::format("garbage on {} ({} bytes)", topic, bytes.size()));
-        const auto partition = protocol::partitionFor("garbage", bus_.options().partitions);
+        const auto partition = bus_.partitionOf(topic, -1, "garbage");
         garbage_.push_back({topic, partition, bus_.append(topic, partition, "garbage", bytes)});
         return;
       }
